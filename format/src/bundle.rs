@@ -1,0 +1,343 @@
+//! The evidence bundle: what it holds, where, and its manifest.
+//!
+//! A bundle is a directory (or the same files in one POSIX ustar archive) that carries
+//! everything needed to verify one recording offline:
+//!
+//! ```text
+//! BUNDLE                          the marker line "custody-bundle 1"
+//! README.txt                      how to verify it, in plain words
+//! MANIFEST.sha256                 SHA-256 of every other file, in `sha256sum` format
+//! recording/records.bin           the signed records, in chain order
+//! recording/segments/00000001.age the sealed segments, named by chain position
+//! custody/server-key.txt          the server's public key (`ed25519:…`)
+//! custody/device-certificate.bin  the device's signed certificate
+//! custody/receipts.bin            a signed receipt per stored record
+//! custody/tree-head.bin           the signed log head every proof is against
+//! custody/log-proofs.bin          the log entries about the recording, with inclusion proofs
+//! ```
+//!
+//! The manifest can be checked with `sha256sum -c MANIFEST.sha256` as well as by custody;
+//! it is an index against accidental damage and missing files. What makes the bundle
+//! evidence is the signatures and proofs inside it, checked against a server key the
+//! verifier trusts.
+
+use crate::encoding::{DecodeError, Field, FieldReader, FieldWriter};
+use crate::record::{kind, Hash};
+use crate::report::{code, Check};
+
+/// The marker file's name.
+pub const MARKER: &str = "BUNDLE";
+/// The marker file's exact content.
+pub const MARKER_CONTENT: &str = "custody-bundle 1\n";
+/// The manifest's name.
+pub const MANIFEST: &str = "MANIFEST.sha256";
+/// The plain-language instructions.
+pub const README: &str = "README.txt";
+/// The signed records.
+pub const RECORDS: &str = "recording/records.bin";
+/// The directory of sealed segments.
+pub const SEGMENTS_DIR: &str = "recording/segments";
+/// The server's public key.
+pub const SERVER_KEY: &str = "custody/server-key.txt";
+/// The device certificate.
+pub const DEVICE_CERT: &str = "custody/device-certificate.bin";
+/// The receipts.
+pub const RECEIPTS: &str = "custody/receipts.bin";
+/// The signed tree head.
+pub const TREE_HEAD: &str = "custody/tree-head.bin";
+/// The log entries with their inclusion proofs.
+pub const LOG_PROOFS: &str = "custody/log-proofs.bin";
+/// Longest path in a bundle (ustar's name field without a prefix).
+pub const MAX_PATH_LEN: usize = 100;
+
+/// The path of the sealed segment at chain position `seq`.
+pub fn segment_path(seq: u64) -> String {
+    format!("{SEGMENTS_DIR}/{seq:08}.age")
+}
+
+/// The chain position a segment path names, if it is one.
+pub fn segment_seq(path: &str) -> Option<u64> {
+    let name = path.strip_prefix(SEGMENTS_DIR)?.strip_prefix('/')?.strip_suffix(".age")?;
+    if name.len() < 8 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
+/// Whether `path` may appear in a bundle: relative, `/`-separated, made of `a-z A-Z 0-9 .
+/// _ -`, no empty, `.` or `..` component, at most [`MAX_PATH_LEN`] bytes. Anything else is
+/// refused before a file is opened, so a hostile manifest cannot reach outside the bundle.
+pub fn is_safe_path(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= MAX_PATH_LEN
+        && path.split('/').all(|c| {
+            !c.is_empty()
+                && c != "."
+                && c != ".."
+                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        })
+}
+
+/// One manifest line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// The file's path in the bundle.
+    pub path: String,
+    /// Its SHA-256.
+    pub sha256: Hash,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// A line is not `<64 hex digits><two spaces><path>`.
+    #[error("manifest line {line} is not `<sha256 hex>  <path>`")]
+    Malformed {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// A path that could escape the bundle or is not allowed.
+    #[error("manifest line {line} names an unsafe path")]
+    UnsafePath {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// Paths not in strictly increasing byte order (which also rules out duplicates).
+    #[error("manifest line {line} is out of order or repeats a path")]
+    OutOfOrder {
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The manifest lists itself.
+    #[error("the manifest lists itself")]
+    ListsItself,
+    /// Not UTF-8, or over 4 MiB.
+    #[error("the manifest is not UTF-8 text of at most 4 MiB")]
+    NotText,
+}
+
+/// The manifest: every file of the bundle but itself, sorted by path.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The entries, in increasing path order.
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// A manifest of these files (sorted here).
+    pub fn new(mut entries: Vec<ManifestEntry>) -> Self {
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Manifest { entries }
+    }
+
+    /// The text form: `<hex>  <path>\n` per file, as `sha256sum` writes it.
+    pub fn to_text(&self) -> String {
+        self.entries.iter().map(|e| format!("{}  {}\n", hex::encode(e.sha256), e.path)).collect()
+    }
+
+    /// Parses the text form strictly.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ManifestError> {
+        if bytes.len() > 4 << 20 {
+            return Err(ManifestError::NotText);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotText)?;
+        let mut entries: Vec<ManifestEntry> = Vec::new();
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        if body.is_empty() {
+            return Ok(Manifest::default());
+        }
+        for (i, line) in body.split('\n').enumerate() {
+            let line_no = i + 1;
+            let (hash_hex, path) =
+                line.split_once("  ").ok_or(ManifestError::Malformed { line: line_no })?;
+            let sha256: Hash = hex::decode(hash_hex)
+                .ok()
+                .filter(|_| hash_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                .and_then(|v| v.try_into().ok())
+                .ok_or(ManifestError::Malformed { line: line_no })?;
+            if !is_safe_path(path) {
+                return Err(ManifestError::UnsafePath { line: line_no });
+            }
+            if path == MANIFEST {
+                return Err(ManifestError::ListsItself);
+            }
+            if entries.last().is_some_and(|last| last.path.as_str() >= path) {
+                return Err(ManifestError::OutOfOrder { line: line_no });
+            }
+            entries.push(ManifestEntry { path: path.to_string(), sha256 });
+        }
+        Ok(Manifest { entries })
+    }
+
+    /// Compares the manifest with the files actually present (path and SHA-256 of each,
+    /// the manifest itself excluded): one check per problem, or one `ok` check.
+    pub fn check(&self, present: &[(String, Hash)]) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for e in &self.entries {
+            match present.iter().find(|(p, _)| *p == e.path) {
+                None => checks.push(Check::new(
+                    code::BUNDLE_FILE_MISSING,
+                    format!("{} is listed in the manifest but absent", e.path),
+                )),
+                Some((_, h)) if *h != e.sha256 => checks.push(Check::new(
+                    code::BUNDLE_FILE_MISMATCH,
+                    format!("{} does not match its hash in the manifest", e.path),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (p, _) in present {
+            if p != MANIFEST && !self.entries.iter().any(|e| e.path == *p) {
+                checks.push(Check::new(
+                    code::BUNDLE_FILE_UNLISTED,
+                    format!("{p} is in the bundle but not in the manifest"),
+                ));
+            }
+        }
+        if checks.is_empty() {
+            checks.push(Check::new(
+                code::BUNDLE_MANIFEST_VALID,
+                format!("all {} files match the manifest", self.entries.len()),
+            ));
+        }
+        checks
+    }
+}
+
+const LP_INDEX: Field = Field { tag: 1, name: "log_index" };
+const LP_ENTRY: Field = Field { tag: 2, name: "entry" };
+const LP_PATH: Field = Field { tag: 3, name: "path" };
+const LP_HASH: Field = Field { tag: 1, name: "hash" };
+
+/// A custody-log entry as a bundle carries it: its index, its exact encoding, and its
+/// inclusion proof against the bundle's tree head. Unsigned: the proof and the signed head
+/// are what bind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogProof {
+    /// Index of the entry in the log.
+    pub log_index: u64,
+    /// The entry's encoding (a [`crate::log::LogEntry`] object).
+    pub entry: Vec<u8>,
+    /// The RFC 9162 inclusion path, leaf to root.
+    pub path: Vec<Hash>,
+}
+
+impl LogProof {
+    /// Encodes it (object kind 20).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = FieldWriter::new();
+        let path: Vec<Vec<u8>> = self
+            .path
+            .iter()
+            .map(|h| {
+                let mut item = FieldWriter::new();
+                item.raw(LP_HASH, h);
+                item.into_bytes()
+            })
+            .collect();
+        w.u64(LP_INDEX, self.log_index).raw(LP_ENTRY, &self.entry).list(LP_PATH, &path);
+        w.into_object(kind::LOG_PROOF)
+    }
+
+    /// Reads one from the front of `input`.
+    pub fn read(input: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
+        let (k, _, body, rest) = crate::encoding::split_object(input)?;
+        if k != kind::LOG_PROOF {
+            return Err(DecodeError::WrongKind { expected: "log proof", found: k });
+        }
+        let mut r = FieldReader::new("log proof", body)?;
+        let log_index = r.u64(LP_INDEX)?;
+        let entry = r.required(LP_ENTRY)?.to_vec();
+        let path = r
+            .list(LP_PATH)?
+            .into_iter()
+            .map(|item| {
+                let mut ir = FieldReader::new("proof hash", item)?;
+                let h = ir.array(LP_HASH)?;
+                ir.finish()?;
+                Ok(h)
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        r.finish()?;
+        Ok((LogProof { log_index, entry, path }, rest))
+    }
+
+    /// Parses a concatenation (a bundle's `custody/log-proofs.bin`).
+    pub fn parse_all(mut input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
+        let mut out = Vec::new();
+        while !input.is_empty() {
+            let (v, rest) = Self::read(input).map_err(|e| (out.len(), e))?;
+            out.push(v);
+            input = rest;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_is_sha256sum_format() {
+        let m = Manifest::new(vec![
+            ManifestEntry { path: RECORDS.into(), sha256: [2; 32] },
+            ManifestEntry { path: MARKER.into(), sha256: [1; 32] },
+        ]);
+        let text = m.to_text();
+        assert!(text.starts_with(&format!("{}  BUNDLE\n", hex::encode([1u8; 32]))));
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn hostile_manifests_are_refused() {
+        let h = hex::encode([0xabu8; 32]);
+        for (text, want) in [
+            (format!("{h}  ../etc/passwd\n"), ManifestError::UnsafePath { line: 1 }),
+            (format!("{h}  /abs\n"), ManifestError::UnsafePath { line: 1 }),
+            (format!("{h}  a//b\n"), ManifestError::UnsafePath { line: 1 }),
+            (format!("{h}  b\n{h}  a\n"), ManifestError::OutOfOrder { line: 2 }),
+            (format!("{h}  a\n{h}  a\n"), ManifestError::OutOfOrder { line: 2 }),
+            (format!("{h} a\n"), ManifestError::Malformed { line: 1 }),
+            (format!("{}  a\n", h.to_uppercase()), ManifestError::Malformed { line: 1 }),
+            (format!("{h}  MANIFEST.sha256\n"), ManifestError::ListsItself),
+        ] {
+            assert_eq!(Manifest::parse(text.as_bytes()).unwrap_err(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn manifest_check_names_each_problem() {
+        let m = Manifest::new(vec![
+            ManifestEntry { path: "a".into(), sha256: [1; 32] },
+            ManifestEntry { path: "b".into(), sha256: [2; 32] },
+        ]);
+        let codes = |present: &[(String, Hash)]| -> Vec<&str> {
+            m.check(present).into_iter().map(|c| c.code).collect()
+        };
+        assert_eq!(codes(&[("a".into(), [1; 32]), ("b".into(), [2; 32])]), vec![code::BUNDLE_MANIFEST_VALID]);
+        assert_eq!(codes(&[("a".into(), [1; 32])]), vec![code::BUNDLE_FILE_MISSING]);
+        assert_eq!(codes(&[("a".into(), [9; 32]), ("b".into(), [2; 32])]), vec![code::BUNDLE_FILE_MISMATCH]);
+        assert_eq!(
+            codes(&[("a".into(), [1; 32]), ("b".into(), [2; 32]), ("c".into(), [3; 32])]),
+            vec![code::BUNDLE_FILE_UNLISTED]
+        );
+    }
+
+    #[test]
+    fn segment_paths_round_trip() {
+        assert_eq!(segment_path(7), "recording/segments/00000007.age");
+        assert_eq!(segment_seq(&segment_path(123_456_789)), Some(123_456_789));
+        assert_eq!(segment_seq("recording/segments/7.age"), None);
+        assert!(is_safe_path(&segment_path(1)));
+    }
+
+    #[test]
+    fn log_proof_round_trips() {
+        let p = LogProof { log_index: 5, entry: vec![1, 2, 3], path: vec![[7; 32], [8; 32]] };
+        let bytes = p.encode();
+        let (q, rest) = LogProof::read(&bytes).unwrap();
+        assert_eq!((q, rest.len()), (p, 0));
+    }
+}

@@ -1,0 +1,232 @@
+//! Verification reports: every check with a stable code, a state and a plain sentence,
+//! and an overall verdict.
+//!
+//! A verification outcome is a report, not an error: `Err` is kept for "could not run".
+//! The codes are stable identifiers that scripts and courts can rely on; every one is
+//! listed in [`CODES`] and documented in `docs/verification-codes.md` (a test keeps the two
+//! in step).
+
+use serde::Serialize;
+
+/// How one check came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckState {
+    /// Passed.
+    Ok,
+    /// Not tampering, but something a reader must know (a cut-off recording, a clock that
+    /// stepped back).
+    Warning,
+    /// Failed: the evidence is not what it claims to be.
+    Failure,
+    /// Could not be checked, for the reason given.
+    NotChecked,
+}
+
+/// One check's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// Stable code, e.g. `record.signature.invalid`.
+    pub code: &'static str,
+    /// Outcome.
+    pub state: CheckState,
+    /// What was found, in a plain sentence.
+    pub message: String,
+    /// The chain position it concerns, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl Check {
+    /// A check whose state is the one its code is catalogued with.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        let state = code_info(code).map_or(CheckState::Failure, |c| c.state);
+        Check { code, state, message: message.into(), seq: None }
+    }
+
+    /// The same check, about chain position `seq`.
+    pub fn at(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+}
+
+/// The overall verdict, in the words the report uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every check passed and the recording has its end record.
+    IntactComplete,
+    /// Every check passed up to the last record, and there is no end record: the recording
+    /// was cut off (a seized or dead device looks like this). Everything up to there is
+    /// proven; this is not tampering.
+    IntactCutOff {
+        /// The last chain position present.
+        last_seq: u64,
+        /// Device time of the last packet of the last segment, µs since the epoch.
+        last_wall_us: i64,
+    },
+    /// At least one check failed.
+    Tampered,
+    /// Something needed for verification was missing.
+    CouldNotCheck,
+}
+
+impl Verdict {
+    /// The verdict that `checks` lead to. `cut_off` carries the last position and time of a
+    /// chain without an end record.
+    pub fn from_checks(checks: &[Check], cut_off: Option<(u64, i64)>) -> Verdict {
+        if checks.iter().any(|c| c.state == CheckState::Failure) {
+            Verdict::Tampered
+        } else if checks.iter().any(|c| c.state == CheckState::NotChecked) {
+            Verdict::CouldNotCheck
+        } else if let Some((last_seq, last_wall_us)) = cut_off {
+            Verdict::IntactCutOff { last_seq, last_wall_us }
+        } else {
+            Verdict::IntactComplete
+        }
+    }
+
+    /// The verdict in one plain sentence.
+    pub fn sentence(&self) -> String {
+        match self {
+            Verdict::IntactComplete => {
+                "Intact and complete: every record is signed, every segment is present and \
+                 unaltered, and the recording ends with its end record."
+                    .into()
+            }
+            Verdict::IntactCutOff { last_seq, .. } => format!(
+                "Intact but cut off after record {last_seq}: everything up to there is proven \
+                 unaltered, and there is no end record, as when a device is seized or dies \
+                 while recording. This is not a sign of tampering."
+            ),
+            Verdict::Tampered => {
+                "Tampered or invalid: at least one check failed; the failures below say what \
+                 and where."
+                    .into()
+            }
+            Verdict::CouldNotCheck => {
+                "Could not check: something needed for verification is missing; see the \
+                 checks marked not-checked."
+                    .into()
+            }
+        }
+    }
+}
+
+/// A documented code: its stable name, the state it reports and what it means.
+#[derive(Clone, Copy, Debug)]
+pub struct CodeInfo {
+    /// The code.
+    pub code: &'static str,
+    /// The state a check with this code has.
+    pub state: CheckState,
+    /// What it means.
+    pub meaning: &'static str,
+}
+
+/// The catalogue entry for `code`.
+pub fn code_info(code: &str) -> Option<&'static CodeInfo> {
+    CODES.iter().find(|c| c.code == code)
+}
+
+macro_rules! codes {
+    ($($name:ident = $code:literal, $state:ident, $meaning:literal;)+) => {
+        /// Constants for every stable code.
+        pub mod code {
+            $(#[doc = $meaning] pub const $name: &str = $code;)+
+        }
+        /// Every code this crate can report, with its state and meaning.
+        pub const CODES: &[CodeInfo] = &[
+            $(CodeInfo { code: $code, state: CheckState::$state, meaning: $meaning },)+
+        ];
+    };
+}
+
+codes! {
+    BUNDLE_MANIFEST_VALID = "bundle.manifest.valid", Ok,
+        "Every file of the bundle is listed in its manifest with a matching SHA-256.";
+    BUNDLE_MANIFEST_INVALID = "bundle.manifest.invalid", Failure,
+        "The manifest is missing or cannot be read (malformed line, unsafe path, wrong order).";
+    BUNDLE_FILE_MISSING = "bundle.file.missing", Failure,
+        "A file listed in the manifest is absent.";
+    BUNDLE_FILE_MISMATCH = "bundle.file.mismatch", Failure,
+        "A file's SHA-256 differs from the manifest's.";
+    BUNDLE_FILE_UNLISTED = "bundle.file.unlisted", Failure,
+        "The bundle holds a file the manifest does not list.";
+    CHAIN_EMPTY = "chain.empty", NotChecked,
+        "There are no records to check.";
+    RECORD_PARSE_FAILED = "record.parse.failed", Failure,
+        "A record could not be read; the message gives the position and the decoding error.";
+    RECORD_SIGNATURE_VALID = "record.signature.valid", Ok,
+        "Every record carries a valid Ed25519 signature by the recording's device key.";
+    RECORD_SIGNATURE_INVALID = "record.signature.invalid", Failure,
+        "A record's signature does not verify with the device key over its exact bytes.";
+    RECORD_DEVICE_KEY_MISMATCH = "record.device_key.mismatch", Failure,
+        "The header names a different device key from the one the recording must be signed by.";
+    RECORD_RECORDING_ID_MISMATCH = "record.recording_id.mismatch", Failure,
+        "A record names a different recording from the header's (spliced from another recording).";
+    CHAIN_HEADER_MISSING = "chain.header.missing", Failure,
+        "The chain does not begin with a recording header.";
+    CHAIN_HEADER_MISPLACED = "chain.header.misplaced", Failure,
+        "A recording header appears after the first position.";
+    CHAIN_LINK_VALID = "chain.link.valid", Ok,
+        "Every record links to the hash of the record before it.";
+    CHAIN_LINK_BROKEN = "chain.link.broken", Failure,
+        "A record's previous-record hash does not match the record before it.";
+    CHAIN_GAP = "chain.gap", Failure,
+        "One or more chain positions are missing between the header and the last record.";
+    CHAIN_DUPLICATE = "chain.duplicate", Failure,
+        "A chain position occurs more than once.";
+    CHAIN_REORDERED = "chain.reordered", Failure,
+        "Records are not in chain order.";
+    CHAIN_AFTER_END = "chain.after_end", Failure,
+        "Records follow the end record.";
+    CHAIN_STREAMS_MISMATCH = "chain.streams.mismatch", Failure,
+        "A segment record counts packets for a different number of streams than the header lists.";
+    CHAIN_END_PRESENT = "chain.end.present", Ok,
+        "The recording ends with an end record whose totals match its segments.";
+    CHAIN_END_MISSING = "chain.end.missing", Warning,
+        "There is no end record: the recording was cut off. Everything before the cut is still proven.";
+    CHAIN_END_TOTALS_MISMATCH = "chain.end.totals.mismatch", Failure,
+        "The end record's totals differ from the segment records.";
+    TIME_DEVICE_MONOTONIC = "time.device.monotonic", Ok,
+        "The device's clock never runs backwards across the records.";
+    TIME_DEVICE_BACKWARDS = "time.device.backwards", Warning,
+        "The device clock runs backwards between records (the device clock is untrusted; receipts time the evidence).";
+    MEDIA_CONTINUOUS = "media.continuous", Ok,
+        "Each segment's media time starts where the previous one ended (within 100 ms).";
+    MEDIA_DISCONTINUITY = "media.discontinuity", Warning,
+        "A segment's media time does not continue from the previous segment's (more than 100 ms apart).";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        for (i, c) in CODES.iter().enumerate() {
+            assert!(CODES[..i].iter().all(|o| o.code != c.code), "duplicate {}", c.code);
+            assert!(c.code.chars().all(|ch| ch.is_ascii_lowercase() || ch == '.' || ch == '_'));
+            assert!(c.code.contains('.'));
+        }
+    }
+
+    #[test]
+    fn verdict_order_failure_then_not_checked_then_cut_off() {
+        let ok = Check::new(code::CHAIN_LINK_VALID, "");
+        let fail = Check::new(code::CHAIN_GAP, "");
+        let missing = Check::new(code::CHAIN_EMPTY, "");
+        assert_eq!(Verdict::from_checks(&[ok.clone()], None), Verdict::IntactComplete);
+        assert_eq!(
+            Verdict::from_checks(&[ok.clone()], Some((4, 9))),
+            Verdict::IntactCutOff { last_seq: 4, last_wall_us: 9 }
+        );
+        assert_eq!(
+            Verdict::from_checks(&[ok.clone(), missing.clone()], None),
+            Verdict::CouldNotCheck
+        );
+        assert_eq!(Verdict::from_checks(&[missing, fail, ok], Some((1, 1))), Verdict::Tampered);
+    }
+}

@@ -153,7 +153,9 @@ impl Manifest {
                 line.split_once("  ").ok_or(ManifestError::Malformed { line: line_no })?;
             let sha256: Hash = hex::decode(hash_hex)
                 .ok()
-                .filter(|_| hash_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                .filter(|_| {
+                    hash_hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                })
                 .and_then(|v| v.try_into().ok())
                 .ok_or(ManifestError::Malformed { line: line_no })?;
             if !is_safe_path(path) {
@@ -316,9 +318,15 @@ mod tests {
         let codes = |present: &[(String, Hash)]| -> Vec<&str> {
             m.check(present).into_iter().map(|c| c.code).collect()
         };
-        assert_eq!(codes(&[("a".into(), [1; 32]), ("b".into(), [2; 32])]), vec![code::BUNDLE_MANIFEST_VALID]);
+        assert_eq!(
+            codes(&[("a".into(), [1; 32]), ("b".into(), [2; 32])]),
+            vec![code::BUNDLE_MANIFEST_VALID]
+        );
         assert_eq!(codes(&[("a".into(), [1; 32])]), vec![code::BUNDLE_FILE_MISSING]);
-        assert_eq!(codes(&[("a".into(), [9; 32]), ("b".into(), [2; 32])]), vec![code::BUNDLE_FILE_MISMATCH]);
+        assert_eq!(
+            codes(&[("a".into(), [9; 32]), ("b".into(), [2; 32])]),
+            vec![code::BUNDLE_FILE_MISMATCH]
+        );
         assert_eq!(
             codes(&[("a".into(), [1; 32]), ("b".into(), [2; 32]), ("c".into(), [3; 32])]),
             vec![code::BUNDLE_FILE_UNLISTED]

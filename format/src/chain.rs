@@ -371,7 +371,10 @@ fn check_records(report: &mut ChainReport, device_key: Option<&PublicKey>) {
                 );
             }
             if let Record::End(end) = ordered[pos].record() {
-                check_totals(checks, end, &segments);
+                // Only what the end record closes counts towards its totals.
+                let closed: Vec<&SegmentRecord> =
+                    segments.iter().copied().filter(|s| s.seq < end.seq).collect();
+                check_totals(checks, end, &closed);
             }
         }
         None => {

@@ -141,6 +141,29 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// A stable kebab-case name for the kind of error, as the test vectors spell it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::BadMagic { .. } => "bad-magic",
+            DecodeError::UnsupportedVersion(_) => "unsupported-version",
+            DecodeError::UnknownKind(_) => "unknown-kind",
+            DecodeError::WrongKind { .. } => "wrong-kind",
+            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::TrailingBytes { .. } => "trailing-bytes",
+            DecodeError::DuplicateField { .. } => "duplicate-field",
+            DecodeError::FieldOutOfOrder { .. } => "field-out-of-order",
+            DecodeError::UnknownField { .. } => "unknown-field",
+            DecodeError::MissingField { .. } => "missing-field",
+            DecodeError::FieldLength { .. } => "field-length",
+            DecodeError::InvalidUtf8 { .. } => "invalid-utf8",
+            DecodeError::TooLong { .. } => "too-long",
+            DecodeError::InvalidValue { .. } => "invalid-value",
+        }
+    }
+}
+
 /// A tag and the name used for it in errors and in `docs/format.md`.
 #[derive(Clone, Copy, Debug)]
 pub struct Field {

@@ -1,0 +1,175 @@
+//! What the capture hands to the vault: the recording's stream parameters, its segments and
+//! the end event.
+
+use custody_format::digest::{MediaKind, PacketDigest};
+
+/// Why a segment ended where it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CutReason {
+    /// The first video keyframe after the target duration (or, for a recording without
+    /// video, the first packet after it) started the next segment.
+    Keyframe,
+    /// Keyframes stopped coming and the cap forced a cut at a packet that is not a
+    /// keyframe; the next segment does not start with one and may not decode alone.
+    ForcedCap,
+    /// The recording ended (stopped, input ended or failed) and this is its last segment.
+    Final,
+}
+
+/// One stream of the recording, as the header record describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamParams {
+    /// Pictures or sound.
+    pub kind: MediaKind,
+    /// FFmpeg's short codec name of the stream as recorded (`h264`, `aac`, …).
+    pub codec: String,
+    /// Picture width in pixels (0 for audio).
+    pub width: u32,
+    /// Picture height in pixels (0 for audio).
+    pub height: u32,
+    /// Average frame rate as a fraction (`(0, 1)` when unknown or for audio).
+    pub frame_rate: (i32, i32),
+    /// Samples per second (0 for video).
+    pub sample_rate: u32,
+    /// Audio channels (0 for video).
+    pub channels: u32,
+    /// The time base of the stream's timestamps in the recorded container.
+    pub time_base: (i32, i32),
+    /// Whether capture re-encoded this stream (raw or MJPEG device input) rather than
+    /// copying the coded packets as they came.
+    pub encoded: bool,
+}
+
+/// The recording has started: what is being recorded and from when.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    /// The device's wall clock at the start, microseconds since the Unix epoch (UTC).
+    pub start_utc_us: i64,
+    /// FFmpeg's name of the input format (`mov,mp4,m4a,3gp,3g2,mj2`, `mpegts`, `lavfi`, …).
+    pub input_format: String,
+    /// The muxer the segments are written with (`mpegts` or `mp4`).
+    pub container: String,
+    /// The recorded streams, in the order of their indices in the segments.
+    pub streams: Vec<StreamParams>,
+    /// Human-readable notes the header should keep (e.g. which encoder was used, which
+    /// input streams were left out).
+    pub notes: Vec<String>,
+}
+
+/// Where a segment starts, as [`crate::digest_file`] needs it to cut another copy of the
+/// same media at the same place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Boundary {
+    /// Media time of the packet that opened the segment, in microseconds.
+    pub start_us: i64,
+    /// Whether that packet was a video keyframe (false after a forced cut, and for
+    /// recordings without video).
+    pub at_keyframe: bool,
+}
+
+/// One cut of the recording: bytes that play alone, and everything the record needs.
+#[derive(Clone, PartialEq)]
+pub struct Segment {
+    /// 1-based position in the recording.
+    pub seq: u64,
+    /// The container bytes, as muxed (MPEG-TS by default). For fragmented MP4, segment 1
+    /// begins with the initialisation segment.
+    pub bytes: Vec<u8>,
+    /// SHA-256 of `bytes`, computed as the muxer wrote them.
+    pub sha256: [u8; 32],
+    /// The packet digest of the segment's media packets (`docs/format.md`).
+    pub packet_digest: PacketDigest,
+    /// Where the segment starts (for cutting another copy of the media the same way).
+    pub boundary: Boundary,
+    /// Earliest presentation time of its packets, microseconds, in the input's timeline.
+    pub media_start_us: i64,
+    /// Latest presentation time plus duration of its packets, microseconds.
+    pub media_end_us: i64,
+    /// Packets per stream, in the order of [`Started::streams`].
+    pub packet_counts: Vec<u64>,
+    /// Video frames (packets of the video stream) in the segment.
+    pub video_frames: u64,
+    /// Packets whose timestamps were missing or out of order and were repaired.
+    pub repaired_timestamps: u64,
+    /// The device's wall clock when the first packet was read, µs since the epoch (UTC).
+    pub first_packet_utc_us: i64,
+    /// The device's wall clock when the last packet was read, µs since the epoch (UTC).
+    pub last_packet_utc_us: i64,
+    /// The device's wall clock when the segment was cut and handed over, µs since the
+    /// epoch; minus `last_packet_utc_us`, it is the segmenter's latency.
+    pub emitted_utc_us: i64,
+    /// Why it ended where it did.
+    pub cut: CutReason,
+}
+
+impl Segment {
+    /// Length of the plaintext segment in bytes.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Whether the segment holds no bytes (never true of an emitted segment).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes are media; their length and hash say everything a log needs.
+        f.debug_struct("Segment")
+            .field("seq", &self.seq)
+            .field("len", &self.bytes.len())
+            .field("sha256", &hex::encode(self.sha256))
+            .field("packet_digest", &self.packet_digest)
+            .field("boundary", &self.boundary)
+            .field("media_start_us", &self.media_start_us)
+            .field("media_end_us", &self.media_end_us)
+            .field("packet_counts", &self.packet_counts)
+            .field("video_frames", &self.video_frames)
+            .field("repaired_timestamps", &self.repaired_timestamps)
+            .field("first_packet_utc_us", &self.first_packet_utc_us)
+            .field("last_packet_utc_us", &self.last_packet_utc_us)
+            .field("emitted_utc_us", &self.emitted_utc_us)
+            .field("cut", &self.cut)
+            .finish()
+    }
+}
+
+/// Why the recording ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// [`crate::StopHandle::stop`] was called (Ctrl-C, the user pressed stop).
+    Stopped,
+    /// The input reached its end (end of file, or a live sender closed the stream).
+    InputEnded,
+    /// The recording could not go on; the message says why. Every segment completed
+    /// before the fault was emitted, and so was the partial one the fault cut short.
+    Error(String),
+}
+
+/// The last event of every recording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct End {
+    /// Why it ended.
+    pub reason: EndReason,
+    /// Segments emitted.
+    pub segments: u64,
+    /// The device's wall clock at the end, µs since the epoch (UTC).
+    pub end_utc_us: i64,
+}
+
+/// What a running capture reports, in order: at most one `Started`, any number of
+/// `Segment`s, and exactly one `End`.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The input is open and the muxer has written its header.
+    Started(Started),
+    /// A segment was cut.
+    Segment(Segment),
+    /// The recording is over; no event follows.
+    End(End),
+}

@@ -1,8 +1,67 @@
 //! Live media ingest: the only crate of custody that links FFmpeg.
 //!
-//! `custody-capture` will turn whatever an observer has — a webcam through libavdevice, a
+//! `custody-capture` turns whatever an observer has — a webcam through libavdevice, a
 //! phone streaming over SRT, RTMP, RTSP or UDP MPEG-TS, or a file already recorded — into a
 //! bounded stream of short, independently playable segments cut at keyframes. Each segment
-//! is muxed into memory (never to disk), hashed as its bytes are written, given its packet
-//! digest (see `docs/format.md`) and stamped with the device's wall-clock time, ready for
-//! the vault to seal and sign.
+//! is muxed into memory (never to disk) by one continuous muxer, hashed as its bytes are
+//! written, given its packet digest (`docs/format.md`) and stamped with the device's
+//! wall-clock time, ready for the vault to seal and sign.
+//!
+//! ```no_run
+//! use custody_capture::{Capture, Event, Settings, Source};
+//! let capture = Capture::start(Source::file("clip.mp4"), Settings::default());
+//! for event in capture {
+//!     match event {
+//!         Event::Started(s) => println!("streams: {:?}", s.streams),
+//!         Event::Segment(seg) => println!("segment {} of {} bytes", seg.seq, seg.len()),
+//!         Event::End(end) => println!("ended: {:?}", end.reason),
+//!         _ => {}
+//!     }
+//! }
+//! ```
+//!
+//! [`digest_file`] computes the packet digests of any media file cut where a recording's
+//! segments were cut, so an original from the phone can be matched against the recording.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bsf;
+mod clock;
+mod encode;
+mod file_digest;
+mod input;
+mod interleave;
+mod lane;
+mod muxer;
+mod recorder;
+mod segment;
+mod settings;
+mod sink;
+
+pub use bsf::BsfError;
+pub use custody_format::digest::{MediaKind, PacketDigest};
+pub use encode::EncodeError;
+pub use file_digest::{digest_file, FileDigestError, FileSegmentDigest};
+pub use input::InputError;
+pub use lane::StreamError;
+pub use muxer::MuxError;
+pub use recorder::{Capture, CaptureError, StopHandle};
+pub use segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started, StreamParams};
+pub use settings::{Container, Settings, Source};
+
+/// Registers FFmpeg's devices and formats once per process.
+pub(crate) fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // `init` only registers (devices, network); it has no failure that matters here.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::format::network::init();
+    });
+}
+
+/// A timestamp in `time_base` units, in microseconds (saturating).
+pub(crate) fn recorder_time(v: i64, time_base: ffmpeg_next::Rational) -> i64 {
+    let den = i128::from(time_base.denominator()).max(1);
+    let us = i128::from(v) * i128::from(time_base.numerator()) * 1_000_000 / den;
+    i64::try_from(us).unwrap_or(if us < 0 { i64::MIN } else { i64::MAX })
+}

@@ -250,9 +250,13 @@ impl FieldWriter {
     }
 }
 
+/// An object split off the front of an input: `(kind, whole object bytes, body, rest of
+/// the input)`.
+pub type Split<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
 /// Splits `input` into the first object and the rest. Checks magic, version, and length
-/// limits; returns `(kind, whole object bytes, body, rest)`.
-pub fn split_object(input: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8]), DecodeError> {
+/// limits.
+pub fn split_object(input: &[u8]) -> Result<Split<'_>, DecodeError> {
     if input.len() < HEADER_LEN {
         return Err(DecodeError::Truncated {
             what: "object header",

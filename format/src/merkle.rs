@@ -6,9 +6,9 @@
 //! proof). Leaves and interior nodes are hashed under different one-byte prefixes (0x00,
 //! 0x01), so a leaf can never be passed off as a node.
 //!
-//! The generators take the leaf hashes in log order and are O(n) with constant stack
-//! depth; the verifiers follow the step lists of RFC 9162 §2.1.3.2 and §2.1.4.2 exactly and
-//! touch only the proof. A tree size is not bound into any hash: it is authenticated by the
+//! The generators take the leaf hashes in log order and run in O(n) without recursion; the
+//! verifiers follow the step lists of RFC 9162 §2.1.3.2 and §2.1.4.2 exactly and need
+//! nothing but the proof, the sizes and the roots. A tree size is not bound into any hash: it is authenticated by the
 //! signed tree head, and a verifier must take it from there. The byte-level specification
 //! is the "Merkle tree" section of `docs/format.md`; `tests/merkle_kat.rs` checks this
 //! module against published RFC 6962 vectors.
@@ -343,49 +343,47 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
-/// Length of PATH(index, D_tree_size), for error messages; 0 when index is out of range.
-fn inclusion_proof_len(index: u64, tree_size: u64) -> usize {
-    let (mut m, mut n, mut len) = (index, tree_size, 0);
-    if m >= n {
-        return 0;
-    }
-    while n > 1 {
-        let k = split(n);
-        if m < k {
-            n = k;
-        } else {
-            m -= k;
-            n -= k;
+/// How many hashes the loops of RFC 9162 §2.1.3.2 step 4 and §2.1.4.2 step 6 consume,
+/// starting from `f_n` and `s_n`, before `s_n` reaches 0: the one length that can verify.
+fn path_len(mut f_n: u64, mut s_n: u64) -> usize {
+    let mut len = 0;
+    while s_n != 0 {
+        while f_n & 1 == 0 && f_n == s_n && f_n != 0 {
+            f_n >>= 1;
+            s_n >>= 1;
         }
+        f_n >>= 1;
+        s_n >>= 1;
         len += 1;
     }
     len
 }
 
-/// Length of PROOF(old_size, D_new_size) (0 for the trivial cases), for error messages.
-fn consistency_proof_len(old_size: u64, new_size: u64) -> usize {
-    let (mut m, mut n, mut known, mut len) = (old_size, new_size, true, 0);
-    if m == 0 || m >= n {
+/// The length of a valid inclusion proof, for error reports (0 if `index` is out of range).
+fn inclusion_proof_len(index: u64, tree_size: u64) -> usize {
+    if index >= tree_size {
         return 0;
     }
-    while m < n {
-        let k = split(n);
-        if m <= k {
-            n = k;
-        } else {
-            m -= k;
-            n -= k;
-            known = false;
-        }
-        len += 1;
+    path_len(index, tree_size - 1)
+}
+
+/// The length of a valid consistency proof, for error reports (0 for the trivial cases).
+fn consistency_proof_len(old_size: u64, new_size: u64) -> usize {
+    if old_size == 0 || old_size >= new_size {
+        return 0;
     }
-    len + usize::from(!known)
+    // Steps 1-5: shift past fn's trailing ones; the first hash seeds fr and sr unless it is
+    // the old root itself.
+    let t = (old_size - 1).trailing_ones();
+    let (f_n, s_n) = ((old_size - 1).checked_shr(t), (new_size - 1).checked_shr(t));
+    path_len(f_n.unwrap_or(0), s_n.unwrap_or(0)) + usize::from(!old_size.is_power_of_two())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use MerkleError::{ProofWrongLength, RootMismatch};
 
     type H = [u8; 32];
 
@@ -401,14 +399,11 @@ mod tests {
 
     // RFC 9162 §2.1.1, §2.1.3.1 and §2.1.4.1 transcribed recursively, to cross-check.
     fn ref_mth(d: &[H]) -> H {
-        match d.len() {
-            0 => empty_root(),
-            1 => d[0],
-            n => {
-                let k = split(n as u64) as usize;
-                node_hash(&ref_mth(&d[..k]), &ref_mth(&d[k..]))
-            }
+        if d.len() < 2 {
+            return d.first().copied().unwrap_or_else(empty_root);
         }
+        let k = split(d.len() as u64) as usize;
+        node_hash(&ref_mth(&d[..k]), &ref_mth(&d[k..]))
     }
     fn ref_path(m: usize, d: &[H]) -> Vec<H> {
         if d.len() <= 1 {
@@ -546,33 +541,33 @@ mod tests {
             d in prop::collection::vec(any::<H>(), 0..300),
             byte in any::<usize>(), bit in any::<u8>(), other in any::<u64>(),
         ) {
-            let n = d.len() as u64;
-            let r = root(&d);
+            let (n, r) = (d.len() as u64, root(&d));
             for (i, leaf) in (0..n).zip(&d) {
-                let proof = inclusion_proof(&d, i).unwrap();
-                prop_assert_eq!(verify_inclusion(leaf, i, n, &proof, &r), Ok(()));
-                let mismatch = Err(MerkleError::RootMismatch);
-                prop_assert_eq!(verify_inclusion(&flip(leaf, byte, bit), i, n, &proof, &r), mismatch.clone());
-                prop_assert_eq!(verify_inclusion(leaf, i, n, &proof, &flip(&r, byte, bit)), mismatch.clone());
-                for j in 0..proof.len() {
-                    let mut bad = proof.clone();
+                let p = inclusion_proof(&d, i).unwrap();
+                let len = p.len();
+                prop_assert_eq!(verify_inclusion(leaf, i, n, &p, &r), Ok(()));
+                let bad_leaf = flip(leaf, byte, bit);
+                prop_assert_eq!(verify_inclusion(&bad_leaf, i, n, &p, &r), Err(RootMismatch));
+                let bad_root = flip(&r, byte, bit);
+                prop_assert_eq!(verify_inclusion(leaf, i, n, &p, &bad_root), Err(RootMismatch));
+                for j in 0..len {
+                    let mut bad = p.clone();
                     bad[j] = flip(&bad[j], byte, bit);
-                    prop_assert_eq!(verify_inclusion(leaf, i, n, &bad, &r), mismatch.clone());
+                    prop_assert_eq!(verify_inclusion(leaf, i, n, &bad, &r), Err(RootMismatch));
                 }
-                let wrong = Err(MerkleError::ProofWrongLength { len: proof.len() + 1, expected: proof.len() });
-                prop_assert_eq!(verify_inclusion(leaf, i, n, &[proof.clone(), vec![r]].concat(), &r), wrong);
-                if let Some((_, short)) = proof.split_last() {
-                    let wrong = Err(MerkleError::ProofWrongLength { len: short.len(), expected: proof.len() });
-                    prop_assert_eq!(verify_inclusion(leaf, i, n, short, &r), wrong);
+                let long = [&p[..], &[r]].concat();
+                let wrong = ProofWrongLength { len: len + 1, expected: len };
+                prop_assert_eq!(verify_inclusion(leaf, i, n, &long, &r), Err(wrong));
+                if len > 0 {
+                    let wrong = ProofWrongLength { len: len - 1, expected: len };
+                    prop_assert_eq!(verify_inclusion(leaf, i, n, &p[1..], &r), Err(wrong));
                 }
                 for j in [i.wrapping_sub(1), i + 1, i ^ 2, other % (n + 1)] {
-                    if j != i {
-                        prop_assert!(verify_inclusion(leaf, j, n, &proof, &r).is_err());
-                    }
+                    prop_assert_eq!(verify_inclusion(leaf, j, n, &p, &r).is_ok(), j == i);
                 }
                 for size in [n - 1, n + 1, n * 2, n / 2, other] {
                     let same = inclusion_shape(i, size) == inclusion_shape(i, n);
-                    prop_assert_eq!(verify_inclusion(leaf, i, size, &proof, &r).is_ok(), same);
+                    prop_assert_eq!(verify_inclusion(leaf, i, size, &p, &r).is_ok(), same);
                 }
             }
         }
@@ -580,34 +575,38 @@ mod tests {
         #[test]
         fn consistency_proofs_verify_and_bind_everything_but_the_shape(
             d in prop::collection::vec(any::<H>(), 0..300),
+            olds in prop::collection::vec(any::<prop::sample::Index>(), 1..40),
             byte in any::<usize>(), bit in any::<u8>(), other in any::<u64>(),
         ) {
-            let n = d.len() as u64;
-            let new = root(&d);
-            for m in 0..=n {
+            let (n, new) = (d.len() as u64, root(&d));
+            for m in olds.iter().map(|x| x.index(d.len() + 1) as u64) {
                 let old = root(&d[..m as usize]);
-                let proof = consistency_proof(&d, m, n).unwrap();
-                prop_assert_eq!(verify_consistency(m, n, &old, &new, &proof), Ok(()));
+                let p = consistency_proof(&d, m, n).unwrap();
+                let len = p.len();
+                prop_assert_eq!(verify_consistency(m, n, &old, &new, &p), Ok(()));
                 if m == 0 || m == n {
-                    prop_assert!(proof.is_empty());
+                    prop_assert_eq!(len, 0);
                     continue;
                 }
-                let mismatch = Err(MerkleError::RootMismatch);
-                prop_assert_eq!(verify_consistency(m, n, &flip(&old, byte, bit), &new, &proof), mismatch.clone());
-                prop_assert_eq!(verify_consistency(m, n, &old, &flip(&new, byte, bit), &proof), mismatch);
-                prop_assert!(verify_consistency(m, n, &new, &old, &proof).is_err());
-                for j in 0..proof.len() {
-                    let mut bad = proof.clone();
+                let (bad_old, bad_new) = (flip(&old, byte, bit), flip(&new, byte, bit));
+                prop_assert_eq!(verify_consistency(m, n, &bad_old, &new, &p), Err(RootMismatch));
+                prop_assert_eq!(verify_consistency(m, n, &old, &bad_new, &p), Err(RootMismatch));
+                prop_assert!(verify_consistency(m, n, &new, &old, &p).is_err());
+                for j in 0..len {
+                    let mut bad = p.clone();
                     bad[j] = flip(&bad[j], byte, bit);
                     prop_assert!(verify_consistency(m, n, &old, &new, &bad).is_err());
                 }
-                let wrong = Err(MerkleError::ProofWrongLength { len: proof.len() + 1, expected: proof.len() });
-                prop_assert_eq!(verify_consistency(m, n, &old, &new, &[proof.clone(), vec![new]].concat()), wrong);
-                let wrong = Err(MerkleError::ProofWrongLength { len: proof.len() - 1, expected: proof.len() });
-                prop_assert_eq!(verify_consistency(m, n, &old, &new, &proof[1..]), wrong);
-                for (m2, n2) in [(m - 1, n), (m + 1, n), (m ^ 2, n), (m, n - 1), (m, n + 1), (m, n * 2), (m, n / 2), (other % n, n), (m, other)] {
+                let long = [&p[..], &[new]].concat();
+                let wrong = ProofWrongLength { len: len + 1, expected: len };
+                prop_assert_eq!(verify_consistency(m, n, &old, &new, &long), Err(wrong));
+                let wrong = ProofWrongLength { len: len - 1, expected: len };
+                prop_assert_eq!(verify_consistency(m, n, &old, &new, &p[1..]), Err(wrong));
+                let olds = [m - 1, m + 1, m ^ 2, other % n].map(|m2| (m2, n));
+                let news = [n - 1, n + 1, n * 2, n / 2, other].map(|n2| (m, n2));
+                for (m2, n2) in olds.into_iter().chain(news) {
                     let same = consistency_shape(m2, n2) == consistency_shape(m, n);
-                    prop_assert_eq!(verify_consistency(m2, n2, &old, &new, &proof).is_ok(), same);
+                    prop_assert_eq!(verify_consistency(m2, n2, &old, &new, &p).is_ok(), same);
                 }
             }
         }
@@ -617,11 +616,13 @@ mod tests {
             d in prop::collection::vec(any::<H>(), 0..300),
         ) {
             let roots: Vec<H> = (0..=d.len()).map(|i| root(&d[..i])).collect();
+            let last = d.len();
             for (i, r) in roots.iter().enumerate() {
                 prop_assert_eq!(*r, ref_mth(&d[..i]));
-                for j in [(i + 1).min(d.len()), d.len()] {
-                    let proof = consistency_proof(&d, i as u64, j as u64).unwrap();
-                    prop_assert_eq!(verify_consistency(i as u64, j as u64, r, &roots[j], &proof), Ok(()));
+                for j in [(i + 1).min(last), last] {
+                    let (m, n) = (i as u64, j as u64);
+                    let p = consistency_proof(&d, m, n).unwrap();
+                    prop_assert_eq!(verify_consistency(m, n, r, &roots[j], &p), Ok(()));
                 }
             }
         }

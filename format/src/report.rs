@@ -218,9 +218,9 @@ mod tests {
         let ok = Check::new(code::CHAIN_LINK_VALID, "");
         let fail = Check::new(code::CHAIN_GAP, "");
         let missing = Check::new(code::CHAIN_EMPTY, "");
-        assert_eq!(Verdict::from_checks(&[ok.clone()], None), Verdict::IntactComplete);
+        assert_eq!(Verdict::from_checks(std::slice::from_ref(&ok), None), Verdict::IntactComplete);
         assert_eq!(
-            Verdict::from_checks(&[ok.clone()], Some((4, 9))),
+            Verdict::from_checks(std::slice::from_ref(&ok), Some((4, 9))),
             Verdict::IntactCutOff { last_seq: 4, last_wall_us: 9 }
         );
         assert_eq!(

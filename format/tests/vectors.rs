@@ -97,7 +97,11 @@ fn raw_object(kind: u8, fields: &[(u8, &[u8])]) -> Vec<u8> {
 
 fn signed_raw(object: &[u8], signer: &str) -> Vec<u8> {
     let mut out = object.to_vec();
-    out.extend_from_slice(&primitives::sign(&testkit::key(signer), DOMAIN_RECORD_SIGNATURE, object));
+    out.extend_from_slice(&primitives::sign(
+        &testkit::key(signer),
+        DOMAIN_RECORD_SIGNATURE,
+        object,
+    ));
     out
 }
 
@@ -124,35 +128,78 @@ fn generate() -> Vec<(String, Vector)> {
     let mut bad_sig = seg.clone();
     let n = bad_sig.len();
     bad_sig[n - 1] ^= 0x01;
-    v.push(("record-bad-signature".into(), Vector::new("record",
-        "A segment record whose signature has one bit flipped.", "failure: record.signature.invalid")
-        .with("device-key", &device).hex("data", &bad_sig)));
+    v.push((
+        "record-bad-signature".into(),
+        Vector::new(
+            "record",
+            "A segment record whose signature has one bit flipped.",
+            "failure: record.signature.invalid",
+        )
+        .with("device-key", &device)
+        .hex("data", &bad_sig),
+    ));
     let mut wrong_domain = full[1].bytes().to_vec();
-    wrong_domain.extend_from_slice(&primitives::sign(&testkit::key("device"), DOMAIN_RECEIPT_SIGNATURE, full[1].bytes()));
+    wrong_domain.extend_from_slice(&primitives::sign(
+        &testkit::key("device"),
+        DOMAIN_RECEIPT_SIGNATURE,
+        full[1].bytes(),
+    ));
     v.push(("record-wrong-domain".into(), Vector::new("record",
         "A segment record signed by the right key but under the receipt domain string:\nthe signature must not verify as a record signature.",
         "failure: record.signature.invalid").with("device-key", &device).hex("data", &wrong_domain)));
     let other_key = testkit::public("other").to_string();
-    v.push(("record-wrong-key".into(), Vector::new("record",
-        "A valid segment record checked against a key that did not sign it.",
-        "failure: record.signature.invalid").with("device-key", &other_key).hex("data", &seg)));
+    v.push((
+        "record-wrong-key".into(),
+        Vector::new(
+            "record",
+            "A valid segment record checked against a key that did not sign it.",
+            "failure: record.signature.invalid",
+        )
+        .with("device-key", &other_key)
+        .hex("data", &seg),
+    ));
     let mut version2 = seg.clone();
     version2[4] = 2;
-    v.push(("record-unknown-version".into(), Vector::new("record",
-        "Format version byte set to 2: unknown versions are refused, not guessed at.",
-        "error: unsupported-version").with("device-key", &device).hex("data", &version2)));
+    v.push((
+        "record-unknown-version".into(),
+        Vector::new(
+            "record",
+            "Format version byte set to 2: unknown versions are refused, not guessed at.",
+            "error: unsupported-version",
+        )
+        .with("device-key", &device)
+        .hex("data", &version2),
+    ));
     let mut bad_magic = seg.clone();
     bad_magic[0] = b'X';
-    v.push(("record-bad-magic".into(), Vector::new("record", "The magic is not CSTD.", "error: bad-magic")
-        .with("device-key", &device).hex("data", &bad_magic)));
+    v.push((
+        "record-bad-magic".into(),
+        Vector::new("record", "The magic is not CSTD.", "error: bad-magic")
+            .with("device-key", &device)
+            .hex("data", &bad_magic),
+    ));
     let mut trailing = seg.clone();
     trailing.push(0);
-    v.push(("record-trailing-bytes".into(), Vector::new("record",
-        "A valid signed record followed by one extra byte.", "error: trailing-bytes")
-        .with("device-key", &device).hex("data", &trailing)));
-    v.push(("record-truncated".into(), Vector::new("record",
-        "A signed record cut short inside its signature.", "error: truncated")
-        .with("device-key", &device).hex("data", &seg[..seg.len() - 20])));
+    v.push((
+        "record-trailing-bytes".into(),
+        Vector::new(
+            "record",
+            "A valid signed record followed by one extra byte.",
+            "error: trailing-bytes",
+        )
+        .with("device-key", &device)
+        .hex("data", &trailing),
+    ));
+    v.push((
+        "record-truncated".into(),
+        Vector::new(
+            "record",
+            "A signed record cut short inside its signature.",
+            "error: truncated",
+        )
+        .with("device-key", &device)
+        .hex("data", &seg[..seg.len() - 20]),
+    ));
     let mut oversized = raw_object(2, &[]);
     oversized[6..10].copy_from_slice(&(70_000u32).to_be_bytes());
     v.push(("record-oversized".into(), Vector::new("record",
@@ -160,13 +207,27 @@ fn generate() -> Vec<(String, Vector)> {
         "error: too-large").with("device-key", &device).hex("data", &oversized)));
     let id = [1u8; 16];
     let dup = raw_object(2, &[(1, &id), (1, &id)]);
-    v.push(("record-duplicate-field".into(), Vector::new("record",
-        "A segment record whose recording_id field (tag 1) appears twice.", "error: duplicate-field")
-        .with("device-key", &device).hex("data", &signed_raw(&dup, "device"))));
+    v.push((
+        "record-duplicate-field".into(),
+        Vector::new(
+            "record",
+            "A segment record whose recording_id field (tag 1) appears twice.",
+            "error: duplicate-field",
+        )
+        .with("device-key", &device)
+        .hex("data", &signed_raw(&dup, "device")),
+    ));
     let disorder = raw_object(2, &[(2, &1u64.to_be_bytes()), (1, &id)]);
-    v.push(("record-field-out-of-order".into(), Vector::new("record",
-        "Fields must appear in increasing tag order; here tag 2 comes before tag 1.",
-        "error: field-out-of-order").with("device-key", &device).hex("data", &signed_raw(&disorder, "device"))));
+    v.push((
+        "record-field-out-of-order".into(),
+        Vector::new(
+            "record",
+            "Fields must appear in increasing tag order; here tag 2 comes before tag 1.",
+            "error: field-out-of-order",
+        )
+        .with("device-key", &device)
+        .hex("data", &signed_raw(&disorder, "device")),
+    ));
     let mut unknown = full[1].bytes().to_vec();
     let extra = [99u8, 0, 0, 0, 1, 0xaa];
     unknown.extend_from_slice(&extra);
@@ -176,33 +237,68 @@ fn generate() -> Vec<(String, Vector)> {
         "A segment record with an extra field of unknown tag 99, validly signed:\nunknown fields are refused, not skipped.",
         "error: unknown-field").with("device-key", &device).hex("data", &signed_raw(&unknown, "device"))));
     let short_seq = raw_object(2, &[(1, &id), (2, &[0, 1])]);
-    v.push(("record-wrong-field-length".into(), Vector::new("record",
-        "The seq field (a u64) holds 2 bytes instead of 8.", "error: field-length")
-        .with("device-key", &device).hex("data", &signed_raw(&short_seq, "device"))));
+    v.push((
+        "record-wrong-field-length".into(),
+        Vector::new(
+            "record",
+            "The seq field (a u64) holds 2 bytes instead of 8.",
+            "error: field-length",
+        )
+        .with("device-key", &device)
+        .hex("data", &signed_raw(&short_seq, "device")),
+    ));
     let missing = raw_object(3, &[(1, &id), (2, &5u64.to_be_bytes())]);
-    v.push(("record-missing-field".into(), Vector::new("record",
-        "An end record that stops after recording_id and seq.", "error: missing-field")
-        .with("device-key", &device).hex("data", &signed_raw(&missing, "device"))));
+    v.push((
+        "record-missing-field".into(),
+        Vector::new(
+            "record",
+            "An end record that stops after recording_id and seq.",
+            "error: missing-field",
+        )
+        .with("device-key", &device)
+        .hex("data", &signed_raw(&missing, "device")),
+    ));
 
     // --- chains ---
     let chain = |name: &str, comment: &'static str, expect: &str, bytes: &[u8]| {
-        (name.to_string(), Vector::new("chain", comment, expect).with("device-key", &device).hex("data", bytes))
+        (
+            name.to_string(),
+            Vector::new("chain", comment, expect).with("device-key", &device).hex("data", bytes),
+        )
     };
-    v.push(chain("chain-complete", "Header, three segments and an end record: intact and complete.",
-        "intact-complete", &concat(&full)));
+    v.push(chain(
+        "chain-complete",
+        "Header, three segments and an end record: intact and complete.",
+        "intact-complete",
+        &concat(&full),
+    ));
     let cut = testkit::recording(1, "device", 3, false).unwrap();
     v.push(chain("chain-cut-off", "Header and three segments, no end record: cut off after record 3,\nwhich is not tampering.",
         "intact-cut-off 3", &concat(&cut)));
     let mut gap = full.clone();
     gap.remove(2);
-    v.push(chain("chain-gap", "Segment 2 removed: a gap, and the end record's totals no longer add up.",
-        "tampered: chain.end.totals.mismatch chain.gap", &concat(&gap)));
+    v.push(chain(
+        "chain-gap",
+        "Segment 2 removed: a gap, and the end record's totals no longer add up.",
+        "tampered: chain.end.totals.mismatch chain.gap",
+        &concat(&gap),
+    ));
     let mut dup = full.clone();
     dup.insert(2, full[2].clone());
-    v.push(chain("chain-duplicate", "Segment 2 stored twice.", "tampered: chain.duplicate", &concat(&dup)));
+    v.push(chain(
+        "chain-duplicate",
+        "Segment 2 stored twice.",
+        "tampered: chain.duplicate",
+        &concat(&dup),
+    ));
     let mut swapped = full.clone();
     swapped.swap(2, 3);
-    v.push(chain("chain-reordered", "Segments 2 and 3 swapped.", "tampered: chain.reordered", &concat(&swapped)));
+    v.push(chain(
+        "chain-reordered",
+        "Segments 2 and 3 swapped.",
+        "tampered: chain.reordered",
+        &concat(&swapped),
+    ));
     let mut relinked = full.clone();
     if let Record::Segment(mut s) = full[2].record().clone() {
         s.prev = [0u8; 32];
@@ -214,21 +310,31 @@ fn generate() -> Vec<(String, Vector)> {
     let other = testkit::recording(2, "device", 3, true).unwrap();
     let mut spliced = full.clone();
     spliced[2] = other[2].clone();
-    v.push(chain("chain-spliced",
+    v.push(chain(
+        "chain-spliced",
         "Segment 2 replaced by segment 2 of another recording by the same device.",
-        "tampered: chain.link.broken record.recording_id.mismatch", &concat(&spliced)));
+        "tampered: chain.link.broken record.recording_id.mismatch",
+        &concat(&spliced),
+    ));
     let all = concat(&full);
-    v.push(chain("chain-truncated", "The stored chain cut 10 bytes short of its end.",
-        "tampered: record.parse.failed", &all[..all.len() - 10]));
+    v.push(chain(
+        "chain-truncated",
+        "The stored chain cut 10 bytes short of its end.",
+        "tampered: record.parse.failed",
+        &all[..all.len() - 10],
+    ));
     let mut forged_end = full.clone();
     if let Record::End(mut e) = full[4].record().clone() {
         e.segments = 2;
         e.reason = EndReason::InputEnded;
         forged_end[4] = resign(Record::End(e), "device");
     }
-    v.push(chain("chain-end-totals-forged",
+    v.push(chain(
+        "chain-end-totals-forged",
         "The end record rewritten to claim two segments, re-signed by the device key.",
-        "tampered: chain.end.totals.mismatch", &concat(&forged_end)));
+        "tampered: chain.end.totals.mismatch",
+        &concat(&forged_end),
+    ));
     let mut after_end = full.clone();
     let mut extra_seg = testkit::recording(1, "device", 4, false).unwrap();
     if let Record::Segment(mut s) = extra_seg.remove(4).record().clone() {
@@ -236,18 +342,35 @@ fn generate() -> Vec<(String, Vector)> {
         s.prev = full[4].hash();
         after_end.push(resign(Record::Segment(s), "device"));
     }
-    v.push(chain("chain-after-end", "A segment appended after the end record, correctly linked and signed.",
-        "tampered: chain.after_end", &concat(&after_end)));
+    v.push(chain(
+        "chain-after-end",
+        "A segment appended after the end record, correctly linked and signed.",
+        "tampered: chain.after_end",
+        &concat(&after_end),
+    ));
     let impostor = testkit::recording(1, "impostor", 3, true).unwrap();
-    v.push(chain("chain-other-device",
+    v.push(chain(
+        "chain-other-device",
         "A well-formed chain signed throughout by a different device key from the one expected.",
-        "tampered: record.device_key.mismatch record.signature.invalid", &concat(&impostor)));
-    v.push(chain("chain-no-header", "The header removed; the chain starts at segment 1.",
-        "tampered: chain.header.missing", &concat(&full[1..])));
-    v.push(chain("chain-empty", "No records at all: nothing can be checked.", "could-not-check", &[]));
+        "tampered: record.device_key.mismatch record.signature.invalid",
+        &concat(&impostor),
+    ));
+    v.push(chain(
+        "chain-no-header",
+        "The header removed; the chain starts at segment 1.",
+        "tampered: chain.header.missing",
+        &concat(&full[1..]),
+    ));
+    v.push(chain(
+        "chain-empty",
+        "No records at all: nothing can be checked.",
+        "could-not-check",
+        &[],
+    ));
 
     // --- Merkle proofs (RFC 9162) over 7 leaves "leaf-0" .. "leaf-6" ---
-    let leaves: Vec<[u8; 32]> = (0..7).map(|i| merkle::leaf_hash(format!("leaf-{i}").as_bytes())).collect();
+    let leaves: Vec<[u8; 32]> =
+        (0..7).map(|i| merkle::leaf_hash(format!("leaf-{i}").as_bytes())).collect();
     let root7 = merkle::root(&leaves);
     let proof = merkle::inclusion_proof(&leaves, 3).unwrap();
     let join = |p: &[[u8; 32]]| p.iter().map(hex::encode).collect::<Vec<_>>().join(" ");
@@ -259,32 +382,73 @@ fn generate() -> Vec<(String, Vector)> {
             .hex("root", &root7)
             .with("proof", join(proof))
     };
-    v.push(("merkle-inclusion-valid".into(), incl("Inclusion of leaf 3 (data \"leaf-3\") in a tree of 7 leaves.", "ok", 3, &proof)));
+    v.push((
+        "merkle-inclusion-valid".into(),
+        incl("Inclusion of leaf 3 (data \"leaf-3\") in a tree of 7 leaves.", "ok", 3, &proof),
+    ));
     let mut bad = proof.clone();
     bad[1][0] ^= 0x80;
-    v.push(("merkle-inclusion-bad-proof".into(), incl("The same proof with one bit of its second hash flipped.", "error: root-mismatch", 3, &bad)));
-    v.push(("merkle-inclusion-wrong-index".into(), incl("The valid proof presented for index 2.", "error: root-mismatch", 2, &proof)));
-    v.push(("merkle-inclusion-short-proof".into(), incl("The valid proof with its last hash dropped.", "error: proof-wrong-length", 3, &proof[..proof.len() - 1])));
+    v.push((
+        "merkle-inclusion-bad-proof".into(),
+        incl(
+            "The same proof with one bit of its second hash flipped.",
+            "error: root-mismatch",
+            3,
+            &bad,
+        ),
+    ));
+    v.push((
+        "merkle-inclusion-wrong-index".into(),
+        incl("The valid proof presented for index 2.", "error: root-mismatch", 2, &proof),
+    ));
+    v.push((
+        "merkle-inclusion-short-proof".into(),
+        incl(
+            "The valid proof with its last hash dropped.",
+            "error: proof-wrong-length",
+            3,
+            &proof[..proof.len() - 1],
+        ),
+    ));
     let root3 = merkle::root(&leaves[..3]);
     let cons = merkle::consistency_proof(&leaves, 3, 7).unwrap();
     let consv = |comment, expect: &str, proof: &[[u8; 32]]| {
         Vector::new("merkle-consistency", comment, expect)
-            .with("old-size", "3").with("new-size", "7")
-            .hex("old-root", &root3).hex("new-root", &root7)
+            .with("old-size", "3")
+            .with("new-size", "7")
+            .hex("old-root", &root3)
+            .hex("new-root", &root7)
             .with("proof", join(proof))
     };
-    v.push(("merkle-consistency-valid".into(), consv("Consistency of the tree of the first 3 leaves with the tree of 7.", "ok", &cons)));
+    v.push((
+        "merkle-consistency-valid".into(),
+        consv("Consistency of the tree of the first 3 leaves with the tree of 7.", "ok", &cons),
+    ));
     let mut bad = cons.clone();
     bad[0][31] ^= 1;
-    v.push(("merkle-consistency-bad-proof".into(), consv("The same proof with one bit flipped: a forked history.", "error: root-mismatch", &bad)));
+    v.push((
+        "merkle-consistency-bad-proof".into(),
+        consv(
+            "The same proof with one bit flipped: a forked history.",
+            "error: root-mismatch",
+            &bad,
+        ),
+    ));
 
     // --- packet digest ---
     let sps: &[u8] = &[0x67, 0x64, 0x00, 0x1f, 0xac];
     let idr: &[u8] = &[0x65, 0x88, 0x84, 0x00, 0x21];
     let slice: &[u8] = &[0x41, 0x9a, 0x21, 0x6c];
     let aac: &[u8] = &[0x21, 0x10, 0x04, 0x60, 0x8c];
-    let annexb = |units: &[&[u8]]| units.iter().flat_map(|u| [&[0u8, 0, 0, 1][..], u].concat()).collect::<Vec<u8>>();
-    let avcc = |units: &[&[u8]]| units.iter().flat_map(|u| [&(u.len() as u32).to_be_bytes()[..], u].concat()).collect::<Vec<u8>>();
+    let annexb = |units: &[&[u8]]| {
+        units.iter().flat_map(|u| [&[0u8, 0, 0, 1][..], u].concat()).collect::<Vec<u8>>()
+    };
+    let avcc = |units: &[&[u8]]| {
+        units
+            .iter()
+            .flat_map(|u| [&(u.len() as u32).to_be_bytes()[..], u].concat())
+            .collect::<Vec<u8>>()
+    };
     let mut adts = vec![0xff, 0xf1, 0x50, 0x80, 0, 0, 0xfc];
     let len = aac.len() + 7;
     adts[4] = ((len >> 3) & 0xff) as u8;
@@ -295,16 +459,24 @@ fn generate() -> Vec<(String, Vector)> {
         DigestStream { kind: MediaKind::Audio, codec: "aac".into(), framing: Framing::Whole },
     ];
     let mut d = PacketDigester::new(&streams_ts);
-    let ts_packets: Vec<(usize, bool, Vec<u8>)> = vec![(0, true, annexb(&[sps, idr])), (1, true, adts.clone()), (0, false, annexb(&[slice]))];
-    for (s, k, p) in &ts_packets { d.push(*s, *k, p); }
+    let ts_packets: Vec<(usize, bool, Vec<u8>)> =
+        vec![(0, true, annexb(&[sps, idr])), (1, true, adts.clone()), (0, false, annexb(&[slice]))];
+    for (s, k, p) in &ts_packets {
+        d.push(*s, *k, p);
+    }
     let digest = d.finish();
-    let mp4_packets: Vec<(usize, bool, Vec<u8>)> = vec![(1, true, aac.to_vec()), (0, true, avcc(&[idr])), (0, false, avcc(&[slice]))];
+    let mp4_packets: Vec<(usize, bool, Vec<u8>)> =
+        vec![(1, true, aac.to_vec()), (0, true, avcc(&[idr])), (0, false, avcc(&[slice]))];
     let pd = |comment, framing: &str, packets: &[(usize, bool, Vec<u8>)]| {
-        let mut vec = Vector::new("packet-digest", comment, format!("digest {}", hex::encode(digest.0)))
-            .with("stream", format!("video h264 {framing}"))
-            .with("stream", "audio aac whole");
+        let mut vec =
+            Vector::new("packet-digest", comment, format!("digest {}", hex::encode(digest.0)))
+                .with("stream", format!("video h264 {framing}"))
+                .with("stream", "audio aac whole");
         for (s, k, p) in packets {
-            vec = vec.with("packet", format!("{s} {} {}", if *k { "key" } else { "delta" }, hex::encode(p)));
+            vec = vec.with(
+                "packet",
+                format!("{s} {} {}", if *k { "key" } else { "delta" }, hex::encode(p)),
+            );
         }
         vec
     };
@@ -315,30 +487,53 @@ fn generate() -> Vec<(String, Vector)> {
 
     // --- server objects ---
     let server = testkit::key("server");
-    let receipt = Signed::sign(Receipt {
-        recording_id: full[1].record().recording_id(),
-        seq: 1,
-        record_hash: full[1].hash(),
-        ciphertext_sha256: match full[1].record() { Record::Segment(s) => Some(s.ciphertext_sha256), _ => None },
-        device_key: testkit::public("device"),
-        received_at_us: testkit::T0_US + 2_300_000,
-        log_index: 4,
-        tree_size: 5,
-        tree_root: [0x11; 32],
-    }, &server);
-    v.push(("receipt-valid".into(), Vector::new("receipt", "A server receipt for segment 1.", "ok")
-        .with("server-key", testkit::public("server").to_string()).hex("data", &receipt.to_bytes())));
+    let receipt = Signed::sign(
+        Receipt {
+            recording_id: full[1].record().recording_id(),
+            seq: 1,
+            record_hash: full[1].hash(),
+            ciphertext_sha256: match full[1].record() {
+                Record::Segment(s) => Some(s.ciphertext_sha256),
+                _ => None,
+            },
+            device_key: testkit::public("device"),
+            received_at_us: testkit::T0_US + 2_300_000,
+            log_index: 4,
+            tree_size: 5,
+            tree_root: [0x11; 32],
+        },
+        &server,
+    );
+    v.push((
+        "receipt-valid".into(),
+        Vector::new("receipt", "A server receipt for segment 1.", "ok")
+            .with("server-key", testkit::public("server").to_string())
+            .hex("data", &receipt.to_bytes()),
+    ));
     v.push(("receipt-other-server".into(), Vector::new("receipt",
         "The same receipt checked against a different server key: a receipt from another\nserver proves nothing here.",
         "failure: receipt.signature.invalid").with("server-key", testkit::public("other-server").to_string())
         .hex("data", &receipt.to_bytes())));
-    let head = Signed::sign(TreeHead { tree_size: 7, root_hash: root7, timestamp_us: testkit::T0_US + 9_000_000 }, &server);
-    v.push(("tree-head-valid".into(), Vector::new("tree-head", "A signed head of the 7-leaf tree above.", "ok")
-        .with("server-key", testkit::public("server").to_string()).hex("data", &head.to_bytes())));
+    let head = Signed::sign(
+        TreeHead { tree_size: 7, root_hash: root7, timestamp_us: testkit::T0_US + 9_000_000 },
+        &server,
+    );
+    v.push((
+        "tree-head-valid".into(),
+        Vector::new("tree-head", "A signed head of the 7-leaf tree above.", "ok")
+            .with("server-key", testkit::public("server").to_string())
+            .hex("data", &head.to_bytes()),
+    ));
     let pk = testkit::public("device");
-    v.push(("key-fingerprint".into(), Vector::new("fingerprint",
-        "The fingerprint of the testkit device key.", format!("fingerprint {}", pk.fingerprint()))
-        .with("key", pk.to_string())));
+    v.push((
+        "key-fingerprint".into(),
+        Vector::new(
+            "fingerprint",
+            "The fingerprint of the testkit device key.",
+            format!("fingerprint {}", pk.fingerprint()),
+        )
+        .with("key", pk.to_string()),
+    ));
     v
 }
 
@@ -409,7 +604,11 @@ impl File {
     }
 
     fn hashes(&self, k: &str) -> Vec<[u8; 32]> {
-        self.one(k).split(' ').filter(|s| !s.is_empty()).map(|h| hex::decode(h).unwrap().try_into().unwrap()).collect()
+        self.one(k)
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(|h| hex::decode(h).unwrap().try_into().unwrap())
+            .collect()
     }
 }
 
@@ -438,7 +637,12 @@ fn run(f: &File) -> String {
         },
         "chain" => {
             let report = verify_chain(&f.bytes("data"), Some(&f.key("device-key")));
-            let mut fails: Vec<&str> = report.checks.iter().filter(|c| c.state == CheckState::Failure).map(|c| c.code).collect();
+            let mut fails: Vec<&str> = report
+                .checks
+                .iter()
+                .filter(|c| c.state == CheckState::Failure)
+                .map(|c| c.code)
+                .collect();
             fails.sort();
             fails.dedup();
             match Verdict::from_checks(&report.checks, report.cut_off) {
@@ -463,22 +667,36 @@ fn run(f: &File) -> String {
             &f.hashes("proof"),
         )),
         "packet-digest" => {
-            let streams: Vec<DigestStream> = f.all("stream").iter().map(|s| {
-                let parts: Vec<&str> = s.split(' ').collect();
-                DigestStream {
-                    kind: match parts[0] { "video" => MediaKind::Video, "audio" => MediaKind::Audio, _ => MediaKind::Other },
-                    codec: parts[1].into(),
-                    framing: match parts[2] {
-                        "annexb" => Framing::AnnexB,
-                        "whole" => Framing::Whole,
-                        l => Framing::LengthPrefixed(l.trim_start_matches("length").parse().unwrap()),
-                    },
-                }
-            }).collect();
+            let streams: Vec<DigestStream> = f
+                .all("stream")
+                .iter()
+                .map(|s| {
+                    let parts: Vec<&str> = s.split(' ').collect();
+                    DigestStream {
+                        kind: match parts[0] {
+                            "video" => MediaKind::Video,
+                            "audio" => MediaKind::Audio,
+                            _ => MediaKind::Other,
+                        },
+                        codec: parts[1].into(),
+                        framing: match parts[2] {
+                            "annexb" => Framing::AnnexB,
+                            "whole" => Framing::Whole,
+                            l => Framing::LengthPrefixed(
+                                l.trim_start_matches("length").parse().unwrap(),
+                            ),
+                        },
+                    }
+                })
+                .collect();
             let mut d = PacketDigester::new(&streams);
             for p in f.all("packet") {
                 let parts: Vec<&str> = p.split(' ').collect();
-                assert!(d.push(parts[0].parse().unwrap(), parts[1] == "key", &hex::decode(parts[2]).unwrap()));
+                assert!(d.push(
+                    parts[0].parse().unwrap(),
+                    parts[1] == "key",
+                    &hex::decode(parts[2]).unwrap()
+                ));
             }
             format!("digest {}", hex::encode(d.finish().0))
         }
@@ -500,7 +718,8 @@ fn run(f: &File) -> String {
 #[test]
 fn every_vector_holds() {
     let mut count = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> =
+        std::fs::read_dir(dir()).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for path in entries {
         if path.extension().is_none_or(|e| e != "txt") {

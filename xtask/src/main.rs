@@ -1,1 +1,187 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! `cargo xtask test` is the one test command: it installs what a fresh Debian machine is
+//! missing (through apt, saying what and why), then runs formatting, lints, every test and
+//! the fuzz-target build. CI runs exactly this (`.ci/run`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// A Debian package the build or the tests need, and how to tell it is already there.
+struct Requirement {
+    package: &'static str,
+    why: &'static str,
+    present: fn() -> bool,
+}
+
+fn pkg_config(module: &'static str) -> bool {
+    Command::new("pkg-config").args(["--exists", module]).status().is_ok_and(|s| s.success())
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn libclang_present() -> bool {
+    let roots = ["/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"];
+    roots.iter().any(|root| {
+        std::fs::read_dir(root).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                (name.starts_with("llvm-") && e.path().join("lib/libclang.so").exists())
+                    || name.starts_with("libclang.so")
+                    || name.starts_with("libclang-")
+            })
+        })
+    })
+}
+
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        package: "pkg-config",
+        why: "locating the FFmpeg libraries",
+        present: || on_path("pkg-config"),
+    },
+    Requirement {
+        package: "clang",
+        why: "bindgen (FFmpeg bindings)",
+        present: || on_path("clang"),
+    },
+    Requirement {
+        package: "libclang-dev",
+        why: "bindgen (FFmpeg bindings)",
+        present: libclang_present,
+    },
+    Requirement {
+        package: "libavformat-dev",
+        why: "capture: demuxing and muxing",
+        present: || pkg_config("libavformat"),
+    },
+    Requirement {
+        package: "libavcodec-dev",
+        why: "capture: encoding and decoding",
+        present: || pkg_config("libavcodec"),
+    },
+    Requirement {
+        package: "libavdevice-dev",
+        why: "capture: webcams and lavfi sources",
+        present: || pkg_config("libavdevice"),
+    },
+    Requirement {
+        package: "libavfilter-dev",
+        why: "capture: lavfi and bitstream filters",
+        present: || pkg_config("libavfilter"),
+    },
+    Requirement {
+        package: "libavutil-dev",
+        why: "capture: FFmpeg utilities",
+        present: || pkg_config("libavutil"),
+    },
+    Requirement {
+        package: "libswscale-dev",
+        why: "capture: converting raw camera frames",
+        present: || pkg_config("libswscale"),
+    },
+    Requirement {
+        package: "libswresample-dev",
+        why: "capture: converting raw audio",
+        present: || pkg_config("libswresample"),
+    },
+    Requirement {
+        package: "ffmpeg",
+        why: "tests: generating media and playing a phone that streams",
+        present: || on_path("ffmpeg"),
+    },
+    Requirement {
+        package: "age",
+        why: "tests: decrypting sealed segments with a stock age tool",
+        present: || on_path("age"),
+    },
+];
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Installs the Debian packages that are missing, through apt.
+fn install_missing() -> Result<(), String> {
+    let missing: Vec<&Requirement> = REQUIREMENTS.iter().filter(|r| !(r.present)()).collect();
+    if missing.is_empty() {
+        eprintln!("xtask: system packages: all present");
+        return Ok(());
+    }
+    eprintln!("xtask: installing missing Debian packages:");
+    for r in &missing {
+        eprintln!("xtask:   {:<20} for {}", r.package, r.why);
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let (program, mut prefix): (&str, Vec<&str>) =
+        if is_root { ("apt-get", vec![]) } else { ("sudo", vec!["apt-get"]) };
+    if !on_path("apt-get") {
+        return Err(format!(
+            "these packages are missing and apt-get is not available: {}; install them by hand",
+            missing.iter().map(|r| r.package).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    let mut update = prefix.clone();
+    update.extend(["update", "-qq"]);
+    run(program, &update)?;
+    prefix.extend(["install", "-y", "-qq", "--no-install-recommends"]);
+    prefix.extend(missing.iter().map(|r| r.package));
+    // Non-interactive: no debconf questions on a CI machine.
+    std::env::set_var("DEBIAN_FRONTEND", "noninteractive");
+    run(program, &prefix)
+}
+
+fn test() -> Result<(), String> {
+    install_missing()?;
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The fuzz targets are their own workspace; building them proves they still compile.
+    run("cargo", &["build", "--manifest-path", "fuzz/Cargo.toml", "--target-dir", "target/fuzz"])?;
+    run("cargo", &["test", "--workspace"])
+}
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  test    install missing system packages (apt), then run cargo fmt --check, clippy with
+          warnings denied, the fuzz-target build and every test in the workspace";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The one continuous segment muxer of a recording, writing into memory.
+//!
+//! One muxer for the whole recording keeps timestamps and continuity counters running
+//! across cuts, so the segments concatenate without gaps (a muxer per segment would shift
+//! the first one's timestamps). A cut flushes the muxer's buffered packets
+//! (`av_write_frame(ctx, NULL)`), then the AVIO buffer (`avio_flush`), and takes what the
+//! in-memory sink holds: that is the segment.
+
+use ffmpeg_next as ff;
+use ff::ffi;
+use ff::packet::Mut as _;
+
+use crate::settings::Container;
+use crate::sink::SharedSink;
+
+/// Why the segment muxer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MuxError {
+    /// The muxer could not be created or configured.
+    #[error("cannot set up the {muxer} muxer: {source}")]
+    Setup {
+        /// The muxer's name.
+        muxer: &'static str,
+        /// FFmpeg's error.
+        source: ff::Error,
+    },
+    /// The muxer refused a packet (for example timestamps it cannot carry).
+    #[error("the {muxer} muxer refused a packet of stream {stream}: {source}")]
+    Write {
+        /// The muxer's name.
+        muxer: &'static str,
+        /// Output stream index.
+        stream: usize,
+        /// FFmpeg's error.
+        source: ff::Error,
+    },
+    /// Flushing at a cut or writing the trailer failed.
+    #[error("the {muxer} muxer failed to flush: {source}")]
+    Flush {
+        /// The muxer's name.
+        muxer: &'static str,
+        /// FFmpeg's error.
+        source: ff::Error,
+    },
+}
+
+/// One output stream: the parameters of the packets that will go in, and their time base.
+pub(crate) struct OutStream {
+    pub(crate) parameters: *const ffi::AVCodecParameters,
+    pub(crate) time_base: ff::Rational,
+}
+
+pub(crate) struct Muxer {
+    octx: ff::format::context::Output,
+    sink: SharedSink,
+    container: Container,
+}
+
+impl Muxer {
+    pub(crate) fn new(container: Container, streams: &[OutStream]) -> Result<Self, MuxError> {
+        let muxer = container.muxer_name();
+        let setup = |source| MuxError::Setup { muxer, source };
+        let sink = SharedSink::default();
+        let io = ff::format::context::StreamIo::from_write(sink.clone()).map_err(setup)?;
+        let mut octx = ff::format::output_to_stream(io, None, Some(muxer)).map_err(setup)?;
+        for s in streams {
+            // SAFETY: `octx` is a valid output context; `s.parameters` points at live
+            // parameters owned by the caller's input stream, encoder or filter.
+            unsafe {
+                let st = ffi::avformat_new_stream(octx.as_mut_ptr(), std::ptr::null());
+                if st.is_null() {
+                    return Err(setup(ff::Error::Other { errno: ffi::ENOMEM }));
+                }
+                let res = ffi::avcodec_parameters_copy((*st).codecpar, s.parameters);
+                if res < 0 {
+                    return Err(setup(ff::Error::from(res)));
+                }
+                // The input container's codec tag means nothing in the output container.
+                (*(*st).codecpar).codec_tag = 0;
+                (*st).time_base = s.time_base.into();
+            }
+        }
+        let mut options = ff::Dictionary::new();
+        if container == Container::FragmentedMp4 {
+            // A fragment at every explicit flush, the moov up front with no samples in it,
+            // and fragments that do not refer back into the init segment's offsets.
+            options.set("movflags", "frag_custom+empty_moov+default_base_moof");
+        }
+        octx.write_header_with(options).map_err(setup)?;
+        Ok(Muxer { octx, sink, container })
+    }
+
+    /// The time base the muxer chose for output stream `index`.
+    pub(crate) fn time_base(&self, index: usize) -> ff::Rational {
+        self.octx.stream(index).map_or(ff::Rational::new(1, 90_000), |s| s.time_base())
+    }
+
+    /// The muxer's name, for messages.
+    pub(crate) fn name(&self) -> &'static str {
+        self.container.muxer_name()
+    }
+
+    /// Writes one packet, already in the output stream's time base.
+    pub(crate) fn write(&mut self, packet: &mut ff::Packet) -> Result<(), MuxError> {
+        // SAFETY: both are valid; `av_write_frame` does not take ownership of the packet.
+        let res = unsafe { ffi::av_write_frame(self.octx.as_mut_ptr(), packet.as_mut_ptr()) };
+        if res < 0 {
+            return Err(MuxError::Write {
+                muxer: self.name(),
+                stream: packet.stream(),
+                source: ff::Error::from(res),
+            });
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written so far out of the muxer and returns it with its hash.
+    pub(crate) fn cut(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+        let muxer = self.name();
+        // SAFETY: a null packet asks a muxer with AVFMT_ALLOW_FLUSH (mpegts, mp4) to write
+        // out what it buffers; `pb` is our custom AVIO context.
+        unsafe {
+            let ctx = self.octx.as_mut_ptr();
+            let res = ffi::av_write_frame(ctx, std::ptr::null_mut());
+            if res < 0 {
+                return Err(MuxError::Flush { muxer, source: ff::Error::from(res) });
+            }
+            ffi::avio_flush((*ctx).pb);
+            if (*(*ctx).pb).error < 0 {
+                return Err(MuxError::Flush { muxer, source: ff::Error::from((*(*ctx).pb).error) });
+            }
+            if self.container == Container::MpegTs {
+                // PAT/PMT are repeated before every video keyframe, but not for audio-only
+                // recordings; ask for them at the start of the next segment as well.
+                let name = c"mpegts_flags";
+                let value = c"+resend_headers";
+                ffi::av_opt_set((*ctx).priv_data, name.as_ptr(), value.as_ptr(), 0);
+            }
+        }
+        Ok(self.sink.take())
+    }
+
+    /// Writes the trailer and returns the last bytes with their hash.
+    pub(crate) fn finish(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+        let muxer = self.name();
+        self.octx.write_trailer().map_err(|source| MuxError::Flush { muxer, source })?;
+        // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
+        unsafe { ffi::avio_flush((*self.octx.as_mut_ptr()).pb) };
+        Ok(self.sink.take())
+    }
+
+    /// Bytes muxed since the last cut.
+    pub(crate) fn pending(&self) -> usize {
+        self.sink.pending()
+    }
+
+    /// Takes what was muxed since the last cut without flushing (after a failure).
+    pub(crate) fn take_pending(&mut self) -> (Vec<u8>, [u8; 32]) {
+        self.sink.take()
+    }
+}

@@ -1,0 +1,411 @@
+//! The capture thread: input → lanes → interleaver → one muxer → segments on a channel.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use custody_format::digest::{DigestStream, MediaKind, PacketDigester};
+use ffmpeg_next as ff;
+
+use crate::clock::WallClock;
+use crate::input::{self, InputError, Read, Watchdog};
+use crate::interleave::{Interleaver, Queued};
+use crate::lane::{self, Lane, StreamError};
+use crate::muxer::{MuxError, Muxer, OutStream};
+use crate::segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started};
+use crate::settings::{Settings, Source};
+
+/// Why a recording ended in error (carried as text in [`EndReason::Error`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The input could not be opened.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The input's streams cannot be recorded.
+    #[error(transparent)]
+    Streams(#[from] StreamError),
+    /// The segment muxer failed.
+    #[error(transparent)]
+    Mux(#[from] MuxError),
+    /// Reading the input failed (a network error, a truncated or corrupt file).
+    #[error("reading the input failed: {0}")]
+    Read(ff::Error),
+    /// The input sent nothing for the stall timeout.
+    #[error("the input stalled: no packet for {0:?}")]
+    Stalled(Duration),
+    /// The input delivered no video keyframe and no audio to start the recording with.
+    #[error("the input ended before a recordable packet (a video keyframe) arrived")]
+    NothingRecorded,
+}
+
+/// Stops a running capture from any thread (a Ctrl-C handler, a UI button).
+#[derive(Clone, Debug)]
+pub struct StopHandle(Arc<Watchdog>);
+
+impl StopHandle {
+    /// Asks the capture to stop: a blocked read is interrupted, the open segment is cut
+    /// and emitted, and the end event says [`EndReason::Stopped`].
+    pub fn stop(&self) {
+        self.0.request_stop();
+    }
+}
+
+/// A running capture: a bounded stream of [`Event`]s ending with [`Event::End`].
+///
+/// The capture thread waits when `channel_capacity` segments are waiting to be taken, so
+/// memory stays bounded however long the recording; nothing is dropped. (A live network
+/// input that is not read meanwhile may lose data in the kernel's socket buffer, so the
+/// consumer should keep up: sealing a 2 s segment takes milliseconds.) Dropping the
+/// `Capture` stops the recording and waits for its thread.
+pub struct Capture {
+    events: Option<Receiver<Event>>,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Capture {
+    /// Starts recording `source` on a new thread.
+    pub fn start(source: Source, settings: Settings) -> Capture {
+        let watchdog = Watchdog::new();
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.channel_capacity.max(1));
+        let dog = Arc::clone(&watchdog);
+        let thread = std::thread::Builder::new()
+            .name("custody-capture".into())
+            .spawn(move || run(&source, &settings, &dog, &tx))
+            .ok();
+        Capture { events: Some(rx), stop: StopHandle(watchdog), thread }
+    }
+
+    /// A handle that stops this capture.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// The next event, waiting for it; `None` once the end event has been taken.
+    pub fn next_event(&self) -> Option<Event> {
+        self.events.as_ref()?.recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`.
+    pub fn next_event_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
+        match &self.events {
+            Some(rx) => rx.recv_timeout(timeout),
+            None => Err(RecvTimeoutError::Disconnected),
+        }
+    }
+}
+
+impl Iterator for Capture {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.next_event()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.stop();
+        // Dropping the receiver first unblocks a capture thread waiting to send.
+        self.events = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &SyncSender<Event>) {
+    crate::init();
+    let clock = WallClock::start();
+    let mut segments = 0;
+    let reason = match record(source, settings, watchdog, tx, &clock, &mut segments) {
+        Ok(reason) => reason,
+        Err(CaptureError::Input(InputError::Stopped)) => EndReason::Stopped,
+        Err(e) => EndReason::Error(e.to_string()),
+    };
+    let _ = tx.send(Event::End(End { reason, segments, end_utc_us: clock.now_utc_us() }));
+}
+
+/// The segment being filled.
+struct Open {
+    digester: PacketDigester,
+    boundary: Boundary,
+    start_us: i64,
+    end_us: i64,
+    video_frames: u64,
+    repaired_at_open: u64,
+    first_wall_us: i64,
+    last_wall_us: i64,
+}
+
+struct Recording<'a> {
+    settings: &'a Settings,
+    clock: &'a WallClock,
+    tx: &'a SyncSender<Event>,
+    lanes: Vec<Lane>,
+    lane_tb: Vec<ff::Rational>,
+    mux_tb: Vec<ff::Rational>,
+    digest_streams: Vec<DigestStream>,
+    has_video: bool,
+    mux: Muxer,
+    open: Option<Open>,
+    emitted: u64,
+    consumer_gone: bool,
+}
+
+fn record(
+    source: &Source,
+    settings: &Settings,
+    watchdog: &Arc<Watchdog>,
+    tx: &SyncSender<Event>,
+    clock: &WallClock,
+    segments: &mut u64,
+) -> Result<EndReason, CaptureError> {
+    let mut input = input::open(source, settings, watchdog)?;
+    let mut notes = Vec::new();
+    let mut lanes = lane::select(&input, settings, &mut notes)?;
+    let mut outs = Vec::new();
+    for l in &lanes {
+        let stream = input.stream(l.input_index).ok_or(StreamError::NoMedia)?;
+        outs.push(OutStream { parameters: l.output_parameters(&stream), time_base: l.time_base() });
+    }
+    let mux = Muxer::new(settings.container, &outs)?;
+    let mux_tb: Vec<_> = (0..lanes.len()).map(|i| mux.time_base(i)).collect();
+    let mut streams = Vec::new();
+    for (l, tb) in lanes.iter_mut().zip(&mux_tb) {
+        l.params.time_base = (tb.numerator(), tb.denominator());
+        streams.push(l.params.clone());
+    }
+    let started = Started {
+        start_utc_us: clock.start_utc_us(),
+        input_format: input.format().name().to_owned(),
+        container: settings.container.muxer_name().to_owned(),
+        streams,
+        notes,
+    };
+    if tx.send(Event::Started(started)).is_err() {
+        return Ok(EndReason::Stopped);
+    }
+    let mut rec = Recording {
+        settings,
+        clock,
+        tx,
+        lane_tb: lanes.iter().map(Lane::time_base).collect(),
+        mux_tb,
+        digest_streams: lanes
+            .iter()
+            .map(|l| DigestStream { kind: l.kind, codec: l.codec.clone(), framing: l.framing })
+            .collect(),
+        has_video: lanes.iter().any(|l| l.kind == MediaKind::Video),
+        lanes,
+        mux,
+        open: None,
+        emitted: 0,
+        consumer_gone: false,
+    };
+    let mut il = Interleaver::new(rec.lanes.len());
+    let result = rec.pump(&mut input, &mut il, watchdog);
+    // Whatever happened, what was read is muxed and emitted: a fault never costs the
+    // footage before it.
+    let finished = rec.finish(&mut il);
+    *segments = rec.emitted;
+    let reason = match (result, finished) {
+        (Ok(reason), Ok(())) => reason,
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+    };
+    if rec.emitted == 0 && reason == EndReason::InputEnded {
+        return Err(CaptureError::NothingRecorded);
+    }
+    Ok(reason)
+}
+
+impl Recording<'_> {
+    fn pump(
+        &mut self,
+        input: &mut ff::format::context::Input,
+        il: &mut Interleaver<ff::Packet>,
+        watchdog: &Watchdog,
+    ) -> Result<EndReason, CaptureError> {
+        let mut ready = Vec::new();
+        loop {
+            if self.consumer_gone || watchdog.stop_requested() {
+                return Ok(EndReason::Stopped);
+            }
+            let packet = match input::read(input, watchdog, self.settings.stall_timeout) {
+                Read::Packet(p) => p,
+                Read::End => return Ok(EndReason::InputEnded),
+                Read::Stopped => return Ok(EndReason::Stopped),
+                Read::Stalled => return Err(CaptureError::Stalled(self.settings.stall_timeout)),
+                Read::Failed(e) => return Err(CaptureError::Read(e)),
+            };
+            let wall = self.clock.now_utc_us();
+            let Some(lane) = self.lanes.iter().position(|l| l.input_index == packet.stream())
+            else {
+                continue;
+            };
+            self.lanes[lane].process(packet, &mut ready)?;
+            self.queue(lane, &mut ready, wall, il);
+            while let Some(q) = il.pop(false) {
+                self.release(q)?;
+            }
+        }
+    }
+
+    fn queue(
+        &self,
+        lane: usize,
+        ready: &mut Vec<ff::Packet>,
+        wall: i64,
+        il: &mut Interleaver<ff::Packet>,
+    ) {
+        let tb = self.lane_tb[lane];
+        let is_video = self.lanes[lane].kind == MediaKind::Video;
+        for packet in ready.drain(..) {
+            let Some(dts) = packet.dts().or(packet.pts()) else { continue };
+            let pts = packet.pts().unwrap_or(dts);
+            il.push(Queued {
+                lane,
+                is_video,
+                is_key: packet.is_key(),
+                pts_us: crate::recorder_time(pts, tb),
+                dts_us: crate::recorder_time(dts, tb),
+                end_us: crate::recorder_time(pts.saturating_add(packet.duration().max(0)), tb),
+                wall_us: wall,
+                size: packet.size(),
+                packet,
+            });
+        }
+    }
+
+    fn release(&mut self, q: Queued<ff::Packet>) -> Result<(), CaptureError> {
+        let is_key_or_audio_only = q.is_key && (q.is_video || !self.has_video);
+        let cut = match &self.open {
+            // Join mid-stream: nothing is recorded before the first video keyframe (and no
+            // audio from before it), so the first segment decodes alone.
+            None if self.has_video && !(q.is_video && q.is_key) => return Ok(()),
+            None if self.emitted > 0 => return Ok(()),
+            None => None,
+            Some(open) => {
+                let elapsed = q.pts_us.saturating_sub(open.boundary.start_us);
+                let target = i64::try_from(self.settings.target.as_micros()).unwrap_or(i64::MAX);
+                let cap = i64::try_from(self.settings.cap.as_micros()).unwrap_or(i64::MAX);
+                if !self.has_video || q.is_video {
+                    if is_key_or_audio_only && elapsed >= target {
+                        Some(CutReason::Keyframe)
+                    } else if elapsed >= cap {
+                        Some(CutReason::ForcedCap)
+                    } else {
+                        None
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(reason) = cut {
+            let (bytes, sha) = self.mux.cut()?;
+            self.emit(bytes, sha, reason);
+        }
+        if self.open.is_none() {
+            if self.emitted > 0 && self.consumer_gone {
+                return Ok(());
+            }
+            self.open = Some(Open {
+                digester: PacketDigester::new(&self.digest_streams),
+                boundary: Boundary { start_us: q.pts_us, at_keyframe: is_key_or_audio_only },
+                start_us: q.pts_us,
+                end_us: q.end_us,
+                video_frames: 0,
+                repaired_at_open: self.repaired(),
+                first_wall_us: q.wall_us,
+                last_wall_us: q.wall_us,
+            });
+        }
+        let Some(open) = self.open.as_mut() else { return Ok(()) };
+        let mut packet = q.packet;
+        if let Some(data) = packet.data() {
+            open.digester.push(q.lane, packet.is_key(), data);
+        }
+        open.start_us = open.start_us.min(q.pts_us);
+        open.end_us = open.end_us.max(q.end_us);
+        open.last_wall_us = open.last_wall_us.max(q.wall_us);
+        if q.is_video {
+            open.video_frames += 1;
+        }
+        packet.rescale_ts(self.lane_tb[q.lane], self.mux_tb[q.lane]);
+        packet.set_stream(q.lane);
+        packet.set_position(-1);
+        self.mux.write(&mut packet)?;
+        Ok(())
+    }
+
+    fn repaired(&self) -> u64 {
+        self.lanes.iter().map(|l| l.repaired).sum()
+    }
+
+    /// Turns the open segment into a [`Segment`] with these bytes and sends it.
+    fn emit(&mut self, bytes: Vec<u8>, sha256: [u8; 32], cut: CutReason) {
+        let repaired_now = self.repaired();
+        let Some(open) = self.open.take() else { return };
+        self.emitted += 1;
+        let packet_counts = open.digester.packet_counts();
+        let segment = Segment {
+            seq: self.emitted,
+            bytes,
+            sha256,
+            packet_digest: open.digester.finish(),
+            boundary: open.boundary,
+            media_start_us: open.start_us,
+            media_end_us: open.end_us,
+            packet_counts,
+            video_frames: open.video_frames,
+            repaired_timestamps: repaired_now.saturating_sub(open.repaired_at_open),
+            first_packet_utc_us: open.first_wall_us,
+            last_packet_utc_us: open.last_wall_us,
+            emitted_utc_us: self.clock.now_utc_us(),
+            cut,
+        };
+        if self.tx.send(Event::Segment(segment)).is_err() {
+            self.consumer_gone = true;
+        }
+    }
+
+    /// Drains the lanes and the interleaver, writes the trailer and emits the last segment.
+    fn finish(&mut self, il: &mut Interleaver<ff::Packet>) -> Result<(), CaptureError> {
+        let mut first_error = None;
+        let mut ready = Vec::new();
+        for lane in 0..self.lanes.len() {
+            match self.lanes[lane].flush(&mut ready) {
+                Ok(()) => self.queue(lane, &mut ready, self.clock.now_utc_us(), il),
+                Err(e) => {
+                    ready.clear();
+                    first_error.get_or_insert(CaptureError::from(e));
+                }
+            }
+        }
+        while let Some(q) = il.pop(true) {
+            if let Err(e) = self.release(q) {
+                first_error.get_or_insert(e);
+                break;
+            }
+        }
+        match self.mux.finish() {
+            Ok((bytes, sha)) if self.open.is_some() => self.emit(bytes, sha, CutReason::Final),
+            Ok(_) => {}
+            Err(e) => {
+                // The trailer failed; what the muxer wrote before it is still the footage.
+                if self.open.is_some() && self.mux.pending() > 0 {
+                    let (bytes, sha) = self.mux.take_pending();
+                    self.emit(bytes, sha, CutReason::Final);
+                }
+                first_error.get_or_insert(e.into());
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}

@@ -157,9 +157,10 @@ pub fn verify_inclusion(
     root: &[u8; 32],
 ) -> Result<(), MerkleError> {
     check_proof_limit(proof)?;
+    // Only called once step 1 has passed, so tree_size >= 1.
     let wrong_length = || MerkleError::ProofWrongLength {
         len: proof.len(),
-        expected: inclusion_proof_len(index, tree_size),
+        expected: path_len(index, tree_size - 1),
     };
     // 1. leaf_index >= tree_size fails.
     if index >= tree_size {
@@ -175,7 +176,8 @@ pub fn verify_inclusion(
         if s_n == 0 {
             return Err(wrong_length());
         }
-        // b. A right child, or the last node of its level (which is promoted unpaired).
+        // b. The sibling is on the left: fn is a right child, or the last node of its level
+        // with no right sibling, promoted unchanged to the level where it is a right child.
         if f_n & 1 == 1 || f_n == s_n {
             r = node_hash(p, &r);
             if f_n & 1 == 0 {
@@ -357,14 +359,6 @@ fn path_len(mut f_n: u64, mut s_n: u64) -> usize {
         len += 1;
     }
     len
-}
-
-/// The length of a valid inclusion proof, for error reports (0 if `index` is out of range).
-fn inclusion_proof_len(index: u64, tree_size: u64) -> usize {
-    if index >= tree_size {
-        return 0;
-    }
-    path_len(index, tree_size - 1)
 }
 
 /// The length of a valid consistency proof, for error reports (0 for the trivial cases).

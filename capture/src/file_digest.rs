@@ -7,8 +7,6 @@
 //! after its start, up to the next segment's opening packet; and the other streams'
 //! packets whose presentation time is at or after its start and before the next one's.
 
-use std::sync::Arc;
-
 use custody_format::digest::{DigestStream, Framing, MediaKind, PacketDigest, PacketDigester};
 use ffmpeg_next as ff;
 
@@ -53,8 +51,11 @@ struct Track {
 }
 
 /// Digests the best video and best audio streams of `path`, cut at `boundaries` (the
-/// [`crate::Segment::boundary`] of each segment of a recording, in order). Packets before
-/// the first boundary, and packets presented at or after `end_us` if given, are left out.
+/// [`crate::Segment::boundary`] of each segment of a recording, in order). Times are
+/// relative to the presentation time of the packet that opens the file's recording (its
+/// first video keyframe; for a file without video, its first audio packet), exactly as in
+/// a [`crate::Segment`]. Packets before the first boundary, and packets presented at or
+/// after `end_us` (same timeline) if given, are left out.
 pub fn digest_file(
     path: impl AsRef<std::path::Path>,
     boundaries: &[Boundary],
@@ -82,9 +83,14 @@ pub fn digest_file(
     if tracks.is_empty() {
         return Err(FileDigestError::NoMedia);
     }
-    let mut digesters: Vec<_> = boundaries.iter().map(|_| PacketDigester::new(&streams)).collect();
-    let has_video = tracks.iter().any(|t| t.kind == MediaKind::Video);
-    let watchdog: Arc<Watchdog> = watchdog;
+    let mut cutter = Cutter {
+        boundaries,
+        end_us,
+        digesters: boundaries.iter().map(|_| PacketDigester::new(&streams)).collect(),
+        has_video: tracks.iter().any(|t| t.kind == MediaKind::Video),
+        origin_us: None,
+        waiting: Vec::new(),
+    };
     loop {
         let packet = match input::read(&mut input, &watchdog, settings.stall_timeout) {
             Read::Packet(p) => p,
@@ -96,33 +102,11 @@ pub fn digest_file(
         };
         let Some(t) = tracks.iter().position(|t| t.index == packet.stream()) else { continue };
         let Some(ts) = packet.pts().or(packet.dts()) else { continue };
-        let track = &mut tracks[t];
-        let pts_us = crate::recorder_time(ts, track.time_base);
-        if end_us.is_some_and(|end| pts_us >= end) {
-            continue;
-        }
-        let segment = if track.kind == MediaKind::Video {
-            // Advance to the next segment when this packet is the one that opened it.
-            let mut next = track.current.map_or(0, |c| c + 1);
-            while let Some(b) = boundaries.get(next) {
-                let opens = pts_us >= b.start_us && (packet.is_key() || !b.at_keyframe);
-                if !opens {
-                    break;
-                }
-                track.current = Some(next);
-                next += 1;
-            }
-            track.current
-        } else if has_video && tracks.iter().all(|t| t.kind != MediaKind::Video || t.current.is_none()) {
-            // No video keyframe has opened the recording yet.
-            None
-        } else {
-            boundaries.iter().rposition(|b| pts_us >= b.start_us)
-        };
-        if let (Some(s), Some(data)) = (segment, packet.data()) {
-            digesters[s].push(t, packet.is_key(), data);
-        }
+        let Some(data) = packet.data() else { continue };
+        let pts_us = crate::recorder_time(ts, tracks[t].time_base);
+        cutter.packet(&mut tracks[t], t, pts_us, packet.is_key(), data);
     }
+    let digesters = cutter.digesters;
     Ok(digesters
         .into_iter()
         .map(|d| {
@@ -130,4 +114,70 @@ pub fn digest_file(
             FileSegmentDigest { packet_digest: d.finish(), packet_counts }
         })
         .collect())
+}
+
+/// Assigns packets to cuts, in the file's read order.
+struct Cutter<'a> {
+    boundaries: &'a [Boundary],
+    end_us: Option<i64>,
+    digesters: Vec<PacketDigester>,
+    has_video: bool,
+    /// Presentation time of the packet that opens the recording (as in the segmenter).
+    origin_us: Option<i64>,
+    /// Audio read before the opening video keyframe: it may still belong to the recording
+    /// (a demuxer can deliver audio ahead of the video it accompanies).
+    waiting: Vec<(usize, i64, bool, Vec<u8>)>,
+}
+
+/// Audio held while waiting for the first video keyframe, at most (a file with video that
+/// never has a keyframe has nothing to digest anyway).
+const MAX_WAITING: usize = 4096;
+
+impl Cutter<'_> {
+    fn packet(&mut self, track: &mut Track, t: usize, pts_us: i64, key: bool, data: &[u8]) {
+        let Some(origin) = self.origin_us else {
+            let opens = if self.has_video { track.kind == MediaKind::Video && key } else { true };
+            if opens {
+                self.origin_us = Some(pts_us);
+                self.packet(track, t, pts_us, key, data);
+                for (t, pts_us, key, data) in std::mem::take(&mut self.waiting) {
+                    self.audio(t, pts_us, key, &data);
+                }
+            } else if track.kind != MediaKind::Video && self.waiting.len() < MAX_WAITING {
+                self.waiting.push((t, pts_us, key, data.to_vec()));
+            }
+            return;
+        };
+        if track.kind == MediaKind::Video {
+            let rel = pts_us.saturating_sub(origin);
+            if self.end_us.is_some_and(|end| rel >= end) {
+                return;
+            }
+            // Advance to the next segment when this packet is the one that opened it.
+            let mut next = track.current.map_or(0, |c| c + 1);
+            while let Some(b) = self.boundaries.get(next) {
+                if !(rel >= b.start_us && (key || !b.at_keyframe)) {
+                    break;
+                }
+                track.current = Some(next);
+                next += 1;
+            }
+            if let Some(s) = track.current {
+                self.digesters[s].push(t, key, data);
+            }
+        } else {
+            self.audio(t, pts_us, key, data);
+        }
+    }
+
+    fn audio(&mut self, t: usize, pts_us: i64, key: bool, data: &[u8]) {
+        let Some(origin) = self.origin_us else { return };
+        let rel = pts_us.saturating_sub(origin);
+        if self.end_us.is_some_and(|end| rel >= end) {
+            return;
+        }
+        if let Some(s) = self.boundaries.iter().rposition(|b| rel >= b.start_us) {
+            self.digesters[s].push(t, key, data);
+        }
+    }
 }

@@ -151,6 +151,12 @@ struct Recording<'a> {
     has_video: bool,
     mux: Muxer,
     open: Option<Open>,
+    /// Input presentation time of the packet that opened the recording: media times are
+    /// relative to it, because containers shift timestamps when they remux (MPEG-TS by its
+    /// mux delay, Matroska to avoid negative times) and the record must not depend on that.
+    origin_us: Option<i64>,
+    /// Wall time of the last packet released, so wall times never decrease in release order.
+    last_wall_us: i64,
     emitted: u64,
     consumer_gone: bool,
 }
@@ -202,6 +208,8 @@ fn record(
         lanes,
         mux,
         open: None,
+        origin_us: None,
+        last_wall_us: i64::MIN,
         emitted: 0,
         consumer_gone: false,
     };
@@ -279,14 +287,24 @@ impl Recording<'_> {
         }
     }
 
-    fn release(&mut self, q: Queued<ff::Packet>) -> Result<(), CaptureError> {
+    fn release(&mut self, mut q: Queued<ff::Packet>) -> Result<(), CaptureError> {
+        if let Some(origin) = self.origin_us {
+            q.pts_us = q.pts_us.saturating_sub(origin);
+            q.end_us = q.end_us.saturating_sub(origin);
+        }
         let is_key_or_audio_only = q.is_key && (q.is_video || !self.has_video);
         let cut = match &self.open {
             // Join mid-stream: nothing is recorded before the first video keyframe (and no
             // audio from before it), so the first segment decodes alone.
             None if self.has_video && !(q.is_video && q.is_key) => return Ok(()),
             None if self.emitted > 0 => return Ok(()),
-            None => None,
+            None => {
+                let origin = q.pts_us;
+                self.origin_us = Some(origin);
+                q.pts_us = 0;
+                q.end_us = q.end_us.saturating_sub(origin);
+                None
+            }
             Some(open) => {
                 let elapsed = q.pts_us.saturating_sub(open.boundary.start_us);
                 let target = i64::try_from(self.settings.target.as_micros()).unwrap_or(i64::MAX);
@@ -319,18 +337,22 @@ impl Recording<'_> {
                 end_us: q.end_us,
                 video_frames: 0,
                 repaired_at_open: self.repaired(),
-                first_wall_us: q.wall_us,
-                last_wall_us: q.wall_us,
+                first_wall_us: q.wall_us.max(self.last_wall_us),
+                last_wall_us: q.wall_us.max(self.last_wall_us),
             });
         }
         let Some(open) = self.open.as_mut() else { return Ok(()) };
+        // Packets are read in one order and released in another (see `interleave`); the
+        // wall time of a segment's packets must still never go backwards.
+        let wall = q.wall_us.max(self.last_wall_us);
+        self.last_wall_us = wall;
+        open.last_wall_us = wall;
         let mut packet = q.packet;
         if let Some(data) = packet.data() {
             open.digester.push(q.lane, packet.is_key(), data);
         }
         open.start_us = open.start_us.min(q.pts_us);
         open.end_us = open.end_us.max(q.end_us);
-        open.last_wall_us = open.last_wall_us.max(q.wall_us);
         if q.is_video {
             open.video_frames += 1;
         }

@@ -61,7 +61,8 @@ pub struct Started {
 /// same media at the same place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Boundary {
-    /// Media time of the packet that opened the segment, in microseconds.
+    /// Media time of the packet that opened the segment, in microseconds from the packet
+    /// that opened the recording (its first video keyframe).
     pub start_us: i64,
     /// Whether that packet was a video keyframe (false after a forced cut, and for
     /// recordings without video).
@@ -82,7 +83,9 @@ pub struct Segment {
     pub packet_digest: PacketDigest,
     /// Where the segment starts (for cutting another copy of the media the same way).
     pub boundary: Boundary,
-    /// Earliest presentation time of its packets, microseconds, in the input's timeline.
+    /// Earliest presentation time of its packets, microseconds, in the recording's timeline
+    /// (0 = the presentation time of the recording's first packet, its first video
+    /// keyframe).
     pub media_start_us: i64,
     /// Latest presentation time plus duration of its packets, microseconds.
     pub media_end_us: i64,

@@ -75,18 +75,20 @@ pub enum MerkleError {
     RootMismatch,
 }
 
-/// Hash of a leaf: SHA-256(0x00 || data), RFC 9162 §2.1.1 (MTH({d(0)}) = HASH(0x00 || d(0))).
+/// Hash of a leaf: `SHA-256(0x00 || data)`, RFC 9162 §2.1.1
+/// (`MTH({d(0)}) = HASH(0x00 || d(0))`).
 pub fn leaf_hash(data: &[u8]) -> [u8; 32] {
     sha256(&[&[0x00], data])
 }
 
-/// Hash of an interior node: SHA-256(0x01 || left || right), RFC 9162 §2.1.1
-/// (MTH(D_n) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n]))).
+/// Hash of an interior node: `SHA-256(0x01 || left || right)`, RFC 9162 §2.1.1
+/// (`MTH(D_n) = HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n]))`).
 pub fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     sha256(&[&[0x01], left, right])
 }
 
-/// Root of the empty tree: SHA-256 of the empty string, RFC 9162 §2.1.1 (MTH({}) = HASH()).
+/// Root of the empty tree: SHA-256 of the empty string, RFC 9162 §2.1.1
+/// (`MTH({}) = HASH()`).
 pub fn empty_root() -> [u8; 32] {
     sha256(&[])
 }
@@ -504,27 +506,20 @@ mod tests {
             (verify_inclusion(&d[0], 0, 5, &long, &r), ProofTooLong { len: 65 }),
             (verify_consistency(3, 2, &r, &r, &[]), SizesInvalid { old_size: 3, new_size: 2 }),
             (verify_consistency(1, 5, &r, &r, &long), ProofTooLong { len: 65 }),
+            (verify_consistency(0, 5, &r, &r, &[]), RootMismatch), // MTH({}) is HASH()
         ] {
             assert_eq!(got, Err(want));
         }
     }
 
     #[test]
-    fn trivial_consistency_needs_an_empty_proof_and_matching_roots() {
-        let (e, r) = (empty_root(), root(&leaves(3)));
-        assert_eq!(consistency_proof(&leaves(3), 0, 3).unwrap(), Vec::<H>::new());
-        assert_eq!(consistency_proof(&leaves(3), 3, 3).unwrap(), Vec::<H>::new());
-        assert_eq!(verify_consistency(0, 0, &e, &e, &[]), Ok(()));
-        assert_eq!(verify_consistency(0, 3, &e, &r, &[]), Ok(()));
-        assert_eq!(verify_consistency(3, 3, &r, &r, &[]), Ok(()));
-        assert_eq!(verify_consistency(0, 3, &r, &r, &[]), Err(MerkleError::RootMismatch));
-        assert_eq!(verify_consistency(0, 0, &e, &r, &[]), Err(MerkleError::RootMismatch));
-        assert_eq!(verify_consistency(3, 3, &r, &e, &[]), Err(MerkleError::RootMismatch));
-        let wrong = Err(MerkleError::ProofWrongLength { len: 1, expected: 0 });
-        assert_eq!(verify_consistency(0, 3, &e, &r, &[e]), wrong);
-        assert_eq!(verify_consistency(3, 3, &r, &r, &[e]), wrong);
-        let empty = Err(MerkleError::ProofWrongLength { len: 0, expected: 2 });
-        assert_eq!(verify_consistency(1, 3, &leaves(1)[0], &r, &[]), empty);
+    fn the_tree_size_is_not_bound_by_the_hashes() {
+        // docs/format.md: leaf 0's proof in a 3-leaf tree takes the same turns as in a
+        // 4-leaf tree, so it also checks out against the same root claimed for size 4.
+        let d = leaves(3);
+        let p = inclusion_proof(&d, 0).unwrap();
+        assert_eq!(verify_inclusion(&d[0], 0, 4, &p, &root(&d)), Ok(()));
+        assert_eq!(inclusion_shape(0, 3), inclusion_shape(0, 4));
     }
 
     proptest! {

@@ -286,13 +286,12 @@ pub fn verify_consistency(
         return Ok(());
     }
     // 1. An empty consistency path fails.
-    let Some((first_hash, rest)) = proof.split_first() else {
+    let Some((head, rest)) = proof.split_first() else {
         return Err(wrong_length());
     };
-    // 2. If first is an exact power of 2, prepend first_hash (the old root) to the path;
-    // 5. fr and sr start at the path's first value; 6. iterate over the values after it.
-    let (start, path) =
-        if old_size.is_power_of_two() { (old_root, proof) } else { (first_hash, rest) };
+    // 2. If first is an exact power of 2, prepend first_hash (the old root) to the path.
+    // Then 5. fr and sr start at the path's first value, and 6. iterates over the rest.
+    let (start, path) = if old_size.is_power_of_two() { (old_root, proof) } else { (head, rest) };
     // 3. fn = first - 1, sn = second - 1.
     let (mut f_n, mut s_n) = (old_size - 1, new_size - 1);
     // 4. While LSB(fn) is set, right-shift fn and sn.
@@ -300,7 +299,7 @@ pub fn verify_consistency(
         f_n >>= 1;
         s_n >>= 1;
     }
-    // 5.
+    // 5. fr = sr = the path's first value.
     let (mut fr, mut sr) = (*start, *start);
     // 6. For each subsequent value c:
     for c in path {

@@ -59,8 +59,9 @@ pub struct SegmentFields {
 }
 
 /// Makes a chain: header, then segments, then the end record, each numbered, linked to the
-/// one before and signed.
-#[derive(Debug)]
+/// one before and signed. Cloning it lets a caller keep the state of the last record
+/// it managed to save, should saving the next one fail.
+#[derive(Debug, Clone)]
 pub struct ChainBuilder {
     key: SigningKey,
     recording_id: RecordingId,

@@ -1,8 +1,22 @@
 //! The observer's vault: where a captured segment becomes evidence.
 //!
-//! `custody-vault` will take each segment from `custody-capture`, encrypt it as an age v1
-//! file to the legal team's recipients, build and sign its record with the device's
-//! Ed25519 key, link it into the recording's hash chain, keep it in append-only files that
-//! are fsynced before anything is reported as saved (sled only as a rebuildable index and
-//! upload queue), and upload it live to the legal team's server until a signed receipt
-//! comes back.
+//! `custody-vault` takes each segment from `custody-capture`, encrypts it as an age v1 file
+//! to the legal team's recipients ([`seal`]), builds and signs its record with the device's
+//! Ed25519 key and links it into the recording's hash chain (`custody-format`), and keeps
+//! it in append-only files that are fsynced before anything is reported as saved
+//! ([`store`], [`journal`]). A sled database ([`index`]) holds summaries and the upload
+//! queue; it is never the only copy of anything and is rebuilt from the files whenever it
+//! is missing, broken or behind.
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod fsutil;
+pub mod index;
+pub mod journal;
+pub mod keys;
+pub mod recorder;
+pub mod seal;
+pub mod store;
+
+pub use store::{Vault, VaultError};

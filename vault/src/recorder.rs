@@ -1,0 +1,313 @@
+//! Recording: capture → seal → sign → store, one segment at a time.
+//!
+//! The capture runs on its own thread and hands over segments through a bounded channel;
+//! this loop seals, signs and fsyncs each as it arrives, so capture and sealing use both
+//! cores. If a segment cannot be saved (a full disk), recording stops and the end record
+//! says why, if it can still be written; every segment saved before stays valid.
+
+use std::io::Read;
+use std::path::Path;
+
+use custody_capture::{Capture, Event, Segment, Started, StopHandle};
+use custody_format::chain::SegmentFields;
+use custody_format::digest::MediaKind;
+use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::record::{
+    Container, CutReason, EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo,
+};
+use ed25519_dalek::SigningKey;
+use rand_core::OsRng;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::seal::Sealer;
+use crate::store::{RecordingWriter, SegmentInput, Vault, VaultError};
+
+/// Why a recording failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The input never produced a recording (it could not be opened, or ended at once).
+    #[error("nothing was recorded: {0}")]
+    NothingRecorded(String),
+    /// The vault could not save; the recording was ended with an error record if possible.
+    #[error("{error} (segments saved before this remain valid; recording {id})")]
+    Save {
+        /// The recording.
+        id: RecordingId,
+        /// What failed.
+        error: VaultError,
+    },
+    /// Reading the file to import failed.
+    #[error("reading {path}: {source}")]
+    Import {
+        /// The file.
+        path: String,
+        /// What happened.
+        source: std::io::Error,
+    },
+    /// The vault failed before recording started.
+    #[error("{0}")]
+    Vault(#[from] VaultError),
+}
+
+/// What the recording loop reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// The header is saved.
+    Started {
+        /// The recording.
+        id: RecordingId,
+        /// Its streams, for display.
+        streams: Vec<StreamInfo>,
+        /// Notes from capture (encoder used, streams left out).
+        notes: Vec<String>,
+    },
+    /// A segment is sealed, signed and durable.
+    Saved {
+        /// Its position.
+        seq: u64,
+        /// Plaintext bytes.
+        plaintext_len: u64,
+        /// Sealed bytes.
+        ciphertext_len: u64,
+        /// Media time covered so far, µs.
+        media_end_us: i64,
+        /// Device time from the segment's last packet to its record being durable, µs.
+        seal_latency_us: i64,
+    },
+}
+
+/// How a recording ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The recording.
+    pub id: RecordingId,
+    /// Segments saved.
+    pub segments: u64,
+    /// Why it ended.
+    pub reason: EndReason,
+    /// The error message, for [`EndReason::Error`].
+    pub message: Option<String>,
+}
+
+/// Where the media comes from, for the header.
+#[derive(Clone, Debug)]
+pub struct Provenance {
+    /// Live or imported.
+    pub origin: Origin,
+    /// The input as the header should name it (credentials already removed).
+    pub input: String,
+    /// For an import, the file's hash and length.
+    pub imported_file: Option<ImportedFile>,
+    /// Target segment duration, ms.
+    pub target_segment_ms: u32,
+    /// Forced-cut cap, ms.
+    pub max_segment_ms: u32,
+}
+
+/// Removes `user:password@` from a URL, so no credential reaches a record.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://{host}{tail}"),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// SHA-256 and length of a file, read in 1 MiB blocks.
+pub fn hash_file(path: &Path) -> Result<ImportedFile, RecordError> {
+    let err = |source| RecordError::Import { path: path.display().to_string(), source };
+    let mut f = std::fs::File::open(path).map_err(err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(ImportedFile { sha256: hasher.finalize().into(), len })
+}
+
+fn header(
+    started: &Started,
+    device: &SigningKey,
+    recipients: &[String],
+    provenance: &Provenance,
+) -> RecordingHeader {
+    let streams = started
+        .streams
+        .iter()
+        .map(|s| StreamInfo {
+            kind: s.kind,
+            codec: s.codec.clone(),
+            width: s.width,
+            height: s.height,
+            frame_rate: (s.frame_rate.0.max(0) as u32, s.frame_rate.1.max(0) as u32),
+            sample_rate: s.sample_rate,
+            channels: s.channels,
+            time_base: (s.time_base.0.max(0) as u32, s.time_base.1.max(0) as u32),
+        })
+        .collect();
+    RecordingHeader {
+        recording_id: RecordingId::random(&mut OsRng),
+        device_key: PublicKey::from(device.verifying_key()),
+        started_at_us: started.start_utc_us,
+        origin: provenance.origin,
+        input: provenance.input.clone(),
+        imported_file: provenance.imported_file.clone(),
+        container: if started.container == "mp4" {
+            Container::FragmentedMp4
+        } else {
+            Container::MpegTs
+        },
+        target_segment_ms: provenance.target_segment_ms,
+        max_segment_ms: provenance.max_segment_ms,
+        streams,
+        recipients: recipients.to_vec(),
+        software: concat!("custody ", env!("CARGO_PKG_VERSION")).to_string(),
+    }
+}
+
+fn fields(seg: &Segment) -> SegmentFields {
+    SegmentFields {
+        wall_first_us: seg.first_packet_utc_us,
+        wall_last_us: seg.last_packet_utc_us,
+        media_start_us: seg.media_start_us,
+        media_end_us: seg.media_end_us,
+        stream_packets: seg.packet_counts.clone(),
+        video_frames: seg.video_frames,
+        plaintext_len: 0,
+        plaintext_sha256: [0; 32],
+        ciphertext_len: 0,
+        ciphertext_sha256: [0; 32],
+        packet_digest: seg.packet_digest.0,
+        cut: match seg.cut {
+            custody_capture::CutReason::Keyframe => CutReason::Keyframe,
+            custody_capture::CutReason::ForcedCap => CutReason::ForcedCap,
+            _ => CutReason::Final,
+        },
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Records everything `capture` produces into the vault until it ends.
+pub fn record(
+    vault: &Vault,
+    capture: Capture,
+    device: SigningKey,
+    recipients: &[String],
+    sealer: Sealer,
+    provenance: &Provenance,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Outcome, RecordError> {
+    let stop: StopHandle = capture.stop_handle();
+    let mut writer: Option<RecordingWriter<'_>> = None;
+    let mut sealer = Some(sealer);
+    let mut device = Some(device);
+    let mut segments = 0u64;
+    for event in capture {
+        match event {
+            Event::Started(started) => {
+                let (Some(key), Some(s)) = (device.take(), sealer.take()) else { continue };
+                let h = header(&started, &key, recipients, provenance);
+                let streams = h.streams.clone();
+                let w = vault.begin(h, key, s)?;
+                progress(&Progress::Started { id: w.id(), streams, notes: started.notes.clone() });
+                writer = Some(w);
+            }
+            Event::Segment(seg) => {
+                let Some(w) = writer.as_mut() else { continue };
+                let input = SegmentInput {
+                    plaintext: &seg.bytes,
+                    plaintext_sha256: seg.sha256,
+                    fields: fields(&seg),
+                };
+                match w.add_segment(input) {
+                    Ok(saved) => {
+                        segments += 1;
+                        progress(&Progress::Saved {
+                            seq: saved.record.record().seq(),
+                            plaintext_len: seg.len(),
+                            ciphertext_len: saved.sealed.len,
+                            media_end_us: seg.media_end_us,
+                            seal_latency_us: now_us() - seg.last_packet_utc_us,
+                        });
+                    }
+                    Err(error) => {
+                        stop.stop();
+                        let id = w.id();
+                        if let Some(w) = writer.take() {
+                            let _ = w.end(now_us(), EndReason::Error, Some(error.to_string()));
+                        }
+                        return Err(RecordError::Save { id, error });
+                    }
+                }
+            }
+            Event::End(end) => {
+                let (reason, message) = match end.reason {
+                    custody_capture::EndReason::Stopped => (EndReason::Stopped, None),
+                    custody_capture::EndReason::InputEnded => (EndReason::InputEnded, None),
+                    custody_capture::EndReason::Error(m) => (EndReason::Error, Some(m)),
+                    _ => (EndReason::Error, Some("unknown end of capture".to_string())),
+                };
+                let Some(w) = writer.take() else {
+                    return Err(RecordError::NothingRecorded(
+                        message.unwrap_or_else(|| "the input ended before any media".into()),
+                    ));
+                };
+                let id = w.id();
+                w.end(end.end_utc_us.max(0), reason, message.clone())
+                    .map_err(|error| RecordError::Save { id, error })?;
+                return Ok(Outcome { id, segments, reason, message });
+            }
+            _ => {}
+        }
+    }
+    // The capture thread went away without an end event.
+    match writer.take() {
+        Some(w) => {
+            let id = w.id();
+            let message = "the capture stopped unexpectedly".to_string();
+            w.end(now_us(), EndReason::Error, Some(message.clone()))
+                .map_err(|error| RecordError::Save { id, error })?;
+            Ok(Outcome { id, segments, reason: EndReason::Error, message: Some(message) })
+        }
+        None => Err(RecordError::NothingRecorded("the capture stopped before any media".into())),
+    }
+}
+
+/// The media kind names used in listings.
+pub fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
+        MediaKind::Other => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_the_header() {
+        assert_eq!(redact_url("rtsp://user:secret@10.0.0.2:554/cam"), "rtsp://10.0.0.2:554/cam");
+        assert_eq!(redact_url("srt://:9000?mode=listener"), "srt://:9000?mode=listener");
+        assert_eq!(redact_url("/home/me/clip.mp4"), "/home/me/clip.mp4");
+    }
+}

@@ -1,0 +1,511 @@
+//! The vault on disk: recordings as journals and sealed segment files, and the index.
+//!
+//! ```text
+//! <vault>/device.key, device.pub        the device identity (keys.rs)
+//! <vault>/config.json                   recipients
+//! <vault>/recordings/<id>/journal.bin   the signed records, append-only (journal.rs)
+//! <vault>/recordings/<id>/segments/NNNNNNNN.age   sealed segments, one file each
+//! <vault>/recordings/<id>/LOCK          held (flock) while the recording is being made
+//! <vault>/index/                        sled: summaries and upload queue, rebuildable
+//! ```
+//!
+//! A segment counts as saved when its sealed file has been fsynced and renamed into place
+//! (directory fsynced) *and* its signed record has been appended to the journal and
+//! fsynced, in that order: a record never names a segment file that is not there.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use custody_format::chain::{ChainBuilder, ChainError, SegmentFields};
+use custody_format::ids::RecordingId;
+use custody_format::record::{EndReason, Record, RecordingHeader, SignedRecord};
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::fsutil::{sync_dir, DurableFile};
+use crate::index::{Index, Summary};
+use crate::journal::{self, Journal};
+use crate::seal::{Sealed, Sealer};
+
+/// Vault errors.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// A file operation failed.
+    #[error("{what} ({path}): {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The index failed even after a rebuild.
+    #[error("the index at {path} failed: {source}")]
+    Index {
+        /// Its path.
+        path: String,
+        /// The cause.
+        source: sled::Error,
+    },
+    /// The chain could not be started.
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    /// No recording with this id.
+    #[error("no recording {0} in this vault")]
+    NoSuchRecording(String),
+    /// The recording is being written by a running process.
+    #[error("recording {0} is being recorded by another process")]
+    Busy(String),
+    /// The config file is not valid.
+    #[error("{path} is not a valid vault config: {reason}")]
+    Config {
+        /// Its path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> VaultError + 'a {
+    move |source| VaultError::Io { what, path: path.display().to_string(), source }
+}
+
+/// The vault's configuration (`config.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// age X25519 recipients (`age1…`) every new recording is encrypted to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// Something the vault repaired or noticed while opening, to tell the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice(pub String);
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The state of a local recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Being recorded now by a running process.
+    Recording,
+    /// Ended with an end record.
+    Complete,
+    /// No end record and nobody recording: cut off (killed, crashed, seized).
+    CutOff,
+}
+
+/// A local recording as `custody recordings` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Listing {
+    /// Its summary.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Its state.
+    pub state: State,
+    /// Records still waiting for a receipt.
+    pub pending_upload: u64,
+}
+
+/// An open vault.
+#[derive(Debug)]
+pub struct Vault {
+    dir: PathBuf,
+    index: Index,
+}
+
+const INDEX_DIR: &str = "index";
+const RECORDINGS_DIR: &str = "recordings";
+const CONFIG_FILE: &str = "config.json";
+const JOURNAL: &str = "journal.bin";
+const LOCK: &str = "LOCK";
+
+impl Vault {
+    /// Opens the vault at `dir` (creating its directories), repairing what a crash left:
+    /// torn journal tails are cut back (the cut bytes kept aside), and an index that will
+    /// not open or disagrees with the journals is moved aside and rebuilt.
+    pub fn open(dir: &Path) -> Result<(Vault, Vec<Notice>), VaultError> {
+        let recordings = dir.join(RECORDINGS_DIR);
+        std::fs::create_dir_all(&recordings).map_err(io_err("creating the vault", dir))?;
+        let mut notices = Vec::new();
+        let index_path = dir.join(INDEX_DIR);
+        let index = match Index::open(&index_path) {
+            Ok(i) => i,
+            Err(e) => {
+                let aside = move_aside(&index_path)?;
+                notices.push(Notice(format!(
+                    "the index would not open ({e}); it was moved to {} and is rebuilt from the journals",
+                    aside.display()
+                )));
+                Index::open(&index_path).map_err(|source| VaultError::Index {
+                    path: index_path.display().to_string(),
+                    source,
+                })?
+            }
+        };
+        let vault = Vault { dir: dir.to_path_buf(), index };
+        vault.repair_journals(&mut notices)?;
+        if let Some(reason) = vault.index_disagrees()? {
+            notices.push(Notice(format!("{reason}; rebuilding the index from the journals")));
+            vault.rebuild_index()?;
+        }
+        Ok((vault, notices))
+    }
+
+    /// The vault's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Reads `config.json` (an absent file is the default config).
+    pub fn config(&self) -> Result<Config, VaultError> {
+        let path = self.dir.join(CONFIG_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| VaultError::Config {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(io_err("reading the config", &path)(e)),
+        }
+    }
+
+    /// Replaces `config.json`, durably.
+    pub fn set_config(&self, config: &Config) -> Result<(), VaultError> {
+        let path = self.dir.join(CONFIG_FILE);
+        let tmp = self.dir.join(".config.json.new");
+        let _ = std::fs::remove_file(&tmp);
+        let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
+        crate::fsutil::write_durable(&tmp, &bytes, false)
+            .map_err(io_err("writing the config", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io_err("writing the config", &path))?;
+        sync_dir(&self.dir).map_err(io_err("writing the config", &self.dir))
+    }
+
+    /// The directory of a recording.
+    pub fn recording_dir(&self, id: &RecordingId) -> PathBuf {
+        self.dir.join(RECORDINGS_DIR).join(id.to_string())
+    }
+
+    /// Ids of every recording directory with a journal, in directory order.
+    pub fn recording_ids(&self) -> Result<Vec<RecordingId>, VaultError> {
+        let root = self.dir.join(RECORDINGS_DIR);
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&root).map_err(io_err("listing recordings", &root))? {
+            let entry = entry.map_err(io_err("listing recordings", &root))?;
+            if let Ok(id) = RecordingId::parse(&entry.file_name().to_string_lossy()) {
+                if entry.path().join(JOURNAL).exists() {
+                    ids.push(id);
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The signed records of a recording, from its journal (whole frames only).
+    pub fn records(&self, id: &RecordingId) -> Result<Vec<SignedRecord>, VaultError> {
+        let path = self.recording_dir(id).join(JOURNAL);
+        if !path.exists() {
+            return Err(VaultError::NoSuchRecording(id.to_string()));
+        }
+        let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
+        Ok(contents.payloads.iter().filter_map(|p| SignedRecord::parse(p).ok()).collect())
+    }
+
+    /// The path of a sealed segment.
+    pub fn segment_path(&self, id: &RecordingId, seq: u64) -> PathBuf {
+        self.recording_dir(id).join("segments").join(format!("{seq:08}.age"))
+    }
+
+    /// Whether a process is recording `id` now.
+    pub fn is_recording(&self, id: &RecordingId) -> bool {
+        let Ok(f) = File::open(self.recording_dir(id).join(LOCK)) else { return false };
+        matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
+    /// Every local recording with its state, oldest first.
+    pub fn listings(&self) -> Result<Vec<Listing>, VaultError> {
+        let pending = self.index_result(self.index.pending())?;
+        let mut out = Vec::new();
+        for id in self.recording_ids()? {
+            let summary = match self.index_result(self.index.summary(&id.0))? {
+                Some(s) => s,
+                None => {
+                    let records = self.records(&id)?;
+                    match Summary::from_records(&records, 0) {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                }
+            };
+            let state = if summary.ended.is_some() {
+                State::Complete
+            } else if self.is_recording(&id) {
+                State::Recording
+            } else {
+                State::CutOff
+            };
+            let pending_upload = pending.iter().filter(|(p, _)| *p == id.0).count() as u64;
+            out.push(Listing { summary, state, pending_upload });
+        }
+        out.sort_by_key(|l| l.summary.started_at_us);
+        Ok(out)
+    }
+
+    fn index_result<T>(&self, r: Result<T, sled::Error>) -> Result<T, VaultError> {
+        r.map_err(|source| VaultError::Index {
+            path: self.dir.join(INDEX_DIR).display().to_string(),
+            source,
+        })
+    }
+
+    /// Cuts back torn journal tails of recordings nobody is writing.
+    fn repair_journals(&self, notices: &mut Vec<Notice>) -> Result<(), VaultError> {
+        for id in self.recording_ids()? {
+            if self.is_recording(&id) {
+                continue;
+            }
+            let path = self.recording_dir(&id).join(JOURNAL);
+            if journal::read(&path).map_err(io_err("reading the journal", &path))?.torn.is_none() {
+                continue;
+            }
+            let (_, contents) =
+                Journal::open(&path).map_err(io_err("repairing the journal", &path))?;
+            if let Some(t) = contents.torn {
+                notices.push(Notice(format!(
+                    "recording {id}: the journal ended in {} bytes of an unfinished record (a crash while saving); \
+                     they were moved to {} and the journal cut back to its {} whole records",
+                    t.len,
+                    t.kept_in.map(|p| p.display().to_string()).unwrap_or_default(),
+                    contents.payloads.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the index disagrees with the journals, if it does.
+    fn index_disagrees(&self) -> Result<Option<String>, VaultError> {
+        for id in self.recording_ids()? {
+            if self.is_recording(&id) {
+                continue;
+            }
+            let path = self.recording_dir(&id).join(JOURNAL);
+            let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
+            match self.index.summary(&id.0) {
+                Ok(Some(s)) if s.journal_len == contents.good_len => {}
+                Ok(Some(_)) => {
+                    return Ok(Some(format!("the index is behind the journal of recording {id}")))
+                }
+                Ok(None) => return Ok(Some(format!("the index does not know recording {id}"))),
+                Err(e) => return Ok(Some(format!("the index failed to read recording {id}: {e}"))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rebuilds the index from the journals: summaries, and every record queued for upload
+    /// unless it has a stored receipt.
+    pub fn rebuild_index(&self) -> Result<usize, VaultError> {
+        self.index_result(self.index.clear())?;
+        let mut n = 0;
+        for id in self.recording_ids()? {
+            let path = self.recording_dir(&id).join(JOURNAL);
+            let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
+            let records: Vec<SignedRecord> =
+                contents.payloads.iter().filter_map(|p| SignedRecord::parse(p).ok()).collect();
+            let Some(summary) = Summary::from_records(&records, contents.good_len) else {
+                continue;
+            };
+            self.index_result(self.index.put_summary(&id.0, &summary))?;
+            for r in &records {
+                self.index_result(self.index.enqueue(&id.0, r.record().seq()))?;
+            }
+            n += 1;
+        }
+        self.index_result(self.index.flush())?;
+        Ok(n)
+    }
+
+    /// Starts a new recording: creates its directory and journal, saves the signed header.
+    pub fn begin(
+        &self,
+        header: RecordingHeader,
+        key: SigningKey,
+        sealer: Sealer,
+    ) -> Result<RecordingWriter<'_>, VaultError> {
+        let id = header.recording_id;
+        let dir = self.recording_dir(&id);
+        let segments = dir.join("segments");
+        std::fs::create_dir_all(&segments).map_err(io_err("creating the recording", &segments))?;
+        sync_dir(&self.dir.join(RECORDINGS_DIR)).map_err(io_err("creating the recording", &dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = File::create(&lock_path).map_err(io_err("locking the recording", &lock_path))?;
+        lock.try_lock().map_err(|_| VaultError::Busy(id.to_string()))?;
+        let journal_path = dir.join(JOURNAL);
+        let mut journal = Journal::create(&journal_path)
+            .map_err(io_err("creating the journal", &journal_path))?;
+        let (chain, signed) = ChainBuilder::start(header, key)?;
+        journal.append(&signed.to_bytes()).map_err(io_err("saving the header", &journal_path))?;
+        let mut writer = RecordingWriter {
+            vault: self,
+            id,
+            dir,
+            journal,
+            chain,
+            sealer,
+            _lock: lock,
+            summary: None,
+            first_media_start: None,
+            journal_len: 0,
+        };
+        writer.saved(&signed)?;
+        Ok(writer)
+    }
+}
+
+fn move_aside(path: &Path) -> Result<PathBuf, VaultError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_file_name(format!("index.broken-{stamp}"));
+    std::fs::rename(path, &aside).map_err(io_err("moving the broken index aside", path))?;
+    Ok(aside)
+}
+
+/// One segment as the vault saves it: the plaintext from capture and the numbers its
+/// record needs besides the ciphertext's.
+#[derive(Debug)]
+pub struct SegmentInput<'a> {
+    /// The container bytes.
+    pub plaintext: &'a [u8],
+    /// Their SHA-256, as capture computed it while writing them.
+    pub plaintext_sha256: [u8; 32],
+    /// The rest of the record's fields; `ciphertext_len` and `ciphertext_sha256` are
+    /// filled in here.
+    pub fields: SegmentFields,
+}
+
+/// A saved segment.
+#[derive(Clone, Debug)]
+pub struct SavedSegment {
+    /// Its signed record.
+    pub record: SignedRecord,
+    /// The sealed file.
+    pub sealed: Sealed,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// A recording being written. Dropped without [`RecordingWriter::end`], the recording is
+/// left without an end record: cut off, exactly as after a crash.
+#[derive(Debug)]
+pub struct RecordingWriter<'v> {
+    vault: &'v Vault,
+    id: RecordingId,
+    dir: PathBuf,
+    journal: Journal,
+    chain: ChainBuilder,
+    sealer: Sealer,
+    _lock: File,
+    summary: Option<Summary>,
+    first_media_start: Option<i64>,
+    journal_len: u64,
+}
+
+impl RecordingWriter<'_> {
+    /// The recording's id.
+    pub fn id(&self) -> RecordingId {
+        self.id
+    }
+
+    /// Seals, signs and saves one segment. When this returns `Ok` the segment and its
+    /// record are durable. On `Err` nothing of this segment counts as saved and the chain
+    /// still ends at the last saved record, so the recording can still be ended.
+    pub fn add_segment(&mut self, input: SegmentInput<'_>) -> Result<SavedSegment, VaultError> {
+        let seq = self.chain.next_seq();
+        let path = self.vault.segment_path(&self.id, seq);
+        let file = DurableFile::create(&path, false)
+            .map_err(io_err("creating the segment file", &path))?;
+        let (file, sealed) = self
+            .sealer
+            .seal(input.plaintext, file)
+            .map_err(io_err("sealing the segment", &path))?;
+        file.commit().map_err(io_err("saving the segment", &path))?;
+
+        let mut fields = input.fields;
+        fields.plaintext_len = input.plaintext.len() as u64;
+        fields.plaintext_sha256 = input.plaintext_sha256;
+        fields.ciphertext_len = sealed.len;
+        fields.ciphertext_sha256 = sealed.sha256;
+        let before = self.chain.clone();
+        let record = self.chain.segment(fields);
+        if let Err(e) = self.journal.append(&record.to_bytes()) {
+            // The record is not saved: the chain goes on from the last one that is, and the
+            // sealed file without a record is removed (it cannot be verified anyway).
+            self.chain = before;
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err("saving the segment record", self.journal.path())(e));
+        }
+        self.saved(&record)?;
+        Ok(SavedSegment { record, sealed, path })
+    }
+
+    /// Signs and saves the end record; the recording is complete.
+    pub fn end(
+        mut self,
+        ended_at_us: i64,
+        reason: EndReason,
+        message: Option<String>,
+    ) -> Result<SignedRecord, VaultError> {
+        let chain = self.chain.clone();
+        let record = chain.end(ended_at_us, reason, message);
+        self.journal
+            .append(&record.to_bytes())
+            .map_err(io_err("saving the end record", self.journal.path()))?;
+        self.saved(&record)?;
+        let _ = self.vault.index.flush();
+        Ok(record)
+    }
+
+    /// The recording's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Updates the index after a record is durable (failures only cost a later rebuild).
+    fn saved(&mut self, record: &SignedRecord) -> Result<(), VaultError> {
+        self.journal_len += 8 + record.to_bytes().len() as u64;
+        match (&mut self.summary, record.record()) {
+            (None, Record::Header(_)) => {
+                self.summary =
+                    Summary::from_records(std::slice::from_ref(record), self.journal_len);
+            }
+            (Some(s), r) => {
+                s.apply(r, &mut self.first_media_start);
+                s.journal_len = self.journal_len;
+            }
+            _ => {}
+        }
+        if let Some(s) = &self.summary {
+            let _ = self.vault.index.put_summary(&self.id.0, s);
+        }
+        let _ = self.vault.index.enqueue(&self.id.0, record.record().seq());
+        Ok(())
+    }
+}

@@ -1,16 +1,41 @@
-//! `custody`: the one binary. It is glue only — argument parsing and output — over the
-//! library crates; subcommands arrive with the crates that implement them.
+//! `custody`: the one binary. It is glue only — argument parsing, prompts and output —
+//! over the library crates: no cryptography, format logic or storage in here.
+
+mod cli;
+mod common;
+mod keygen;
+mod record;
+mod recordings;
+mod vault_cmd;
+
+use std::process::ExitCode;
 
 use clap::Parser;
 
-/// A secure evidence vault for recordings of police and immigration-enforcement encounters.
-///
-/// Observers record and seal footage on the device and upload it live; the legal team's
-/// server receipts every segment; lawyers verify the chain of custody offline.
-#[derive(Parser, Debug)]
-#[command(name = "custody", version, about, long_about)]
-struct Cli {}
+use cli::{Cli, Command};
+use common::{vault_dir, CliError};
 
-fn main() {
-    let _cli = Cli::parse();
+fn run(cli: Cli) -> Result<(), CliError> {
+    let vault = vault_dir(cli.vault.as_deref())?;
+    match &cli.command {
+        Command::Keygen(args) => keygen::run(&vault, args),
+        Command::Record(args) => record::record(&vault, args),
+        Command::Import(args) => record::import(&vault, args),
+        Command::Recordings(args) => recordings::run(&vault, args),
+        Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("custody: error: {}", e.message);
+            if let Some(hint) = e.hint {
+                eprintln!("custody: hint: {hint}");
+            }
+            ExitCode::from(e.code)
+        }
+    }
 }

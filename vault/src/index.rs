@@ -103,6 +103,15 @@ impl Index {
         Ok(Index { db, recordings, outbox })
     }
 
+    /// A temporary index (in a temporary file, removed on close), for when the real one
+    /// cannot be written, e.g. on a full disk: the vault keeps working from its files.
+    pub fn temporary() -> Result<Index, IndexError> {
+        let db = sled::Config::new().temporary(true).mode(sled::Mode::LowSpace).open()?;
+        let recordings = db.open_tree("recordings")?;
+        let outbox = db.open_tree("outbox")?;
+        Ok(Index { db, recordings, outbox })
+    }
+
     /// The summary of a recording, if indexed and readable.
     pub fn summary(&self, id: &[u8; 16]) -> Result<Option<Summary>, IndexError> {
         Ok(self.recordings.get(id)?.and_then(|v| serde_json::from_slice(&v).ok()))

@@ -138,18 +138,36 @@ impl Vault {
         std::fs::create_dir_all(&recordings).map_err(io_err("creating the vault", dir))?;
         let mut notices = Vec::new();
         let index_path = dir.join(INDEX_DIR);
+        let temporary = |notices: &mut Vec<Notice>, why: String| {
+            notices.push(Notice(format!(
+                "{why}; working with a temporary index rebuilt from the journals"
+            )));
+            Index::temporary().map_err(|source| VaultError::Index {
+                path: index_path.display().to_string(),
+                source,
+            })
+        };
         let index = match Index::open(&index_path) {
             Ok(i) => i,
+            // A full or failing disk is not a broken index: leave it where it is.
+            Err(sled::Error::Io(e)) if e.kind() == io::ErrorKind::StorageFull => {
+                temporary(&mut notices, format!("the index cannot be opened ({e})"))?
+            }
             Err(e) => {
                 let aside = move_aside(&index_path)?;
-                notices.push(Notice(format!(
-                    "the index would not open ({e}); it was moved to {} and is rebuilt from the journals",
-                    aside.display()
-                )));
-                Index::open(&index_path).map_err(|source| VaultError::Index {
-                    path: index_path.display().to_string(),
-                    source,
-                })?
+                match Index::open(&index_path) {
+                    Ok(i) => {
+                        notices.push(Notice(format!(
+                            "the index would not open ({e}); it was moved to {} and is rebuilt from the journals",
+                            aside.display()
+                        )));
+                        i
+                    }
+                    Err(again) => temporary(
+                        &mut notices,
+                        format!("the index would not open ({e}), nor a new one ({again})"),
+                    )?,
+                }
             }
         };
         let vault = Vault { dir: dir.to_path_buf(), index };

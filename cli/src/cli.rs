@@ -1,0 +1,200 @@
+//! The command-line definitions: every subcommand, grouped by who uses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Observers:    keygen, record, import, recordings, vault
+Exit codes:   0 success; 1 the command ran and found a problem (a recording that failed,
+              a vault check with findings); 2 the command could not run (bad arguments,
+              missing key, unreadable input).
+
+Environment:  CUSTODY_VAULT        the vault directory (default: ~/.local/share/custody/vault)
+              CUSTODY_PASSPHRASE   the device key's passphrase, instead of a prompt";
+
+/// A secure evidence vault for recordings of police and immigration-enforcement encounters.
+///
+/// custody records video as it streams, cuts it into short segments, and seals each one
+/// the moment it is cut: hashed, signed with this device's key, linked into a chain, and
+/// encrypted so that only the legal team can open it.
+#[derive(Parser, Debug)]
+#[command(name = "custody", version, about, long_about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// The vault directory.
+    #[arg(long, global = true, env = "CUSTODY_VAULT", value_name = "DIR")]
+    pub vault: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create this device's signing key (or, with --recipient-key, a legal team's case key).
+    ///
+    /// The device key signs every record this device makes. It is kept in the vault,
+    /// readable by you only; --passphrase protects it with a passphrase (age's scrypt
+    /// encryption). Prints the public key and its fingerprint, which the legal team
+    /// compares when enrolling the device.
+    ///
+    /// Example: custody keygen --passphrase
+    /// Example: custody keygen --recipient-key -o case.agekey
+    Keygen(KeygenArgs),
+
+    /// Record live from a camera, a phone streaming to this computer, or a stream.
+    ///
+    /// Every segment (2 s by default) is sealed, signed and fsynced the moment it is cut;
+    /// Ctrl-C stops the recording cleanly with an end record. If this process is killed,
+    /// everything saved up to then stays valid and the recording shows as cut off.
+    ///
+    /// Example (laptop camera):  custody record --format video4linux2 --input /dev/video0
+    /// Example (phone over SRT):  custody record --input 'srt://0.0.0.0:9000?mode=listener'
+    /// Example (phone over RTMP): custody record --input rtmp://0.0.0.0:1935/live/phone --option listen=1
+    /// Example (test pattern):    custody record --format lavfi --input testsrc2=size=640x360:rate=25
+    Record(RecordArgs),
+
+    /// Seal an existing video file the same way a live recording is sealed.
+    ///
+    /// The header says the recording was imported and records the file's SHA-256: the
+    /// file's own times are claims, not evidence of when it was made.
+    ///
+    /// Example: custody import --recipient age1... phone-video.mp4
+    Import(ImportArgs),
+
+    /// List the recordings in this vault, with their state and size.
+    ///
+    /// States: recording (being made now), complete (has its end record), cut off (no end
+    /// record: the recorder was killed or the device lost power; everything saved is valid).
+    Recordings(RecordingsArgs),
+
+    /// Check or repair the vault.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+/// `custody keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Protect the device key with a passphrase (asked for, or taken from CUSTODY_PASSPHRASE).
+    #[arg(long, conflicts_with = "recipient_key")]
+    pub passphrase: bool,
+
+    /// Instead, make an age X25519 identity for a legal team (the case key segments are
+    /// encrypted to). Writes the secret identity to --output and prints the public
+    /// recipient (age1…).
+    #[arg(long, requires = "output")]
+    pub recipient_key: bool,
+
+    /// Where to write the case key (with --recipient-key).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options shared by `record` and `import`.
+#[derive(Args, Debug)]
+pub struct SealArgs {
+    /// Encrypt to this age recipient (age1…), in addition to those in the vault config.
+    /// Repeat for several.
+    #[arg(long = "recipient", short = 'r', value_name = "AGE_RECIPIENT")]
+    pub recipients: Vec<String>,
+
+    /// Also encrypt to your own key kept in this vault. Off by default: without it, a
+    /// seized device holds nothing it can decrypt.
+    #[arg(long)]
+    pub self_recipient: bool,
+
+    /// Target segment duration in seconds (segments are cut at the first keyframe after it).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    pub segment_seconds: f64,
+
+    /// Force a cut when no keyframe has come for this long, in seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    pub max_segment_seconds: f64,
+
+    /// Write fragmented MP4 segments instead of MPEG-TS.
+    #[arg(long)]
+    pub fmp4: bool,
+
+    /// Print JSON lines instead of the live status line: one `started` event, one `saved`
+    /// event per segment as soon as it is durable, and one `ended` event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `custody record`.
+#[derive(Args, Debug)]
+pub struct RecordArgs {
+    /// What to record: a device (/dev/video0), a URL (srt://, rtmp://, rtsp://, udp://) or,
+    /// with --format lavfi, a filter graph.
+    #[arg(long, short = 'i', value_name = "INPUT")]
+    pub input: String,
+
+    /// The FFmpeg input format (video4linux2, lavfi, mpegts, …); needed for devices.
+    #[arg(long, short = 'f', value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// An FFmpeg input option, KEY=VALUE (listen=1, video_size=1280x720, …). Repeatable.
+    #[arg(long = "option", short = 'o', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub options: Vec<(String, String)>,
+
+    /// Stop by itself after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+/// `custody import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The video file to seal.
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+/// `custody recordings`.
+#[derive(Args, Debug)]
+pub struct RecordingsArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `custody vault …`.
+#[derive(Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Check every recording: chain, signatures, and every sealed file against its record.
+    /// Repairs what a crash left (torn journal tails, a broken index) and says so.
+    Check {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the journals and segment files.
+    RebuildIndex,
+    /// Show or change the age recipients new recordings are encrypted to.
+    Recipients {
+        /// Add a recipient (age1…).
+        #[arg(long, value_name = "AGE_RECIPIENT")]
+        add: Vec<String>,
+        /// Remove a recipient.
+        #[arg(long, value_name = "AGE_RECIPIENT")]
+        remove: Vec<String>,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}

@@ -1,0 +1,238 @@
+//! `custody record` and `custody import`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use custody_capture::{Capture, Container, Settings, Source};
+use custody_format::record::{EndReason, Origin};
+use custody_vault::keys;
+use custody_vault::recorder::{self, Progress, Provenance};
+use custody_vault::seal::Sealer;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::cli::{ImportArgs, RecordArgs, SealArgs};
+use crate::common::{device_key, open_vault, print, CliError};
+use crate::recordings::size;
+
+/// The recipients for a new recording: the config's, the flags', and the observer's own
+/// if asked for.
+fn recipients(vault: &custody_vault::Vault, args: &SealArgs) -> Result<Vec<String>, CliError> {
+    let mut list = vault.config()?.recipients;
+    list.extend(args.recipients.iter().cloned());
+    if args.self_recipient {
+        list.push(keys::self_recipient(vault.dir())?);
+    }
+    list.sort();
+    list.dedup();
+    if list.is_empty() {
+        return Err(CliError::cannot(
+            "no recipients: segments must be encrypted to the legal team's case key",
+        )
+        .hint("give --recipient age1… or save one with `custody vault recipients --add age1…`"));
+    }
+    keys::parse_recipients(&list)?;
+    Ok(list)
+}
+
+fn settings(args: &SealArgs) -> Result<Settings, CliError> {
+    let secs = |v: f64, name: &str| {
+        if v.is_finite() && v > 0.0 && v <= 3600.0 {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(CliError::cannot(format!("--{name} must be between 0 and 3600 seconds")))
+        }
+    };
+    let target = secs(args.segment_seconds, "segment-seconds")?;
+    let cap = secs(args.max_segment_seconds, "max-segment-seconds")?;
+    if cap < target {
+        return Err(CliError::cannot(
+            "--max-segment-seconds must not be shorter than --segment-seconds",
+        ));
+    }
+    Ok(Settings {
+        target,
+        cap,
+        container: if args.fmp4 { Container::FragmentedMp4 } else { Container::MpegTs },
+        ..Settings::default()
+    })
+}
+
+pub fn record(vault_dir: &Path, args: &RecordArgs) -> Result<(), CliError> {
+    let mut source = match &args.format {
+        Some(f) => Source::device(f.clone(), args.input.clone()),
+        None if args.input.contains("://") => Source::network(args.input.clone()),
+        None => Source::file(&args.input),
+    };
+    for (k, v) in &args.options {
+        source = source.with_option(k.clone(), v.clone());
+    }
+    let input = match &args.format {
+        Some(f) => format!("{f}:{}", recorder::redact_url(&args.input)),
+        None => recorder::redact_url(&args.input),
+    };
+    run(vault_dir, &args.seal, source, Origin::Live, input, None, args.duration)
+}
+
+pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
+    if !args.file.is_file() {
+        return Err(CliError::cannot(format!("{} is not a file", args.file.display())));
+    }
+    let file = recorder::hash_file(&args.file).map_err(|e| CliError::cannot(e.to_string()))?;
+    let name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    run(vault_dir, &args.seal, Source::file(&args.file), Origin::Imported, name, Some(file), None)
+}
+
+fn run(
+    vault_dir: &Path,
+    seal: &SealArgs,
+    source: Source,
+    origin: Origin,
+    input: String,
+    imported_file: Option<custody_format::record::ImportedFile>,
+    duration: Option<f64>,
+) -> Result<(), CliError> {
+    let vault = open_vault(vault_dir)?;
+    let key = device_key(vault_dir)?;
+    let recipients = recipients(&vault, seal)?;
+    let sealer = Sealer::new(keys::parse_recipients(&recipients)?)
+        .map_err(|e| CliError::cannot(e.to_string()))?;
+    let settings = settings(seal)?;
+    let provenance = Provenance {
+        origin,
+        input,
+        imported_file,
+        target_segment_ms: settings.target.as_millis().min(u128::from(u32::MAX)) as u32,
+        max_segment_ms: settings.cap.as_millis().min(u128::from(u32::MAX)) as u32,
+    };
+
+    let capture = Capture::start(source, settings);
+    let stop = capture.stop_handle();
+    let on_signal = stop.clone();
+    // A second handler cannot be installed in one process; a failure here only loses Ctrl-C.
+    let _ = ctrlc::set_handler(move || on_signal.stop());
+    if let Some(secs) = duration {
+        let timer = stop.clone();
+        let limit = Duration::from_secs_f64(secs.clamp(0.0, 86_400.0));
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            timer.stop();
+        });
+    }
+
+    let bar = ProgressBar::with_draw_target(
+        None,
+        if !seal.json && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut sealed_bytes = 0u64;
+    let mut count = 0u64;
+    let quiet = seal.json;
+    let outcome =
+        recorder::record(&vault, capture, key, &recipients, sealer, &provenance, |p| match p {
+            Progress::Started { id, streams, notes } => {
+                if quiet {
+                    print(&format!(
+                        "{}\n",
+                        serde_json::json!({ "event": "started", "recording": id.to_string() })
+                    ));
+                } else {
+                    let desc: Vec<String> = streams
+                        .iter()
+                        .map(|s| match s.kind {
+                            custody_format::digest::MediaKind::Video => {
+                                format!("{} {}x{}", s.codec, s.width, s.height)
+                            }
+                            _ => format!("{} {} Hz", s.codec, s.sample_rate),
+                        })
+                        .collect();
+                    bar.println(format!("Recording {id} ({}); Ctrl-C stops.", desc.join(", ")));
+                    for n in notes {
+                        bar.println(format!("note: {n}"));
+                    }
+                }
+            }
+            Progress::Saved {
+                seq,
+                plaintext_len,
+                ciphertext_len,
+                media_end_us,
+                seal_latency_us,
+            } => {
+                if quiet {
+                    // One line per durable segment: a script (or a test) may rely on every
+                    // segment reported here being saved.
+                    print(&format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "event": "saved", "seq": seq, "plaintext_len": plaintext_len,
+                            "ciphertext_len": ciphertext_len, "media_end_us": media_end_us,
+                            "seal_latency_us": seal_latency_us,
+                        })
+                    ));
+                }
+                count += 1;
+                sealed_bytes += ciphertext_len;
+                let elapsed = started.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!(
+                    "{:.1} s recorded · {count} segments sealed · {} · {:.2} Mbit/s",
+                    *media_end_us as f64 / 1e6,
+                    size(sealed_bytes),
+                    sealed_bytes as f64 * 8.0 / elapsed / 1e6
+                ));
+            }
+        });
+    bar.finish_and_clear();
+    let outcome = outcome.map_err(|e| match e {
+        recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(
+            "nothing was recorded: {m}"
+        ))
+        .hint(
+            "check the input: is the device present, or is the sender streaming to this address?",
+        ),
+        other => CliError::failed(other.to_string()),
+    })?;
+    let reason = match outcome.reason {
+        EndReason::Stopped => "stopped",
+        EndReason::InputEnded => "input ended",
+        EndReason::Error => "error",
+    };
+    if seal.json {
+        print(&format!(
+            "{}\n",
+            serde_json::json!({
+                "event": "ended",
+                "recording": outcome.id.to_string(),
+                "segments": outcome.segments,
+                "ended": reason,
+                "message": outcome.message,
+                "sealed_bytes": sealed_bytes,
+            })
+        ));
+    } else {
+        print(&format!(
+            "Recording {} saved: {} segments, {} sealed, ended: {reason}{}.\n",
+            outcome.id,
+            outcome.segments,
+            size(sealed_bytes),
+            outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+        ));
+    }
+    if outcome.reason == EndReason::Error {
+        return Err(CliError::failed(format!(
+            "the recording ended with an error: {}",
+            outcome.message.unwrap_or_default()
+        ))
+        .hint("every segment saved before the error is valid and kept"));
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! A temp-dir harness for driving the real `custody` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use custody_format::ids::RecordingId;
+use custody_format::record::{Record, SignedRecord};
+use custody_vault::store::Vault;
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub vault: PathBuf,
+    pub case_key: PathBuf,
+    pub recipient: String,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_custody")
+}
+
+impl Env {
+    /// A fresh vault with a device key, and a case key whose recipient is returned.
+    pub fn new() -> Env {
+        Env::with_vault_in(None)
+    }
+
+    pub fn with_vault_in(vault: Option<PathBuf>) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = vault.unwrap_or_else(|| dir.path().join("vault"));
+        let case_key = dir.path().join("case.agekey");
+        let env = Env { vault, case_key, recipient: String::new(), dir };
+        let out = env.run(&["keygen"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out =
+            env.run(&["keygen", "--recipient-key", "--json", "-o", env.case_key.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        Env { recipient: v["recipient"].as_str().unwrap().to_string(), ..env }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(bin());
+        c.env("CUSTODY_VAULT", &self.vault).env_remove("CUSTODY_PASSPHRASE");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Records `seconds` of media from a synthetic camera (as fast as it can be made).
+    pub fn record_synthetic(&self, seconds: u32, extra: &[&str]) -> Output {
+        let input = format!("testsrc2=size=320x240:rate=25:duration={seconds}");
+        let mut args =
+            vec!["record", "--json", "--format", "lavfi", "--input", &input, "-r", &self.recipient];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn open_vault(&self) -> Vault {
+        Vault::open(&self.vault).unwrap().0
+    }
+
+    pub fn identities(&self) -> Vec<age::x25519::Identity> {
+        custody_vault::keys::parse_identities(&std::fs::read_to_string(&self.case_key).unwrap())
+    }
+}
+
+/// The JSON lines a `--json` command printed.
+pub fn events(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn recording_id(events: &[serde_json::Value]) -> Option<RecordingId> {
+    events
+        .iter()
+        .find(|e| e["event"] == "started")
+        .map(|e| RecordingId::parse(e["recording"].as_str().unwrap()).unwrap())
+}
+
+pub fn segment_records(records: &[SignedRecord]) -> Vec<custody_format::record::SegmentRecord> {
+    records
+        .iter()
+        .filter_map(|r| match r.record() {
+            Record::Segment(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Makes a test clip with the ffmpeg tool: H.264 (keyframe every `gop_s` seconds) + AAC.
+pub fn make_clip(path: &Path, seconds: u32, gop_s: u32) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=320x240:rate=25:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g"])
+        .arg((gop_s * 25).to_string())
+        .args(["-c:a", "aac", "-shortest"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

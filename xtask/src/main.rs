@@ -4,6 +4,8 @@
 //! missing (through apt, saying what and why), then runs formatting, lints, every test and
 //! the fuzz-target build. CI runs exactly this (`.ci/run`).
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -101,13 +103,13 @@ const REQUIREMENTS: &[Requirement] = &[
     },
 ];
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -122,7 +124,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 }
 
 /// Installs the Debian packages that are missing, through apt.
-fn install_missing() -> Result<(), String> {
+pub(crate) fn install_missing() -> Result<(), String> {
     let missing: Vec<&Requirement> = REQUIREMENTS.iter().filter(|r| !(r.present)()).collect();
     if missing.is_empty() {
         eprintln!("xtask: system packages: all present");
@@ -164,12 +166,15 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test    install missing system packages (apt), then run cargo fmt --check, clippy with
-          warnings denied, the fuzz-target build and every test in the workspace";
+          warnings denied, the fuzz-target build and every test in the workspace
+  bench   run every benchmark against its peer tools and rewrite docs/benchmarks.md
+          (CUSTODY_BENCH_RUNS sets the runs per figure, default 3)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
+        Some("bench") => bench::bench(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -22,6 +22,10 @@ pub const DOMAIN_DEVICE_CERT_SIGNATURE: &[u8] = b"custody/v1/device-certificate-
 pub const DOMAIN_PACKET_DIGEST: &[u8] = b"custody/v1/packet-digest\0";
 /// Per-stream running hash inside the packet digest.
 pub const DOMAIN_PACKET_DIGEST_STREAM: &[u8] = b"custody/v1/packet-digest/stream\0";
+/// Signature input prefix of a device's signed HTTP request to the server.
+pub const DOMAIN_REQUEST_SIGNATURE: &[u8] = b"custody/v1/request-signature\0";
+/// Signature input prefix of a device's proof of possession at enrollment.
+pub const DOMAIN_ENROLLMENT_SIGNATURE: &[u8] = b"custody/v1/enrollment-signature\0";
 /// Hash behind a key fingerprint.
 pub const DOMAIN_KEY_FINGERPRINT: &[u8] = b"custody/v1/key-fingerprint\0";
 

@@ -23,7 +23,7 @@ use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
 use thiserror::Error;
 
-use crate::fsutil;
+use custody_durable::fsutil;
 
 /// File name of the device key inside the vault.
 pub const DEVICE_KEY_FILE: &str = "device.key";

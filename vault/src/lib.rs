@@ -11,12 +11,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-pub mod fsutil;
 pub mod index;
-pub mod journal;
 pub mod keys;
 pub mod recorder;
 pub mod seal;
 pub mod store;
 
+pub use custody_durable::{fsutil, journal};
 pub use store::{Vault, VaultError};

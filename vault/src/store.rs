@@ -24,10 +24,10 @@ use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::fsutil::{sync_dir, DurableFile};
 use crate::index::{Index, Summary};
-use crate::journal::{self, Journal};
 use crate::seal::{Sealed, Sealer};
+use custody_durable::fsutil::{sync_dir, DurableFile};
+use custody_durable::journal::{self, Journal};
 
 /// Vault errors.
 #[derive(Debug, Error)]
@@ -208,7 +208,7 @@ impl Vault {
         let tmp = self.dir.join(".config.json.new");
         let _ = std::fs::remove_file(&tmp);
         let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
-        crate::fsutil::write_durable(&tmp, &bytes, false)
+        custody_durable::fsutil::write_durable(&tmp, &bytes, false)
             .map_err(io_err("writing the config", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io_err("writing the config", &path))?;
         sync_dir(&self.dir).map_err(io_err("writing the config", &self.dir))

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::sync_dir;
 
-/// The largest payload a frame may carry (a record object plus its signature).
-pub const MAX_PAYLOAD: usize = custody_format::encoding::MAX_OBJECT_LEN + 64;
+/// The largest payload a frame may carry: 1 MiB, far above any custody object (a
+/// record is at most 64 KiB plus its signature).
+pub const MAX_PAYLOAD: usize = 1 << 20;
 
 /// Bytes after the last whole frame, found when reading a journal.
 #[derive(Clone, Debug, PartialEq, Eq)]

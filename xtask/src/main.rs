@@ -159,14 +159,17 @@ fn test() -> Result<(), String> {
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The fuzz targets are their own workspace; building them proves they still compile.
     run("cargo", &["build", "--manifest-path", "fuzz/Cargo.toml", "--target-dir", "target/fuzz"])?;
-    run("cargo", &["test", "--workspace"])
+    run("cargo", &["test", "--workspace"])?;
+    // Broken intra-doc links and missing docs fail the build too.
+    std::env::set_var("RUSTDOCFLAGS", "-D warnings");
+    run("cargo", &["doc", "--workspace", "--no-deps", "--exclude", "xtask"])
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   test    install missing system packages (apt), then run cargo fmt --check, clippy with
-          warnings denied, the fuzz-target build and every test in the workspace
+          warnings denied, the fuzz-target build, every test in the workspace and cargo doc
   bench   run every benchmark against its peer tools and rewrite docs/benchmarks.md
           (CUSTODY_BENCH_RUNS sets the runs per figure, default 3)";
 

@@ -137,8 +137,8 @@ fn run(
     let mut sealed_bytes = 0u64;
     let mut count = 0u64;
     let quiet = seal.json;
-    let outcome =
-        recorder::record(&vault, capture, key, &recipients, sealer, &provenance, |p| match p {
+    let outcome = recorder::record(&vault, capture, key, &recipients, sealer, &provenance, |p| {
+        match p {
             Progress::Started { id, streams, notes } => {
                 if quiet {
                     print(&format!(
@@ -184,13 +184,16 @@ fn run(
                 sealed_bytes += ciphertext_len;
                 let elapsed = started.elapsed().as_secs_f64().max(0.001);
                 bar.set_message(format!(
-                    "{:.1} s recorded · {count} segments sealed · {} · {:.2} Mbit/s",
+                    "{:02}:{:02} elapsed · {:.1} s of media · {count} segments sealed · {} · {:.2} Mbit/s",
+                    elapsed as u64 / 60,
+                    elapsed as u64 % 60,
                     *media_end_us as f64 / 1e6,
                     size(sealed_bytes),
                     sealed_bytes as f64 * 8.0 / elapsed / 1e6
                 ));
             }
-        });
+        }
+    });
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| match e {
         recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(

@@ -301,6 +301,12 @@ fn clear_errors_for_missing_device_missing_key_and_no_recipient() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing was recorded") && err.contains("hint:"), "{err}");
 
+    // Nobody listens on the discard port: connection refused.
+    let out = env.run(&["record", "--input", "rtsp://127.0.0.1:9/stream", "-r", &env.recipient]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was recorded") && err.contains("hint:"), "{err}");
+
     let out = env.run(&["record", "--format", "lavfi", "--input", "testsrc2"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no recipients"));

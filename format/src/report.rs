@@ -154,6 +154,62 @@ codes! {
         "A file's SHA-256 differs from the manifest's.";
     BUNDLE_FILE_UNLISTED = "bundle.file.unlisted", Failure,
         "The bundle holds a file the manifest does not list.";
+    BUNDLE_SERVER_KEY_TRUSTED = "trust.server_key.trusted", Ok,
+        "The bundle's server key is the key the verifier was told to trust.";
+    BUNDLE_SERVER_KEY_UNCONFIRMED = "trust.server_key.unconfirmed", Warning,
+        "No trusted server key was given: the bundle is consistent with itself, but who signed it is unconfirmed; compare the printed fingerprint out of band.";
+    BUNDLE_SERVER_KEY_UNTRUSTED = "trust.server_key.untrusted", Failure,
+        "The bundle is signed by a server key other than the trusted one.";
+    BUNDLE_PART_MISSING = "bundle.part.missing", NotChecked,
+        "A file the bundle must hold (server key, certificate, tree head, receipts, log proofs) is absent or unreadable.";
+    CERT_SIGNATURE_VALID = "cert.signature.valid", Ok,
+        "The device certificate is signed by the server key and names the device key that signed the recording.";
+    CERT_SIGNATURE_INVALID = "cert.signature.invalid", Failure,
+        "The device certificate's signature does not verify with the server key.";
+    CERT_DEVICE_MISMATCH = "cert.device.mismatch", Failure,
+        "The device certificate names a different device key, or a different server, from the recording's.";
+    SEGMENT_HASH_MATCH = "segment.hash.match", Ok,
+        "Every sealed segment has the length and SHA-256 its signed record states.";
+    SEGMENT_HASH_MISMATCH = "segment.hash.mismatch", Failure,
+        "A sealed segment's length or SHA-256 differs from its signed record.";
+    SEGMENT_MISSING = "segment.missing", Failure,
+        "A segment record has no sealed segment file in the bundle.";
+    SEGMENT_UNEXPECTED = "segment.unexpected", Failure,
+        "The bundle holds a sealed segment no record names.";
+    SEGMENT_PLAINTEXT_MATCH = "segment.plaintext.match", Ok,
+        "Every segment decrypts with the given identity to the length and SHA-256 its record states.";
+    SEGMENT_PLAINTEXT_MISMATCH = "segment.plaintext.mismatch", Failure,
+        "A segment decrypts to bytes whose length or SHA-256 differs from its record.";
+    SEGMENT_DECRYPT_FAILED = "segment.decrypt.failed", NotChecked,
+        "A segment could not be decrypted with the given identity (wrong key, or damaged ciphertext).";
+    RECEIPT_VALID = "receipt.valid", Ok,
+        "Every record has a receipt signed by the server key that matches it.";
+    RECEIPT_SIGNATURE_INVALID = "receipt.signature.invalid", Failure,
+        "A receipt's signature does not verify with the server key (forged, altered, or from another server).";
+    RECEIPT_MISMATCH = "receipt.mismatch", Failure,
+        "A receipt names a different record hash, ciphertext hash, recording or position from the record it is for.";
+    RECEIPT_MISSING = "receipt.missing", Warning,
+        "A record has no receipt: the server does not vouch for having received it, so nothing proves when it existed.";
+    RECEIPT_UNMATCHED = "receipt.unmatched", Failure,
+        "A receipt is for a record the bundle does not hold.";
+    LOG_TREE_HEAD_VALID = "log.tree_head.valid", Ok,
+        "The custody log's tree head is signed by the server key.";
+    LOG_TREE_HEAD_INVALID = "log.tree_head.invalid", Failure,
+        "The custody log's tree head signature does not verify, or it cannot be read.";
+    LOG_INCLUSION_VALID = "log.inclusion.valid", Ok,
+        "Every log entry in the bundle is proven included in the signed log head.";
+    LOG_INCLUSION_INVALID = "log.inclusion.invalid", Failure,
+        "A log entry's inclusion proof does not lead to the signed log head.";
+    LOG_ENTRY_MISSING = "log.entry.missing", Failure,
+        "A receipt's log entry is absent from the bundle's proofs, or differs from the receipt.";
+    DEVICE_REVOKED = "device.revoked", Warning,
+        "The device key was revoked; what it uploaded before the revocation remains valid evidence.";
+    SEGMENT_AFTER_REVOCATION = "segment.after_revocation", Failure,
+        "A record was received after its device key was revoked.";
+    TIME_RECEIPT_CONSISTENT = "time.receipt.consistent", Ok,
+        "Every record was received by the server after the device says it was captured.";
+    TIME_CLOCK_SKEW = "time.clock.skew", Warning,
+        "The device clock is ahead of the server's: some records are receipted before the device time of their capture. The estimated skew is stated.";
     CHAIN_EMPTY = "chain.empty", NotChecked,
         "There are no records to check.";
     RECORD_PARSE_FAILED = "record.parse.failed", Failure,

@@ -1,7 +1,21 @@
 //! Offline verification of evidence bundles.
 //!
-//! `custody-verifier` will take an evidence bundle and a trusted server key and prove,
-//! with nothing but public keys, that every segment is intact, none is missing, reordered
-//! or added, how the recording ended, that the times are consistent and that the custody
-//! log is complete. It depends on `custody-format` alone so that it stays small enough to
-//! audit.
+//! `custody-verifier` takes an evidence bundle (a directory or its `.tar`) and a trusted
+//! server key and checks, with nothing but public keys, everything `docs/format.md`
+//! defines: the manifest, the device certificate, every record's signature and the hash
+//! chain, every sealed segment against its record, every receipt against its record and
+//! its custody-log entry, every log entry's inclusion proof against the signed head,
+//! revocation and time consistency. The outcome is a [`Report`] with a stable code per
+//! check and a verdict; `Err` means only that verification could not run. It depends on
+//! `custody-format` alone (plus SHA-256 and serde), so that it stays small enough to audit;
+//! decryption, when wanted, is supplied by the caller through [`Opener`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod source;
+mod verify;
+
+pub use source::{Dir, Source, SourceError, Tar};
+pub use verify::{verify, Opener, Options, Report, SegmentRow, Trust, VerifyError};

@@ -8,9 +8,9 @@
 
 use std::ffi::CString;
 
-use ffmpeg_next as ff;
 use ff::ffi;
 use ff::packet::Mut as _;
+use ffmpeg_next as ff;
 
 /// Why a bitstream filter chain failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +90,8 @@ impl Bsf {
         packet: Option<ff::Packet>,
         out: &mut Vec<ff::Packet>,
     ) -> Result<(), BsfError> {
-        let fail = |res| BsfError::Filter { chain: self.chain.clone(), source: ff::Error::from(res) };
+        let fail =
+            |res| BsfError::Filter { chain: self.chain.clone(), source: ff::Error::from(res) };
         // SAFETY: the packet is a valid, owned AVPacket (or null to flush); the filter takes
         // its reference and resets it, and ours is dropped afterwards.
         let res = unsafe {

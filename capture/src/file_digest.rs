@@ -5,13 +5,15 @@
 //! The cut rule is the segmenter's own (see `interleave.rs`): a segment holds the video
 //! packets from the first keyframe (in decode order) whose presentation time is at or
 //! after its start, up to the next segment's opening packet; and the other streams'
-//! packets whose presentation time is at or after its start and before the next one's.
+//! packets presented at or after 10 ms before its start and before 10 ms before the next
+//! one's (no lead for recordings without video).
 
 use custody_format::digest::{DigestStream, Framing, MediaKind, PacketDigest, PacketDigester};
 use ffmpeg_next as ff;
 
 use crate::input::{self, InputError, Read, Watchdog};
-use crate::lane::{codec_name, extradata};
+use crate::interleave::AUDIO_LEAD_US;
+use crate::lane::{codec_name, extradata, recordable_streams};
 use crate::segment::Boundary;
 use crate::settings::{Settings, Source};
 
@@ -70,14 +72,14 @@ pub fn digest_file(
     let mut input = input::open(&Source::file(path), &settings, &watchdog)?;
     let mut tracks = Vec::new();
     let mut streams = Vec::new();
-    for (ty, kind) in [(ff::media::Type::Video, MediaKind::Video), (ff::media::Type::Audio, MediaKind::Audio)] {
-        if let Some(s) = input.streams().best(ty) {
+    for (index, kind) in recordable_streams(&input) {
+        if let Some(s) = input.stream(index) {
             let par = s.parameters();
             let codec = codec_name(par.id());
             // SAFETY: `par` wraps the stream's parameters, alive while `input` is.
             let framing = Framing::from_extradata(&codec, unsafe { extradata(par.as_ptr()) });
             streams.push(DigestStream { kind, codec, framing });
-            tracks.push(Track { index: s.index(), kind, time_base: s.time_base(), current: None });
+            tracks.push(Track { index, kind, time_base: s.time_base(), current: None });
         }
     }
     if tracks.is_empty() {
@@ -176,7 +178,10 @@ impl Cutter<'_> {
         if self.end_us.is_some_and(|end| rel >= end) {
             return;
         }
-        if let Some(s) = self.boundaries.iter().rposition(|b| rel >= b.start_us) {
+        // The segmenter's lead for non-video packets (see `interleave`); none without video,
+        // where the cuts fall on these packets themselves.
+        let lead = if self.has_video { AUDIO_LEAD_US } else { 0 };
+        if let Some(s) = self.boundaries.iter().rposition(|b| rel >= b.start_us - lead) {
             self.digesters[s].push(t, key, data);
         }
     }

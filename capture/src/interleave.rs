@@ -7,10 +7,18 @@
 //! packets from its opening keyframe up to the next cut in decode order, and the other
 //! streams' packets whose presentation time is at or after its start and before the next
 //! one (`docs/format.md`; [`crate::digest_file`] cuts another copy of the media the same
-//! way). To put each audio packet on the right side of a cut, a video keyframe is held
-//! until every other stream has caught up with its presentation time: packets are released
-//! in the order of a sort key that is the presentation time for video keyframes and the
-//! decode time for everything else, video first on a tie.
+//! way). To put each audio packet on the right side of a cut, a video packet (any of which
+//! may open a segment: a keyframe, or any packet when the cap forces a cut) is held until
+//! every other stream has caught up with its presentation time: packets are released in
+//! the order of a sort key that is the presentation time for video (whose queue stays in
+//! decode order) and the decode time for everything else, video first on a tie.
+//!
+//! Other streams' packets are cut [`AUDIO_LEAD_US`] early: a packet belongs to the next
+//! segment if it is presented no more than that before the video keyframe that opens it.
+//! Encoders start audio and video at the same instant, so an exact tie at a cut is common,
+//! and remuxing rounds timestamps (to 1/90000 s in MPEG-TS, 1 ms in Matroska and FLV)
+//! differently per stream; with the tie moved half an audio frame away, a remuxed copy of
+//! the same media is cut the same way.
 
 use std::collections::VecDeque;
 
@@ -29,10 +37,14 @@ pub(crate) struct Queued<P> {
 
 impl<P> Queued<P> {
     fn sort_key(&self) -> (i64, u8) {
-        let t = if self.is_video && self.is_key { self.pts_us } else { self.dts_us };
+        let t = if self.is_video { self.pts_us } else { self.dts_us.saturating_add(AUDIO_LEAD_US) };
         (t, u8::from(!self.is_video))
     }
 }
+
+/// How far before a cut a non-video packet may be presented and still open the next
+/// segment: half an AAC frame at 48 kHz, more than any container's rounding.
+pub(crate) const AUDIO_LEAD_US: i64 = 10_000;
 
 /// Per-stream FIFOs, released in sort-key order once every stream has something queued.
 pub(crate) struct Interleaver<P> {
@@ -123,13 +135,13 @@ mod tests {
         il.push(q(0, true, true, 2_000_000, 1_900_000));
         assert!(il.pop(false).is_none(), "waits for the audio stream");
         il.push(q(1, false, true, 1_950_000, 1_950_000));
-        il.push(q(1, false, true, 2_000_000, 2_000_000));
+        il.push(q(1, false, true, 1_990_000, 1_990_000));
         let first = il.pop(false).unwrap();
         assert_eq!((first.lane, first.pts_us), (1, 1_950_000));
         let second = il.pop(false).unwrap();
-        assert_eq!(second.lane, 0, "video wins the tie at 2.0 s");
+        assert_eq!(second.lane, 0, "audio within the lead goes after the keyframe");
         assert!(il.pop(false).is_none(), "video queue is empty again");
-        assert_eq!(il.pop(true).unwrap().pts_us, 2_000_000);
+        assert_eq!(il.pop(true).unwrap().pts_us, 1_990_000);
     }
 
     #[test]

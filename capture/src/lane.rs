@@ -2,8 +2,8 @@
 //! timestamp repair, bitstream filters (copied streams) or encoding (raw device input).
 
 use custody_format::digest::{Framing, MediaKind};
-use ffmpeg_next as ff;
 use ff::ffi;
+use ffmpeg_next as ff;
 
 use crate::bsf::{Bsf, BsfError};
 use crate::encode::{EncodeError, Transcoder};
@@ -18,7 +18,9 @@ pub enum StreamError {
     #[error("the input has no video or audio stream")]
     NoMedia,
     /// A stream's codec can be neither copied into the container nor encoded.
-    #[error("stream {index} uses codec {codec:?}, which custody cannot record without re-encoding it")]
+    #[error(
+        "stream {index} uses codec {codec:?}, which custody cannot record without re-encoding it"
+    )]
     UnsupportedCodec {
         /// Input stream index.
         index: usize,
@@ -36,8 +38,12 @@ pub enum StreamError {
 /// Codecs copied as they come (no re-encoding: the evidence is the phone's own packets).
 fn copyable(container: Container, codec: &str) -> bool {
     match container {
-        Container::MpegTs => matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "mp2" | "ac3" | "eac3"),
-        Container::FragmentedMp4 => matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "ac3" | "eac3"),
+        Container::MpegTs => {
+            matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "mp2" | "ac3" | "eac3")
+        }
+        Container::FragmentedMp4 => {
+            matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "ac3" | "eac3")
+        }
     }
 }
 
@@ -82,6 +88,7 @@ impl Lane {
         kind: MediaKind,
         container: Container,
         settings: &Settings,
+        notes: &mut Vec<String>,
     ) -> Result<Lane, StreamError> {
         let par = stream.parameters();
         let codec = codec_name(par.id());
@@ -98,6 +105,13 @@ impl Lane {
                         _ => Some("dump_extra=freq=keyframe".to_owned()),
                     }
                 }
+                // ADTS-framed AAC (from MPEG-TS) carries its decoder config in every frame
+                // header; MP4 wants it once, in the sample description.
+                (Container::FragmentedMp4, "aac") => {
+                    // SAFETY: as above.
+                    let extradata = unsafe { extradata(par.as_ptr()) };
+                    extradata.is_empty().then(|| "aac_adtstoasc".to_owned())
+                }
                 _ => None,
             };
             let bsf = chain.map(|c| Bsf::new(&c, &par, tb)).transpose()?;
@@ -105,6 +119,10 @@ impl Lane {
         } else if encodable(&codec) {
             let t = Transcoder::new(stream, kind, container, settings)?;
             let name = t.codec_name();
+            if let Some(note) = t.note() {
+                notes.push(note.to_owned());
+            }
+            notes.push(format!("input stream {} ({codec}) encoded as {name}", stream.index()));
             (Work::Encode(Box::new(t)), name)
         } else {
             return Err(StreamError::UnsupportedCodec { index: stream.index(), codec });
@@ -257,6 +275,29 @@ pub(crate) unsafe fn extradata<'a>(par: *const ffi::AVCodecParameters) -> &'a [u
     }
 }
 
+/// The streams a recording keeps: the input's best video stream and its best audio
+/// stream, in that order (shared with [`crate::digest_file`], which must pick the same).
+pub(crate) fn recordable_streams(input: &ff::format::context::Input) -> Vec<(usize, MediaKind)> {
+    let mut out = Vec::new();
+    for (ty, kind) in
+        [(ff::media::Type::Video, MediaKind::Video), (ff::media::Type::Audio, MediaKind::Audio)]
+    {
+        // A cover picture attached to an audio file is not footage.
+        let footage = |s: &ff::format::stream::Stream<'_>| {
+            !s.disposition().contains(ff::format::stream::Disposition::ATTACHED_PIC)
+        };
+        let best = input
+            .streams()
+            .best(ty)
+            .filter(footage)
+            .or_else(|| input.streams().find(|s| s.parameters().medium() == ty && footage(s)));
+        if let Some(stream) = best {
+            out.push((stream.index(), kind));
+        }
+    }
+    out
+}
+
 /// The lanes for an input: its best video stream and its best audio stream.
 pub(crate) fn select(
     input: &ff::format::context::Input,
@@ -264,9 +305,9 @@ pub(crate) fn select(
     notes: &mut Vec<String>,
 ) -> Result<Vec<Lane>, StreamError> {
     let mut lanes = Vec::new();
-    for (ty, kind) in [(ff::media::Type::Video, MediaKind::Video), (ff::media::Type::Audio, MediaKind::Audio)] {
-        if let Some(stream) = input.streams().best(ty) {
-            lanes.push(Lane::new(&stream, kind, settings.container, settings)?);
+    for (index, kind) in recordable_streams(input) {
+        if let Some(stream) = input.stream(index) {
+            lanes.push(Lane::new(&stream, kind, settings.container, settings, notes)?);
         }
     }
     if lanes.is_empty() {

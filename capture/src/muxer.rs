@@ -6,9 +6,9 @@
 //! (`av_write_frame(ctx, NULL)`), then the AVIO buffer (`avio_flush`), and takes what the
 //! in-memory sink holds: that is the segment.
 
-use ffmpeg_next as ff;
 use ff::ffi;
 use ff::packet::Mut as _;
+use ffmpeg_next as ff;
 
 use crate::settings::Container;
 use crate::sink::SharedSink;
@@ -35,6 +35,9 @@ pub enum MuxError {
         /// FFmpeg's error.
         source: ff::Error,
     },
+    /// The thread hashing the segment bytes stopped; the hash cannot be vouched for.
+    #[error("the segment hashing thread stopped")]
+    HashThread,
     /// Flushing at a cut or writing the trailer failed.
     #[error("the {muxer} muxer failed to flush: {source}")]
     Flush {
@@ -55,6 +58,7 @@ pub(crate) struct Muxer {
     octx: ff::format::context::Output,
     sink: SharedSink,
     container: Container,
+    cuts: u64,
 }
 
 impl Muxer {
@@ -83,12 +87,14 @@ impl Muxer {
         }
         let mut options = ff::Dictionary::new();
         if container == Container::FragmentedMp4 {
-            // A fragment at every explicit flush, the moov up front with no samples in it,
-            // and fragments that do not refer back into the init segment's offsets.
-            options.set("movflags", "frag_custom+empty_moov+default_base_moof");
+            // A fragment at every explicit flush, fragments that do not refer back into the
+            // init segment's offsets, and the moov written only once the first packets are
+            // in: AAC from MPEG-TS (ADTS) has no decoder config until `aac_adtstoasc`,
+            // which the muxer inserts itself, has seen a packet.
+            options.set("movflags", "frag_custom+delay_moov+default_base_moof");
         }
         octx.write_header_with(options).map_err(setup)?;
-        Ok(Muxer { octx, sink, container })
+        Ok(Muxer { octx, sink, container, cuts: 0 })
     }
 
     /// The time base the muxer chose for output stream `index`.
@@ -122,10 +128,17 @@ impl Muxer {
         // out what it buffers; `pb` is our custom AVIO context.
         unsafe {
             let ctx = self.octx.as_mut_ptr();
-            let res = ffi::av_write_frame(ctx, std::ptr::null_mut());
-            if res < 0 {
-                return Err(MuxError::Flush { muxer, source: ff::Error::from(res) });
+            // With `delay_moov`, the first flush writes only the init segment (the moov);
+            // a second one writes the fragment of the samples so far.
+            let flushes =
+                if self.container == Container::FragmentedMp4 && self.cuts == 0 { 2 } else { 1 };
+            for _ in 0..flushes {
+                let res = ffi::av_write_frame(ctx, std::ptr::null_mut());
+                if res < 0 {
+                    return Err(MuxError::Flush { muxer, source: ff::Error::from(res) });
+                }
             }
+            self.cuts += 1;
             ffi::avio_flush((*ctx).pb);
             if (*(*ctx).pb).error < 0 {
                 return Err(MuxError::Flush { muxer, source: ff::Error::from((*(*ctx).pb).error) });
@@ -138,7 +151,7 @@ impl Muxer {
                 ffi::av_opt_set((*ctx).priv_data, name.as_ptr(), value.as_ptr(), 0);
             }
         }
-        Ok(self.sink.take())
+        self.take_pending()
     }
 
     /// Writes the trailer and returns the last bytes with their hash.
@@ -147,7 +160,7 @@ impl Muxer {
         self.octx.write_trailer().map_err(|source| MuxError::Flush { muxer, source })?;
         // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
         unsafe { ffi::avio_flush((*self.octx.as_mut_ptr()).pb) };
-        Ok(self.sink.take())
+        self.take_pending()
     }
 
     /// Bytes muxed since the last cut.
@@ -155,8 +168,11 @@ impl Muxer {
         self.sink.pending()
     }
 
-    /// Takes what was muxed since the last cut without flushing (after a failure).
-    pub(crate) fn take_pending(&mut self) -> (Vec<u8>, [u8; 32]) {
-        self.sink.take()
+    /// Takes what was muxed since the last cut, with its hash, without flushing.
+    pub(crate) fn take_pending(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+        match self.sink.take() {
+            (bytes, Some(hash)) => Ok((bytes, hash)),
+            (_, None) => Err(MuxError::HashThread),
+        }
     }
 }

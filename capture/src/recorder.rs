@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use custody_format::digest::{DigestStream, MediaKind, PacketDigester};
+use custody_format::digest::{DigestStream, MediaKind};
 use ffmpeg_next as ff;
 
 use crate::clock::WallClock;
+use crate::digest_worker::DigestWorker;
 use crate::input::{self, InputError, Read, Watchdog};
 use crate::interleave::{Interleaver, Queued};
 use crate::lane::{self, Lane, StreamError};
@@ -35,6 +36,9 @@ pub enum CaptureError {
     /// The input sent nothing for the stall timeout.
     #[error("the input stalled: no packet for {0:?}")]
     Stalled(Duration),
+    /// The thread computing the packet digest stopped; no digest can be vouched for.
+    #[error("the packet digest thread stopped")]
+    DigestThread,
     /// The input delivered no video keyframe and no audio to start the recording with.
     #[error("the input ended before a recordable packet (a video keyframe) arrived")]
     NothingRecorded,
@@ -71,10 +75,24 @@ impl Capture {
         let watchdog = Watchdog::new();
         let (tx, rx) = std::sync::mpsc::sync_channel(settings.channel_capacity.max(1));
         let dog = Arc::clone(&watchdog);
-        let thread = std::thread::Builder::new()
+        let fallback = tx.clone();
+        let thread = match std::thread::Builder::new()
             .name("custody-capture".into())
             .spawn(move || run(&source, &settings, &dog, &tx))
-            .ok();
+        {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                // Even a capture that never ran ends with an end event.
+                let end = End {
+                    reason: EndReason::Error(format!("cannot start the capture thread: {e}")),
+                    detail: None,
+                    segments: 0,
+                    end_utc_us: WallClock::start().now_utc_us(),
+                };
+                let _ = fallback.try_send(Event::End(end));
+                None
+            }
+        };
         Capture { events: Some(rx), stop: StopHandle(watchdog), thread }
     }
 
@@ -120,17 +138,17 @@ fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &Sync
     crate::init();
     let clock = WallClock::start();
     let mut segments = 0;
-    let reason = match record(source, settings, watchdog, tx, &clock, &mut segments) {
-        Ok(reason) => reason,
-        Err(CaptureError::Input(InputError::Stopped)) => EndReason::Stopped,
-        Err(e) => EndReason::Error(e.to_string()),
+    let (reason, detail) = match record(source, settings, watchdog, tx, &clock, &mut segments) {
+        Ok(ended) => ended,
+        Err(CaptureError::Input(InputError::Stopped)) => (EndReason::Stopped, None),
+        Err(e) => (EndReason::Error(e.to_string()), None),
     };
-    let _ = tx.send(Event::End(End { reason, segments, end_utc_us: clock.now_utc_us() }));
+    let end = End { reason, detail, segments, end_utc_us: clock.now_utc_us() };
+    let _ = tx.send(Event::End(end));
 }
 
 /// The segment being filled.
 struct Open {
-    digester: PacketDigester,
     boundary: Boundary,
     start_us: i64,
     end_us: i64,
@@ -147,7 +165,7 @@ struct Recording<'a> {
     lanes: Vec<Lane>,
     lane_tb: Vec<ff::Rational>,
     mux_tb: Vec<ff::Rational>,
-    digest_streams: Vec<DigestStream>,
+    digest: DigestWorker,
     has_video: bool,
     mux: Muxer,
     open: Option<Open>,
@@ -157,6 +175,8 @@ struct Recording<'a> {
     origin_us: Option<i64>,
     /// Wall time of the last packet released, so wall times never decrease in release order.
     last_wall_us: i64,
+    /// Packets read before the first video keyframe, and so not recorded.
+    dropped_before_start: u64,
     emitted: u64,
     consumer_gone: bool,
 }
@@ -168,7 +188,7 @@ fn record(
     tx: &SyncSender<Event>,
     clock: &WallClock,
     segments: &mut u64,
-) -> Result<EndReason, CaptureError> {
+) -> Result<(EndReason, Option<String>), CaptureError> {
     let mut input = input::open(source, settings, watchdog)?;
     let mut notes = Vec::new();
     let mut lanes = lane::select(&input, settings, &mut notes)?;
@@ -192,7 +212,7 @@ fn record(
         notes,
     };
     if tx.send(Event::Started(started)).is_err() {
-        return Ok(EndReason::Stopped);
+        return Ok((EndReason::Stopped, None));
     }
     let mut rec = Recording {
         settings,
@@ -200,33 +220,41 @@ fn record(
         tx,
         lane_tb: lanes.iter().map(Lane::time_base).collect(),
         mux_tb,
-        digest_streams: lanes
-            .iter()
-            .map(|l| DigestStream { kind: l.kind, codec: l.codec.clone(), framing: l.framing })
-            .collect(),
+        digest: DigestWorker::new(
+            lanes
+                .iter()
+                .map(|l| DigestStream { kind: l.kind, codec: l.codec.clone(), framing: l.framing })
+                .collect(),
+        ),
         has_video: lanes.iter().any(|l| l.kind == MediaKind::Video),
         lanes,
         mux,
         open: None,
         origin_us: None,
         last_wall_us: i64::MIN,
+        dropped_before_start: 0,
         emitted: 0,
         consumer_gone: false,
     };
     let mut il = Interleaver::new(rec.lanes.len());
-    let result = rec.pump(&mut input, &mut il, watchdog);
+    let result = rec.pump(&mut input, &mut il, watchdog, source.live);
     // Whatever happened, what was read is muxed and emitted: a fault never costs the
     // footage before it.
     let finished = rec.finish(&mut il);
     *segments = rec.emitted;
-    let reason = match (result, finished) {
-        (Ok(reason), Ok(())) => reason,
+    let ended = match (result, finished) {
+        (Ok(ended), Ok(())) => ended,
         (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
     };
-    if rec.emitted == 0 && reason == EndReason::InputEnded {
+    if rec.emitted == 0 && ended.0 == EndReason::InputEnded {
         return Err(CaptureError::NothingRecorded);
     }
-    Ok(reason)
+    Ok(ended)
+}
+
+/// Errors with which network protocols report that the peer closed the connection.
+fn is_hang_up(e: &ff::Error) -> bool {
+    matches!(e, ff::Error::Other { errno: ff::ffi::EIO | ff::ffi::ECONNRESET | ff::ffi::EPIPE })
 }
 
 impl Recording<'_> {
@@ -235,17 +263,30 @@ impl Recording<'_> {
         input: &mut ff::format::context::Input,
         il: &mut Interleaver<ff::Packet>,
         watchdog: &Watchdog,
-    ) -> Result<EndReason, CaptureError> {
+        live: bool,
+    ) -> Result<(EndReason, Option<String>), CaptureError> {
         let mut ready = Vec::new();
+        let stall = self.settings.stall_timeout;
         loop {
             if self.consumer_gone || watchdog.stop_requested() {
-                return Ok(EndReason::Stopped);
+                return Ok((EndReason::Stopped, None));
             }
-            let packet = match input::read(input, watchdog, self.settings.stall_timeout) {
+            let packet = match input::read(input, watchdog, stall) {
                 Read::Packet(p) => p,
-                Read::End => return Ok(EndReason::InputEnded),
-                Read::Stopped => return Ok(EndReason::Stopped),
-                Read::Stalled => return Err(CaptureError::Stalled(self.settings.stall_timeout)),
+                Read::End => return Ok((EndReason::InputEnded, None)),
+                Read::Stopped => return Ok((EndReason::Stopped, None)),
+                // A live stream has no end-of-file: UDP just goes quiet, and RTMP and SRT
+                // report the sender hanging up as an I/O error. That is how such a
+                // recording ends, so it is recorded as the end of the input, with how.
+                Read::Stalled if live => {
+                    let detail = format!("the live input sent nothing for {stall:?}");
+                    return Ok((EndReason::InputEnded, Some(detail)));
+                }
+                Read::Failed(e) if live && is_hang_up(&e) => {
+                    let detail = format!("the live input's connection closed ({e})");
+                    return Ok((EndReason::InputEnded, Some(detail)));
+                }
+                Read::Stalled => return Err(CaptureError::Stalled(stall)),
                 Read::Failed(e) => return Err(CaptureError::Read(e)),
             };
             let wall = self.clock.now_utc_us();
@@ -253,7 +294,10 @@ impl Recording<'_> {
             else {
                 continue;
             };
-            self.lanes[lane].process(packet, &mut ready)?;
+            if !self.lanes[lane].process(packet, &mut ready)? {
+                // No timestamp yet (RTSP before its first RTCP report): not recordable.
+                self.dropped_before_start += 1;
+            }
             self.queue(lane, &mut ready, wall, il);
             while let Some(q) = il.pop(false) {
                 self.release(q)?;
@@ -296,7 +340,10 @@ impl Recording<'_> {
         let cut = match &self.open {
             // Join mid-stream: nothing is recorded before the first video keyframe (and no
             // audio from before it), so the first segment decodes alone.
-            None if self.has_video && !(q.is_video && q.is_key) => return Ok(()),
+            None if self.has_video && !(q.is_video && q.is_key) => {
+                self.dropped_before_start += 1;
+                return Ok(());
+            }
             None if self.emitted > 0 => return Ok(()),
             None => {
                 let origin = q.pts_us;
@@ -324,14 +371,13 @@ impl Recording<'_> {
         };
         if let Some(reason) = cut {
             let (bytes, sha) = self.mux.cut()?;
-            self.emit(bytes, sha, reason);
+            self.emit(bytes, sha, reason)?;
         }
         if self.open.is_none() {
             if self.emitted > 0 && self.consumer_gone {
                 return Ok(());
             }
             self.open = Some(Open {
-                digester: PacketDigester::new(&self.digest_streams),
                 boundary: Boundary { start_us: q.pts_us, at_keyframe: is_key_or_audio_only },
                 start_us: q.pts_us,
                 end_us: q.end_us,
@@ -348,18 +394,18 @@ impl Recording<'_> {
         self.last_wall_us = wall;
         open.last_wall_us = wall;
         let mut packet = q.packet;
-        if let Some(data) = packet.data() {
-            open.digester.push(q.lane, packet.is_key(), data);
-        }
+        let key = packet.is_key();
+        packet.rescale_ts(self.lane_tb[q.lane], self.mux_tb[q.lane]);
+        packet.set_stream(q.lane);
+        packet.set_position(-1);
+        // Only what the muxer took is counted and digested: the record describes the bytes.
+        self.mux.write(&mut packet)?;
+        self.digest.push(q.lane, key, &packet);
         open.start_us = open.start_us.min(q.pts_us);
         open.end_us = open.end_us.max(q.end_us);
         if q.is_video {
             open.video_frames += 1;
         }
-        packet.rescale_ts(self.lane_tb[q.lane], self.mux_tb[q.lane]);
-        packet.set_stream(q.lane);
-        packet.set_position(-1);
-        self.mux.write(&mut packet)?;
         Ok(())
     }
 
@@ -368,22 +414,29 @@ impl Recording<'_> {
     }
 
     /// Turns the open segment into a [`Segment`] with these bytes and sends it.
-    fn emit(&mut self, bytes: Vec<u8>, sha256: [u8; 32], cut: CutReason) {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+        sha256: [u8; 32],
+        cut: CutReason,
+    ) -> Result<(), CaptureError> {
         let repaired_now = self.repaired();
-        let Some(open) = self.open.take() else { return };
+        let Some(open) = self.open.take() else { return Ok(()) };
+        let (packet_digest, packet_counts) =
+            self.digest.finish_segment().ok_or(CaptureError::DigestThread)?;
         self.emitted += 1;
-        let packet_counts = open.digester.packet_counts();
         let segment = Segment {
             seq: self.emitted,
             bytes,
             sha256,
-            packet_digest: open.digester.finish(),
+            packet_digest,
             boundary: open.boundary,
             media_start_us: open.start_us,
             media_end_us: open.end_us,
             packet_counts,
             video_frames: open.video_frames,
             repaired_timestamps: repaired_now.saturating_sub(open.repaired_at_open),
+            dropped_before: if self.emitted == 1 { self.dropped_before_start } else { 0 },
             first_packet_utc_us: open.first_wall_us,
             last_packet_utc_us: open.last_wall_us,
             emitted_utc_us: self.clock.now_utc_us(),
@@ -392,6 +445,7 @@ impl Recording<'_> {
         if self.tx.send(Event::Segment(segment)).is_err() {
             self.consumer_gone = true;
         }
+        Ok(())
     }
 
     /// Drains the lanes and the interleaver, writes the trailer and emits the last segment.
@@ -413,16 +467,27 @@ impl Recording<'_> {
                 break;
             }
         }
-        match self.mux.finish() {
-            Ok((bytes, sha)) if self.open.is_some() => self.emit(bytes, sha, CutReason::Final),
-            Ok(_) => {}
+        let last = match self.mux.finish() {
+            Ok((bytes, sha)) => Some((bytes, sha)),
             Err(e) => {
-                // The trailer failed; what the muxer wrote before it is still the footage.
-                if self.open.is_some() && self.mux.pending() > 0 {
-                    let (bytes, sha) = self.mux.take_pending();
-                    self.emit(bytes, sha, CutReason::Final);
-                }
                 first_error.get_or_insert(e.into());
+                // The trailer failed; what the muxer wrote before it is still the footage.
+                if self.mux.pending() > 0 {
+                    match self.mux.take_pending() {
+                        Ok(last) => Some(last),
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                            None
+                        }
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        if let (Some((bytes, sha)), true) = (last, self.open.is_some()) {
+            if let Err(e) = self.emit(bytes, sha, CutReason::Final) {
+                first_error.get_or_insert(e);
             }
         }
         match first_error {

@@ -95,6 +95,10 @@ pub struct Segment {
     pub video_frames: u64,
     /// Packets whose timestamps were missing or out of order and were repaired.
     pub repaired_timestamps: u64,
+    /// Packets read but not recorded before this segment (segment 1 only): everything
+    /// before the first video keyframe, which cannot be decoded without what came before
+    /// it — a live stream joined mid-GOP, or a file's audio priming packet.
+    pub dropped_before: u64,
     /// The device's wall clock when the first packet was read, µs since the epoch (UTC).
     pub first_packet_utc_us: i64,
     /// The device's wall clock when the last packet was read, µs since the epoch (UTC).
@@ -132,6 +136,7 @@ impl std::fmt::Debug for Segment {
             .field("packet_counts", &self.packet_counts)
             .field("video_frames", &self.video_frames)
             .field("repaired_timestamps", &self.repaired_timestamps)
+            .field("dropped_before", &self.dropped_before)
             .field("first_packet_utc_us", &self.first_packet_utc_us)
             .field("last_packet_utc_us", &self.last_packet_utc_us)
             .field("emitted_utc_us", &self.emitted_utc_us)
@@ -146,7 +151,8 @@ impl std::fmt::Debug for Segment {
 pub enum EndReason {
     /// [`crate::StopHandle::stop`] was called (Ctrl-C, the user pressed stop).
     Stopped,
-    /// The input reached its end (end of file, or a live sender closed the stream).
+    /// The input reached its end: end of file, or, for a live input, the sender closed the
+    /// connection or stopped sending for the stall timeout ([`End::detail`] says which).
     InputEnded,
     /// The recording could not go on; the message says why. Every segment completed
     /// before the fault was emitted, and so was the partial one the fault cut short.
@@ -158,6 +164,10 @@ pub enum EndReason {
 pub struct End {
     /// Why it ended.
     pub reason: EndReason,
+    /// How the end showed itself, when that is worth recording: a live input has no
+    /// end-of-file, so its end comes as a closed connection (an I/O error) or silence (the
+    /// stall timeout), and this says which.
+    pub detail: Option<String>,
     /// Segments emitted.
     pub segments: u64,
     /// The device's wall clock at the end, µs since the epoch (UTC).

@@ -39,20 +39,31 @@ fn file_segments_decode_alone_add_up_and_are_hashed() {
         assert_eq!(seg.len(), seg.bytes.len() as u64);
         let d = decode_bytes(&seg.bytes);
         assert_eq!(d.decode_errors, 0);
-        assert_eq!(d.video_frames, seg.video_frames, "segment {} decodes every frame alone", seg.seq);
+        assert_eq!(
+            d.video_frames, seg.video_frames,
+            "segment {} decodes every frame alone",
+            seg.seq
+        );
         assert_eq!(seg.packet_counts[0], seg.video_frames);
         assert!(d.audio_frames > 0);
         frames += d.video_frames;
-        assert!(seg.first_packet_utc_us >= wall && seg.last_packet_utc_us >= seg.first_packet_utc_us);
+        assert!(
+            seg.first_packet_utc_us >= wall && seg.last_packet_utc_us >= seg.first_packet_utc_us
+        );
         assert!(seg.emitted_utc_us >= seg.last_packet_utc_us);
         wall = seg.last_packet_utc_us;
         assert_eq!(seg.boundary.start_us, 2_000_000 * i as i64);
         assert!(seg.boundary.at_keyframe);
-        assert_eq!(seg.media_start_us, seg.boundary.start_us);
+        // Audio presented up to 10 ms before the keyframe goes with it.
+        let lead = seg.boundary.start_us - seg.media_start_us;
+        assert!((0..=10_000).contains(&lead), "{lead}");
         let expected_cut = if i == 3 { CutReason::Final } else { CutReason::Keyframe };
         assert_eq!(seg.cut, expected_cut);
     }
     assert_eq!(frames, 175, "the segments' frames add up to the source's");
+    // Only the AAC priming packet (presented before the first keyframe) is left out.
+    assert_eq!(segments[0].dropped_before, 1);
+    assert!(segments[1..].iter().all(|s| s.dropped_before == 0));
     assert_eq!(segments[3].media_end_us, 7_000_000);
     assert!(segments.windows(2).all(|w| w[0].media_end_us <= w[1].media_start_us + 40_000));
 
@@ -72,11 +83,13 @@ fn packet_digests_match_the_source_and_its_remuxes() {
     let (_, segments, end) = record(Source::file(&src), Settings::default());
     assert_eq!(end.reason, EndReason::InputEnded);
     let boundaries: Vec<Boundary> = segments.iter().map(|s| s.boundary).collect();
-    let ours: Vec<_> = segments.iter().map(|s| (s.packet_digest, s.packet_counts.clone())).collect();
+    let ours: Vec<_> =
+        segments.iter().map(|s| (s.packet_digest, s.packet_counts.clone())).collect();
 
     let check = |path: &std::path::Path| {
         let theirs = digest_file(path, &boundaries, None).unwrap();
-        let theirs: Vec<_> = theirs.into_iter().map(|d| (d.packet_digest, d.packet_counts)).collect();
+        let theirs: Vec<_> =
+            theirs.into_iter().map(|d| (d.packet_digest, d.packet_counts)).collect();
         assert_eq!(ours, theirs, "digest of {path:?} cut at the same times");
     };
     check(&src);
@@ -89,7 +102,8 @@ fn packet_digests_match_the_source_and_its_remuxes() {
     // same boundaries cut it at the same media.
     check(&ts);
     let (_, ts_segments, _) = record(Source::file(&ts), Settings::default());
-    let again: Vec<_> = ts_segments.iter().map(|s| (s.packet_digest, s.packet_counts.clone())).collect();
+    let again: Vec<_> =
+        ts_segments.iter().map(|s| (s.packet_digest, s.packet_counts.clone())).collect();
     assert_eq!(ours, again, "a recording of the TS remux has the same digests");
 
     // Recording the segments' own concatenation gives the same digests again.
@@ -140,7 +154,17 @@ fn audio_only_file_is_cut_every_target() {
     quiet();
     let dir = TempDir::new("audio");
     let src = dir.join("a.m4a");
-    ffmpeg(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "5", "-c:a", "aac", src.to_str().unwrap()]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "5",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
+    ]);
     let (started, segments, end) = record(Source::file(&src), Settings::default());
     assert_eq!(end.reason, EndReason::InputEnded);
     assert_eq!(started.unwrap().streams.len(), 1);
@@ -157,17 +181,84 @@ fn audio_only_file_is_cut_every_target() {
 }
 
 #[test]
+fn a_cover_picture_is_not_recorded_as_video() {
+    quiet();
+    let dir = TempDir::new("cover");
+    let cover = dir.join("cover.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x64",
+        "-frames:v",
+        "1",
+        cover.to_str().unwrap(),
+    ]);
+    let src = dir.join("memo.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=44100",
+        "-i",
+        cover.to_str().unwrap(),
+        "-t",
+        "3",
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c:a",
+        "aac",
+        "-c:v",
+        "png",
+        "-disposition:v",
+        "attached_pic",
+        src.to_str().unwrap(),
+    ]);
+    let (started, segments, end) = record(Source::file(&src), Settings::default());
+    assert_eq!(end.reason, EndReason::InputEnded);
+    let started = started.unwrap();
+    assert_eq!(started.streams.len(), 1);
+    assert_eq!(started.streams[0].codec, "aac");
+    assert!(
+        started.notes.iter().any(|n| n.contains("(png) was not recorded")),
+        "{:?}",
+        started.notes
+    );
+    assert_eq!(segments.len(), 2);
+}
+
+#[test]
 fn variable_frame_rate_file_segments_add_up() {
     quiet();
     let dir = TempDir::new("vfr");
     let src = dir.join("vfr.mkv");
     // Drop every third and seventh frame: timestamps no longer evenly spaced.
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30",
-        "-f", "lavfi", "-i", "sine=sample_rate=44100", "-t", "6",
-        "-vf", "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'", "-vsync", "vfr",
-        "-c:v", "libx264", "-preset", "veryfast", "-x264-params", "keyint=40:min-keyint=40:scenecut=0",
-        "-c:a", "aac", src.to_str().unwrap(),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=44100",
+        "-t",
+        "6",
+        "-vf",
+        "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'",
+        "-vsync",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-x264-params",
+        "keyint=40:min-keyint=40:scenecut=0",
+        "-c:a",
+        "aac",
+        src.to_str().unwrap(),
     ]);
     let source = decode_file(&src);
     let (_, segments, end) = record(Source::file(&src), Settings::default());
@@ -207,6 +298,7 @@ fn fragmented_mp4_segments_follow_an_init_segment() {
         ftyp + moov
     };
     let init = &segments[0].bytes[..init_end];
+    assert_eq!(&segments[0].bytes[init_end + 4..init_end + 8], b"moof", "samples follow the init");
     let mut total = 0;
     for s in &segments {
         let bytes = if s.seq == 1 { s.bytes.clone() } else { [init, &s.bytes[..]].concat() };
@@ -219,5 +311,20 @@ fn fragmented_mp4_segments_follow_an_init_segment() {
     let theirs = digest_file(&src, &boundaries, None).unwrap();
     for (a, b) in segments.iter().zip(&theirs) {
         assert_eq!(a.packet_digest, b.packet_digest, "segment {}", a.seq);
+    }
+
+    // From MPEG-TS (Annex B video, ADTS audio), as a phone streaming over UDP/SRT sends.
+    let ts = dir.join("src.ts");
+    ffmpeg(&["-i", src.to_str().unwrap(), "-c", "copy", ts.to_str().unwrap()]);
+    let settings = Settings { container: Container::FragmentedMp4, ..Settings::default() };
+    let (_, from_ts, end) = record(Source::file(&ts), settings);
+    assert_eq!(end.reason, EndReason::InputEnded);
+    assert_eq!(from_ts.len(), 3);
+    let whole: Vec<u8> = from_ts.iter().flat_map(|s| s.bytes.iter().copied()).collect();
+    let d = decode_bytes(&whole);
+    assert_eq!(d.video_frames, 125);
+    assert!(d.audio_frames > 200);
+    for (a, b) in from_ts.iter().zip(&segments) {
+        assert_eq!(a.packet_digest, b.packet_digest, "same media from TS, segment {}", a.seq);
     }
 }

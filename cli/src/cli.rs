@@ -6,9 +6,11 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Observers:    keygen, record, import, recordings, vault
-Exit codes:   0 success; 1 the command ran and found a problem (a recording that failed,
-              a vault check with findings); 2 the command could not run (bad arguments,
-              missing key, unreadable input).
+Lawyers:      verify
+Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
+              found a problem (a recording that failed, a vault check with findings, a
+              tampered bundle); 2 the command could not run, or verify could not check
+              everything (bad arguments, missing key, unreadable input).
 
 Environment:  CUSTODY_VAULT        the vault directory (default: ~/.local/share/custody/vault)
               CUSTODY_PASSPHRASE   the device key's passphrase, instead of a prompt";
@@ -73,6 +75,36 @@ pub enum Command {
     /// Check or repair the vault.
     #[command(subcommand)]
     Vault(VaultCommand),
+
+    /// Verify an evidence bundle offline: every signature, hash, receipt and log proof.
+    ///
+    /// Give the legal team's server key with --trust: keys inside a bundle only show that
+    /// it agrees with itself. Without --trust the verdict says the signer is unconfirmed and
+    /// prints the fingerprint to confirm. With --identity (the case key) every segment is
+    /// also decrypted in memory and checked.
+    ///
+    /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/
+    /// Example: custody verify --trust server.pub --identity case.agekey bundle.tar --json
+    Verify(VerifyArgs),
+}
+
+/// `custody verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The bundle: a directory, or its .tar file.
+    pub bundle: PathBuf,
+
+    /// The server key to trust: `ed25519:…`, or a file holding it.
+    #[arg(long, value_name = "KEY_OR_FILE")]
+    pub trust: Option<String>,
+
+    /// The legal team's age identity file, to decrypt and check every segment.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `custody keygen`.

@@ -7,6 +7,7 @@ mod keygen;
 mod record;
 mod recordings;
 mod vault_cmd;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -23,6 +24,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import(args) => record::import(&vault, args),
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

@@ -239,18 +239,26 @@ fn split_units(framing: Framing, data: &[u8]) -> Option<Vec<&[u8]>> {
     }
 }
 
-fn split_annex_b(data: &[u8]) -> Option<Vec<&[u8]>> {
-    // Positions just past each `00 00 01`.
+/// Positions just past each `00 00 01`, found left to right without overlap. memchr finds
+/// the candidate `01` bytes many at a time; this scan is the digest's hot loop.
+fn start_codes(data: &[u8]) -> Vec<usize> {
     let mut starts = Vec::new();
     let mut i = 0;
     while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
+        let Some(off) = memchr::memchr(1, &data[i + 2..]) else { break };
+        let p = i + 2 + off;
+        if data[p - 1] == 0 && data[p - 2] == 0 {
+            starts.push(p + 1);
+            i = p + 1;
         } else {
-            i += 1;
+            i = p - 1;
         }
     }
+    starts
+}
+
+fn split_annex_b(data: &[u8]) -> Option<Vec<&[u8]>> {
+    let starts = start_codes(data);
     let first = *starts.first()?;
     // Only zero bytes may precede the first start code.
     if data[..first - 3].iter().any(|&b| b != 0) {
@@ -438,6 +446,27 @@ mod tests {
         frame.push(0); // one byte more than the header says
         assert!(strip_adts(&frame).is_none());
         assert_eq!(strip_adts(&adts(&[1, 2, 3])), Some(&[1u8, 2, 3][..]));
+    }
+
+    /// The start-code scan, one byte at a time, as the specification states it.
+    fn naive_starts(data: &[u8]) -> Vec<usize> {
+        let (mut starts, mut i) = (Vec::new(), 0);
+        while i + 3 <= data.len() {
+            if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+                starts.push(i + 3);
+                i += 3;
+            } else {
+                i += 1;
+            }
+        }
+        starts
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_start_code_scan_equals_the_naive_one(data in proptest::collection::vec(proptest::sample::select(vec![0u8, 0, 0, 1, 1, 2, 0x65]), 0..400)) {
+            proptest::prop_assert_eq!(start_codes(&data), naive_starts(&data));
+        }
     }
 
     #[test]

@@ -41,7 +41,11 @@ pub fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg CLI runs");
-    assert!(out.status.success(), "ffmpeg {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A 320x240 25 fps H.264 + 44.1 kHz AAC clip of `secs` seconds, a keyframe every `gop`
@@ -52,10 +56,30 @@ pub fn clip(dir: &TempDir, name: &str, secs: u32, gop: u32) -> PathBuf {
     let g = gop.to_string();
     let params = format!("keyint={gop}:min-keyint={gop}:scenecut=0");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-        "-t", &secs, "-c:v", "libx264", "-preset", "veryfast", "-g", &g,
-        "-x264-params", &params, "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=44100",
+        "-t",
+        &secs,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        &g,
+        "-x264-params",
+        &params,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
         out.to_str().unwrap(),
     ]);
     out
@@ -165,4 +189,69 @@ fn decode(mut input: ff::format::context::Input) -> Decoded {
 pub fn quiet() {
     ff::init().unwrap();
     ff::util::log::set_level(ff::util::log::Level::Error);
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+}
+
+/// Waits (bounded) until something in this machine listens on `port`: a bound UDP socket
+/// or a TCP socket in LISTEN state, as the kernel reports in /proc/net. The capture binds
+/// inside FFmpeg, so this is the only way to know when a sender may start.
+pub fn wait_listening(port: u16, udp: bool) {
+    let needle = format!(":{port:04X} ");
+    let file = if udp { "/proc/net/udp" } else { "/proc/net/tcp" };
+    for _ in 0..1000 {
+        let table = std::fs::read_to_string(file).unwrap_or_default();
+        let found = table.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.get(1).is_some_and(|local| format!("{local} ").ends_with(&needle))
+                && (udp || cols.get(3) == Some(&"0A"))
+        });
+        if found {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// The `ffmpeg` CLI playing a phone app: streams `input` in real time to `url`.
+pub struct Sender(pub std::process::Child);
+
+impl Sender {
+    pub fn start(input: &Path, format: &str, url: &str) -> Sender {
+        Sender::start_with(input, format, url, &[])
+    }
+
+    pub fn start_with(input: &Path, format: &str, url: &str, extra: &[&str]) -> Sender {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re", "-i"])
+            .arg(input)
+            .args(["-c", "copy"])
+            .args(extra)
+            .args(["-f", format, url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg sender starts");
+        Sender(child)
+    }
+
+    /// Kills the sender mid-stream (a phone losing its connection).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -61,6 +61,9 @@ pub(crate) fn init() {
     ONCE.call_once(|| {
         // `init` only registers (devices, network); it has no failure that matters here.
         let _ = ffmpeg_next::init();
+        // FFmpeg's own chatter (encoder statistics, probing notes) would garble a terminal
+        // status line; errors still reach stderr, and every failure is reported as an error.
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
         ffmpeg_next::format::network::init();
     });
 }

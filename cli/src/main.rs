@@ -28,7 +28,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Keeps memory bounded while multi-megabyte segment buffers come and go on several
+/// threads: glibc raises its mmap threshold after each large free, after which such buffers
+/// come from per-thread heaps that do not shrink (a ~1 GB import peaked at 141 MiB instead
+/// of 96 MiB). A fixed threshold keeps every large buffer mmapped and returned on free.
+fn bound_allocator() {
+    // SAFETY: mallopt only changes allocator tuning; called once, before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
+    bound_allocator();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,68 @@
+//! `custody enroll URL TOKEN`: enroll this device with the legal team's server.
+
+use std::path::Path;
+
+use custody_format::ids::PublicKey;
+use custody_vault::upload::{self, UploadError};
+
+use crate::cli::EnrollArgs;
+use crate::common::{device_key, open_vault, print, CliError};
+
+pub fn upload_error(e: UploadError) -> CliError {
+    let hint = match &e {
+        UploadError::Network(_) => Some("check the URL and that the server is running"),
+        UploadError::NotEnrolled => Some("run `custody enroll URL TOKEN` first"),
+        UploadError::Refused { code, .. } if code.starts_with("enroll.token") => {
+            Some("ask the legal team for a new token (`custody admin enroll-token`)")
+        }
+        UploadError::Refused { code, .. } if code == "auth.stale" => {
+            Some("this computer's clock is more than 5 minutes off; correct it")
+        }
+        _ => None,
+    };
+    let err = CliError::failed(e.to_string());
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::cannot(format!("starting the runtime: {e}")))
+}
+
+pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
+    if args.url.starts_with("http://") && !args.insecure_http {
+        return Err(CliError::cannot("a plain http:// URL has no TLS certificate to pin").hint(
+            "use the https:// URL the legal team gave you (or --insecure-http for a loopback test)",
+        ));
+    }
+    let vault = open_vault(vault_dir)?;
+    let key = device_key(vault_dir)?;
+    let e = runtime()?
+        .block_on(upload::enroll(&vault, &key, &args.url, &args.token))
+        .map_err(upload_error)?;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string(&e).unwrap_or_default()));
+    } else {
+        let fp = PublicKey::parse(&e.server_key)
+            .map(|k| k.fingerprint().to_string())
+            .unwrap_or_default();
+        print(&format!(
+            "Enrolled as \"{}\" with {}.\nServer key fingerprint: {fp} (compare it with the legal team's)\n\
+             TLS certificate pinned: {}\nRecordings are now sealed to: {}\n",
+            e.label,
+            e.url,
+            e.tls_sha256.as_deref().unwrap_or("none (plain HTTP)"),
+            if e.recipients.is_empty() {
+                "(the server names none; the vault's recipients are unchanged)".to_string()
+            } else {
+                e.recipients.join(", ")
+            },
+        ));
+    }
+    Ok(())
+}

@@ -261,7 +261,9 @@ pub fn record(
             Event::End(end) => {
                 let (reason, message) = match end.reason {
                     custody_capture::EndReason::Stopped => (EndReason::Stopped, None),
-                    custody_capture::EndReason::InputEnded => (EndReason::InputEnded, end.detail.clone()),
+                    custody_capture::EndReason::InputEnded => {
+                        (EndReason::InputEnded, end.detail.clone())
+                    }
                     custody_capture::EndReason::Error(m) => (EndReason::Error, Some(m)),
                     _ => (EndReason::Error, Some("unknown end of capture".to_string())),
                 };

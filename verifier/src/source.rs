@@ -193,10 +193,12 @@ impl Tar {
                     offsets.insert(rest.to_string(), pos + 512);
                 }
                 b'5' => {}
-                other => return Err(bad(&format!(
+                other => {
+                    return Err(bad(&format!(
                     "entry {full:?} is of type {:?}: only files and directories belong in a bundle",
                     other as char
-                ))),
+                )))
+                }
             }
             pos = pos.saturating_add(512 + size.div_ceil(512) * 512);
         }

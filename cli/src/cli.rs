@@ -1,12 +1,14 @@
 //! The command-line definitions: every subcommand, grouped by who uses it.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Observers:    keygen, record, import, recordings, vault
+Observers:    keygen, enroll, record, import, upload, recordings, vault
 Lawyers:      verify
+Legal teams:  serve, admin
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
               found a problem (a recording that failed, a vault check with findings, a
               tampered bundle); 2 the command could not run, or verify could not check
@@ -86,6 +88,31 @@ pub enum Command {
     /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/
     /// Example: custody verify --trust server.pub --identity case.agekey bundle.tar --json
     Verify(VerifyArgs),
+
+    /// Run the legal team's server: enrollment, authenticated ingest, receipts, custody log.
+    ///
+    /// On first start it makes its Ed25519 signing key and a self-signed TLS certificate
+    /// in --data and prints both fingerprints; devices pin them at enrollment.
+    ///
+    /// Example: custody serve --data /srv/custody --listen 0.0.0.0:8443 --recipient age1...
+    Serve(ServeArgs),
+
+    /// Legal-team administration of a server's data directory.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+
+    /// Enroll this device with the legal team's server, using a one-time token.
+    ///
+    /// The server answers with this device's certificate, its own key and TLS certificate
+    /// (pinned from now on) and the case recipients, which new recordings are sealed to.
+    ///
+    /// Example: custody enroll https://legal.example:8443 3f9c…(64 hex digits)
+    Enroll(EnrollArgs),
+
+    /// Upload everything waiting for a receipt, then exit.
+    ///
+    /// Exits 1 if records are still waiting (server unreachable, or refusing them).
+    Upload(UploadArgs),
 }
 
 /// `custody verify`.
@@ -229,4 +256,84 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Options of `custody serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The server's data directory (keys, log, stored evidence).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+
+    /// A case recipient (age1…) handed to devices at enrollment (repeatable; also read from
+    /// DIR/recipients.txt).
+    #[arg(long, value_name = "AGE_RECIPIENT")]
+    pub recipient: Vec<String>,
+
+    /// Serve plain HTTP instead of TLS. Only on a loopback address, for tests.
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+/// `custody admin` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Issue a one-time, expiring enrollment token for a device.
+    ///
+    /// Example: custody admin enroll-token --data /srv/custody --label observer-7
+    EnrollToken(EnrollTokenArgs),
+}
+
+/// Options of `custody admin enroll-token`.
+#[derive(Args, Debug)]
+pub struct EnrollTokenArgs {
+    /// The server's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The device's label: a pseudonym, never the observer's name.
+    #[arg(long)]
+    pub label: String,
+
+    /// Hours until the token expires.
+    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    pub ttl_hours: u64,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `custody enroll`.
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    /// The server's URL (https://host:port).
+    pub url: String,
+
+    /// The one-time enrollment token from the legal team (64 hex digits).
+    pub token: String,
+
+    /// Accept a plain http:// URL (loopback tests only: nothing to pin).
+    #[arg(long)]
+    pub insecure_http: bool,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `custody upload`.
+#[derive(Args, Debug)]
+pub struct UploadArgs {
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -3,9 +3,12 @@
 
 mod cli;
 mod common;
+mod enroll;
 mod keygen;
 mod record;
 mod recordings;
+mod serve;
+mod upload;
 mod vault_cmd;
 mod verify;
 
@@ -25,6 +28,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(cmd) => serve::admin(cmd),
+        Command::Enroll(args) => enroll::run(&vault, args),
+        Command::Upload(args) => upload::run(&vault, args),
     }
 }
 

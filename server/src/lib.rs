@@ -1,7 +1,37 @@
 //! The legal team's service.
 //!
-//! `custody-server` will enroll observers' devices, accept uploads only from them, check
-//! every record's signature, chain link and ciphertext hash before answering, store the
-//! ciphertext durably (it never holds a decryption key), answer with a signed receipt,
-//! and keep an append-only, Merkle-tree custody log of everything it received and every
-//! later access, from which evidence bundles are exported.
+//! `custody-server` enrolls observers' devices ([`enroll`]), accepts uploads only from them
+//! ([`auth`], [`http`]), checks every record's signature, chain link and ciphertext hash
+//! before answering ([`ingest`]), stores the ciphertext durably behind a small [`storage`]
+//! trait (it never holds a decryption key), appends an entry to its append-only RFC 9162
+//! custody log ([`custody_log`]), and only then answers with a receipt signed by its key.
+//! The sled [`index`] is rebuilt from the stored records and the log whenever it is in
+//! doubt. The HTTP API is specified in `docs/api.md`.
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod auth;
+pub mod custody_log;
+pub mod enroll;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod index;
+mod ingest;
+pub mod serve;
+mod server;
+mod state;
+pub mod storage;
+
+pub use enroll::{issue_token, EnrollRequest, EnrollResponse};
+pub use error::{ApiError, Code};
+pub use identity::IdentityError;
+pub use server::{Config, Device, Limits, OpenError, Opened, Server};
+
+/// The server clock, µs since the Unix epoch.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}

@@ -6,7 +6,8 @@
 //! it in append-only files that are fsynced before anything is reported as saved
 //! ([`store`], [`journal`]). A sled database ([`index`]) holds summaries and the upload
 //! queue; it is never the only copy of anything and is rebuilt from the files whenever it
-//! is missing, broken or behind.
+//! is missing, broken or behind. [`upload`] enrolls the device with the legal team's server
+//! and sends every saved record and segment to it, keeping the server's signed receipts.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod recorder;
 pub mod seal;
 pub mod store;
+pub mod upload;
 
 pub use custody_durable::{fsutil, journal};
 pub use store::{Vault, VaultError};

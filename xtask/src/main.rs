@@ -159,10 +159,10 @@ fn test() -> Result<(), String> {
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The fuzz targets are their own workspace; building them proves they still compile.
     run("cargo", &["build", "--manifest-path", "fuzz/Cargo.toml", "--target-dir", "target/fuzz"])?;
-    run("cargo", &["test", "--workspace"])?;
     // Broken intra-doc links and missing docs fail the build too.
     std::env::set_var("RUSTDOCFLAGS", "-D warnings");
-    run("cargo", &["doc", "--workspace", "--no-deps", "--exclude", "xtask"])
+    run("cargo", &["doc", "--workspace", "--no-deps", "--exclude", "xtask"])?;
+    run("cargo", &["test", "--workspace"])
 }
 
 const USAGE: &str = "usage: cargo xtask <command>

@@ -1,0 +1,226 @@
+//! The HTTP API (specified in `docs/api.md`): routes, device authentication, limits.
+//!
+//! There is deliberately no route that reads back or deletes a segment or a record:
+//! devices can only add. The legal team reads evidence through its own tools, on the
+//! server's storage, where every access is logged.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use custody_format::ids::PublicKey;
+use custody_format::primitives::sha256;
+use http_body_util::BodyExt;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::auth::Claimed;
+use crate::enroll::EnrollRequest;
+use crate::error::{ApiError, Code};
+use crate::server::{lock, parse_id, Server};
+
+/// Largest enrollment request body.
+const MAX_ENROLL_BODY: usize = 16 << 10;
+
+/// The router for `server`.
+pub fn router(server: Server) -> Router {
+    Router::new()
+        .route("/v1/server", get(server_info))
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/recordings/{id}", get(recording_state))
+        .route("/v1/recordings/{id}/records/{seq}", put(put_record))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
+        .with_state(server)
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = (status, value.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Reads a body of at most `limit` bytes within the body timeout. An oversized body is
+/// still read (and thrown away) up to four times the limit, so that the client is sure to
+/// receive the refusal instead of a reset connection.
+async fn read_body(server: &Server, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let timeout = server.config().limits.body_timeout;
+    let read = async move {
+        let mut body = body;
+        let mut buf = Vec::new();
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::new(Code::BodyRead, format!("the body could not be read: {e}"))
+            })?;
+            if let Ok(data) = frame.into_data() {
+                seen = seen.saturating_add(data.len());
+                if seen <= limit {
+                    buf.extend_from_slice(&data);
+                } else if seen > limit.saturating_mul(4) {
+                    break;
+                }
+            }
+        }
+        if seen > limit {
+            return Err(ApiError::new(
+                Code::BodyTooLarge,
+                format!("the body is larger than the {limit} bytes accepted"),
+            ));
+        }
+        Ok(buf)
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| {
+        ApiError::new(
+            Code::BodyTimeout,
+            format!("the body did not arrive within {} s", timeout.as_secs()),
+        )
+    })?
+}
+
+impl Server {
+    fn permit(&self, device: &PublicKey) -> Result<OwnedSemaphorePermit, ApiError> {
+        let n = self.config().limits.per_device_concurrency;
+        let sem = lock(&self.inner.device_permits)
+            .entry(device.to_bytes())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n)))
+            .clone();
+        sem.try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                Code::DeviceBusy,
+                format!("this device already has {n} requests in progress; retry later"),
+            )
+        })
+    }
+
+    /// Authenticates a device request and reads its body. The cheap checks (headers,
+    /// enrolment, clock) come before the body is read, so that an unenrolled client cannot
+    /// make the server read and hash a large body.
+    async fn authenticate(
+        &self,
+        parts: &Parts,
+        body: Body,
+    ) -> Result<(PublicKey, OwnedSemaphorePermit, Vec<u8>), ApiError> {
+        let claimed = Claimed::from_headers(&parts.headers)?;
+        let limits = &self.config().limits;
+        claimed.check_fresh(crate::now_us(), limits.clock_skew)?;
+        match self.device(&claimed.device) {
+            None => {
+                return Err(ApiError::new(
+                    Code::AuthUnknownDevice,
+                    format!("device {} is not enrolled here", claimed.device),
+                ))
+            }
+            Some(d) if d.revoked => {
+                return Err(ApiError::new(
+                    Code::AuthRevoked,
+                    format!("device {} has been revoked", claimed.device),
+                ))
+            }
+            Some(_) => {}
+        }
+        let permit = self.permit(&claimed.device)?;
+        let body = read_body(self, body, limits.max_body_bytes).await?;
+        let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
+        claimed.check_signature(
+            &self.public_key(),
+            parts.method.as_str(),
+            path,
+            &sha256(&[&body]),
+        )?;
+        if !lock(&self.inner.replay).insert(&claimed, crate::now_us(), limits.clock_skew) {
+            return Err(ApiError::new(Code::AuthReplayed, "this request was already received"));
+        }
+        Ok((claimed.device, permit, body))
+    }
+}
+
+async fn with_timeout(
+    server: &Server,
+    fut: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let t = server.config().limits.request_timeout;
+    match tokio::time::timeout(t, fut).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.into_response(),
+        Err(_) => {
+            ApiError::new(Code::Timeout, format!("the request took longer than {} s", t.as_secs()))
+                .into_response()
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a worker", e))?
+}
+
+async fn server_info(State(server): State<Server>) -> Response {
+    let head = server.tree_head();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "server_key": server.public_key().to_string(),
+            "tls_sha256": (!server.config().insecure_http).then(|| server.tls_sha256()),
+            "tree_head": hex::encode(head.to_bytes()),
+        }),
+    )
+}
+
+async fn enroll(State(server): State<Server>, req: Request) -> Response {
+    let s = server.clone();
+    with_timeout(&server, async move {
+        let body = read_body(&s, req.into_body(), MAX_ENROLL_BODY).await?;
+        let req: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(Code::EnrollMalformed, format!("the enrollment request: {e}"))
+        })?;
+        let s2 = s.clone();
+        let answer = blocking(move || s2.enroll(&req)).await?;
+        let value = serde_json::to_value(answer).map_err(|e| ApiError::internal("answering", e))?;
+        Ok(json(StatusCode::OK, &value))
+    })
+    .await
+}
+
+async fn put_record(
+    State(server): State<Server>,
+    Path((id, seq)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let s = server.clone();
+    with_timeout(&server, async move {
+        let (parts, body) = req.into_parts();
+        let (Some(id), Ok(seq)) = (parse_id(&id), seq.parse::<u64>()) else {
+            return Err(ApiError::new(Code::NotFound, "not a recording id and position"));
+        };
+        let (device, _permit, body) = s.authenticate(&parts, body).await?;
+        let s2 = s.clone();
+        let receipt = blocking(move || s2.ingest(&device, id, seq, &body)).await?;
+        let mut resp = (StatusCode::OK, receipt).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        Ok(resp)
+    })
+    .await
+}
+
+async fn recording_state(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let s = server.clone();
+    with_timeout(&server, async move {
+        let (parts, body) = req.into_parts();
+        let id =
+            parse_id(&id).ok_or_else(|| ApiError::new(Code::NotFound, "not a recording id"))?;
+        let (device, _permit, _) = s.authenticate(&parts, body).await?;
+        let s2 = s.clone();
+        let value = blocking(move || s2.recording_state(&device, &id)).await?;
+        Ok(json(StatusCode::OK, &value))
+    })
+    .await
+}

@@ -1,0 +1,82 @@
+//! Serving: the accept loop, TLS, and per-connection limits.
+//!
+//! axum's own `serve` does not do TLS, so connections are accepted here, put through the
+//! rustls handshake (bounded by the header timeout, so a silent client cannot hold a
+//! task), and handed to hyper's HTTP/1.1 server with a header-read timeout.
+
+use std::net::SocketAddr;
+
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+
+use crate::server::Server;
+
+/// Serves `server` on `listener` until the task is dropped: TLS with its certificate, or
+/// plain HTTP if the configuration asks for it.
+pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::IdentityError> {
+    let tls = if server.config().insecure_http {
+        None
+    } else {
+        Some(tokio_rustls::TlsAcceptor::from(server.tls_config()?))
+    };
+    let header_timeout = server.config().limits.header_timeout;
+    let router = crate::http::router(server);
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                eprintln!("custody-server: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => connection(stream, router, header_timeout).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(s)) =
+                        tokio::time::timeout(header_timeout, acceptor.accept(stream)).await
+                    {
+                        connection(s, router, header_timeout).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn connection<I>(io: I, router: axum::Router, header_timeout: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// Binds `addr` and serves in the background; returns the bound address (useful with
+/// port 0) and the task.
+pub async fn spawn(
+    server: Server,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(server, listener).await {
+            eprintln!("custody-server: {e}");
+        }
+    });
+    Ok((local, task))
+}

@@ -1,0 +1,422 @@
+//! The server's state: its identity, storage, index, custody log and enrolled devices, and
+//! how it is opened (and the index rebuilt) from the data directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use custody_format::cert::DeviceCertificate;
+use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::log::{EntryType, LogEntry};
+use custody_format::receipt::Receipt;
+use custody_format::record::{Record, SignedRecord};
+use custody_format::signed::Signed;
+
+use crate::auth::ReplayCache;
+use crate::custody_log::{Appended, CustodyLog, Frontier, LogError};
+use crate::identity::{Identity, IdentityError};
+use crate::index::{Index, Stored};
+use crate::storage::{FsStorage, Storage, StorageError};
+
+/// Limits on what one request and one device may use.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body accepted, bytes (a signed record plus a sealed segment).
+    pub max_body_bytes: usize,
+    /// Requests one device may have in progress at once.
+    pub per_device_concurrency: usize,
+    /// Time allowed for a request body to arrive; a stalled upload is dropped.
+    pub body_timeout: Duration,
+    /// Time allowed for a whole request.
+    pub request_timeout: Duration,
+    /// Time allowed for a request's headers (and the TLS handshake).
+    pub header_timeout: Duration,
+    /// Largest difference between a request's timestamp and the server clock.
+    pub clock_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 << 20,
+            per_device_concurrency: 8,
+            body_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(120),
+            header_timeout: Duration::from_secs(15),
+            clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How the server is configured.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// age recipients (`age1…`) handed to devices at enrollment, besides those listed in
+    /// `<data>/recipients.txt`.
+    pub recipients: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+    /// Serve plain HTTP rather than TLS (loopback tests only; asked for explicitly).
+    pub insecure_http: bool,
+}
+
+impl Config {
+    /// The defaults for `data_dir`, with TLS.
+    pub fn new(data_dir: &Path) -> Config {
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            recipients: Vec::new(),
+            limits: Limits::default(),
+            insecure_http: false,
+        }
+    }
+}
+
+/// Failures opening the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The identity could not be loaded or made.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The custody log could not be opened.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The storage could not be opened or read.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The index could not be opened even after moving it aside.
+    #[error("the index at {path}: {source}")]
+    Index {
+        /// Its path.
+        path: PathBuf,
+        /// The cause.
+        source: sled::Error,
+    },
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// An enrolled device.
+#[derive(Clone, Debug)]
+pub struct Device {
+    /// Its label (pseudonym).
+    pub label: String,
+    /// Server time of enrollment.
+    pub enrolled_at_us: i64,
+    /// Whether its key has been revoked.
+    pub revoked: bool,
+}
+
+/// The running server's state, shared by every request.
+#[derive(Debug)]
+pub struct Inner {
+    pub(crate) config: Config,
+    pub(crate) identity: Identity,
+    pub(crate) recipients: Vec<String>,
+    pub(crate) storage: Box<dyn Storage>,
+    pub(crate) index: Index,
+    pub(crate) log: Mutex<CustodyLog>,
+    pub(crate) devices: RwLock<HashMap<[u8; 32], Device>>,
+    pub(crate) recording_locks: Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>,
+    pub(crate) device_permits: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Semaphore>>>,
+    pub(crate) replay: Mutex<ReplayCache>,
+    pub(crate) token_lock: Mutex<()>,
+}
+
+/// The server. Cheap to clone; every clone is the same server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What [`Server::open`] repaired or noticed, to print.
+#[derive(Clone, Debug, Default)]
+pub struct Opened {
+    /// Whether the signing key and TLS certificate were made now.
+    pub identity_created: bool,
+    /// Whether the index was rebuilt, and why.
+    pub index_rebuilt: Option<String>,
+}
+
+/// Locks a std mutex, carrying on through poisoning: every critical section leaves the
+/// protected state consistent at each step, so a panic elsewhere does not corrupt it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Server {
+    /// Opens the server in `config.data_dir`: makes its identity on first start, opens the
+    /// log (repairing a torn tail), the storage and the index, rebuilding the index if it
+    /// will not open or is behind the log.
+    pub fn open(config: Config) -> Result<(Server, Opened), OpenError> {
+        let dir = config.data_dir.clone();
+        let identity = Identity::load_or_create(&dir)?;
+        let (log, entries) = CustodyLog::open(&dir.join("log"), identity.signing_key.clone())?;
+        let storage = FsStorage::open(&dir.join("recordings"))?;
+        let mut recipients = config.recipients.clone();
+        let rpath = dir.join("recipients.txt");
+        match std::fs::read_to_string(&rpath) {
+            Ok(text) => recipients.extend(
+                text.lines().map(str::trim).filter(|l| l.starts_with("age1")).map(String::from),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OpenError::Io { path: rpath, source }),
+        }
+        recipients.dedup();
+
+        let index_path = dir.join("index");
+        let mut opened = Opened { identity_created: identity.created, index_rebuilt: None };
+        let index = match Index::open(&index_path) {
+            Ok(i) => i,
+            Err(e) => {
+                let stamp = crate::now_us();
+                let aside = dir.join(format!("index.broken-{stamp}"));
+                std::fs::rename(&index_path, &aside)
+                    .map_err(|source| OpenError::Io { path: index_path.clone(), source })?;
+                opened.index_rebuilt = Some(format!("the index would not open ({e})"));
+                Index::open(&index_path)
+                    .map_err(|source| OpenError::Index { path: index_path.clone(), source })?
+            }
+        };
+        let index_err = |source| OpenError::Index { path: index_path.clone(), source };
+        let size = index.log_size().map_err(index_err)?;
+        // A new index for an empty log has nothing to rebuild.
+        if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() {
+            opened.index_rebuilt = Some(format!(
+                "the index covers {} of {} log entries",
+                size.unwrap_or(0),
+                log.len()
+            ));
+        }
+        if opened.index_rebuilt.is_some() {
+            rebuild(&index, &storage, &entries, &identity.signing_key).map_err(|e| match e {
+                RebuildError::Index(source) => {
+                    OpenError::Index { path: index_path.clone(), source }
+                }
+                RebuildError::Storage(s) => OpenError::Storage(s),
+            })?;
+        }
+
+        let mut devices = HashMap::new();
+        for e in &entries {
+            match (e.entry_type, &e.device_key) {
+                (EntryType::DeviceEnrolled, Some(k)) => {
+                    devices.insert(
+                        k.to_bytes(),
+                        Device {
+                            label: e.label.clone().unwrap_or_default(),
+                            enrolled_at_us: e.at_us,
+                            revoked: false,
+                        },
+                    );
+                }
+                (EntryType::DeviceRevoked, Some(k)) => {
+                    if let Some(d) = devices.get_mut(&k.to_bytes()) {
+                        d.revoked = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let inner = Inner {
+            config,
+            identity,
+            recipients,
+            storage: Box::new(storage),
+            index,
+            log: Mutex::new(log),
+            devices: RwLock::new(devices),
+            recording_locks: Mutex::new(HashMap::new()),
+            device_permits: Mutex::new(HashMap::new()),
+            replay: Mutex::new(ReplayCache::default()),
+            token_lock: Mutex::new(()),
+        };
+        Ok((Server { inner: Arc::new(inner) }, opened))
+    }
+
+    /// The server's public key.
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.identity.public_key
+    }
+
+    /// SHA-256 of the TLS certificate, hex (what devices pin).
+    pub fn tls_sha256(&self) -> String {
+        self.inner.identity.tls_sha256()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The rustls configuration for serving TLS.
+    pub fn tls_config(&self) -> Result<Arc<rustls::ServerConfig>, IdentityError> {
+        self.inner.identity.tls_config()
+    }
+
+    /// The storage (for the legal team's tools; no device route reads from it).
+    pub fn storage(&self) -> &dyn Storage {
+        self.inner.storage.as_ref()
+    }
+
+    /// The latest signed tree head.
+    pub fn tree_head(&self) -> Signed<custody_format::log::TreeHead> {
+        lock(&self.inner.log).head().clone()
+    }
+
+    /// Number of log entries.
+    pub fn log_len(&self) -> u64 {
+        lock(&self.inner.log).len()
+    }
+
+    /// The enrolled device `key`, if any.
+    pub fn device(&self, key: &PublicKey) -> Option<Device> {
+        self.inner.devices.read().unwrap_or_else(|p| p.into_inner()).get(&key.to_bytes()).cloned()
+    }
+
+    /// Appends an entry to the custody log (durable when this returns).
+    pub(crate) fn append_log(&self, entry: &LogEntry) -> Result<Appended, LogError> {
+        lock(&self.inner.log).append(entry)
+    }
+
+    /// Revokes a device: logged, and its requests refused from now on.
+    pub fn revoke(&self, key: &PublicKey, actor: &str, reason: &str) -> Result<(), LogError> {
+        let mut e = LogEntry::new(EntryType::DeviceRevoked, crate::now_us());
+        e.device_key = Some(*key);
+        e.actor = Some(actor.to_string());
+        e.detail = Some(reason.to_string());
+        self.append_log(&e)?;
+        if let Some(d) =
+            self.inner.devices.write().unwrap_or_else(|p| p.into_inner()).get_mut(&key.to_bytes())
+        {
+            d.revoked = true;
+        }
+        Ok(())
+    }
+
+    /// The certificate the server issued a device at enrollment (re-signed: Ed25519 is
+    /// deterministic, so it is the same bytes).
+    pub(crate) fn certificate(&self, key: &PublicKey, dev: &Device) -> Signed<DeviceCertificate> {
+        Signed::sign(
+            DeviceCertificate {
+                device_key: *key,
+                label: dev.label.clone(),
+                enrolled_at_us: dev.enrolled_at_us,
+                server_key: self.public_key(),
+            },
+            &self.inner.identity.signing_key,
+        )
+    }
+}
+
+/// The receipt for the record logged by `entry` at `index`, under the tree of `index + 1`
+/// entries with root `root`. A receipt is a pure function of these, so the index can be
+/// rebuilt and an interrupted upload answered again with the very same bytes.
+pub(crate) fn receipt_for(
+    entry: &LogEntry,
+    index: u64,
+    root: [u8; 32],
+    key: &ed25519_dalek::SigningKey,
+) -> Option<Signed<Receipt>> {
+    Some(Signed::sign(
+        Receipt {
+            recording_id: entry.recording_id?,
+            seq: entry.seq?,
+            record_hash: entry.record_hash?,
+            ciphertext_sha256: entry.ciphertext_sha256,
+            device_key: entry.device_key?,
+            received_at_us: entry.at_us,
+            log_index: index,
+            tree_size: index + 1,
+            tree_root: root,
+        },
+        key,
+    ))
+}
+
+/// The index's view of a stored signed record.
+pub(crate) fn stored_of(r: &SignedRecord) -> Stored {
+    let kind = match r.record() {
+        Record::Header(_) => 1,
+        Record::Segment(_) => 2,
+        Record::End(_) => 3,
+    };
+    Stored {
+        kind,
+        record_hash: hex::encode(r.hash()),
+        prev: r.record().prev().map(hex::encode),
+        log_index: None,
+        receipt: None,
+    }
+}
+
+enum RebuildError {
+    Index(sled::Error),
+    Storage(StorageError),
+}
+
+/// Rebuilds the index from the log entries and the stored records.
+fn rebuild(
+    index: &Index,
+    storage: &FsStorage,
+    entries: &[LogEntry],
+    key: &ed25519_dalek::SigningKey,
+) -> Result<(), RebuildError> {
+    index.clear().map_err(RebuildError::Index)?;
+    // First every stored record, then what the log says about each.
+    for id in storage.recordings().map_err(RebuildError::Storage)? {
+        for seq in storage.record_positions(&id).map_err(RebuildError::Storage)? {
+            let Some(bytes) = storage.record(&id, seq).map_err(RebuildError::Storage)? else {
+                continue;
+            };
+            let Ok(r) = SignedRecord::parse(&bytes) else { continue };
+            if let Record::Header(h) = r.record() {
+                index.set_owner(&id, &h.device_key.to_bytes()).map_err(RebuildError::Index)?;
+            }
+            index.put(&id, seq, &stored_of(&r)).map_err(RebuildError::Index)?;
+        }
+    }
+    let mut frontier = Frontier::default();
+    for (i, e) in entries.iter().enumerate() {
+        frontier.push(custody_format::merkle::leaf_hash(&e.encode()));
+        let logged = matches!(
+            e.entry_type,
+            EntryType::RecordingOpened | EntryType::SegmentReceived | EntryType::RecordingEnded
+        );
+        let (true, Some(id), Some(seq), Some(dev)) = (logged, e.recording_id, e.seq, e.device_key)
+        else {
+            continue;
+        };
+        let Some(mut s) = index.get(&id, seq).map_err(RebuildError::Index)? else { continue };
+        // A record is logged once; should a crash ever have logged it twice, the first
+        // entry is the one its receipt names.
+        if s.log_index.is_some() || Some(s.record_hash.clone()) != e.record_hash.map(hex::encode) {
+            continue;
+        }
+        let i = i as u64;
+        s.log_index = Some(i);
+        s.receipt = receipt_for(e, i, frontier.root(), key).map(|r| hex::encode(r.to_bytes()));
+        index.put(&id, seq, &s).map_err(RebuildError::Index)?;
+        if index.owner(&id).map_err(RebuildError::Index)?.is_none() {
+            index.set_owner(&id, &dev.to_bytes()).map_err(RebuildError::Index)?;
+        }
+    }
+    index.set_log_size(entries.len() as u64).map_err(RebuildError::Index)?;
+    index.flush().map_err(RebuildError::Index)?;
+    Ok(())
+}
+
+/// A recording id from its text form.
+pub(crate) fn parse_id(s: &str) -> Option<RecordingId> {
+    RecordingId::parse(s).ok()
+}

@@ -1,0 +1,109 @@
+//! Enrollment over real HTTP on loopback: certificates, one-time tokens, proofs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use custody_format::cert::DeviceCertificate;
+use custody_format::ids::PublicKey;
+use custody_format::signed::Signed;
+
+#[tokio::test]
+async fn a_device_enrolls_once_per_token_and_reuse_is_refused_and_logged() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let token =
+        custody_server::issue_token(ts.dir.path(), "observer-7", Duration::from_secs(60)).unwrap();
+    let d = Device::new("device");
+    let log_before = ts.server.log_len();
+
+    let s = d.enroll(&c, &ts.base, &token).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    let server_key = PublicKey::parse(v["server_key"].as_str().unwrap()).unwrap();
+    assert_eq!(server_key, ts.server.public_key());
+    let cert = Signed::<DeviceCertificate>::parse(
+        &hex::decode(v["certificate"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(cert.verify(&server_key));
+    assert_eq!(cert.value().device_key, d.public);
+    assert_eq!(cert.value().label, "observer-7");
+    assert_eq!(v["label"], "observer-7");
+    assert!(v["recipients"][0].as_str().unwrap().starts_with("age1"));
+    assert!(v["tls_sha256"].is_null(), "plain HTTP has no certificate to pin");
+    assert_eq!(ts.server.log_len(), log_before + 1);
+
+    // The same token again, even for another device: refused, and the refusal logged.
+    let other = Device::new("other");
+    let s = other.enroll(&c, &ts.base, &token).await;
+    assert_eq!((s.status, s.code().as_str()), (403, "enroll.token_used"));
+    assert_eq!(ts.server.log_len(), log_before + 2);
+    assert!(ts.server.device(&other.public).is_none());
+
+    // A token never issued is refused and not logged (anybody could fill the log).
+    let s = other.enroll(&c, &ts.base, &"ab".repeat(32)).await;
+    assert_eq!((s.status, s.code().as_str()), (403, "enroll.token_unknown"));
+    assert_eq!(ts.server.log_len(), log_before + 2);
+}
+
+#[tokio::test]
+async fn a_wrong_proof_of_possession_is_refused_without_spending_the_token() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let token = custody_server::issue_token(ts.dir.path(), "obs", Duration::from_secs(60)).unwrap();
+    let d = Device::new("device");
+    let mut body = d.enroll_body(&token);
+    // Claim another key with this device's proof.
+    body["device_key"] = serde_json::Value::String(Device::new("victim").public.to_string());
+    let r = c.post(format!("{}/v1/enroll", ts.base)).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "enroll.proof");
+    // The token still works for its holder.
+    assert_eq!(d.enroll(&c, &ts.base, &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refused_and_logged() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let token = custody_server::issue_token(ts.dir.path(), "obs", Duration::ZERO).unwrap();
+    // The token expires the microsecond it is issued; make sure the clock has moved on.
+    let issued = now_us();
+    while now_us() <= issued + 1 {
+        std::hint::spin_loop();
+    }
+    let before = ts.server.log_len();
+    let s = Device::new("d").enroll(&c, &ts.base, &token).await;
+    assert_eq!((s.status, s.code().as_str()), (403, "enroll.token_expired"));
+    assert_eq!(ts.server.log_len(), before + 1);
+}
+
+#[tokio::test]
+async fn malformed_enrollment_is_refused_with_its_code() {
+    let ts = start(test_limits()).await;
+    let r = client().post(format!("{}/v1/enroll", ts.base)).body("{not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "enroll.malformed");
+}
+
+#[tokio::test]
+async fn over_tls_the_device_learns_and_pins_the_servers_certificate() {
+    let ts = start_with(tempfile::tempdir().unwrap(), test_limits(), false).await;
+    let pin: [u8; 32] = hex::decode(ts.server.tls_sha256()).unwrap().try_into().unwrap();
+    let base = ts.base.replace("127.0.0.1", "localhost");
+    let token = custody_server::issue_token(ts.dir.path(), "tls", Duration::from_secs(60)).unwrap();
+    let s = Device::new("d").enroll(&pinned_client(pin), &base, &token).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    let v: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+    assert_eq!(v["tls_sha256"], ts.server.tls_sha256());
+    // A client pinned to any other certificate does not get through the handshake.
+    let r = pinned_client([7; 32]).get(format!("{base}/v1/server")).send().await;
+    assert!(r.is_err());
+    // Nor does plain HTTP reach a TLS server.
+    let r = client().get(ts.base.replace("https", "http") + "/v1/server").send().await;
+    assert!(r.is_err() || r.unwrap().status() != 200);
+}

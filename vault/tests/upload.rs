@@ -1,0 +1,354 @@
+//! Live upload end to end on loopback: a recording made through the vault is uploaded to a
+//! real server over TLS (certificate pinned at enrollment) and every record is receipted.
+
+use std::time::{Duration, Instant};
+
+use custody_format::chain::SegmentFields;
+use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::primitives::sha256;
+use custody_format::record::{EndReason, RecordingHeader};
+use custody_format::testkit;
+use custody_vault::keys::{new_recipient_identity, parse_recipients};
+use custody_vault::seal::Sealer;
+use custody_vault::store::SegmentInput;
+use custody_vault::upload::{self, Options, Uploader};
+use custody_vault::Vault;
+use ed25519_dalek::SigningKey;
+
+struct Server {
+    server: custody_server::Server,
+    url: String,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn server(recipient: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = custody_server::Config::new(dir.path());
+    config.recipients = vec![recipient.to_string()];
+    let (server, _) = custody_server::Server::open(config).unwrap();
+    let (addr, task) =
+        custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    Server { server, url: format!("https://{addr}"), dir, task }
+}
+
+fn plaintext(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut i = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(&sha256(&[&seed.to_be_bytes(), &i.to_be_bytes()]));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn header(key: &SigningKey, recipients: Vec<String>) -> RecordingHeader {
+    let mut h = testkit::header(1, key);
+    h.recording_id = RecordingId::random(&mut rand_core::OsRng);
+    h.recipients = recipients;
+    h
+}
+
+fn fields(n: u64) -> SegmentFields {
+    testkit::segment(1, n)
+}
+
+fn opts() -> Options {
+    Options {
+        poll: Duration::from_millis(20),
+        base_backoff: Duration::from_millis(20),
+        ..Options::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_is_receipted_live_segment_by_segment() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let token =
+        custody_server::issue_token(srv.dir.path(), "observer-1", Duration::from_secs(60)).unwrap();
+    let e = upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    assert_eq!(e.tls_sha256.as_deref(), Some(srv.server.tls_sha256().as_str()));
+    assert_eq!(vault.config().unwrap().recipients, vec![recipient.clone()]);
+    // The token is spent.
+    assert!(upload::enroll(&vault, &key, &srv.url, &token).await.is_err());
+
+    let mut uploader = Uploader::new(&vault, key.clone(), opts()).unwrap();
+    let mut events = uploader.events();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runner = {
+        let u = uploader.clone();
+        tokio::spawn(async move { u.run(stop_rx).await })
+    };
+
+    // Record: 2 MB segments, sealed and saved by the vault, paced like a live capture.
+    let segments = 12u64;
+    let sealer =
+        Sealer::new(parse_recipients(&vault.config().unwrap().recipients).unwrap()).unwrap();
+    let h = header(&key, vec![recipient.clone()]);
+    let id = h.recording_id;
+    let mut sealed_at = vec![Instant::now()];
+    {
+        let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+        uploader.nudge();
+        for n in 1..=segments {
+            let p = plaintext(n, 2_000_000);
+            let input =
+                SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
+            w.add_segment(input).unwrap();
+            sealed_at.push(Instant::now());
+            uploader.nudge();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        w.end(testkit::T0_US + 30_000_000, EndReason::Stopped, None).unwrap();
+        sealed_at.push(Instant::now());
+        uploader.nudge();
+    }
+    let total = segments as usize + 2;
+    let mut receipted_at = vec![None; total];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = 0;
+    while got < total {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ev = tokio::time::timeout(left, events.recv())
+            .await
+            .expect("every record receipted in time")
+            .unwrap();
+        assert_eq!(ev.recording, id);
+        if receipted_at[ev.seq as usize].replace(ev.at).is_none() {
+            got += 1;
+        }
+    }
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+
+    // Sealed → receipt stored, for the segments.
+    let mut lat: Vec<Duration> = (1..=segments as usize)
+        .map(|s| receipted_at[s].unwrap().saturating_duration_since(sealed_at[s]))
+        .collect();
+    lat.sort();
+    eprintln!(
+        "sealed→receipt over {} segments of 2 MB: p50 {:?}, p99 {:?}, max {:?}",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1]
+    );
+
+    // Every record has a stored receipt that verifies and names it; nothing is queued.
+    let records = vault.records(&id).unwrap();
+    let receipts = uploader.receipts(&id).unwrap();
+    assert_eq!(receipts.len(), records.len());
+    let server_key = PublicKey::parse(&e.server_key).unwrap();
+    for (r, rec) in receipts.iter().zip(&records) {
+        assert!(r.verify(&server_key));
+        assert_eq!(r.value().seq, rec.record().seq());
+        assert_eq!(r.value().record_hash, rec.hash());
+    }
+    assert!(vault.index().pending().unwrap().is_empty());
+    // And the server holds the sealed segments byte for byte.
+    for seq in 1..=segments {
+        let local = std::fs::read(vault.segment_path(&id, seq)).unwrap();
+        assert_eq!(srv.server.storage().segment(&id, seq).unwrap().unwrap(), local);
+    }
+    srv.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_made_offline_is_flushed_completely_and_only_once() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let vdir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let id;
+    {
+        let (vault, _) = Vault::open(vdir.path()).unwrap();
+        let token =
+            custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
+        upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+        let sealer =
+            Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
+        let h = header(&key, vec![recipient.clone()]);
+        id = h.recording_id;
+        let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+        for n in 1..=5 {
+            let p = plaintext(n, 100_000);
+            w.add_segment(SegmentInput {
+                plaintext: &p,
+                plaintext_sha256: sha256(&[&p]),
+                fields: fields(n),
+            })
+            .unwrap();
+        }
+        // Cut off: no end record, as if the recorder was killed.
+    }
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let up = Uploader::new(&vault, key.clone(), opts()).unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (6, 0), "{f:?}");
+    assert_eq!(up.receipts(&id).unwrap().len(), 6);
+    // An index rebuild re-queues everything; records with receipts are not sent again.
+    vault.rebuild_index().unwrap();
+    assert_eq!(vault.index().pending().unwrap().len(), 6);
+    let log_len = srv.server.log_len();
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(f.pending, 0);
+    assert_eq!(up.receipts(&id).unwrap().len(), 6, "no duplicate receipts");
+    assert_eq!(srv.server.log_len(), log_len);
+    srv.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_wait_out_a_server_that_is_down_and_complete_when_it_returns() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let addr = srv.url.trim_start_matches("https://").to_string();
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    // The server goes away.
+    let Server { server, dir, task, .. } = srv;
+    task.abort();
+    let _ = task.await;
+    drop(server);
+
+    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
+    let h = header(&key, vec![recipient.clone()]);
+    let id = h.recording_id;
+    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+    for n in 1..=3 {
+        let p = plaintext(n, 50_000);
+        let input =
+            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
+        w.add_segment(input).unwrap();
+    }
+    w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_millis(500)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (0, 5), "{f:?}");
+    assert!(f.last_error.is_some());
+
+    // The server comes back at the same address, with the same data.
+    let mut config = custody_server::Config::new(dir.path());
+    config.recipients = vec![recipient.clone()];
+    let (server, _) = custody_server::Server::open(config).unwrap();
+    let (_, task) =
+        custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (5, 0), "{f:?}");
+    assert_eq!(up.receipts(&id).unwrap().len(), 5);
+    task.abort();
+}
+
+/// A TCP proxy that breaks connections: by turns it resets a connection at once, cuts one
+/// after part of a request body, delays one, and passes one through until 3 MB have gone
+/// up it (then cuts it too, so keep-alive cannot dodge the faults).
+async fn faulty_proxy(upstream: String) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        for n in 0u64.. {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let (budget, delay) = match n % 4 {
+                    0 => (0usize, 0u64),   // reset at once
+                    1 => (20_000, 0),      // cut mid-body
+                    2 => (3_000_000, 300), // slow start
+                    _ => (3_000_000, 0),
+                };
+                if budget == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut sent = 0usize;
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let Ok(k) = cr.read(&mut buf).await else { return };
+                        if k == 0 || sent >= budget {
+                            return;
+                        }
+                        let k = k.min(budget - sent);
+                        if sw.write_all(&buf[..k]).await.is_err() {
+                            return;
+                        }
+                        sent += k;
+                    }
+                };
+                let down = tokio::io::copy(&mut sr, &mut cw);
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let upstream = srv.url.trim_start_matches("https://").to_string();
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    // From now on the device reaches the server only through the faulty proxy (same TLS
+    // certificate, so the pin holds).
+    let (proxy, ptask) = faulty_proxy(upstream).await;
+    let mut e = upload::Enrollment::load(vdir.path()).unwrap().unwrap();
+    e.url = format!("https://{proxy}");
+    std::fs::write(vdir.path().join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+
+    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
+    let h = header(&key, vec![recipient.clone()]);
+    let id = h.recording_id;
+    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+    for n in 1..=8 {
+        let p = plaintext(n, 400_000);
+        let input =
+            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
+        w.add_segment(input).unwrap();
+    }
+    w.end(testkit::T0_US + 20_000_000, EndReason::Stopped, None).unwrap();
+    let log_before = srv.server.log_len();
+
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_secs(60)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (10, 0), "{f:?}");
+    assert!(f.last_error.is_some(), "the proxy broke no request");
+    let receipts = up.receipts(&id).unwrap();
+    assert_eq!(receipts.len(), 10);
+    // Exactly once on the server: one log entry per record, however many attempts.
+    assert_eq!(srv.server.log_len(), log_before + 10);
+    for r in &receipts {
+        let stored = srv.server.storage().record(&id, r.value().seq).unwrap().unwrap();
+        let rec = custody_format::record::SignedRecord::parse(&stored).unwrap();
+        assert_eq!(rec.hash(), r.value().record_hash);
+    }
+    ptask.abort();
+    srv.task.abort();
+}

@@ -1,5 +1,7 @@
 //! `custody`: the one binary. It is glue only — argument parsing, prompts and output —
 //! over the library crates: no cryptography, format logic or storage in here.
+// The doc comments of the command definitions are the `--help` text, where URLs are plain.
+#![allow(rustdoc::bare_urls)]
 
 mod cli;
 mod common;

@@ -2,7 +2,7 @@
 //!
 //! `custody-server` enrolls observers' devices ([`enroll`]), accepts uploads only from them
 //! ([`auth`], [`http`]), checks every record's signature, chain link and ciphertext hash
-//! before answering ([`ingest`]), stores the ciphertext durably behind a small [`storage`]
+//! before answering (`ingest`), stores the ciphertext durably behind a small [`storage`]
 //! trait (it never holds a decryption key), appends an entry to its append-only RFC 9162
 //! custody log ([`custody_log`]), and only then answers with a receipt signed by its key.
 //! The sled [`index`] is rebuilt from the stored records and the log whenever it is in

@@ -1,0 +1,88 @@
+//! The observer-to-legal-team path through the real binary: `custody serve` on loopback,
+//! `admin enroll-token`, `enroll` over pinned TLS, `record`, `upload`, and a re-enrollment
+//! with the same token refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::{events, recording_id, Env};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn record_then_upload_gets_every_record_receipted() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    let mut child = Command::new(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    // The first line says where it listens (port 0: the kernel chose).
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.strip_prefix("Listening on ").unwrap().to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{first}");
+
+    let out = Command::new(common::bin())
+        .args(["admin", "enroll-token", "--json", "--label", "observer-7", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    let out = env.run(&["enroll", &url, &token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TLS certificate pinned"));
+
+    // The case recipient came with the enrollment: no --recipient needed.
+    let out = env.run(&[
+        "record",
+        "--json",
+        "--format",
+        "lavfi",
+        "--input",
+        "testsrc2=size=320x240:rate=25:duration=4",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = recording_id(&events(&out.stdout)).unwrap();
+    let records = env.open_vault().records(&id).unwrap().len();
+
+    let out = env.run(&["upload", "--json", "--timeout", "60"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["receipted"].as_u64(), Some(records as u64), "{summary}");
+    assert_eq!(summary["pending"].as_u64(), Some(0));
+    let out = env.run(&["recordings", "--json"]);
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["pending_upload"], 0);
+
+    // A second upload finds nothing to do; the same token cannot enroll again.
+    let out = env.run(&["upload", "--json"]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["receipted"].as_u64(), Some(0));
+    let other = Env::new();
+    let out = other.run(&["enroll", &url, &token]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("token"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+}

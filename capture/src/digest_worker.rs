@@ -17,6 +17,8 @@ use ff::packet::Mut as _;
 use ff::packet::Ref as _;
 use ffmpeg_next as ff;
 
+use crate::sink::Deferred;
+
 enum Msg {
     Packet { stream: usize, key: bool, packet: ff::Packet },
     Finish(SyncSender<(PacketDigest, Vec<u64>)>),
@@ -92,22 +94,24 @@ impl DigestWorker {
         }
     }
 
-    /// The digest and per-stream packet counts of the packets pushed since the last call;
-    /// `None` if the hashing thread died and the digest cannot be trusted.
-    pub(crate) fn finish_segment(&mut self) -> Option<(PacketDigest, Vec<u64>)> {
+    /// The digest and per-stream packet counts of the packets pushed since the last call,
+    /// to come; `None` if the hashing thread died and the digest cannot be trusted.
+    pub(crate) fn finish_segment(&mut self) -> Deferred<(PacketDigest, Vec<u64>)> {
         match &mut self.mode {
             Mode::Threaded { tx, failed, .. } => {
                 if *failed {
-                    return None;
+                    return Deferred::Ready(None);
                 }
                 let (reply_tx, reply_rx) = sync_channel(1);
-                tx.send(Msg::Finish(reply_tx)).ok()?;
-                reply_rx.recv().ok()
+                match tx.send(Msg::Finish(reply_tx)) {
+                    Ok(()) => Deferred::Waiting(reply_rx),
+                    Err(_) => Deferred::Ready(None),
+                }
             }
             Mode::Inline(d) => {
                 let done = std::mem::replace(d, PacketDigester::new(&self.streams));
                 let counts = done.packet_counts();
-                Some((done.finish(), counts))
+                Deferred::Ready(Some((done.finish(), counts)))
             }
         }
     }

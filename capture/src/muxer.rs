@@ -11,7 +11,7 @@ use ff::packet::Mut as _;
 use ffmpeg_next as ff;
 
 use crate::settings::Container;
-use crate::sink::SharedSink;
+use crate::sink::{Deferred, SharedSink};
 
 /// Why the segment muxer failed.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +122,7 @@ impl Muxer {
     }
 
     /// Flushes everything written so far out of the muxer and returns it with its hash.
-    pub(crate) fn cut(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+    pub(crate) fn cut(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
         let muxer = self.name();
         // SAFETY: a null packet asks a muxer with AVFMT_ALLOW_FLUSH (mpegts, mp4) to write
         // out what it buffers; `pb` is our custom AVIO context.
@@ -155,7 +155,7 @@ impl Muxer {
     }
 
     /// Writes the trailer and returns the last bytes with their hash.
-    pub(crate) fn finish(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+    pub(crate) fn finish(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
         let muxer = self.name();
         self.octx.write_trailer().map_err(|source| MuxError::Flush { muxer, source })?;
         // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
@@ -168,11 +168,11 @@ impl Muxer {
         self.sink.pending()
     }
 
-    /// Takes what was muxed since the last cut, with its hash, without flushing.
-    pub(crate) fn take_pending(&mut self) -> Result<(Vec<u8>, [u8; 32]), MuxError> {
+    /// Takes what was muxed since the last cut, with its hash to come, without flushing.
+    pub(crate) fn take_pending(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
         match self.sink.take() {
-            (bytes, Some(hash)) => Ok((bytes, hash)),
-            (_, None) => Err(MuxError::HashThread),
+            (_, Deferred::Ready(None)) => Err(MuxError::HashThread),
+            taken => Ok(taken),
         }
     }
 }

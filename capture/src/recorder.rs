@@ -1,11 +1,11 @@
 //! The capture thread: input → lanes → interleaver → one muxer → segments on a channel.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use custody_format::digest::{DigestStream, MediaKind};
+use custody_format::digest::{DigestStream, MediaKind, PacketDigest};
 use ffmpeg_next as ff;
 
 use crate::clock::WallClock;
@@ -16,6 +16,7 @@ use crate::lane::{self, Lane, StreamError};
 use crate::muxer::{MuxError, Muxer, OutStream};
 use crate::segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started};
 use crate::settings::{Settings, Source};
+use crate::sink::Deferred;
 
 /// Why a recording ended in error (carried as text in [`EndReason::Error`]).
 #[derive(Debug, thiserror::Error)]
@@ -137,14 +138,92 @@ impl Drop for Capture {
 fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &SyncSender<Event>) {
     crate::init();
     let clock = WallClock::start();
+    // Segments go out through a finisher that waits for their SHA-256 and packet digest,
+    // so the muxer never waits for the hashing threads at a cut and both cores stay busy.
+    let (items, from_recording) = sync_channel::<Item>(FINISHER_QUEUE);
+    let to_consumer = tx.clone();
+    let finisher = std::thread::Builder::new()
+        .name("custody-finisher".into())
+        .spawn(move || finish_segments(from_recording, to_consumer, clock))
+        .ok();
     let mut segments = 0;
-    let (reason, detail) = match record(source, settings, watchdog, tx, &clock, &mut segments) {
-        Ok(ended) => ended,
-        Err(CaptureError::Input(InputError::Stopped)) => (EndReason::Stopped, None),
-        Err(e) => (EndReason::Error(e.to_string()), None),
+    let (reason, detail) = if finisher.is_none() {
+        (EndReason::Error("could not start the segment finisher thread".into()), None)
+    } else {
+        match record(source, settings, watchdog, &items, &clock, &mut segments) {
+            Ok(ended) => ended,
+            Err(CaptureError::Input(InputError::Stopped)) => (EndReason::Stopped, None),
+            Err(e) => (EndReason::Error(e.to_string()), None),
+        }
     };
     let end = End { reason, detail, segments, end_utc_us: clock.now_utc_us() };
-    let _ = tx.send(Event::End(end));
+    match finisher {
+        Some(thread) => {
+            let _ = items.send(Item::Event(Event::End(end)));
+            drop(items);
+            let _ = thread.join();
+        }
+        None => {
+            let _ = tx.send(Event::End(end));
+        }
+    }
+}
+
+/// Segments cut but still being hashed, at most: the muxer runs this far ahead.
+const FINISHER_QUEUE: usize = 2;
+
+/// What the recording hands to the finisher, in the order the consumer must see it.
+enum Item {
+    Event(Event),
+    Segment(Box<Pending>),
+}
+
+/// A cut segment whose SHA-256 and packet digest are still being computed.
+struct Pending {
+    segment: Segment,
+    sha256: Deferred<[u8; 32]>,
+    digest: Deferred<(PacketDigest, Vec<u64>)>,
+}
+
+/// Completes each segment as its hashes arrive and passes every event on, in order. If a
+/// hashing thread died the segment cannot be vouched for: the recording ends there with an
+/// error, and the finisher stops taking items, which stops the recording.
+fn finish_segments(items: Receiver<Item>, tx: SyncSender<Event>, clock: WallClock) {
+    for item in items {
+        let event = match item {
+            Item::Event(e) => e,
+            Item::Segment(p) => {
+                let Pending { mut segment, sha256, digest } = *p;
+                match (sha256.wait(), digest.wait()) {
+                    (Some(sha), Some((packet_digest, counts))) => {
+                        segment.sha256 = sha;
+                        segment.packet_digest = packet_digest;
+                        segment.packet_counts = counts;
+                        segment.emitted_utc_us = clock.now_utc_us();
+                        Event::Segment(segment)
+                    }
+                    (sha, _) => {
+                        let failed = if sha.is_none() {
+                            CaptureError::Mux(MuxError::HashThread)
+                        } else {
+                            CaptureError::DigestThread
+                        };
+                        let _ = tx.send(Event::End(End {
+                            reason: EndReason::Error(failed.to_string()),
+                            detail: None,
+                            segments: segment.seq - 1,
+                            end_utc_us: clock.now_utc_us(),
+                        }));
+                        return;
+                    }
+                }
+            }
+        };
+        let last = matches!(event, Event::End(_));
+        if tx.send(event).is_err() || last {
+            return;
+        }
+    }
 }
 
 /// The segment being filled.
@@ -161,7 +240,7 @@ struct Open {
 struct Recording<'a> {
     settings: &'a Settings,
     clock: &'a WallClock,
-    tx: &'a SyncSender<Event>,
+    tx: &'a SyncSender<Item>,
     lanes: Vec<Lane>,
     lane_tb: Vec<ff::Rational>,
     mux_tb: Vec<ff::Rational>,
@@ -185,7 +264,7 @@ fn record(
     source: &Source,
     settings: &Settings,
     watchdog: &Arc<Watchdog>,
-    tx: &SyncSender<Event>,
+    tx: &SyncSender<Item>,
     clock: &WallClock,
     segments: &mut u64,
 ) -> Result<(EndReason, Option<String>), CaptureError> {
@@ -211,7 +290,7 @@ fn record(
         streams,
         notes,
     };
-    if tx.send(Event::Started(started)).is_err() {
+    if tx.send(Item::Event(Event::Started(started))).is_err() {
         return Ok((EndReason::Stopped, None));
     }
     let mut rec = Recording {
@@ -417,32 +496,33 @@ impl Recording<'_> {
     fn emit(
         &mut self,
         bytes: Vec<u8>,
-        sha256: [u8; 32],
+        sha256: Deferred<[u8; 32]>,
         cut: CutReason,
     ) -> Result<(), CaptureError> {
         let repaired_now = self.repaired();
         let Some(open) = self.open.take() else { return Ok(()) };
-        let (packet_digest, packet_counts) =
-            self.digest.finish_segment().ok_or(CaptureError::DigestThread)?;
+        let digest = self.digest.finish_segment();
         self.emitted += 1;
+        // The hashes and the emission time are filled in by the finisher.
         let segment = Segment {
             seq: self.emitted,
             bytes,
-            sha256,
-            packet_digest,
+            sha256: [0; 32],
+            packet_digest: PacketDigest([0; 32]),
             boundary: open.boundary,
             media_start_us: open.start_us,
             media_end_us: open.end_us,
-            packet_counts,
+            packet_counts: Vec::new(),
             video_frames: open.video_frames,
             repaired_timestamps: repaired_now.saturating_sub(open.repaired_at_open),
             dropped_before: if self.emitted == 1 { self.dropped_before_start } else { 0 },
             first_packet_utc_us: open.first_wall_us,
             last_packet_utc_us: open.last_wall_us,
-            emitted_utc_us: self.clock.now_utc_us(),
+            emitted_utc_us: 0,
             cut,
         };
-        if self.tx.send(Event::Segment(segment)).is_err() {
+        let pending = Pending { segment, sha256, digest };
+        if self.tx.send(Item::Segment(Box::new(pending))).is_err() {
             self.consumer_gone = true;
         }
         Ok(())

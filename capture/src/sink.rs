@@ -25,6 +25,24 @@ enum Msg {
     Finish(SyncSender<[u8; 32]>),
 }
 
+/// A result another thread is still working out.
+pub(crate) enum Deferred<T> {
+    /// Known already (`None`: it cannot be had).
+    Ready(Option<T>),
+    /// To be received.
+    Waiting(Receiver<T>),
+}
+
+impl<T> Deferred<T> {
+    /// Waits for it; `None` if the thread that owed it is gone.
+    pub(crate) fn wait(self) -> Option<T> {
+        match self {
+            Deferred::Ready(v) => v,
+            Deferred::Waiting(rx) => rx.recv().ok(),
+        }
+    }
+}
+
 enum Hashing {
     Thread { tx: SyncSender<Msg>, thread: Option<JoinHandle<()>> },
     Inline(Sha256),
@@ -78,15 +96,21 @@ impl State {
         self.hashed = upto;
     }
 
-    fn finish_hash(&mut self) -> Option<[u8; 32]> {
+    /// Asks for the hash of everything fed since the last call, without waiting for it:
+    /// the hashing thread may still be catching up, and the muxer goes on meanwhile.
+    fn finish_hash(&mut self) -> Deferred<[u8; 32]> {
         match &mut self.hashing {
             Hashing::Thread { tx, .. } => {
+                if std::mem::take(&mut self.failed) {
+                    return Deferred::Ready(None);
+                }
                 let (reply_tx, reply_rx) = sync_channel(1);
-                tx.send(Msg::Finish(reply_tx)).ok()?;
-                let hash = reply_rx.recv().ok()?;
-                (!std::mem::take(&mut self.failed)).then_some(hash)
+                match tx.send(Msg::Finish(reply_tx)) {
+                    Ok(()) => Deferred::Waiting(reply_rx),
+                    Err(_) => Deferred::Ready(None),
+                }
             }
-            Hashing::Inline(h) => Some(std::mem::take(h).finalize().into()),
+            Hashing::Inline(h) => Deferred::Ready(Some(std::mem::take(h).finalize().into())),
         }
     }
 }
@@ -120,9 +144,9 @@ impl SharedSink {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes everything written since the last call, with its SHA-256 (`None` if the
-    /// hashing thread died), and starts afresh.
-    pub(crate) fn take(&self) -> (Vec<u8>, Option<[u8; 32]>) {
+    /// Takes everything written since the last call, with its SHA-256 to come (`None` if
+    /// the hashing thread died), and starts afresh.
+    pub(crate) fn take(&self) -> (Vec<u8>, Deferred<[u8; 32]>) {
         let mut state = self.lock();
         let len = state.bytes.len();
         if state.hashed < len {
@@ -171,8 +195,8 @@ mod tests {
         let (b, hb) = sink.take();
         assert_eq!(a, b"first");
         assert_eq!(b, b"second");
-        assert_eq!(ha, Some(<[u8; 32]>::from(Sha256::digest(b"first"))));
-        assert_eq!(hb, Some(<[u8; 32]>::from(Sha256::digest(b"second"))));
+        assert_eq!(ha.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"first"))));
+        assert_eq!(hb.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"second"))));
         assert_eq!(sink.pending(), 0);
     }
 
@@ -186,8 +210,8 @@ mod tests {
         }
         let (bytes, hash) = sink.take();
         assert_eq!(bytes, data);
-        assert_eq!(hash, Some(<[u8; 32]>::from(Sha256::digest(&data))));
+        assert_eq!(hash.wait(), Some(<[u8; 32]>::from(Sha256::digest(&data))));
         w.write_all(b"next").unwrap();
-        assert_eq!(sink.take().1, Some(<[u8; 32]>::from(Sha256::digest(b"next"))));
+        assert_eq!(sink.take().1.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"next"))));
     }
 }

@@ -1,13 +1,12 @@
 //! `custody vault check | rebuild-index | recipients`.
 
-use std::io::Read;
 use std::path::Path;
 
 use custody_format::chain::verify_chain;
 use custody_format::record::Record;
 use custody_format::report::{CheckState, Verdict};
 use custody_vault::keys;
-use sha2::{Digest, Sha256};
+use custody_vault::recorder::hash_file;
 
 use crate::cli::VaultCommand;
 use crate::common::{open_vault, print, CliError};
@@ -43,21 +42,6 @@ pub fn run(vault_dir: &Path, cmd: &VaultCommand) -> Result<(), CliError> {
     }
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok((len, h.finalize().into()));
-        }
-        h.update(&buf[..n]);
-        len += n as u64;
-    }
-}
-
 fn check(vault_dir: &Path, json: bool) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let mut problems = 0usize;
@@ -77,13 +61,13 @@ fn check(vault_dir: &Path, json: bool) -> Result<(), CliError> {
             if let Record::Segment(s) = r.record() {
                 let path = vault.segment_path(&id, s.seq);
                 listed.insert(path.clone());
-                match sha256_file(&path) {
-                    Ok((len, hash)) if len == s.ciphertext_len && hash == s.ciphertext_sha256 => {}
+                match hash_file(&path) {
+                    Ok(f) if f.len == s.ciphertext_len && f.sha256 == s.ciphertext_sha256 => {}
                     Ok(_) => findings.push(format!(
                         "segment {}: the sealed file does not match its record",
                         s.seq
                     )),
-                    Err(e) => findings.push(format!("segment {}: {}: {e}", s.seq, path.display())),
+                    Err(e) => findings.push(format!("segment {}: {e}", s.seq)),
                 }
             }
         }

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use custody_capture::{Capture, Event, Segment, Started, StopHandle};
 use custody_format::chain::SegmentFields;
-use custody_format::digest::MediaKind;
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::record::{
     Container, CutReason, EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo,
@@ -290,15 +289,6 @@ pub fn record(
             Ok(Outcome { id, segments, reason: EndReason::Error, message: Some(message) })
         }
         None => Err(RecordError::NothingRecorded("the capture stopped before any media".into())),
-    }
-}
-
-/// The media kind names used in listings.
-pub fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Video => "video",
-        MediaKind::Audio => "audio",
-        MediaKind::Other => "other",
     }
 }
 

@@ -508,7 +508,8 @@ impl RecordingWriter<'_> {
 
     /// Updates the index after a record is durable (failures only cost a later rebuild).
     fn saved(&mut self, record: &SignedRecord) -> Result<(), VaultError> {
-        self.journal_len += 8 + record.to_bytes().len() as u64;
+        // A journal frame: 8 bytes of length and CRC, the record, its 64-byte signature.
+        self.journal_len += 8 + record.bytes().len() as u64 + 64;
         match (&mut self.summary, record.record()) {
             (None, Record::Header(_)) => {
                 self.summary =

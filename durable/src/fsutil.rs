@@ -50,7 +50,7 @@ impl DurableFile {
         file.sync_all()?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path)?;
-        sync_dir(self.path.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(&self.path))
     }
 }
 
@@ -85,6 +85,15 @@ pub fn write_durable(path: &Path, bytes: &[u8], owner_only: bool) -> io::Result<
     f.commit()
 }
 
+/// The directory holding `path`: its parent, or `.` for a bare file name (whose
+/// `Path::parent` is the empty path, which cannot be opened).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +111,13 @@ mod tests {
         let g = DurableFile::create(&dir.path().join("y"), false).unwrap();
         drop(g);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_bare_file_name_lives_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("case.agekey")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("keys/case.agekey")), Path::new("keys"));
+        assert_eq!(parent_dir(Path::new("/case.agekey")), Path::new("/"));
+        sync_dir(parent_dir(Path::new("case.agekey"))).unwrap();
     }
 }

@@ -81,7 +81,7 @@ impl Journal {
     pub fn create(path: &Path) -> io::Result<Journal> {
         let file = OpenOptions::new().append(true).create_new(true).open(path)?;
         file.sync_all()?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        sync_dir(crate::fsutil::parent_dir(path))?;
         Ok(Journal { file, path: path.to_path_buf() })
     }
 

@@ -5,6 +5,7 @@
 //! the fuzz-target build. CI runs exactly this (`.ci/run`).
 
 mod bench;
+mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -97,6 +98,11 @@ const REQUIREMENTS: &[Requirement] = &[
         present: || on_path("ffmpeg"),
     },
     Requirement {
+        package: "fonts-dejavu-core",
+        why: "the demo's synthetic camera draws the clock with DejaVu Sans Mono",
+        present: || Path::new(demo::CLOCK_FONT).exists(),
+    },
+    Requirement {
         package: "age",
         why: "tests: decrypting sealed segments with a stock age tool",
         present: || on_path("age"),
@@ -168,6 +174,10 @@ fn test() -> Result<(), String> {
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
+  demo    install missing system packages (apt), build, then run the whole mission in a
+          temporary directory: a server on loopback, a lawyer, an enrolled device recording
+          20 s live from a synthetic camera while uploading, fetch, verify, report, export,
+          and a recording killed mid-way that verifies as cut off (about a minute)
   test    install missing system packages (apt), then run cargo fmt --check, clippy with
           warnings denied, the fuzz-target build, every test in the workspace and cargo doc
   bench   run every benchmark against its peer tools and rewrite docs/benchmarks.md
@@ -178,6 +188,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::bench(),
+        Some("demo") => demo::demo(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -9,6 +9,7 @@ const AFTER_HELP: &str = "\
 Observers:    keygen, enroll, record, import, upload, recordings, vault
 Lawyers:      verify
 Legal teams:  serve, admin
+Set-up:       completions, man
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
               found a problem (a recording that failed, a vault check with findings, a
               tampered bundle); 2 the command could not run, or verify could not check
@@ -113,6 +114,24 @@ pub enum Command {
     ///
     /// Exits 1 if records are still waiting (server unreachable, or refusing them).
     Upload(UploadArgs),
+
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
+    ///
+    /// Example: custody completions bash > ~/.local/share/bash-completion/completions/custody
+    /// Example: custody completions zsh > "${fpath[1]}/_custody"
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+
+    /// Write the man pages: custody.1 and one page per subcommand (custody-record.1, …).
+    ///
+    /// Example: custody man -o ~/.local/share/man/man1 && man custody-verify
+    Man {
+        /// The directory to write them to.
+        #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 /// `custody verify`.

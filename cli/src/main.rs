@@ -5,6 +5,7 @@
 
 mod cli;
 mod common;
+mod docs_cmd;
 mod enroll;
 mod keygen;
 mod record;
@@ -34,6 +35,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),
         Command::Upload(args) => upload::run(&vault, args),
+        Command::Completions { shell } => docs_cmd::completions(*shell),
+        Command::Man { out } => docs_cmd::man(out),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::common::{device_key, open_vault, print, CliError};
 pub fn upload_error(e: UploadError) -> CliError {
     let hint = match &e {
         UploadError::Network(_) => Some("check the URL and that the server is running"),
-        UploadError::NotEnrolled => Some("run `custody enroll URL TOKEN` first"),
+        UploadError::NotEnrolled => Some("ask the legal team for an enrollment token"),
         UploadError::Refused { code, .. } if code.starts_with("enroll.token") => {
             Some("ask the legal team for a new token (`custody admin enroll-token`)")
         }
@@ -40,10 +40,18 @@ pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
             "use the https:// URL the legal team gave you (or --insecure-http for a loopback test)",
         ));
     }
+    let token = args.token.trim();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CliError::cannot(format!(
+            "`{}` is not an enrollment token: a token is 64 hex digits",
+            token.chars().take(80).collect::<String>()
+        ))
+        .hint("copy the whole token the legal team's `custody admin enroll-token` printed"));
+    }
     let vault = open_vault(vault_dir)?;
     let key = device_key(vault_dir)?;
     let e = runtime()?
-        .block_on(upload::enroll(&vault, &key, &args.url, &args.token))
+        .block_on(upload::enroll(&vault, &key, &args.url, token))
         .map_err(upload_error)?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string(&e).unwrap_or_default()));

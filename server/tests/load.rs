@@ -101,4 +101,13 @@ async fn load() {
         lat[lat.len() - 1],
         mb / wall
     );
+    // One machine-readable line for `cargo xtask bench`.
+    println!(
+        "LOAD_BENCH_JSON {{\"devices\":{devices},\"segments\":{segments},\"interval_ms\":{},\"p50_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1},\"ingest_mb_s\":{:.1},\"disk_mb_s\":{disk_mbs:.1}}}",
+        interval.as_millis(),
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3,
+        mb / wall
+    );
 }

@@ -180,14 +180,16 @@ commands:
           and a recording killed mid-way that verifies as cut off (about a minute)
   test    install missing system packages (apt), then run cargo fmt --check, clippy with
           warnings denied, the fuzz-target build, every test in the workspace and cargo doc
-  bench   run every benchmark against its peer tools and rewrite docs/benchmarks.md
-          (CUSTODY_BENCH_RUNS sets the runs per figure, default 3)";
+  bench [SECTION...]
+          run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
+          sections: capture, import, server, upload, verify (default: all; a section not
+          rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (3)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
-        Some("bench") => bench::bench(),
+        Some("bench") => bench::bench(&args[1..]),
         Some("demo") => demo::demo(),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

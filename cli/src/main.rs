@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod enroll;
 mod keygen;
+mod lawyer;
 mod record;
 mod recordings;
 mod serve;
@@ -27,6 +28,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keygen(args) => keygen::run(&vault, args),
         Command::Record(args) => record::record(&vault, args),
         Command::Import(args) => record::import(&vault, args),
+        Command::Recordings(args) if args.server.is_some() => lawyer::recordings(args),
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
         Command::Verify(args) => verify::run(args),
@@ -34,6 +36,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),
         Command::Upload(args) => upload::run(&vault, args),
+        Command::Login(args) => lawyer::login(args),
+        Command::Fetch(args) => lawyer::fetch(args),
     }
 }
 

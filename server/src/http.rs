@@ -1,8 +1,9 @@
 //! The HTTP API (specified in `docs/api.md`): routes, device authentication, limits.
 //!
-//! There is deliberately no route that reads back or deletes a segment or a record:
-//! devices can only add. The legal team reads evidence through its own tools, on the
-//! server's storage, where every access is logged.
+//! There is deliberately no device route that reads back or deletes a segment or a
+//! record: devices can only add. The legal team reads evidence through the member routes
+//! (`member_api`), with a member's bearer token; every access is logged first. Nothing
+//! deletes.
 
 use std::sync::Arc;
 

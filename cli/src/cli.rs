@@ -82,8 +82,9 @@ pub enum Command {
     /// Verify an evidence bundle offline: every signature, hash, receipt and log proof.
     ///
     /// Give the legal team's server key with --trust: keys inside a bundle only show that
-    /// it agrees with itself. Without --trust the verdict says the signer is unconfirmed and
-    /// prints the fingerprint to confirm. With --identity (the case key) every segment is
+    /// it agrees with itself. Without --trust, the key pinned by `custody login` is trusted
+    /// if there is one; otherwise the verdict says the signer is unconfirmed and prints the
+    /// fingerprint to confirm. With --identity (the case key) every segment is
     /// also decrypted in memory and checked.
     ///
     /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/

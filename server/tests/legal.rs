@@ -407,3 +407,29 @@ async fn every_access_is_logged_and_a_member_is_logged_once_across_restarts() {
     let added = entries.iter().filter(|e| e.entry_type == EntryType::MemberAdded).count();
     assert_eq!(added, 1);
 }
+
+#[tokio::test]
+async fn a_segment_damaged_in_storage_breaks_the_stream_instead_of_serving_other_bytes() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let d = enrolled(&ts, &c, "observer-10").await;
+    let chain = Chain::new(7, &d, 3, true, b"g");
+    upload(&ts, &c, &d, &chain, 0..chain.records.len()).await;
+    let token = member(&ts, "Cy", Role::Member);
+    let seg = ts.dir.path().join(format!("recordings/{}/00000002.age", chain.id));
+    let len = std::fs::metadata(&seg).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len / 2).unwrap();
+
+    let resp = c
+        .get(format!("{}/v1/recordings/{}/bundle", ts.base, chain.id))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let promised = resp.content_length().unwrap();
+    match resp.bytes().await {
+        Err(_) => {}
+        Ok(b) => panic!("a whole body of {} bytes of {promised} promised", b.len()),
+    }
+}

@@ -160,7 +160,7 @@ pub struct LoginArgs {
 /// `custody fetch`.
 #[derive(Args, Debug)]
 pub struct FetchArgs {
-    /// [URL] RECORDING: the server's URL (optional once logged in) and the recording id.
+    /// The server's URL (optional once logged in), then the recording id.
     #[arg(num_args = 1..=2, required = true, value_name = "URL|RECORDING")]
     pub targets: Vec<String>,
 

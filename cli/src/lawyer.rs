@@ -415,7 +415,26 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
     let (part, access_file) = part_paths(out, args.tar);
     let c = client(&cfg, Duration::from_secs(24 * 3600))?;
     let progress = !args.json && std::io::stderr().is_terminal();
-    let got = runtime()?.block_on(download(&c, &cfg, id, &part, &access_file, progress))?;
+    let got = runtime()?.block_on(async {
+        match download(&c, &cfg, id, &part, &access_file, progress).await {
+            // A partial download the server no longer recognises (another login, a range
+            // past its end): start again from scratch, as a new retrieval.
+            Err(e)
+                if access_file.exists()
+                    && (e.message.contains("bundle.access")
+                        || e.message.contains("range.invalid")) =>
+            {
+                eprintln!(
+                    "custody: the partial download could not be resumed ({}); starting again",
+                    e.message
+                );
+                let _ = std::fs::remove_file(&part);
+                let _ = std::fs::remove_file(&access_file);
+                download(&c, &cfg, id, &part, &access_file, progress).await
+            }
+            other => other,
+        }
+    })?;
     if args.tar {
         std::fs::rename(&part, out)
             .map_err(|e| CliError::cannot(format!("{}: {e}", out.display())))?;

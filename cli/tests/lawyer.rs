@@ -141,6 +141,19 @@ fn login_list_fetch_resume_verify_and_revoke_through_the_binary() {
     assert_eq!(resumed["resumed_from"].as_u64(), Some(whole.len() as u64 / 2));
     assert_eq!(std::fs::read(&again).unwrap(), whole);
     assert!(!part.exists());
+    // A partial the server does not recognise (log entry 0 is no retrieval) starts afresh.
+    let third = env.dir.path().join("third.tar");
+    std::fs::write(env.dir.path().join("third.tar.part"), &whole[..1000]).unwrap();
+    std::fs::write(env.dir.path().join("third.tar.part.access"), "0\n").unwrap();
+    let out = ok(&lawyer(
+        &env,
+        &config,
+        &["fetch", &id, "-o", third.to_str().unwrap(), "--tar", "--json"],
+    ));
+    let fresh: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(fresh["resumed_from"].as_u64(), Some(0));
+    let report = ok(&lawyer(&env, &config, &["verify", third.to_str().unwrap()]));
+    assert!(report.contains("INTACT AND COMPLETE"), "{report}");
 
     // A member cannot revoke; an admin can, by fingerprint.
     let out = lawyer(&env, &config, &["admin", "revoke", &fingerprint, "--reason", "seized"]);

@@ -243,6 +243,8 @@ pub(crate) async fn revoke(State(server): State<Server>, req: Request) -> Respon
         let s2 = s.clone();
         let value = blocking(move || {
             let key = s2.resolve_device(r.device.trim())?;
+            // One admin action at a time, so two revocations of one key log it once.
+            let _held = crate::server::lock(&s2.inner.token_lock);
             let dev = s2.device(&key).ok_or_else(|| {
                 ApiError::new(Code::DeviceUnknown, format!("device {key} is not enrolled here"))
             })?;

@@ -69,10 +69,14 @@ pub enum Command {
     /// Example: custody import --recipient age1... phone-video.mp4
     Import(ImportArgs),
 
-    /// List the recordings in this vault, with their state and size.
+    /// List the recordings in this vault (or with --server, on the legal team's server).
     ///
     /// States: recording (being made now), complete (has its end record), cut off (no end
     /// record: the recorder was killed or the device lost power; everything saved is valid).
+    /// On a server (needs `custody login`) also: live (receipts still arriving), gaps
+    /// (positions missing).
+    ///
+    /// Example: custody recordings --server --json
     Recordings(RecordingsArgs),
 
     /// Check or repair the vault.
@@ -134,6 +138,7 @@ pub enum Command {
     /// A download that breaks resumes where it stopped when you run the same command again.
     ///
     /// Example: custody fetch 4e1a…(recording id) -o ./evidence/4e1a
+    ///
     /// Example: custody fetch https://legal.example:8443 4e1a… -o 4e1a.tar --tar
     Fetch(FetchArgs),
 }
@@ -292,7 +297,6 @@ pub struct RecordingsArgs {
 
     /// List the recordings on the legal team's server instead of this vault (needs
     /// `custody login`; the URL defaults to the one logged in to).
-    /// Example: custody recordings --server
     #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
     pub server: Option<String>,
 }

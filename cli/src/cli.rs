@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Observers:    keygen, enroll, record, import, upload, recordings, vault
-Lawyers:      verify
+Lawyers:      login, recordings --server, fetch, verify
 Legal teams:  serve, admin
 Set-up:       completions, man
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
@@ -16,6 +16,7 @@ Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command
               everything (bad arguments, missing key, unreadable input).
 
 Environment:  CUSTODY_VAULT        the vault directory (default: ~/.local/share/custody/vault)
+              CUSTODY_CONFIG_DIR   where `custody login` keeps lawyer.json (default: ~/.config/custody)
               CUSTODY_PASSPHRASE   the device key's passphrase, instead of a prompt";
 
 /// A secure evidence vault for recordings of police and immigration-enforcement encounters.
@@ -69,10 +70,14 @@ pub enum Command {
     /// Example: custody import --recipient age1... phone-video.mp4
     Import(ImportArgs),
 
-    /// List the recordings in this vault, with their state and size.
+    /// List the recordings in this vault (or with --server, on the legal team's server).
     ///
     /// States: recording (being made now), complete (has its end record), cut off (no end
     /// record: the recorder was killed or the device lost power; everything saved is valid).
+    /// On a server (needs `custody login`) also: live (receipts still arriving), gaps
+    /// (positions missing).
+    ///
+    /// Example: custody recordings --server --json
     Recordings(RecordingsArgs),
 
     /// Check or repair the vault.
@@ -82,8 +87,9 @@ pub enum Command {
     /// Verify an evidence bundle offline: every signature, hash, receipt and log proof.
     ///
     /// Give the legal team's server key with --trust: keys inside a bundle only show that
-    /// it agrees with itself. Without --trust the verdict says the signer is unconfirmed and
-    /// prints the fingerprint to confirm. With --identity (the case key) every segment is
+    /// it agrees with itself. Without --trust, the key pinned by `custody login` is trusted
+    /// if there is one; otherwise the verdict says the signer is unconfirmed and prints the
+    /// fingerprint to confirm. With --identity (the case key) every segment is
     /// also decrypted in memory and checked.
     ///
     /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/
@@ -132,6 +138,66 @@ pub enum Command {
         #[arg(long, short = 'o', value_name = "DIR", default_value = ".")]
         out: PathBuf,
     },
+    /// Log in to the legal team's server with the API token an admin gave you.
+    ///
+    /// Checks the token, pins the server's TLS certificate and signing key (as `custody
+    /// enroll` does for devices) and saves them with the token in lawyer.json (mode 0600,
+    /// under $CUSTODY_CONFIG_DIR or ~/.config/custody). From then on `recordings --server`
+    /// and `fetch` need no URL, and `verify` trusts the pinned server key when no --trust is
+    /// given.
+    ///
+    /// Example: custody login https://legal.example:8443 --token 7d1e…(64 hex digits)
+    Login(LoginArgs),
+
+    /// Take a recording out of the legal team's server as an evidence bundle.
+    ///
+    /// Every retrieval is recorded in the server's custody log, and the bundle carries the
+    /// proof of its own retrieval. Writes the bundle directory, or with --tar one .tar file.
+    /// A download that breaks resumes where it stopped when you run the same command again.
+    ///
+    /// Example: custody fetch 4e1a…(recording id) -o ./evidence/4e1a
+    ///
+    /// Example: custody fetch https://legal.example:8443 4e1a… -o 4e1a.tar --tar
+    Fetch(FetchArgs),
+}
+
+/// `custody login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The server's URL (https://host:port).
+    pub url: String,
+
+    /// Your API token (64 hex digits), from `custody admin member add`.
+    #[arg(long)]
+    pub token: String,
+
+    /// Accept a plain http:// URL (loopback tests only: nothing to pin).
+    #[arg(long)]
+    pub insecure_http: bool,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `custody fetch`.
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// The server's URL (optional once logged in), then the recording id.
+    #[arg(num_args = 1..=2, required = true, value_name = "URL|RECORDING")]
+    pub targets: Vec<String>,
+
+    /// Where to write the bundle: a new directory, or with --tar a new .tar file.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: PathBuf,
+
+    /// Write one .tar file instead of a directory.
+    #[arg(long)]
+    pub tar: bool,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `custody verify`.
@@ -246,6 +312,11 @@ pub struct RecordingsArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// List the recordings on the legal team's server instead of this vault (needs
+    /// `custody login`; the URL defaults to the one logged in to).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub server: Option<String>,
 }
 
 /// `custody vault …`.
@@ -305,6 +376,65 @@ pub enum AdminCommand {
     ///
     /// Example: custody admin enroll-token --data /srv/custody --label observer-7
     EnrollToken(EnrollTokenArgs),
+
+    /// Manage the legal team's members (who may list and retrieve evidence).
+    #[command(subcommand)]
+    Member(MemberCommand),
+
+    /// Revoke a device's key (as a logged-in admin): later uploads from it are refused.
+    ///
+    /// What the device uploaded before stays valid evidence, and every bundle of its
+    /// recordings shows the revocation. DEVICE is its key (ed25519:…) or its fingerprint.
+    ///
+    /// Example: custody admin revoke 7Q2MX-0K4RT-… --reason "phone seized at the border"
+    Revoke(RevokeArgs),
+}
+
+/// `custody admin member` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Add a member and print their one-time API token (shown only now, stored hashed).
+    ///
+    /// Works on the data directory, beside a running server; the server records the
+    /// addition in its custody log. Roles: member (list and retrieve evidence), admin (also
+    /// revoke devices).
+    ///
+    /// Example: custody admin member add --data /srv/custody "Ana Ruiz" --role member
+    Add(MemberAddArgs),
+}
+
+/// Options of `custody admin member add`.
+#[derive(Args, Debug)]
+pub struct MemberAddArgs {
+    /// The server's data directory.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The member's name, as the custody log will record it.
+    pub name: String,
+
+    /// admin or member.
+    #[arg(long, value_parser = ["admin", "member"])]
+    pub role: String,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `custody admin revoke`.
+#[derive(Args, Debug)]
+pub struct RevokeArgs {
+    /// The device: its key (ed25519:…) or its fingerprint.
+    pub device: String,
+
+    /// Why (recorded in the custody log and shown in bundles).
+    #[arg(long)]
+    pub reason: String,
+
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `custody admin enroll-token`.

@@ -8,6 +8,7 @@ mod common;
 mod docs_cmd;
 mod enroll;
 mod keygen;
+mod lawyer;
 mod record;
 mod recordings;
 mod serve;
@@ -28,6 +29,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Keygen(args) => keygen::run(&vault, args),
         Command::Record(args) => record::record(&vault, args),
         Command::Import(args) => record::import(&vault, args),
+        Command::Recordings(args) if args.server.is_some() => lawyer::recordings(args),
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
         Command::Verify(args) => verify::run(args),
@@ -37,6 +39,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Upload(args) => upload::run(&vault, args),
         Command::Completions { shell } => docs_cmd::completions(*shell),
         Command::Man { out } => docs_cmd::man(out),
+        Command::Login(args) => lawyer::login(args),
+        Command::Fetch(args) => lawyer::fetch(args),
     }
 }
 

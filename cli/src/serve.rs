@@ -48,6 +48,8 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 
 pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
     match cmd {
+        AdminCommand::Member(m) => crate::lawyer::member(m),
+        AdminCommand::Revoke(a) => crate::lawyer::revoke(a),
         AdminCommand::EnrollToken(a) => {
             let ttl = std::time::Duration::from_secs(a.ttl_hours.saturating_mul(3600));
             let token = custody_server::issue_token(&a.data, &a.label, ttl)

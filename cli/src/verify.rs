@@ -76,8 +76,24 @@ fn text_report(r: &Report) -> String {
     out
 }
 
+/// The server key saved by `custody login`, when no --trust is given.
+fn saved_trust() -> Result<Option<PublicKey>, CliError> {
+    let Some(cfg) = crate::lawyer::load()? else { return Ok(None) };
+    let key = PublicKey::parse(&cfg.server_key)
+        .map_err(|e| CliError::cannot(format!("lawyer.json: server_key: {e}")))?;
+    eprintln!(
+        "custody: trusting the server key pinned by `custody login` to {} ({})",
+        cfg.url,
+        key.fingerprint()
+    );
+    Ok(Some(key))
+}
+
 pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
-    let trust = trust_key(args.trust.as_deref())?;
+    let trust = match args.trust.as_deref() {
+        Some(t) => trust_key(Some(t))?,
+        None => saved_trust()?,
+    };
     let identities = match &args.identity {
         Some(path) => {
             let text = std::fs::read_to_string(path)

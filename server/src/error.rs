@@ -71,6 +71,22 @@ pub enum Code {
     NotFound,
     /// The server failed (storage, log); nothing was receipted, retry later.
     Internal,
+    /// A member request's bearer token is not one this server issued.
+    AuthToken,
+    /// Too many failed logins from this address; wait and retry.
+    AuthRateLimited,
+    /// A device key was presented where a member's token is needed: devices cannot read.
+    AuthDeviceKey,
+    /// The member's role does not allow this (an admin-only action).
+    AuthRole,
+    /// The `Range` header is malformed or outside the bundle.
+    RangeInvalid,
+    /// `Custody-Bundle-Access` names no bundle retrieval of this recording by this member.
+    BundleAccess,
+    /// The revocation request is not valid JSON of the expected shape.
+    RevokeMalformed,
+    /// No enrolled device has that key or fingerprint.
+    DeviceUnknown,
 }
 
 impl Code {
@@ -106,6 +122,14 @@ impl Code {
             Code::Timeout => "timeout",
             Code::NotFound => "not_found",
             Code::Internal => "internal",
+            Code::AuthToken => "auth.token",
+            Code::AuthRateLimited => "auth.rate_limited",
+            Code::AuthDeviceKey => "auth.device_key",
+            Code::AuthRole => "auth.role",
+            Code::RangeInvalid => "range.invalid",
+            Code::BundleAccess => "bundle.access",
+            Code::RevokeMalformed => "revoke.malformed",
+            Code::DeviceUnknown => "device.unknown",
         }
     }
 
@@ -117,7 +141,13 @@ impl Code {
             | Code::AuthUnknownDevice
             | Code::AuthSignature
             | Code::AuthStale
-            | Code::AuthReplayed => StatusCode::UNAUTHORIZED,
+            | Code::AuthReplayed
+            | Code::AuthToken => StatusCode::UNAUTHORIZED,
+            Code::AuthRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::AuthDeviceKey | Code::AuthRole => StatusCode::FORBIDDEN,
+            Code::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
+            Code::BundleAccess | Code::DeviceUnknown => StatusCode::NOT_FOUND,
+            Code::RevokeMalformed => StatusCode::BAD_REQUEST,
             Code::AuthRevoked
             | Code::EnrollTokenUnknown
             | Code::EnrollTokenUsed

@@ -1,8 +1,9 @@
 //! The HTTP API (specified in `docs/api.md`): routes, device authentication, limits.
 //!
-//! There is deliberately no route that reads back or deletes a segment or a record:
-//! devices can only add. The legal team reads evidence through its own tools, on the
-//! server's storage, where every access is logged.
+//! There is deliberately no device route that reads back or deletes a segment or a
+//! record: devices can only add. The legal team reads evidence through the member routes
+//! (`member_api`), with a member's bearer token; every access is logged first. Nothing
+//! deletes.
 
 use std::sync::Arc;
 
@@ -32,11 +33,15 @@ pub fn router(server: Server) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/recordings/{id}", get(recording_state))
         .route("/v1/recordings/{id}/records/{seq}", put(put_record))
+        .route("/v1/whoami", get(crate::member_api::whoami))
+        .route("/v1/recordings", get(crate::member_api::list))
+        .route("/v1/recordings/{id}/bundle", get(crate::member_api::bundle))
+        .route("/v1/devices/revoke", post(crate::member_api::revoke))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
         .with_state(server)
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response {
     let mut resp = (status, value.to_string()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
@@ -45,7 +50,11 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response {
 /// Reads a body of at most `limit` bytes within the body timeout. An oversized body is
 /// still read (and thrown away) up to four times the limit, so that the client is sure to
 /// receive the refusal instead of a reset connection.
-async fn read_body(server: &Server, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(
+    server: &Server,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let timeout = server.config().limits.body_timeout;
     let read = async move {
         let mut body = body;
@@ -137,7 +146,7 @@ impl Server {
     }
 }
 
-async fn with_timeout(
+pub(crate) async fn with_timeout(
     server: &Server,
     fut: impl std::future::Future<Output = Result<Response, ApiError>>,
 ) -> Response {
@@ -152,7 +161,7 @@ async fn with_timeout(
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a worker", e))?

@@ -12,6 +12,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod auth;
+mod bundle;
+mod catalog;
 pub mod custody_log;
 pub mod enroll;
 pub mod error;
@@ -19,6 +21,8 @@ pub mod http;
 pub mod identity;
 pub mod index;
 mod ingest;
+mod member_api;
+pub mod members;
 pub mod serve;
 mod server;
 mod state;
@@ -27,6 +31,7 @@ pub mod storage;
 pub use enroll::{issue_token, EnrollRequest, EnrollResponse};
 pub use error::{ApiError, Code};
 pub use identity::IdentityError;
+pub use members::{add_member, Member, MemberError, Role};
 pub use server::{Config, Device, Limits, OpenError, Opened, Server};
 
 /// The server clock, µs since the Unix epoch.

@@ -26,7 +26,7 @@ pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::I
     let header_timeout = server.config().limits.header_timeout;
     let router = crate::http::router(server);
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment rather than spin.
@@ -36,7 +36,8 @@ pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::I
             }
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
+        // The peer address, for the limit on failed member logins.
+        let router = router.clone().layer(axum::Extension(crate::members::Peer(peer)));
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {

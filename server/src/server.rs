@@ -131,6 +131,7 @@ pub struct Inner {
     pub(crate) device_permits: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Semaphore>>>,
     pub(crate) replay: Mutex<ReplayCache>,
     pub(crate) token_lock: Mutex<()>,
+    pub(crate) lawyer: crate::catalog::Lawyer,
 }
 
 /// The server. Cheap to clone; every clone is the same server.
@@ -240,8 +241,14 @@ impl Server {
             device_permits: Mutex::new(HashMap::new()),
             replay: Mutex::new(ReplayCache::default()),
             token_lock: Mutex::new(()),
+            lawyer: crate::catalog::Lawyer::new(&entries),
         };
-        Ok((Server { inner: Arc::new(inner) }, opened))
+        let server = Server { inner: Arc::new(inner) };
+        // A member file that cannot be read now is retried when its token is first used.
+        if let Err(e) = server.load_members() {
+            eprintln!("custody-server: loading members: {e}");
+        }
+        Ok((server, opened))
     }
 
     /// The server's public key.

@@ -47,6 +47,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn record(&self, id: &RecordingId, seq: u64) -> Result<Option<Vec<u8>>, StorageError>;
     /// The sealed segment at `seq`, if stored (for the legal team; no device route reads it).
     fn segment(&self, id: &RecordingId, seq: u64) -> Result<Option<Vec<u8>>, StorageError>;
+    /// The sealed segment at `seq` from byte `offset` on, for streaming it out without
+    /// holding it in memory. The default reads it whole; [`FsStorage`] opens the file.
+    fn segment_from(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<Option<Box<dyn io::Read + Send>>, StorageError> {
+        Ok(self.segment(id, seq)?.map(|b| {
+            let mut c = io::Cursor::new(b);
+            c.set_position(offset);
+            Box::new(c) as Box<dyn io::Read + Send>
+        }))
+    }
     /// Every recording with at least one stored record.
     fn recordings(&self) -> Result<Vec<RecordingId>, StorageError>;
     /// The positions of a recording's stored records, ascending.
@@ -125,6 +139,23 @@ impl Storage for FsStorage {
 
     fn segment(&self, id: &RecordingId, seq: u64) -> Result<Option<Vec<u8>>, StorageError> {
         Self::read_opt(&self.dir(id).join(format!("{seq:08}.age")))
+    }
+
+    fn segment_from(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        offset: u64,
+    ) -> Result<Option<Box<dyn io::Read + Send>>, StorageError> {
+        use std::io::Seek;
+        let path = self.dir(id).join(format!("{seq:08}.age"));
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        f.seek(io::SeekFrom::Start(offset)).map_err(io_err("reading", &path))?;
+        Ok(Some(Box::new(f)))
     }
 
     fn recordings(&self) -> Result<Vec<RecordingId>, StorageError> {

@@ -246,6 +246,20 @@ mod tls {
     }
 }
 
+/// The SHA-256 of the TLS certificate a server presented, noted by [`pinned_client`].
+pub type SeenCertificate = Arc<Mutex<Option<[u8; 32]>>>;
+
+/// An HTTPS client that trusts exactly the TLS certificate whose SHA-256 is `pin`, or, with
+/// `None` (first contact), any certificate, whose SHA-256 it notes in the returned cell so
+/// the caller can compare it with what the server claims. The legal team's tools use it to
+/// pin the server the same way enrollment does.
+pub fn pinned_client(
+    pin: Option<[u8; 32]>,
+    timeout: Duration,
+) -> Result<(reqwest::Client, SeenCertificate), String> {
+    tls::client(pin, timeout)
+}
+
 async fn refusal(resp: reqwest::Response) -> UploadError {
     let status = resp.status().as_u16();
     let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);

@@ -42,6 +42,8 @@ impl Env {
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(bin());
         c.env("CUSTODY_VAULT", &self.vault).env_remove("CUSTODY_PASSPHRASE");
+        // A login saved on the machine running the tests must not change what they see.
+        c.env("CUSTODY_CONFIG_DIR", self.dir.path().join("config"));
         c
     }
 

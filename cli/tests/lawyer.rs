@@ -1,0 +1,168 @@
+//! The lawyer's path through the real binary: `custody serve` on loopback with TLS, a device
+//! that records and uploads, `admin member add`, `login` (pinning the server), `recordings
+//! --server`, `fetch` as a directory and as a .tar (and resumed from a partial download),
+//! `verify` trusting the key saved at login, and `admin revoke` as member and as admin.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{events, recording_id, Env};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn lawyer(env: &Env, config: &Path, args: &[&str]) -> Output {
+    env.cmd().env("CUSTODY_CONFIG_DIR", config).args(args).output().unwrap()
+}
+
+fn add_member(data: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(common::bin())
+        .args(["admin", "member", "add", "--json", "--role", role, "--data"])
+        .arg(data)
+        .arg(name)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn login_list_fetch_resume_verify_and_revoke_through_the_binary() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    let mut child = Command::new(common::bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Server(child);
+    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let url = first.strip_prefix("Listening on ").unwrap().to_string();
+
+    // A device records and uploads.
+    let out = Command::new(common::bin())
+        .args(["admin", "enroll-token", "--json", "--label", "observer-9", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let token: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    ok(&env.run(&["enroll", &url, token["token"].as_str().unwrap()]));
+    let out = env.record_synthetic(4, &[]);
+    let id = recording_id(&events(&ok(&out).into_bytes())).unwrap().to_string();
+    ok(&env.run(&["upload", "--json", "--timeout", "60"]));
+
+    // The lawyer logs in; the token and the pins are kept readable by the owner only.
+    let member_token = add_member(&data, "Ana Ruiz", "member");
+    let config = env.dir.path().join("lawyer-config");
+    let out = ok(&lawyer(&env, &config, &["login", &url, "--token", &member_token]));
+    assert!(out.contains("Logged in to") && out.contains("Ana Ruiz (member)"), "{out}");
+    let saved = config.join("lawyer.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777, 0o600);
+    let wrong = lawyer(&env, &config, &["login", &url, "--token", &"0".repeat(64)]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("auth.token"));
+
+    let out = ok(&lawyer(&env, &config, &["recordings", "--server", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &list["recordings"][0];
+    assert_eq!(row["recording_id"], id.as_str());
+    assert_eq!(row["state"], "complete");
+    assert_eq!(row["device_label"], "observer-9");
+    let fingerprint = row["device_fingerprint"].as_str().unwrap().to_string();
+    let table = ok(&lawyer(&env, &config, &["recordings", "--server"]));
+    assert!(table.contains(&id) && table.contains("observer-9"), "{table}");
+
+    // Fetched as a directory, it verifies trusted with the key saved at login, and every
+    // real segment decrypts to what its record states.
+    let dir = env.dir.path().join("bundle");
+    let out = ok(&lawyer(&env, &config, &["fetch", &id, "-o", dir.to_str().unwrap()]));
+    assert!(out.contains("custody log entry"), "{out}");
+    let out = lawyer(
+        &env,
+        &config,
+        &["verify", dir.to_str().unwrap(), "--identity", env.case_key.to_str().unwrap()],
+    );
+    let report = ok(&out);
+    assert!(report.contains("INTACT AND COMPLETE") && report.contains("(trusted)"), "{report}");
+    assert!(report.contains("segment.plaintext.match") || report.contains("decrypts"), "{report}");
+
+    // As one .tar, with the URL given.
+    let tar = env.dir.path().join("bundle.tar");
+    let out = ok(&lawyer(
+        &env,
+        &config,
+        &["fetch", &url, &id, "-o", tar.to_str().unwrap(), "--tar", "--json"],
+    ));
+    let fetched: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let whole = std::fs::read(&tar).unwrap();
+    assert_eq!(fetched["bytes"].as_u64(), Some(whole.len() as u64));
+    let report = ok(&lawyer(&env, &config, &["verify", tar.to_str().unwrap()]));
+    assert!(report.contains("INTACT AND COMPLETE") && report.contains("(trusted)"), "{report}");
+
+    // A download broken half-way resumes to the very same bytes.
+    let again = env.dir.path().join("again.tar");
+    let part = env.dir.path().join("again.tar.part");
+    std::fs::write(&part, &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(
+        env.dir.path().join("again.tar.part.access"),
+        format!("{}\n", fetched["access_log_index"]),
+    )
+    .unwrap();
+    let out = ok(&lawyer(
+        &env,
+        &config,
+        &["fetch", &id, "-o", again.to_str().unwrap(), "--tar", "--json"],
+    ));
+    let resumed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(resumed["resumed_from"].as_u64(), Some(whole.len() as u64 / 2));
+    assert_eq!(std::fs::read(&again).unwrap(), whole);
+    assert!(!part.exists());
+    // A partial the server does not recognise (log entry 0 is no retrieval) starts afresh.
+    let third = env.dir.path().join("third.tar");
+    std::fs::write(env.dir.path().join("third.tar.part"), &whole[..1000]).unwrap();
+    std::fs::write(env.dir.path().join("third.tar.part.access"), "0\n").unwrap();
+    let out = ok(&lawyer(
+        &env,
+        &config,
+        &["fetch", &id, "-o", third.to_str().unwrap(), "--tar", "--json"],
+    ));
+    let fresh: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(fresh["resumed_from"].as_u64(), Some(0));
+    let report = ok(&lawyer(&env, &config, &["verify", third.to_str().unwrap()]));
+    assert!(report.contains("INTACT AND COMPLETE"), "{report}");
+
+    // A member cannot revoke; an admin can, by fingerprint.
+    let out = lawyer(&env, &config, &["admin", "revoke", &fingerprint, "--reason", "seized"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("auth.role"));
+    let admin_token = add_member(&data, "counsel", "admin");
+    ok(&lawyer(&env, &config, &["login", &url, "--token", &admin_token]));
+    let out = ok(&lawyer(&env, &config, &["admin", "revoke", &fingerprint, "--reason", "seized"]));
+    assert!(out.contains("Revoked device"), "{out}");
+    let out = ok(&lawyer(&env, &config, &["recordings", "--server"]));
+    assert!(out.contains("(revoked)"), "{out}");
+}

@@ -1,0 +1,579 @@
+//! Evidence bundles as the server hands them out (`docs/format.md` §10): planned from the
+//! index, the storage and the custody log as they stood at one logged access, and streamed
+//! as a deterministic ustar archive.
+//!
+//! A bundle is a pure function of the log up to its access entry: the records and
+//! receipts logged before it, the entries about the recording and its device up to it, and
+//! a tree head over exactly those entries, timestamped with the access entry's time (Ed25519
+//! signatures are deterministic, so the head is the same bytes every time). That is what
+//! lets a broken download resume with `Range` and get the very same bytes, even while the
+//! recording is still growing. Only the small files are built in memory; sealed segments are
+//! read from storage piece by piece as the archive streams.
+
+use std::io::Read;
+
+use custody_format::bundle::{self, LogProof, Manifest, ManifestEntry};
+use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::log::{EntryType, LogEntry, TreeHead};
+use custody_format::merkle;
+use custody_format::primitives::sha256;
+use custody_format::record::{Hash, Record, SignedRecord};
+use custody_format::signed::Signed;
+
+use crate::catalog::read_entries;
+use crate::error::{ApiError, Code};
+use crate::server::{lock, Server};
+use crate::storage::Storage;
+
+/// What a file of the archive holds.
+#[derive(Debug)]
+enum Content {
+    Dir,
+    Bytes(Vec<u8>),
+    Segment { seq: u64, len: u64 },
+}
+
+#[derive(Debug)]
+struct Item {
+    name: String,
+    content: Content,
+}
+
+impl Item {
+    fn size(&self) -> u64 {
+        match &self.content {
+            Content::Dir => 0,
+            Content::Bytes(b) => b.len() as u64,
+            Content::Segment { len, .. } => *len,
+        }
+    }
+
+    /// Header plus content padded to whole blocks.
+    fn span(&self) -> u64 {
+        512 + self.size().div_ceil(512) * 512
+    }
+}
+
+/// A bundle ready to stream: the archive's entries, in `docs/format.md` §10.4 order.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The recording.
+    pub id: RecordingId,
+    /// The log index of the access entry the bundle was made for.
+    pub access: u64,
+    /// Length of the whole archive, bytes.
+    pub total: u64,
+    items: Vec<Item>,
+    mtime: u64,
+}
+
+/// The largest file a ustar header can describe (11 octal digits).
+const USTAR_MAX: u64 = (1 << 33) - 1;
+
+fn ustar_header(name: &str, size: u64, dir: bool, mtime: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    let n = name.len().min(100);
+    h[..n].copy_from_slice(&name.as_bytes()[..n]);
+    h[100..108].copy_from_slice(if dir { b"0000755\0" } else { b"0000644\0" });
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(format!("{:011o}\0", size.min(USTAR_MAX)).as_bytes());
+    h[136..148].copy_from_slice(format!("{:011o}\0", mtime.min(USTAR_MAX)).as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    h[156] = if dir { b'5' } else { b'0' };
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    let sum: u32 = h.iter().map(|&x| u32::from(x)).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+const ZEROS: [u8; 1024] = [0; 1024];
+
+fn zeros(a: u64, b: u64, out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+    let mut left = b - a;
+    while left > 0 {
+        let n = left.min(ZEROS.len() as u64);
+        out(&ZEROS[..n as usize])?;
+        left -= n;
+    }
+    Ok(())
+}
+const CHUNK: usize = 64 << 10;
+
+impl Plan {
+    /// Writes bytes `start..end` of the archive to `out`, reading segments from `storage`
+    /// a chunk at a time.
+    pub(crate) fn write_range(
+        &self,
+        storage: &dyn Storage,
+        start: u64,
+        end: u64,
+        out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        // The part of [start, end) inside the piece at [p, p + len), relative to p.
+        let want = |p: u64, len: u64| {
+            let (a, b) = (start.max(p), end.min(p + len));
+            (a < b).then(|| (a - p, b - p))
+        };
+        let mut pos = 0u64;
+        for item in &self.items {
+            if pos >= end {
+                return Ok(());
+            }
+            if pos + item.span() <= start {
+                pos += item.span();
+                continue;
+            }
+            let size = item.size();
+            if let Some((a, b)) = want(pos, 512) {
+                let h = ustar_header(
+                    &item.name,
+                    size,
+                    matches!(item.content, Content::Dir),
+                    self.mtime,
+                );
+                out(&h[a as usize..b as usize])?;
+            }
+            if let Some((a, b)) = want(pos + 512, size) {
+                match &item.content {
+                    Content::Dir => {}
+                    Content::Bytes(bytes) => out(&bytes[a as usize..b as usize])?,
+                    Content::Segment { seq, .. } => {
+                        let mut r = storage
+                            .segment_from(&self.id, *seq, a)
+                            .map_err(std::io::Error::other)?
+                            .ok_or_else(|| {
+                                std::io::Error::other(format!("segment {seq} is not in storage"))
+                            })?;
+                        let mut buf = vec![0u8; CHUNK];
+                        let mut left = b - a;
+                        while left > 0 {
+                            let n = left.min(CHUNK as u64) as usize;
+                            r.read_exact(&mut buf[..n]).map_err(|e| {
+                                std::io::Error::other(format!(
+                                    "segment {seq} is shorter than its record states: {e}"
+                                ))
+                            })?;
+                            out(&buf[..n])?;
+                            left -= n as u64;
+                        }
+                    }
+                }
+            }
+            let padded = size.div_ceil(512) * 512;
+            if let Some((a, b)) = want(pos + 512 + size, padded - size) {
+                zeros(a, b, out)?;
+            }
+            pos += item.span();
+        }
+        if let Some((a, b)) = want(pos, 1024) {
+            zeros(a, b, out)?;
+        }
+        Ok(())
+    }
+}
+
+/// An RFC 9162 tree kept by levels, so every inclusion proof costs O(log² n) hashes
+/// instead of O(n).
+struct Levels(Vec<Vec<Hash>>);
+
+impl Levels {
+    fn new(leaves: Vec<Hash>) -> Levels {
+        let mut levels = vec![leaves];
+        while let Some(last) = levels.last().filter(|l| l.len() > 1) {
+            let next = last.chunks_exact(2).map(|p| merkle::node_hash(&p[0], &p[1])).collect();
+            levels.push(next);
+        }
+        Levels(levels)
+    }
+
+    fn size(&self) -> u64 {
+        self.0.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// MTH(D[a:b]), `a < b <= size`.
+    fn mth(&self, a: u64, b: u64) -> Hash {
+        let n = b - a;
+        if n.is_power_of_two() && a.is_multiple_of(n) {
+            let h = n.trailing_zeros() as usize;
+            return self.0[h][(a >> h) as usize];
+        }
+        let k = 1u64 << (63 - (n - 1).leading_zeros());
+        merkle::node_hash(&self.mth(a, a + k), &self.mth(a + k, b))
+    }
+
+    fn root(&self) -> Hash {
+        match self.size() {
+            0 => merkle::empty_root(),
+            n => self.mth(0, n),
+        }
+    }
+
+    /// PATH(m, D[a:b]) of RFC 9162 §2.1.3.1, leaf to root.
+    fn path(&self, m: u64, a: u64, b: u64) -> Vec<Hash> {
+        let n = b - a;
+        if n <= 1 {
+            return Vec::new();
+        }
+        let k = 1u64 << (63 - (n - 1).leading_zeros());
+        if m < k {
+            let mut p = self.path(m, a, a + k);
+            p.push(self.mth(a + k, b));
+            p
+        } else {
+            let mut p = self.path(m - k, a + k, b);
+            p.push(self.mth(a, a + k));
+            p
+        }
+    }
+}
+
+/// UTC time of `us` µs since the epoch, `YYYY-MM-DD HH:MM:SSZ` (no time-zone data).
+fn utc(us: i64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+struct ReadmeFacts<'a> {
+    id: &'a RecordingId,
+    label: &'a str,
+    device: &'a PublicKey,
+    server: &'a PublicKey,
+    member: &'a str,
+    access: &'a LogEntry,
+    access_index: u64,
+    records: usize,
+    segments: usize,
+    entries: usize,
+    revoked: bool,
+}
+
+fn readme(f: &ReadmeFacts<'_>) -> String {
+    let revoked = if f.revoked {
+        "\nThe device's key has been REVOKED (see the custody log entries in the report). What\n\
+         the server received before the revocation remains valid evidence; the verifier flags\n\
+         anything received after it.\n"
+    } else {
+        ""
+    };
+    format!(
+        "CUSTODY EVIDENCE BUNDLE\n\
+         =======================\n\
+         \n\
+         Recording:     {id}\n\
+         Device:        \"{label}\", key fingerprint {dfp}\n\
+         Server key:    {server}\n\
+         Server key fingerprint: {sfp}\n\
+         Retrieved by:  {member}, {at} (custody log entry {access_index})\n\
+         Contents:      {records} signed records, {segments} sealed segments,\n\
+         \x20              {entries} custody log entries with inclusion proofs\n\
+         {revoked}\n\
+         HOW TO VERIFY\n\
+         -------------\n\
+         1. Check that no file was damaged or lost in transit. This needs no custody software;\n\
+         \x20  in this directory (after unpacking the .tar, if that is what you received):\n\
+         \n\
+         \x20      sha256sum -c MANIFEST.sha256\n\
+         \n\
+         \x20  Every line must say OK.\n\
+         \n\
+         2. Verify the evidence itself, offline, with the custody verifier:\n\
+         \n\
+         \x20      custody verify --trust {server} <this directory or its .tar file>\n\
+         \n\
+         \x20  Before relying on the result, confirm the server key fingerprint {sfp}\n\
+         \x20  with the legal team by another channel (in person, by phone). The keys inside a\n\
+         \x20  bundle only show that it agrees with itself; --trust is what ties it to the legal\n\
+         \x20  team's server.\n\
+         \n\
+         \x20  The verifier checks every signature, that no segment is missing, altered, added or\n\
+         \x20  reordered, the server's receipts, and every custody log entry's proof against the\n\
+         \x20  signed log head (including the entry recording this very retrieval). Its verdict is\n\
+         \x20  one of: INTACT AND COMPLETE; INTACT BUT CUT OFF (the recording stopped without an\n\
+         \x20  end record, e.g. the device was seized; everything present is genuine); TAMPERED;\n\
+         \x20  or COULD NOT CHECK. `custody verify --json` prints the full report.\n\
+         \n\
+         THE VIDEO\n\
+         ---------\n\
+         The files recording/segments/*.age are encrypted with age (https://age-encryption.org)\n\
+         to the legal team's case key. With that key, `age -d -i case.agekey FILE` decrypts one\n\
+         segment, and `custody verify --identity case.agekey ...` decrypts and checks them all.\n",
+        id = f.id,
+        label = f.label,
+        dfp = f.device.fingerprint(),
+        server = f.server,
+        sfp = f.server.fingerprint(),
+        member = f.member,
+        at = utc(f.access.at_us),
+        access_index = f.access_index,
+        records = f.records,
+        segments = f.segments,
+        entries = f.entries,
+    )
+}
+
+fn internal(what: &str) -> impl FnOnce(String) -> ApiError + '_ {
+    move |e| ApiError::internal(what, e)
+}
+
+impl Server {
+    /// Logs that `member` retrieves recording `id` (`detail` says how); returns the entry's
+    /// log index.
+    pub(crate) fn log_access(
+        &self,
+        member: &str,
+        id: Option<&RecordingId>,
+        detail: String,
+    ) -> Result<u64, ApiError> {
+        let mut e = LogEntry::new(EntryType::Access, crate::now_us());
+        e.actor = Some(member.to_string());
+        e.recording_id = id.copied();
+        e.detail = Some(detail);
+        self.append_log(&e)
+            .map(|a| a.index)
+            .map_err(|e| ApiError::internal("logging the access", e))
+    }
+
+    /// Plans the bundle of recording `id` made for the access entry at `access`, which must
+    /// be `member`'s bundle retrieval of that recording. Blocking.
+    pub(crate) fn plan_bundle(
+        &self,
+        id: &RecordingId,
+        access: u64,
+        member: &str,
+    ) -> Result<Plan, ApiError> {
+        let not_found =
+            || ApiError::new(Code::NotFound, format!("no recording {id} on this server"));
+        let owner = self
+            .inner
+            .index
+            .owner(id)
+            .map_err(|e| ApiError::internal("reading the index", e))?
+            .ok_or_else(not_found)?;
+        let device_key = PublicKey::from_bytes(&owner)
+            .map_err(|e| ApiError::internal("reading the index", e))?;
+        let device = self
+            .device(&device_key)
+            .ok_or_else(|| internal("finding the device")("not enrolled".into()))?;
+        let bad_access = || {
+            ApiError::new(
+                Code::BundleAccess,
+                format!("log entry {access} is not {member}'s retrieval of recording {id}"),
+            )
+        };
+
+        // The log as it stood just after the access entry.
+        let leaves: Vec<Hash> = {
+            let log = lock(&self.inner.log);
+            let n = usize::try_from(access).map_err(|_| bad_access())?;
+            log.leaves().get(..=n).ok_or_else(bad_access)?.to_vec()
+        };
+        let path = self.config().data_dir.join("log").join("entries.bin");
+        let located = {
+            let mut catalog = lock(&self.inner.lawyer.catalog);
+            catalog
+                .catch_up(&path, access)
+                .map_err(|e| internal("reading the log")(e.to_string()))?;
+            catalog.concerning(id, &device_key, access)
+        };
+        let raw = read_entries(&path, &located)
+            .map_err(|e| internal("reading the log")(e.to_string()))?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for (l, bytes) in located.iter().zip(raw) {
+            if leaves.get(l.index as usize) != Some(&merkle::leaf_hash(&bytes)) {
+                return Err(internal("reading the log")(format!(
+                    "entry {} on disk is not the entry in the tree",
+                    l.index
+                )));
+            }
+            let e =
+                LogEntry::decode(&bytes).map_err(|e| internal("reading the log")(e.to_string()))?;
+            entries.push((l.index, bytes, e));
+        }
+        let access_entry = match entries.last() {
+            Some((i, _, e))
+                if *i == access
+                    && e.entry_type == EntryType::Access
+                    && e.actor.as_deref() == Some(member)
+                    && e.recording_id.as_ref() == Some(id)
+                    && e.detail.as_deref().is_some_and(|d| d.starts_with("bundle")) =>
+            {
+                e.clone()
+            }
+            _ => return Err(bad_access()),
+        };
+
+        let tree = Levels::new(leaves);
+        let head = Signed::sign(
+            TreeHead {
+                tree_size: tree.size(),
+                root_hash: tree.root(),
+                timestamp_us: access_entry.at_us,
+            },
+            &self.inner.identity.signing_key,
+        );
+        let mut proofs = Vec::new();
+        for (i, bytes, _) in &entries {
+            proofs.extend(
+                LogProof {
+                    log_index: *i,
+                    entry: bytes.clone(),
+                    path: tree.path(*i, 0, tree.size()),
+                }
+                .encode(),
+            );
+        }
+
+        // The records receipted before the access.
+        let mut records = Vec::new();
+        let mut receipts = Vec::new();
+        let mut segments = Vec::new();
+        let mut record_count = 0;
+        let storage = self.storage();
+        let positions = self
+            .inner
+            .index
+            .positions(id)
+            .map_err(|e| ApiError::internal("reading the index", e))?;
+        for (seq, st) in positions {
+            let (Some(li), Some(receipt)) = (st.log_index, &st.receipt) else { continue };
+            if li >= access {
+                continue;
+            }
+            let bytes = storage
+                .record(id, seq)
+                .map_err(|e| ApiError::internal("reading a record", e))?
+                .ok_or_else(|| internal("reading a record")(format!("record {seq} is missing")))?;
+            let r = SignedRecord::parse(&bytes)
+                .map_err(|e| internal("reading a record")(e.to_string()))?;
+            if let Record::Segment(s) = r.record() {
+                if s.ciphertext_len > USTAR_MAX {
+                    return Err(internal("planning the bundle")("a segment over 8 GiB".into()));
+                }
+                segments.push((seq, s.ciphertext_len, s.ciphertext_sha256));
+            }
+            records.extend_from_slice(&bytes);
+            record_count += 1;
+            receipts.extend(
+                hex::decode(receipt).map_err(|e| internal("reading a receipt")(e.to_string()))?,
+            );
+        }
+
+        let server_key = self.public_key();
+        let revoked = entries.iter().any(|(_, _, e)| e.entry_type == EntryType::DeviceRevoked);
+        let readme_text = readme(&ReadmeFacts {
+            id,
+            label: &device.label,
+            device: &device_key,
+            server: &server_key,
+            member,
+            access: &access_entry,
+            access_index: access,
+            records: record_count,
+            segments: segments.len(),
+            entries: entries.len(),
+            revoked,
+        });
+        let small: Vec<(&str, Vec<u8>)> = vec![
+            (bundle::MARKER, bundle::MARKER_CONTENT.as_bytes().to_vec()),
+            (bundle::README, readme_text.into_bytes()),
+            (bundle::RECORDS, records),
+            (bundle::SERVER_KEY, format!("{server_key}\n").into_bytes()),
+            (bundle::DEVICE_CERT, self.certificate(&device_key, &device).to_bytes()),
+            (bundle::RECEIPTS, receipts),
+            (bundle::TREE_HEAD, head.to_bytes()),
+            (bundle::LOG_PROOFS, proofs),
+        ];
+        let mut listed: Vec<ManifestEntry> = small
+            .iter()
+            .map(|(p, b)| ManifestEntry { path: (*p).to_string(), sha256: sha256(&[b]) })
+            .collect();
+        listed.extend(
+            segments
+                .iter()
+                .map(|(seq, _, h)| ManifestEntry { path: bundle::segment_path(*seq), sha256: *h }),
+        );
+        let manifest = Manifest::new(listed).to_text().into_bytes();
+
+        // The archive, in the order of the layout table.
+        let top = format!("custody-bundle-{id}");
+        let mut small = small.into_iter();
+        let mut take = |items: &mut Vec<Item>, n: usize| {
+            for (p, b) in small.by_ref().take(n) {
+                items.push(Item { name: format!("{top}/{p}"), content: Content::Bytes(b) });
+            }
+        };
+        let dir = |name: String| Item { name, content: Content::Dir };
+        let mut items = vec![dir(format!("{top}/"))];
+        take(&mut items, 2); // BUNDLE, README.txt
+        items.push(Item {
+            name: format!("{top}/{}", bundle::MANIFEST),
+            content: Content::Bytes(manifest),
+        });
+        items.push(dir(format!("{top}/recording/")));
+        take(&mut items, 1); // records.bin
+        items.push(dir(format!("{top}/{}/", bundle::SEGMENTS_DIR)));
+        for (seq, len, _) in &segments {
+            items.push(Item {
+                name: format!("{top}/{}", bundle::segment_path(*seq)),
+                content: Content::Segment { seq: *seq, len: *len },
+            });
+        }
+        items.push(dir(format!("{top}/custody/")));
+        take(&mut items, 5);
+        let total = items.iter().map(Item::span).sum::<u64>() + 1024;
+        Ok(Plan {
+            id: *id,
+            access,
+            total,
+            items,
+            mtime: u64::try_from(access_entry.at_us / 1_000_000).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_proofs_are_rfc9162_proofs() {
+        for n in 1..=40u64 {
+            let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
+            let t = Levels::new(leaves.clone());
+            assert_eq!(t.root(), merkle::root(&leaves), "root of {n}");
+            for i in 0..n {
+                assert_eq!(
+                    t.path(i, 0, n),
+                    merkle::inclusion_proof(&leaves, i).unwrap(),
+                    "leaf {i} of {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn ustar_headers_have_valid_checksums() {
+        let h = ustar_header("custody-bundle-x/BUNDLE", 17, false, 1_700_000_000);
+        let sum: u32 = h
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+            .sum();
+        let field = std::str::from_utf8(&h[148..154]).unwrap();
+        assert_eq!(u32::from_str_radix(field, 8).unwrap(), sum);
+        assert_eq!(&h[257..262], b"ustar");
+    }
+}

@@ -147,3 +147,37 @@ fn a_bad_bundle_path_says_what_a_bundle_is() {
         "custody: error: this is not a custody bundle (no `BUNDLE` file reading \"custody-bundle 1\")\n",
     );
 }
+
+#[test]
+fn a_lawyer_who_has_not_logged_in_is_told_how() {
+    let env = Env::new();
+    let out = env.run(&["fetch", "0123456789abcdef0123456789abcdef", "-o", "bundle"]);
+    snapshot(
+        &env,
+        &out,
+        2,
+        "custody: error: not logged in to a legal-team server\n\
+         custody: hint: run `custody login URL --token TOKEN` with the token an admin gave you\n",
+    );
+    let out = env.run(&["fetch", "4e1a", "-o", "bundle"]);
+    snapshot(
+        &env,
+        &out,
+        2,
+        "custody: error: \"4e1a\" is not a recording id (32 hex digits)\n\
+         custody: hint: `custody recordings --server` lists them\n",
+    );
+}
+
+#[test]
+fn a_wrong_member_token_is_refused_and_nothing_is_saved() {
+    let env = Env::new();
+    let (_server, url) = serve(&env);
+    let out = env.run(&["login", &url, "--token", ZEROS]);
+    let text = normalised(&env, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("auth.token"), "the refusal names its code: {text}");
+    let out = env.run(&["recordings", "--server"]);
+    assert_eq!(out.status.code(), Some(2), "{}", normalised(&env, &out));
+    assert!(normalised(&env, &out).contains("not logged in"));
+}

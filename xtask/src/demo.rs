@@ -16,10 +16,41 @@ use std::time::{Duration, Instant};
 
 use crate::{install_missing, root, run};
 
-/// Seconds of the first, complete recording.
-const RECORD_SECONDS: u32 = 20;
-/// Segments the second recording saves before it is killed.
-const SEIZED_AFTER_SEGMENTS: u64 = 3;
+/// How long the demo records, and whether it builds first.
+pub struct Options {
+    /// Seconds of the first, complete recording (20 by default).
+    pub seconds: u32,
+    /// Build `custody` first (off when `cargo xtask test` has just built it).
+    pub build: bool,
+}
+
+impl Options {
+    /// Parses `--seconds N`.
+    pub fn parse(args: &[String]) -> Result<Options, String> {
+        let mut o = Options { seconds: 20, build: true };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--seconds" => {
+                    o.seconds = it
+                        .next()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|s| (4..=600).contains(s))
+                        .ok_or("--seconds takes a number of seconds from 4 to 600")?;
+                }
+                other => {
+                    return Err(format!("unknown demo option `{other}` (there is: --seconds N)"))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    /// Segments the second recording saves before it is killed.
+    fn seized_after(&self) -> u64 {
+        u64::from(self.seconds / 6).clamp(1, 3)
+    }
+}
 /// The font the burnt-in clock is drawn with (Debian's fonts-dejavu-core).
 pub(crate) const CLOCK_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf";
 
@@ -47,6 +78,7 @@ impl Drop for ServerProcess {
 }
 
 struct Demo {
+    seconds: u32,
     bin: PathBuf,
     dir: PathBuf,
     started: Instant,
@@ -171,10 +203,12 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
 }
 
-pub fn demo() -> Result<(), String> {
+pub fn demo(options: &Options) -> Result<(), String> {
     install_missing()?;
     // The same profile as the tests, so `cargo xtask test` and the demo share one build.
-    run("cargo", &["build", "-p", "custody-cli"])?;
+    if options.build {
+        run("cargo", &["build", "-p", "custody-cli"])?;
+    }
     let bin = target_dir().join("debug/custody");
     let dir = std::env::temp_dir().join(format!(
         "custody-demo-{}",
@@ -183,9 +217,9 @@ pub fn demo() -> Result<(), String> {
             .map_or(0, |d| d.as_secs())
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let mut d = Demo { bin, dir, started: Instant::now(), step: 0 };
+    let mut d = Demo { bin, dir, started: Instant::now(), step: 0, seconds: options.seconds };
     println!("custody demo in {} (called $DEMO below)", d.dir.display());
-    let result = scenario(&mut d);
+    let result = scenario(&mut d, options);
     match &result {
         Ok(()) => println!(
             "\nThe demo finished in {:.0} s. Everything it made stays in {}.",
@@ -197,7 +231,7 @@ pub fn demo() -> Result<(), String> {
     result
 }
 
-fn scenario(d: &mut Demo) -> Result<(), String> {
+fn scenario(d: &mut Demo, options: &Options) -> Result<(), String> {
     // --- the legal team ---
     d.say(
         "The legal team makes a case key.",
@@ -270,12 +304,15 @@ fn scenario(d: &mut Demo) -> Result<(), String> {
     d.show(&["--vault", &vault, "enroll", &url, &token])?;
 
     d.say(
-        &format!("The observer records {RECORD_SECONDS} s live from a synthetic camera, uploading as it goes."),
+        &format!(
+            "The observer records {} s live from a synthetic camera, uploading as it goes.",
+            d.seconds
+        ),
         "Each 2-second segment is hashed, signed, chained to the one before, encrypted and \
          fsynced the moment it is cut, then uploaded; the server stores it durably, logs it and \
          answers with a signed receipt. A phone seized now would lose nothing already receipted.",
     );
-    let id = record(d, &vault, &["--duration", &RECORD_SECONDS.to_string()], None)?;
+    let id = record(d, &vault, &["--duration", &d.seconds.to_string()], None)?;
     d.show(&["--vault", &vault, "status"])?;
 
     // --- the lawyer ---
@@ -313,7 +350,7 @@ fn scenario(d: &mut Demo) -> Result<(), String> {
          shutdown, and the device is gone. What reached the server before the kill is still \
          proven, and the verdict says where the recording was cut off.",
     );
-    let seized = record(d, &vault, &[], Some(SEIZED_AFTER_SEGMENTS))?;
+    let seized = record(d, &vault, &[], Some(options.seized_after()))?;
     let seized_bundle = d.path(&format!("lawyer/bundle-{seized}"));
     d.show(&["fetch", &seized, "-o", &seized_bundle])?;
     let out = d.custody().args(["verify", &seized_bundle]).output().map_err(|e| e.to_string())?;
@@ -367,7 +404,7 @@ fn record(
         .map_err(|e| format!("starting the recorder: {e}"))?;
     let events = lines_of(child.stdout.take().ok_or("no recorder stdout")?);
     let mut id = String::new();
-    let deadline = Instant::now() + Duration::from_secs(u64::from(RECORD_SECONDS) + 60);
+    let deadline = Instant::now() + Duration::from_secs(u64::from(d.seconds) + 60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(line) = events.recv_timeout(left) else { break };

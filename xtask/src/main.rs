@@ -168,7 +168,9 @@ fn test() -> Result<(), String> {
     // Broken intra-doc links and missing docs fail the build too.
     std::env::set_var("RUSTDOCFLAGS", "-D warnings");
     run("cargo", &["doc", "--workspace", "--no-deps", "--exclude", "xtask"])?;
-    run("cargo", &["test", "--workspace"])
+    run("cargo", &["test", "--workspace"])?;
+    // The main job itself, shortened, on the binary the tests just built.
+    demo::demo(&demo::Options { seconds: 6, build: false })
 }
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -177,9 +179,11 @@ commands:
   demo    install missing system packages (apt), build, then run the whole mission in a
           temporary directory: a server on loopback, a lawyer, an enrolled device recording
           20 s live from a synthetic camera while uploading, fetch, verify, report, export,
-          and a recording killed mid-way that verifies as cut off (about a minute)
+          and a recording killed mid-way that verifies as cut off (about a minute);
+          --seconds N records N seconds instead of 20
   test    install missing system packages (apt), then run cargo fmt --check, clippy with
-          warnings denied, the fuzz-target build, every test in the workspace and cargo doc
+          warnings denied, the fuzz-target build, cargo doc, every test in the workspace,
+          and the demo with a 6-second recording
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
           sections: capture, import, server, upload, verify (default: all; a section not
@@ -190,7 +194,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
-        Some("demo") => demo::demo(),
+        Some("demo") => demo::Options::parse(&args[1..]).and_then(|o| demo::demo(&o)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

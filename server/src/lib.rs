@@ -19,6 +19,7 @@ pub mod http;
 pub mod identity;
 pub mod index;
 mod ingest;
+pub mod log_api;
 pub mod serve;
 mod server;
 mod state;

@@ -7,9 +7,11 @@ mod cli;
 mod common;
 mod enroll;
 mod keygen;
+mod live_upload;
 mod record;
 mod recordings;
 mod serve;
+mod status;
 mod upload;
 mod vault_cmd;
 mod verify;
@@ -34,6 +36,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),
         Command::Upload(args) => upload::run(&vault, args),
+        Command::Status(args) => status::run(&vault, args),
     }
 }
 

@@ -7,7 +7,8 @@ use custody_vault::store::State;
 use crate::cli::RecordingsArgs;
 use crate::common::{open_vault, print, CliError};
 
-fn utc(us: i64) -> String {
+/// A UTC time, to the second.
+pub fn utc(us: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm), no time-zone data.
     let secs = us.div_euclid(1_000_000);
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

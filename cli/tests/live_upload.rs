@@ -146,6 +146,32 @@ fn a_live_recording_is_receipted_segment_by_segment_before_record_exits() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("Every record is receipted") && text.contains("complete"), "{text}");
 
+    // Without --json and with stderr not a terminal, upload progress is plain lines.
+    let out = env.run(&[
+        "record",
+        "--format",
+        "lavfi",
+        "--input",
+        "testsrc2=size=320x240:rate=25:duration=3",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("upload: record 1 of ") && err.contains("receipted"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Uploaded: every record"));
+    // --no-upload leaves the records in the outbox, and status says so.
+    let (_, ev) = record(&env, "testsrc2=size=320x240:rate=25:duration=2", &["--no-upload"]);
+    assert!(of(&ev, "receipted").is_empty() && of(&ev, "upload").is_empty(), "{ev:?}");
+    let (code, st) = status(&env);
+    assert_eq!(code, Some(1), "{st}");
+    assert_eq!(st["waiting"].as_u64(), Some(of(&ev, "saved").len() as u64 + 2));
+    // An import uploads the same way, and takes the waiting records along.
+    let clip = env.dir.path().join("clip.mp4");
+    common::make_clip(&clip, 3, 1);
+    let out = env.run(&["import", "--json", clip.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(of(&events(&out.stdout), "upload")[0]["waiting"], 0);
+    assert_eq!(status(&env).0, Some(0));
+
     drop(server);
     let v = server_positions(&data, &env.recipient, &device_key(&env), &id);
     assert_eq!(v["stored"].as_array().unwrap().len() as u64, saved + 2, "{v}");

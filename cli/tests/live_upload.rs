@@ -322,3 +322,31 @@ fn upload_latency_benchmark() {
     );
     drop(server);
 }
+
+#[test]
+fn a_server_refusing_every_upload_does_not_stop_the_recording() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    // The server in this process, so that the device can be revoked under it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut config = custody_server::Config::new(&data);
+    config.recipients = vec![env.recipient.clone()];
+    let (server, _) = custody_server::Server::open(config).unwrap();
+    let (addr, _task) = rt
+        .block_on(custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let token = custody_server::issue_token(&data, "observer-9", Duration::from_secs(60)).unwrap();
+    let out = env.run(&["enroll", &format!("https://{addr}"), &token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    server.revoke(&device_key(&env), "admin", "device seized").unwrap();
+    let log_len = server.log_len();
+
+    let (_, ev) = record(&env, "testsrc2=size=320x240:rate=25:duration=6", &["--upload-wait", "1"]);
+    let saved = of(&ev, "saved").len() as u64;
+    assert!(saved >= 3, "every segment is still saved: {ev:?}");
+    assert_eq!(of(&ev, "ended")[0]["ended"], "input ended");
+    let up = of(&ev, "upload")[0];
+    assert_eq!(up["waiting"].as_u64(), Some(saved + 2), "{up}");
+    assert!(up["last_error"].as_str().unwrap().contains("auth.revoked"), "{up}");
+    assert_eq!(server.log_len(), log_len, "nothing was stored");
+}

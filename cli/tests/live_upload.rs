@@ -350,3 +350,51 @@ fn a_server_refusing_every_upload_does_not_stop_the_recording() {
     assert!(up["last_error"].as_str().unwrap().contains("auth.revoked"), "{up}");
     assert_eq!(server.log_len(), log_len, "nothing was stored");
 }
+
+#[test]
+fn a_server_whose_log_was_rewritten_is_reported_loudly_and_sent_nothing_more() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    let server = serve(&env, &data, "127.0.0.1:0");
+    enroll(&env, &data, &server.url);
+    let listen = server.url.trim_start_matches("https://").to_string();
+    record(&env, "testsrc2=size=320x240:rate=25:duration=2", &["--upload-wait", "30"]);
+    assert_eq!(status(&env).0, Some(0));
+    drop(server);
+
+    // The legal team's server loses its last log entry (say, restored from a backup).
+    let path = data.join("log/entries.bin");
+    let mut payloads = custody_vault::journal::read(&path).unwrap().payloads;
+    payloads.pop();
+    std::fs::remove_file(&path).unwrap();
+    let mut j = custody_vault::journal::Journal::create(&path).unwrap();
+    for p in &payloads {
+        j.append(p).unwrap();
+    }
+    drop(j);
+    let _server = serve(&env, &data, &listen);
+
+    let mut args = vec!["record", "--json", "--format", "lavfi", "--input"];
+    args.extend(["testsrc2=size=320x240:rate=25:duration=2", "--upload-wait", "5"]);
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log.inconsistent"), "{err}");
+    let ev = events(&out.stdout);
+    assert!(of(&ev, "receipted").is_empty(), "{ev:?}");
+    let up = of(&ev, "upload")[0];
+    assert!(up["log_inconsistent"].is_string(), "{up}");
+    let waiting = of(&ev, "saved").len() as u64 + 2;
+    assert_eq!(up["waiting"].as_u64(), Some(waiting));
+
+    let out = env.run(&["upload", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.inconsistent"));
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("LOG INCONSISTENT (log.inconsistent)"), "{text}");
+    let (_, st) = status(&env);
+    assert_eq!(st["log_inconsistent"]["code"], "log.inconsistent");
+    assert_eq!(st["waiting"].as_u64(), Some(waiting), "the records stay in the outbox");
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
-Observers:    keygen, enroll, record, import, upload, recordings, vault
+Observers:    keygen, enroll, record, import, upload, status, recordings, vault
 Lawyers:      login, recordings --server, fetch, verify
 Legal teams:  serve, admin
 Set-up:       completions, man
@@ -159,6 +159,15 @@ pub enum Command {
     ///
     /// Example: custody fetch https://legal.example:8443 4e1a… -o 4e1a.tar --tar
     Fetch(FetchArgs),
+
+    /// Show what the legal team's server has receipted and what still waits, per recording.
+    ///
+    /// Per recording: its state, segments saved and receipted, records waiting, the age of
+    /// the oldest waiting record (the upload lag) and the time of the last receipt; and the
+    /// enrollment and the custody-log head this device holds. Reads the vault only.
+    /// Exit codes: 0 every record receipted; 1 records wait, or the server's log failed a
+    /// consistency check (log.inconsistent); 2 the status could not be read.
+    Status(StatusArgs),
 }
 
 /// `custody login`.
@@ -267,9 +276,19 @@ pub struct SealArgs {
     pub fmp4: bool,
 
     /// Print JSON lines instead of the live status line: one `started` event, one `saved`
-    /// event per segment as soon as it is durable, and one `ended` event.
+    /// event per segment as soon as it is durable, a `receipted` event per record the
+    /// server receipted, one `ended` event and (when enrolled) one `upload` event.
     #[arg(long)]
     pub json: bool,
+
+    /// Do not upload while recording, even though the vault is enrolled (the records
+    /// wait in the outbox for `custody upload`).
+    #[arg(long)]
+    pub no_upload: bool,
+
+    /// When recording ends, wait at most this long for the last records to be receipted.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub upload_wait: f64,
 }
 
 /// `custody record`.
@@ -482,6 +501,14 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub timeout: u64,
 
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `custody status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

@@ -9,9 +9,11 @@ mod docs_cmd;
 mod enroll;
 mod keygen;
 mod lawyer;
+mod live_upload;
 mod record;
 mod recordings;
 mod serve;
+mod status;
 mod upload;
 mod vault_cmd;
 mod verify;
@@ -41,6 +43,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Man { out } => docs_cmd::man(out),
         Command::Login(args) => lawyer::login(args),
         Command::Fetch(args) => lawyer::fetch(args),
+        Command::Status(args) => status::run(&vault, args),
     }
 }
 

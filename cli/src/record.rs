@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{ImportArgs, RecordArgs, SealArgs};
 use crate::common::{device_key, open_vault, print, CliError};
+use crate::live_upload::LiveUpload;
 use crate::recordings::size;
 
 /// The recipients for a new recording: the config's, the flags', and the observer's own
@@ -98,6 +99,9 @@ fn run(
     let sealer = Sealer::new(keys::parse_recipients(&recipients)?)
         .map_err(|e| CliError::cannot(e.to_string()))?;
     let settings = settings(seal)?;
+    if !(seal.upload_wait.is_finite() && (0.0..=3600.0).contains(&seal.upload_wait)) {
+        return Err(CliError::cannot("--upload-wait must be between 0 and 3600 seconds"));
+    }
     let provenance = Provenance {
         origin,
         input,
@@ -106,6 +110,10 @@ fn run(
         max_segment_ms: settings.cap.as_millis().min(u128::from(u32::MAX)) as u32,
     };
 
+    // Started before the capture so that the first record finds it running.
+    let live =
+        if seal.no_upload { None } else { LiveUpload::start(&vault, key.clone(), seal.json) };
+    let mut current = None;
     let capture = Capture::start(source, settings);
     let stop = capture.stop_handle();
     let on_signal = stop.clone();
@@ -140,6 +148,10 @@ fn run(
     let outcome = recorder::record(&vault, capture, key, &recipients, sealer, &provenance, |p| {
         match p {
             Progress::Started { id, streams, notes } => {
+                current = Some(*id);
+                if let Some(l) = &live {
+                    l.saved(*id, 0);
+                }
                 if quiet {
                     print(&format!(
                         "{}\n",
@@ -180,11 +192,18 @@ fn run(
                         })
                     ));
                 }
+                if let (Some(l), Some(id)) = (&live, current) {
+                    l.saved(id, *seq);
+                }
                 count += 1;
                 sealed_bytes += ciphertext_len;
                 let elapsed = started.elapsed().as_secs_f64().max(0.001);
+                let uploaded = live
+                    .as_ref()
+                    .map(|l| format!(" · {} receipted", l.receipted()))
+                    .unwrap_or_default();
                 bar.set_message(format!(
-                    "{:02}:{:02} elapsed · {:.1} s of media · {count} segments sealed · {} · {:.2} Mbit/s",
+                    "{:02}:{:02} elapsed · {:.1} s of media · {count} segments sealed{uploaded} · {} · {:.2} Mbit/s",
                     elapsed as u64 / 60,
                     elapsed as u64 % 60,
                     *media_end_us as f64 / 1e6,
@@ -195,6 +214,16 @@ fn run(
         }
     });
     bar.finish_and_clear();
+    if let (Ok(o), Some(l)) = (&outcome, &live) {
+        // The end record is the last one, right after the last segment.
+        l.saved(o.id, o.segments + 1);
+    }
+    let upload = live.map(|l| {
+        if !seal.json && !std::io::stderr().is_terminal() {
+            eprintln!("upload: waiting up to {} s for the last receipts", seal.upload_wait);
+        }
+        l.finish(Duration::from_secs_f64(seal.upload_wait))
+    });
     let outcome = outcome.map_err(|e| match e {
         recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(
             "nothing was recorded: {m}"
@@ -230,12 +259,22 @@ fn run(
             outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
         ));
     }
+    let inconsistent = match upload {
+        Some(r) => crate::live_upload::report(&vault, &outcome.id, r, seal.json),
+        None => None,
+    };
     if outcome.reason == EndReason::Error {
         return Err(CliError::failed(format!(
             "the recording ended with an error: {}",
             outcome.message.unwrap_or_default()
         ))
         .hint("every segment saved before the error is valid and kept"));
+    }
+    if let Some(why) = inconsistent {
+        return Err(CliError::failed(format!("{}: {why}", custody_vault::log_check::CODE)).hint(
+            "the server's custody log does not extend the one this device saw before; nothing more is sent to it. \
+             Keep this device's vault as it is and tell the legal team (`custody status` shows the evidence)",
+        ));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use custody_vault::store::State;
 use crate::cli::RecordingsArgs;
 use crate::common::{open_vault, print, CliError};
 
-/// UTC time of `us` µs since the epoch.
+/// UTC time of `us` µs since the epoch, to the second.
 pub fn utc(us: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm), no time-zone data.
     let secs = us.div_euclid(1_000_000);

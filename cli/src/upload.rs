@@ -26,7 +26,7 @@ pub fn run(vault_dir: &Path, args: &UploadArgs) -> Result<(), CliError> {
             "{}\n",
             serde_json::json!({
                 "receipted": f.receipted, "pending": f.pending, "refused": refused,
-                "last_error": f.last_error,
+                "last_error": f.last_error, "log_inconsistent": f.log_inconsistent,
             })
         ));
     } else {
@@ -34,6 +34,12 @@ pub fn run(vault_dir: &Path, args: &UploadArgs) -> Result<(), CliError> {
         for (id, seq, why) in &f.refused {
             print(&format!("refused: recording {id} position {seq}: {why}\n"));
         }
+    }
+    if let Some(why) = f.log_inconsistent {
+        return Err(CliError::failed(format!("{}: {why}", custody_vault::log_check::CODE)).hint(
+            "the server's custody log does not extend the one this device saw before; nothing more is sent to it. \
+             Keep this device's vault as it is and tell the legal team (`custody status` shows the evidence)",
+        ));
     }
     if f.pending > 0 {
         let err =

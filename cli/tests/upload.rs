@@ -50,9 +50,11 @@ fn record_then_upload_gets_every_record_receipted() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("TLS certificate pinned"));
 
-    // The case recipient came with the enrollment: no --recipient needed.
+    // The case recipient came with the enrollment: no --recipient needed. Not uploaded
+    // live (cli/tests/live_upload.rs does that), so that `custody upload` has it to send.
     let out = env.run(&[
         "record",
+        "--no-upload",
         "--json",
         "--format",
         "lavfi",

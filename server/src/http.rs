@@ -37,6 +37,8 @@ pub fn router(server: Server) -> Router {
         .route("/v1/recordings", get(crate::member_api::list))
         .route("/v1/recordings/{id}/bundle", get(crate::member_api::bundle))
         .route("/v1/devices/revoke", post(crate::member_api::revoke))
+        .route("/v1/log/head", get(crate::log_api::head))
+        .route("/v1/log/consistency", get(crate::log_api::consistency))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
         .with_state(server)
 }
@@ -107,7 +109,7 @@ impl Server {
     /// Authenticates a device request and reads its body. The cheap checks (headers,
     /// enrolment, clock) come before the body is read, so that an unenrolled client cannot
     /// make the server read and hash a large body.
-    async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         parts: &Parts,
         body: Body,

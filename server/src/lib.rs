@@ -21,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod index;
 mod ingest;
+pub mod log_api;
 mod member_api;
 pub mod members;
 pub mod serve;

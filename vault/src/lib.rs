@@ -14,8 +14,10 @@
 
 pub mod index;
 pub mod keys;
+pub mod log_check;
 pub mod recorder;
 pub mod seal;
+pub mod status;
 pub mod store;
 pub mod upload;
 

@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::index::Index;
+use crate::log_check::{self, Failure, HeadRef, HeldHead, Inconsistency};
 use crate::store::{Config, Vault};
 
 const ENROLLMENT_FILE: &str = "enrollment.json";
@@ -82,6 +83,10 @@ pub enum UploadError {
     /// The vault failed.
     #[error(transparent)]
     Vault(#[from] crate::VaultError),
+    /// The server's custody log does not extend a head this vault holds
+    /// ([`crate::log_check::CODE`]); nothing more is sent to it.
+    #[error("log.inconsistent: {0}")]
+    LogInconsistent(String),
 }
 
 fn io_err<'a>(
@@ -350,6 +355,16 @@ pub async fn enroll(
     Ok(enrollment)
 }
 
+/// The receipts stored in a recording's directory, in the order they came.
+pub fn read_receipts(recording_dir: &Path) -> Result<Vec<Signed<Receipt>>, UploadError> {
+    let path = recording_dir.join(RECEIPTS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let c = journal::read(&path).map_err(io_err("reading", &path))?;
+    Ok(c.payloads.iter().filter_map(|p| Signed::<Receipt>::parse(p).ok()).collect())
+}
+
 /// How the uploader behaves.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -399,6 +414,9 @@ pub struct Flushed {
     pub refused: Vec<(RecordingId, u64, String)>,
     /// The last failure that will be retried (server unreachable, busy, failing), if any.
     pub last_error: Option<String>,
+    /// Set when the server's log failed a consistency check (now or before): why. Nothing
+    /// is sent to that server any more.
+    pub log_inconsistent: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -424,6 +442,10 @@ pub struct Uploader {
     shared: Arc<Mutex<Shared>>,
     wake: Arc<tokio::sync::Notify>,
     events: Option<tokio::sync::mpsc::UnboundedSender<Receipted>>,
+    /// The largest log head seen; held across a check so heads advance one at a time.
+    held: Arc<tokio::sync::Mutex<Option<HeldHead>>>,
+    /// Why the server is no longer trusted, once its log failed a check.
+    distrust: Arc<Mutex<Option<String>>>,
 }
 
 fn locked(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -434,6 +456,15 @@ enum Outcome {
     Done,
     Retry(String),
     Refused(String),
+    Distrust(String),
+}
+
+/// Why no consistency proof came.
+enum ProofError {
+    /// The server says it has no tree of a size it signed or the device holds.
+    Missing(String),
+    /// The request failed; try again later.
+    Retry(String),
 }
 
 impl Uploader {
@@ -451,6 +482,14 @@ impl Uploader {
             None => return Err(UploadError::BadAnswer("an https server without a TLS pin".into())),
         };
         let (client, _) = tls::client(pin, opts.request_timeout).map_err(UploadError::Network)?;
+        let dir = vault.dir();
+        let held = log_check::held(dir)
+            .map_err(io_err("reading the held log head in", dir))?
+            .filter(|h| h.server_key == e.server_key);
+        let distrust = log_check::inconsistency(dir)
+            .map_err(io_err("reading the log check in", dir))?
+            .filter(|i| i.server_key == e.server_key)
+            .map(|i| i.message);
         Ok(Uploader {
             dir: vault.dir().to_path_buf(),
             index: vault.index().clone(),
@@ -463,7 +502,178 @@ impl Uploader {
             shared: Arc::default(),
             wake: Arc::default(),
             events: None,
+            held: Arc::new(tokio::sync::Mutex::new(held)),
+            distrust: Arc::new(Mutex::new(distrust)),
         })
+    }
+
+    /// Why this server is no longer trusted, if its log failed a consistency check.
+    pub fn distrusted(&self) -> Option<String> {
+        self.distrust.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Adds the four signature headers of `docs/api.md` to a request.
+    fn sign_request(
+        &self,
+        req: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        let ts = now_us();
+        let mut nonce = [0u8; 16];
+        OsRng.fill_bytes(&mut nonce);
+        let msg = request_message(&self.server_key, method, path, ts, &nonce, body);
+        let sig = primitives::sign(&self.key, primitives::DOMAIN_REQUEST_SIGNATURE, &msg);
+        req.header("custody-device", self.public.to_string())
+            .header("custody-timestamp", ts.to_string())
+            .header("custody-nonce", hex::encode(nonce))
+            .header("custody-signature", hex::encode(sig))
+    }
+
+    /// A signed `GET` answered with JSON.
+    async fn get_json(&self, path: &str) -> Result<serde_json::Value, UploadError> {
+        let req =
+            self.sign_request(self.client.get(format!("{}{path}", self.url)), "GET", path, b"");
+        let resp = req.send().await.map_err(|e| UploadError::Network(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(refusal(resp).await);
+        }
+        resp.json().await.map_err(|e| UploadError::BadAnswer(e.to_string()))
+    }
+
+    /// The consistency proof between the trees of `from` and `to` entries.
+    async fn proof(&self, from: u64, to: u64) -> Result<Vec<[u8; 32]>, ProofError> {
+        let v = match self.get_json(&format!("/v1/log/consistency?from={from}&to={to}")).await {
+            Ok(v) => v,
+            // The server says it has no such tree, yet it signed one of that size (or the
+            // device holds a head of it): its log lost entries.
+            Err(UploadError::Refused { code, message, .. }) if code == "log.range" => {
+                return Err(ProofError::Missing(format!(
+                    "the server has no consistency proof from {from} to {to} entries: {message}"
+                )))
+            }
+            Err(e) => return Err(ProofError::Retry(e.to_string())),
+        };
+        v["proof"]
+            .as_array()
+            .ok_or_else(|| ProofError::Retry("the consistency answer has no proof".into()))?
+            .iter()
+            .map(|h| {
+                h.as_str()
+                    .and_then(|h| hex::decode(h).ok())
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| ProofError::Retry("a proof hash is not 32 bytes of hex".into()))
+            })
+            .collect()
+    }
+
+    /// Checks that the tree `offered` and the held head are consistent (one extends the
+    /// other), asking the server for the proof, and holds `offered` if it is larger. The
+    /// first head seen is held as it is. A failure is recorded in the vault and the server
+    /// is no longer trusted.
+    async fn check_log(&self, offered: HeadRef) -> Result<(), Failure> {
+        let mut held = self.held.lock().await;
+        let result = match held.as_ref().map(|h| h.head.clone()) {
+            None => Ok(()),
+            Some(h) if h.tree_size == offered.tree_size => {
+                if h.root_hash == offered.root_hash {
+                    Ok(())
+                } else {
+                    Err(Failure::Inconsistent(Box::new(self.evidence(
+                        format!("two different roots for the log of {} entries", h.tree_size),
+                        &h,
+                        &offered,
+                        &[],
+                    ))))
+                }
+            }
+            Some(h) => {
+                let (older, newer) =
+                    if h.tree_size < offered.tree_size { (&h, &offered) } else { (&offered, &h) };
+                match self.proof(older.tree_size, newer.tree_size).await {
+                    Ok(proof) => log_check::verify(older, newer, &proof).map_err(|m| {
+                        Failure::Inconsistent(Box::new(self.evidence(m, &h, &offered, &proof)))
+                    }),
+                    Err(ProofError::Missing(m)) => {
+                        Err(Failure::Inconsistent(Box::new(self.evidence(m, &h, &offered, &[]))))
+                    }
+                    Err(ProofError::Retry(m)) => Err(Failure::Retry(m)),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                if held.as_ref().is_none_or(|h| h.head.tree_size < offered.tree_size) {
+                    let new = HeldHead {
+                        server_key: self.server_key.to_string(),
+                        head: offered,
+                        stored_at_us: now_us(),
+                    };
+                    log_check::store_held(&self.dir, &new)
+                        .map_err(|e| Failure::Retry(format!("storing the log head: {e}")))?;
+                    *held = Some(new);
+                }
+                Ok(())
+            }
+            Err(Failure::Inconsistent(i)) => {
+                if let Err(e) = log_check::record_inconsistency(&self.dir, &i) {
+                    eprintln!("custody: recording the log inconsistency: {e}");
+                }
+                *self.distrust.lock().unwrap_or_else(|p| p.into_inner()) = Some(i.message.clone());
+                Err(Failure::Inconsistent(i))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn evidence(
+        &self,
+        message: String,
+        held: &HeadRef,
+        offered: &HeadRef,
+        proof: &[[u8; 32]],
+    ) -> Inconsistency {
+        Inconsistency {
+            code: log_check::CODE.into(),
+            message,
+            server_key: self.server_key.to_string(),
+            held: held.clone(),
+            offered: offered.clone(),
+            proof: proof.iter().map(hex::encode).collect(),
+            detected_at_us: now_us(),
+        }
+    }
+
+    /// Fetches the server's latest signed head and checks it against the held one. A
+    /// server that cannot be reached is not an error here (the uploads will retry).
+    pub async fn check_head(&self) -> Result<(), UploadError> {
+        let v = match self.get_json("/v1/log/head").await {
+            Ok(v) => v,
+            Err(UploadError::Network(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let bytes = v["tree_head"]
+            .as_str()
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| UploadError::BadAnswer("the log head answer has no tree_head".into()))?;
+        let head = Signed::<custody_format::log::TreeHead>::parse(&bytes)
+            .map_err(|e| UploadError::BadAnswer(format!("the tree head: {e}")))?;
+        if !head.verify(&self.server_key) {
+            return Err(UploadError::BadAnswer(
+                "the tree head is not signed by the enrolled server".into(),
+            ));
+        }
+        let offered = HeadRef {
+            tree_size: head.value().tree_size,
+            root_hash: hex::encode(head.value().root_hash),
+            source: "tree-head".into(),
+            signed: hex::encode(&bytes),
+        };
+        match self.check_log(offered).await {
+            Ok(()) | Err(Failure::Retry(_)) => Ok(()),
+            Err(Failure::Inconsistent(i)) => Err(UploadError::LogInconsistent(i.message)),
+        }
     }
 
     /// Sends a [`Receipted`] event for every receipt stored (for status lines and tests).
@@ -484,12 +694,7 @@ impl Uploader {
 
     /// The receipts stored for a recording.
     pub fn receipts(&self, id: &RecordingId) -> Result<Vec<Signed<Receipt>>, UploadError> {
-        let path = self.rec_dir(id).join(RECEIPTS);
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        let c = journal::read(&path).map_err(io_err("reading", &path))?;
-        Ok(c.payloads.iter().filter_map(|p| Signed::<Receipt>::parse(p).ok()).collect())
+        read_receipts(&self.rec_dir(id))
     }
 
     /// The queue, oldest recording first, each in chain order, without what is in flight,
@@ -630,21 +835,8 @@ impl Uploader {
             }
         }
         let path = format!("/v1/recordings/{id}/records/{seq}");
-        let ts = now_us();
-        let mut nonce = [0u8; 16];
-        OsRng.fill_bytes(&mut nonce);
-        let msg = request_message(&self.server_key, "PUT", &path, ts, &nonce, &body);
-        let sig = primitives::sign(&self.key, primitives::DOMAIN_REQUEST_SIGNATURE, &msg);
-        let resp = self
-            .client
-            .put(format!("{}{path}", self.url))
-            .header("custody-device", self.public.to_string())
-            .header("custody-timestamp", ts.to_string())
-            .header("custody-nonce", hex::encode(nonce))
-            .header("custody-signature", hex::encode(sig))
-            .body(body)
-            .send()
-            .await;
+        let req = self.client.put(format!("{}{path}", self.url));
+        let resp = self.sign_request(req, "PUT", &path, &body).body(body).send().await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => return Outcome::Retry(e.to_string()),
@@ -671,6 +863,19 @@ impl Uploader {
             Ok(r) => r,
             Err(e) => return Outcome::Retry(e),
         };
+        // The receipt's tree must extend (or be extended by) the log head already held;
+        // until that is shown the receipt is not stored and the record stays queued.
+        let offered = HeadRef {
+            tree_size: receipt.value().tree_size,
+            root_hash: hex::encode(receipt.value().tree_root),
+            source: "receipt".into(),
+            signed: hex::encode(&bytes),
+        };
+        match self.check_log(offered).await {
+            Ok(()) => {}
+            Err(Failure::Retry(why)) => return Outcome::Retry(why),
+            Err(Failure::Inconsistent(i)) => return Outcome::Distrust(i.message),
+        }
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
             Ok(Ok(())) => Outcome::Done,
@@ -688,24 +893,40 @@ impl Uploader {
         capped.mul_f64(0.5 + r / 2.0)
     }
 
-    /// Runs the queue until `stop` says so (`run`) or until it is empty or `deadline` passes
-    /// (`flush`).
+    /// Runs the queue until it is empty or `deadline` passes (`flush`), or, with `stop`,
+    /// until `stop` names a grace period, and from then on as a flush bounded by it
+    /// (`run`, `run_then_flush`).
     async fn drive(
         &self,
-        until_empty: bool,
-        deadline: Option<Instant>,
-        mut stop: Option<tokio::sync::watch::Receiver<bool>>,
+        mut until_empty: bool,
+        mut deadline: Option<Instant>,
+        mut stop: Option<tokio::sync::watch::Receiver<Option<Duration>>>,
     ) -> Result<Flushed, UploadError> {
         let mut set = tokio::task::JoinSet::new();
         let mut in_flight = HashSet::new();
         let mut out = Flushed::default();
+        if self.distrusted().is_none() {
+            match self.check_head().await {
+                Ok(()) | Err(UploadError::LogInconsistent(_)) => {}
+                Err(e) => out.last_error = Some(e.to_string()),
+            }
+        }
         loop {
-            if stop.as_ref().is_some_and(|s| *s.borrow())
-                || deadline.is_some_and(|d| Instant::now() >= d)
-            {
+            if let Some(grace) = stop.as_ref().and_then(|s| *s.borrow()) {
+                // Stopped: what is queued now gets the grace period to go out.
+                until_empty = true;
+                deadline = Some(Instant::now() + grace);
+                stop = None;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            let due = self.due(&in_flight)?;
+            let distrusted = self.distrusted().is_some();
+            if distrusted && until_empty {
+                break;
+            }
+            // A server whose log failed a check is sent nothing more; the queue stays.
+            let due = if distrusted { Vec::new() } else { self.due(&in_flight)? };
             for k in due.iter().take(self.opts.concurrency.saturating_sub(in_flight.len())) {
                 in_flight.insert(*k);
                 let this = self.clone();
@@ -735,6 +956,9 @@ impl Uploader {
                             let at = Instant::now() + self.backoff(attempts);
                             sh.retry.insert(k, (attempts + 1, at));
                         }
+                        Outcome::Distrust(why) => {
+                            out.last_error = Some(format!("{}: {why}", log_check::CODE));
+                        }
                         Outcome::Refused(why) => {
                             out.refused.push((k.0, k.1, why.clone()));
                             let mut sh = locked(&self.shared);
@@ -745,11 +969,21 @@ impl Uploader {
                 }
                 _ = self.wake.notified() => {}
                 _ = tick => {}
-                _ = async { if let Some(s) = stop.as_mut() { let _ = s.changed().await; } else { std::future::pending::<()>().await } } => {}
+                _ = async {
+                    // A dropped sender changes nothing more: wait forever, not in a loop.
+                    let changed = match stop.as_mut() {
+                        Some(s) => s.changed().await.is_ok(),
+                        None => false,
+                    };
+                    if !changed {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
             }
         }
         set.abort_all();
         out.pending = self.index.pending()?.len() as u64;
+        out.log_inconsistent = self.distrusted();
         Ok(out)
     }
 
@@ -763,8 +997,25 @@ impl Uploader {
     /// for this: it only reads what the recorder has already made durable.
     pub async fn run(
         &self,
-        stop: tokio::sync::watch::Receiver<bool>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> Result<Flushed, UploadError> {
-        self.drive(false, None, Some(stop)).await
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let relay = tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = tx.send(Some(Duration::ZERO));
+        });
+        let out = self.drive(false, None, Some(rx)).await;
+        relay.abort();
+        out
+    }
+
+    /// Uploads records as they are saved until `finish` names a grace period, then keeps
+    /// going until the queue is empty or the grace period has passed, without interrupting
+    /// the uploads in flight (`custody record` at the end of a recording).
+    pub async fn run_then_flush(
+        &self,
+        finish: tokio::sync::watch::Receiver<Option<Duration>>,
+    ) -> Result<Flushed, UploadError> {
+        self.drive(false, None, Some(finish)).await
     }
 }

@@ -352,3 +352,162 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
     ptask.abort();
     srv.task.abort();
 }
+
+/// A TLS-terminating HTTP proxy (it presents the server's own certificate, so the pin
+/// holds) in front of a plain-HTTP server. By turns it answers `500` without passing the
+/// request on, passes the request on and answers `503` in place of the server's answer
+/// (the receipt is lost on the way back), and passes two requests through. One request
+/// per connection. Returns its address and the counts of 500s and 503s given.
+async fn http_fault_proxy(
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    upstream: String,
+) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+    /// Reads one HTTP/1.1 message (headers and a Content-Length body).
+    async fn message<R: AsyncRead + Unpin>(r: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        let end = loop {
+            if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = r.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))
+            .flatten()
+            .unwrap_or(0);
+        let mut body = buf.split_off(end);
+        while body.len() < len {
+            let n = r.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        Some((buf, body))
+    }
+
+    fn answer(status: &str, code: &str) -> Vec<u8> {
+        let body = format!(r#"{{"error":{{"code":"{code}","message":"from the test proxy"}}}}"#);
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let c = counts.clone();
+    let task = tokio::spawn(async move {
+        for n in 0u64.. {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, upstream, c) = (acceptor.clone(), upstream.clone(), c.clone());
+            tokio::spawn(async move {
+                let Ok(mut client) = acceptor.accept(tcp).await else { return };
+                let Some((head, body)) = message(&mut client).await else { return };
+                if n % 4 == 0 {
+                    c[0].fetch_add(1, Ordering::Relaxed);
+                    let _ =
+                        client.write_all(&answer("500 Internal Server Error", "proxy.500")).await;
+                    let _ = client.shutdown().await;
+                    return;
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                if server.write_all(&head).await.is_err() || server.write_all(&body).await.is_err()
+                {
+                    return;
+                }
+                let Some((rhead, rbody)) = message(&mut server).await else { return };
+                let out = if n % 4 == 1 {
+                    c[1].fetch_add(1, Ordering::Relaxed);
+                    answer("503 Service Unavailable", "proxy.503")
+                } else {
+                    // The server's answer, on a connection that closes after it.
+                    let i = memchr::memmem::find(&rhead, b"\r\n").unwrap() + 2;
+                    let mut out = rhead[..i].to_vec();
+                    out.extend_from_slice(b"connection: close\r\n");
+                    out.extend_from_slice(&rhead[i..]);
+                    out.extend_from_slice(&rbody);
+                    out
+                };
+                let _ = client.write_all(&out).await;
+                let _ = client.shutdown().await;
+            });
+        }
+    });
+    (addr, counts, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_proxy_answering_500_and_503_every_record_is_stored_once() {
+    use std::sync::atomic::Ordering;
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[6; 32]);
+    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    // The same data served over plain HTTP behind the proxy, which presents the server's
+    // certificate: to the device nothing changed but the address.
+    let Server { server, dir, task, .. } = srv;
+    task.abort();
+    let _ = task.await;
+    let tls = server.tls_config().unwrap();
+    drop(server);
+    let mut config = custody_server::Config::new(dir.path());
+    config.recipients = vec![recipient.clone()];
+    config.insecure_http = true;
+    let (server, _) = custody_server::Server::open(config).unwrap();
+    let (plain, task) =
+        custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (proxy, counts, ptask) = http_fault_proxy(tls, plain.to_string()).await;
+    let mut e = upload::Enrollment::load(vdir.path()).unwrap().unwrap();
+    e.url = format!("https://{proxy}");
+    std::fs::write(vdir.path().join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+
+    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
+    let h = header(&key, vec![recipient.clone()]);
+    let id = h.recording_id;
+    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+    for n in 1..=8 {
+        let p = plaintext(n, 300_000);
+        let input =
+            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
+        w.add_segment(input).unwrap();
+    }
+    w.end(testkit::T0_US + 20_000_000, EndReason::Stopped, None).unwrap();
+    let log_before = server.log_len();
+
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_secs(60)).await.unwrap();
+    assert_eq!((f.receipted, f.pending, f.log_inconsistent.clone()), (10, 0, None), "{f:?}");
+    assert!(counts[0].load(Ordering::Relaxed) > 0, "no 500 was answered");
+    assert!(counts[1].load(Ordering::Relaxed) > 0, "no 503 was answered");
+    // Exactly once on the server, although some records were stored and their receipts
+    // lost, then sent again.
+    assert_eq!(server.log_len(), log_before + 10);
+    let receipts = up.receipts(&id).unwrap();
+    assert_eq!(receipts.len(), 10);
+    for r in &receipts {
+        let stored = server.storage().record(&id, r.value().seq).unwrap().unwrap();
+        let rec = custody_format::record::SignedRecord::parse(&stored).unwrap();
+        assert_eq!(rec.hash(), r.value().record_hash);
+    }
+    ptask.abort();
+    task.abort();
+}

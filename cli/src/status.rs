@@ -1,0 +1,132 @@
+//! `custody status`: what has reached the legal team's server and what still waits.
+
+use std::path::Path;
+
+use custody_vault::status::{status, Status};
+use custody_vault::store::State;
+
+use crate::cli::StatusArgs;
+use crate::common::{open_vault, print, CliError};
+use crate::enroll::upload_error;
+use crate::recordings::utc;
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn lag(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    match s {
+        s if s >= 86_400 => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn text(s: &Status) -> String {
+    let mut out = String::new();
+    match &s.enrollment {
+        Some(e) => {
+            out.push_str(&format!("Server:    {} (enrolled as \"{}\")\n", e.url, e.label));
+            out.push_str(&format!("           key fingerprint {}\n", e.server_fingerprint));
+            out.push_str(&format!(
+                "           TLS certificate pin {}\n",
+                e.tls_sha256.as_deref().unwrap_or("none (plain HTTP)")
+            ));
+        }
+        None => out.push_str(
+            "Server:    not enrolled: recordings stay on this device (`custody enroll URL TOKEN`)\n",
+        ),
+    }
+    match &s.log_head {
+        Some(h) => out.push_str(&format!(
+            "Log head:  {} entries, root {} (from a {}, held since {})\n",
+            h.tree_size,
+            h.root_hash,
+            h.source,
+            utc(h.stored_at_us)
+        )),
+        None => out.push_str("Log head:  none held yet\n"),
+    }
+    if let Some(i) = &s.log_inconsistent {
+        out.push_str(&format!(
+            "\nLOG INCONSISTENT ({}), detected {}: {}\n  held {} entries, root {}; offered {} entries, root {}.\n  \
+             Nothing more is sent to this server. Keep this vault as it is and tell the legal team.\n",
+            i.code,
+            utc(i.detected_at_us),
+            i.message,
+            i.held.tree_size,
+            i.held.root_hash,
+            i.offered.tree_size,
+            i.offered.root_hash
+        ));
+    }
+    if s.recordings.is_empty() {
+        out.push_str("\nNo recordings.\n");
+        return out;
+    }
+    out.push_str(&format!(
+        "\n{:<32}  {:<9}  {:>8}  {:>9}  {:>7}  {:>8}  {}\n",
+        "RECORDING", "STATE", "SEGMENTS", "RECEIPTED", "WAITING", "LAG", "LAST RECEIPT (server)"
+    ));
+    for r in &s.recordings {
+        let state = match r.state {
+            State::Recording => "recording",
+            State::Complete => "complete",
+            State::CutOff => "cut off",
+        };
+        out.push_str(&format!(
+            "{:<32}  {:<9}  {:>8}  {:>9}  {:>7}  {:>8}  {}\n",
+            r.id,
+            state,
+            r.segments,
+            r.segments_receipted,
+            r.waiting,
+            r.oldest_waiting_age_us.map(lag).unwrap_or_else(|| "-".into()),
+            r.last_receipt_at_us.map(utc).unwrap_or_else(|| "-".into()),
+        ));
+    }
+    out.push_str(&match s.waiting {
+        0 => "\nEvery record is receipted by the server.\n".to_string(),
+        n => format!("\n{n} records wait for a receipt (`custody upload` sends them).\n"),
+    });
+    out
+}
+
+/// Exit codes: 0 every record receipted; 1 something waits, or the server's log failed a
+/// consistency check; 2 the status could not be read.
+pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
+    let vault = open_vault(vault_dir)?;
+    let s = status(&vault, now_us()).map_err(|e| {
+        let mut e = upload_error(e);
+        e.code = 2;
+        e
+    })?;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&s).unwrap_or_default()));
+    } else {
+        print(&text(&s));
+    }
+    if let Some(i) = &s.log_inconsistent {
+        return Err(CliError::failed(format!("{}: {}", i.code, i.message)));
+    }
+    if s.waiting > 0 {
+        return Err(CliError::failed(format!("{} records wait for a receipt", s.waiting))
+            .hint("run `custody upload` when the server is reachable"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lag_is_short_and_readable() {
+        assert_eq!(super::lag(1_500_000), "1s");
+        assert_eq!(super::lag(61_000_000), "1m01s");
+        assert_eq!(super::lag(3_720_000_000), "1h02m");
+        assert_eq!(super::lag(-5), "0s");
+    }
+}

@@ -1,0 +1,126 @@
+//! The custody log as devices read it: the latest signed tree head, and consistency proofs
+//! between any two sizes (RFC 9162 §2.1.4), so that a device holding an earlier head can
+//! check that the log it sees now extends it.
+//!
+//! Both routes answer enrolled, unrevoked devices' signed requests (the same signature as
+//! ingest) and reveal only hashes: a tree head is a size, a root and a time, and a
+//! consistency proof is a list of interior node hashes. No entry, record or segment leaves
+//! the server this way. The routes are specified in `docs/api.md`, "The custody log".
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custody_format::merkle;
+
+use crate::error::ApiError;
+use crate::server::{lock, Server};
+
+/// The stable code of a consistency request whose sizes the log cannot answer
+/// (`from > to`, `to` larger than the log, or a parameter missing or not a number).
+pub const CODE_LOG_RANGE: &str = "log.range";
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut resp = (status, value.to_string()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn range_error(message: String) -> Response {
+    json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({ "error": { "code": CODE_LOG_RANGE, "message": message } }),
+    )
+}
+
+/// The two sizes of `from=A&to=B` (either order of the pairs); any other parameter is refused.
+fn sizes(query: Option<&str>) -> Result<(u64, u64), String> {
+    let (mut from, mut to) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let n = v.parse::<u64>().map_err(|_| format!("{k} must be a decimal tree size"))?;
+        match k {
+            "from" => from = Some(n),
+            "to" => to = Some(n),
+            _ => return Err(format!("unknown parameter `{k}`")),
+        }
+    }
+    match (from, to) {
+        (Some(f), Some(t)) => Ok((f, t)),
+        _ => Err("both from and to are needed".into()),
+    }
+}
+
+/// `GET /v1/log/head`: the latest signed tree head.
+pub async fn head(State(server): State<Server>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = server.authenticate(&parts, body).await {
+        return e.into_response();
+    }
+    let head = server.tree_head();
+    let v = head.value();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "tree_head": hex::encode(head.to_bytes()),
+            "tree_size": v.tree_size,
+            "root_hash": hex::encode(v.root_hash),
+            "timestamp_us": v.timestamp_us,
+        }),
+    )
+}
+
+/// `GET /v1/log/consistency?from=A&to=B`: the RFC 9162 consistency proof between the trees
+/// of the first `A` and the first `B` entries.
+pub async fn consistency(State(server): State<Server>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = server.authenticate(&parts, body).await {
+        return e.into_response();
+    }
+    let (from, to) = match sizes(parts.uri.query()) {
+        Ok(s) => s,
+        Err(m) => return range_error(m),
+    };
+    let s = server.clone();
+    let proof = tokio::task::spawn_blocking(move || {
+        let log = lock(&s.inner.log);
+        let len = log.len();
+        if from > to || to > len {
+            return Err(format!(
+                "no consistency proof from {from} to {to}: the log has {len} entries and from must not exceed to"
+            ));
+        }
+        // Proving needs the subtree roots of the first `to` leaves: copy them out so that
+        // appends do not wait for the hashing.
+        let leaves = log.leaves().get(..to as usize).unwrap_or_default().to_vec();
+        drop(log);
+        merkle::consistency_proof(&leaves, from, to).map_err(|e| e.to_string())
+    })
+    .await;
+    match proof {
+        Ok(Ok(p)) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "from": from,
+                "to": to,
+                "proof": p.iter().map(hex::encode).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(Err(m)) => range_error(m),
+        Err(e) => ApiError::internal("a worker", e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sizes;
+
+    #[test]
+    fn sizes_parse_only_from_and_to() {
+        assert_eq!(sizes(Some("from=3&to=9")), Ok((3, 9)));
+        assert_eq!(sizes(Some("to=9&from=0")), Ok((0, 9)));
+        assert!(sizes(Some("from=3")).is_err());
+        assert!(sizes(None).is_err());
+        assert!(sizes(Some("from=-1&to=2")).is_err());
+        assert!(sizes(Some("from=1&to=2&x=1")).is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! The upload state of the vault, as `custody status` shows it: per recording, what is
+//! saved, what the server has receipted and what still waits (and since when), plus the
+//! enrollment and the custody-log head the device holds. Read from the vault's files and
+//! index only; nothing is asked of the server.
+
+use std::collections::BTreeSet;
+
+use custody_format::ids::PublicKey;
+use custody_format::record::Record;
+use serde::Serialize;
+
+use crate::log_check::{self, Inconsistency};
+use crate::store::{State, Vault};
+use crate::upload::{read_receipts, Enrollment, UploadError};
+
+/// The enrollment, as shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct EnrollmentStatus {
+    /// The server's URL.
+    pub url: String,
+    /// The label the legal team gave this device.
+    pub label: String,
+    /// The server's key.
+    pub server_key: String,
+    /// Its fingerprint, to compare with the legal team's.
+    pub server_fingerprint: String,
+    /// The pinned TLS certificate's SHA-256 (none for plain HTTP).
+    pub tls_sha256: Option<String>,
+}
+
+/// The custody-log head the device holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogHeadStatus {
+    /// Entries in the tree.
+    pub tree_size: u64,
+    /// Its root, hex.
+    pub root_hash: String,
+    /// What named it: `receipt` or `tree-head`.
+    pub source: String,
+    /// Device time it was stored, µs since the epoch.
+    pub stored_at_us: i64,
+}
+
+/// One recording's upload state.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordingStatus {
+    /// Recording id, hex.
+    pub id: String,
+    /// Recording, complete or cut off.
+    pub state: State,
+    /// Device time recording started, µs since the epoch.
+    pub started_at_us: i64,
+    /// Records saved (header, segments, end).
+    pub records: u64,
+    /// Segments saved.
+    pub segments: u64,
+    /// Records with a stored receipt.
+    pub records_receipted: u64,
+    /// Segments with a stored receipt.
+    pub segments_receipted: u64,
+    /// Records waiting for a receipt.
+    pub waiting: u64,
+    /// Position of the oldest record waiting.
+    pub oldest_waiting_seq: Option<u64>,
+    /// How long the oldest waiting record has existed (device clock: now minus the
+    /// record's own time), µs: the upload lag.
+    pub oldest_waiting_age_us: Option<i64>,
+    /// Server time of the latest receipt, µs since the epoch.
+    pub last_receipt_at_us: Option<i64>,
+}
+
+/// The whole upload state.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// The enrollment, if the vault is enrolled.
+    pub enrollment: Option<EnrollmentStatus>,
+    /// The log head held, if any receipt came yet.
+    pub log_head: Option<LogHeadStatus>,
+    /// The evidence of a failed log consistency check, if one ever failed.
+    pub log_inconsistent: Option<Inconsistency>,
+    /// Every recording, oldest first.
+    pub recordings: Vec<RecordingStatus>,
+    /// Records waiting in the whole vault.
+    pub waiting: u64,
+}
+
+fn record_time(r: &Record) -> i64 {
+    match r {
+        Record::Header(h) => h.started_at_us,
+        Record::Segment(s) => s.wall_last_us,
+        Record::End(e) => e.ended_at_us,
+    }
+}
+
+/// The upload state of `vault` at device time `now_us`.
+pub fn status(vault: &Vault, now_us: i64) -> Result<Status, UploadError> {
+    let dir = vault.dir();
+    let io = |what: &'static str| {
+        move |source| UploadError::Io { what, path: dir.to_path_buf(), source }
+    };
+    let enrollment = Enrollment::load(dir)?.map(|e| EnrollmentStatus {
+        server_fingerprint: PublicKey::parse(&e.server_key)
+            .map(|k| k.fingerprint().to_string())
+            .unwrap_or_default(),
+        url: e.url,
+        label: e.label,
+        server_key: e.server_key,
+        tls_sha256: e.tls_sha256,
+    });
+    let log_head =
+        log_check::held(dir).map_err(io("reading the log head in"))?.map(|h| LogHeadStatus {
+            tree_size: h.head.tree_size,
+            root_hash: h.head.root_hash,
+            source: h.head.source,
+            stored_at_us: h.stored_at_us,
+        });
+    let log_inconsistent = log_check::inconsistency(dir).map_err(io("reading the log check in"))?;
+    let pending = vault.index().pending()?;
+    let mut recordings = Vec::new();
+    for l in vault.listings()? {
+        let Ok(id) = custody_format::ids::RecordingId::parse(&l.summary.id) else { continue };
+        let receipts = read_receipts(&vault.recording_dir(&id))?;
+        let receipted: BTreeSet<u64> = receipts.iter().map(|r| r.value().seq).collect();
+        let segments_receipted: BTreeSet<u64> = receipts
+            .iter()
+            .filter(|r| r.value().ciphertext_sha256.is_some())
+            .map(|r| r.value().seq)
+            .collect();
+        let oldest = pending.iter().filter(|(p, _)| *p == id.0).map(|(_, s)| *s).min();
+        let records = vault.records(&id)?;
+        let age = oldest.and_then(|seq| {
+            records
+                .iter()
+                .find(|r| r.record().seq() == seq)
+                .map(|r| now_us.saturating_sub(record_time(r.record())))
+        });
+        recordings.push(RecordingStatus {
+            id: l.summary.id.clone(),
+            state: l.state,
+            started_at_us: l.summary.started_at_us,
+            records: records.len() as u64,
+            segments: l.summary.segments,
+            records_receipted: receipted.len() as u64,
+            segments_receipted: segments_receipted.len() as u64,
+            waiting: l.pending_upload,
+            oldest_waiting_seq: oldest,
+            oldest_waiting_age_us: age,
+            last_receipt_at_us: receipts.iter().map(|r| r.value().received_at_us).max(),
+        });
+    }
+    Ok(Status { enrollment, log_head, log_inconsistent, recordings, waiting: pending.len() as u64 })
+}

@@ -431,6 +431,20 @@ fn record(
                     break;
                 }
             }
+            Some("receipted") => {
+                println!(
+                    "          |     record {:>2} receipted by the server: signed receipt verified and stored {:.0} ms after it was saved",
+                    event["seq"].as_u64().unwrap_or(0),
+                    event["latency_ms"].as_f64().unwrap_or(0.0),
+                );
+            }
+            Some("upload") => {
+                println!(
+                    "          | upload: {} records receipted, {} waiting",
+                    event["receipted"].as_u64().unwrap_or(0),
+                    event["waiting"].as_u64().unwrap_or(0),
+                );
+            }
             Some("ended") => {
                 println!(
                     "          | ended ({}): {} segments",

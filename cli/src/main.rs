@@ -6,7 +6,9 @@
 mod cli;
 mod common;
 mod enroll;
+mod export;
 mod keygen;
+mod media;
 mod record;
 mod recordings;
 mod serve;
@@ -30,6 +32,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Export(args) => export::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),

@@ -126,12 +126,15 @@ pub struct Options<'a> {
     pub opener: Option<&'a dyn Opener>,
 }
 
-fn hash_file(source: &dyn Source, path: &str) -> std::io::Result<Hash> {
+/// Bytes read at a time while hashing: small enough that what a read copies is still in
+/// the core's cache when SHA-256 reads it (1 MiB reads took five times the system time).
+const HASH_CHUNK: usize = 64 << 10;
+
+fn hash_file(source: &dyn Source, path: &str, buf: &mut [u8]) -> std::io::Result<Hash> {
     let mut r = source.open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(buf)?;
         if n == 0 {
             return Ok(h.finalize().into());
         }
@@ -147,12 +150,15 @@ fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
     let results = std::sync::Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let h = hash_file(source, path).map_err(|e| e.to_string());
-                if let Ok(mut m) = results.lock() {
-                    m.insert((*path).clone(), h);
+            s.spawn(|| {
+                let mut buf = vec![0u8; HASH_CHUNK];
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let h = hash_file(source, path, &mut buf).map_err(|e| e.to_string());
+                    if let Ok(mut m) = results.lock() {
+                        m.insert((*path).clone(), h);
+                    }
                 }
             });
         }

@@ -87,3 +87,18 @@ fn tampered_verdict_lists_the_failure() {
     assert!(html.contains("class=\"verdict tampered\""));
     assert!(html.contains("<tr class=\"check failure\" data-code=\"segment.hash.mismatch\">"));
 }
+
+#[test]
+fn gaps_in_device_time_are_marked() {
+    let mut report = report_of(&parts(5, "device", "server", 4, true).bundle("device", "server"));
+    let html = render(&report, &HtmlExtras::default());
+    assert!(!html.contains("<rect class=\"gap\""));
+    // Segments 3 and 4 captured 30 s after segment 2 ended.
+    for s in report.segments.iter_mut().filter(|s| s.seq >= 3) {
+        s.wall_first_us += 30_000_000;
+        s.wall_last_us += 30_000_000;
+    }
+    let html = render(&report, &HtmlExtras::default());
+    assert_eq!(html.matches("<rect class=\"gap\" data-after=\"2\"").count(), 1);
+    assert_eq!(html.matches("<tr class=\"after-gap\">").count(), 1);
+}

@@ -104,11 +104,19 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     let (report, identities) = verified(bundle, args.trust.as_deref(), args.identity.as_deref())?;
     let mut extras = HtmlExtras::default();
     let mut original_json = None;
+    // A matching that cannot run (say, a segment that will not decrypt) does not hide the
+    // report: it is printed, then the error is returned.
+    let mut original_error = None;
     if let (Some(original), Some(ids)) = (&args.original, &identities) {
-        let segments = crate::media::segment_records(bundle)?;
-        let (section, json) = crate::media::match_original(bundle, ids, &segments, original)?;
-        extras.sections.push(section);
-        original_json = Some(json);
+        match crate::media::segment_records(bundle)
+            .and_then(|segs| crate::media::match_original(bundle, ids, &segs, original))
+        {
+            Ok((section, json)) => {
+                extras.sections.push(section);
+                original_json = Some(json);
+            }
+            Err(e) => original_error = Some(e),
+        }
     }
     if args.json {
         let mut value = serde_json::to_value(&report).unwrap_or_default();
@@ -137,8 +145,14 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
         }
         write_html(path, &report, &extras)?;
     }
+    let intact = matches!(report.verdict, Verdict::IntactComplete | Verdict::IntactCutOff { .. });
+    if let (false, Some(e)) = (intact, &original_error) {
+        eprintln!("custody: the original could not be matched: {}", e.message);
+    }
     match report.verdict {
-        Verdict::IntactComplete | Verdict::IntactCutOff { .. } => Ok(()),
+        Verdict::IntactComplete | Verdict::IntactCutOff { .. } => {
+            original_error.map_or(Ok(()), Err)
+        }
         Verdict::Tampered => Err(CliError::failed("the bundle failed verification")),
         Verdict::CouldNotCheck => Err(CliError::cannot("the bundle could not be fully checked")),
     }

@@ -83,22 +83,36 @@ fn export_plays_and_has_the_recordings_packet_digest() {
             .unwrap();
     assert_eq!(report["digest_matches"], true);
 
-    // And the check can fail: the exported file's own digest differs from another clip's.
-    let other = tmp.path().join("other.mp4");
-    make_clip(&other, 3, 1);
-    let d = custody_capture::digest_file(
-        &video,
-        &[custody_capture::Boundary { start_us: 0, at_keyframe: true }],
-        None,
-    )
-    .unwrap();
-    let o = custody_capture::digest_file(
-        &other,
-        &[custody_capture::Boundary { start_us: 0, at_keyframe: true }],
-        None,
-    )
-    .unwrap();
-    assert_ne!(d[0].packet_digest, o[0].packet_digest);
+    // The same check, done here, and shown able to fail: the export cut where the
+    // recording was cut has every record's digest; a re-encoded copy of it has none.
+    let boundaries: Vec<custody_capture::Boundary> = real
+        .segments
+        .iter()
+        .map(|s| custody_capture::Boundary { start_us: s.media_start_us, at_keyframe: true })
+        .collect();
+    let signed: Vec<[u8; 32]> = real.segments.iter().map(|s| s.packet_digest).collect();
+    let digests = |path: &std::path::Path| -> Vec<[u8; 32]> {
+        custody_capture::digest_file(path, &boundaries, None)
+            .unwrap()
+            .into_iter()
+            .map(|d| d.packet_digest.0)
+            .collect()
+    };
+    assert_eq!(digests(&video), signed);
+    let reencoded = tmp.path().join("reencoded.mp4");
+    ffmpeg(&[
+        "-i",
+        video.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "copy",
+        reencoded.to_str().unwrap(),
+    ]);
+    let theirs = digests(&reencoded);
+    assert!(theirs.iter().zip(&signed).all(|(a, b)| a != b));
 }
 
 #[test]

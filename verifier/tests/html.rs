@@ -102,3 +102,15 @@ fn gaps_in_device_time_are_marked() {
     assert_eq!(html.matches("<rect class=\"gap\" data-after=\"2\"").count(), 1);
     assert_eq!(html.matches("<tr class=\"after-gap\">").count(), 1);
 }
+
+#[test]
+fn an_unconfirmed_signer_is_not_shown_as_settled() {
+    let b = parts(6, "device", "server", 2, true).bundle("device", "server");
+    let dir = tempfile::tempdir().unwrap();
+    b.write(dir.path());
+    let source = custody_verifier::Dir::open(dir.path()).unwrap();
+    let report = verify(&source, &Options::default()).unwrap();
+    let html = render(&report, &HtmlExtras::default());
+    assert!(html.contains("Verdict: <strong>Intact and complete</strong>"));
+    assert!(html.contains("class=\"verdict cutoff\"") && html.contains("UNCONFIRMED"));
+}

@@ -31,7 +31,7 @@ pub struct Section {
 pub struct HtmlExtras {
     /// A small JPEG or PNG of each segment's first frame, by chain position.
     pub thumbnails: BTreeMap<u64, Vec<u8>>,
-    /// Further sections, shown after the segments.
+    /// Further sections, shown after the verdict and keys.
     pub sections: Vec<Section>,
 }
 
@@ -139,7 +139,11 @@ fn entry_words(t: EntryType) -> &'static str {
 /// The whole page.
 pub fn render(report: &Report, extras: &HtmlExtras) -> String {
     let mut o = String::with_capacity(64 << 10);
-    let (headline, class) = verdict_words(&report.verdict);
+    let (headline, mut class) = verdict_words(&report.verdict);
+    // An intact bundle whose signer is not confirmed is not shown as settled.
+    if class == "intact" && !matches!(report.trust, Trust::Trusted { .. }) {
+        class = "cutoff";
+    }
     o.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     o.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     let _ = write!(
@@ -214,14 +218,8 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
     }
     o.push_str("</table></section>");
 
-    // 3. The timeline.
-    o.push_str("<section><h2>Timeline</h2><p class=\"note\">Each bar is one segment as the device captured it; each dot is the server's signed receipt for it. A slanted line is the upload delay.</p>");
-    o.push_str(&timeline::svg(&report.segments, &report.verdict));
-    o.push_str("</section>");
-
-    // 4. The segments.
-    segments_table(&mut o, &report.segments, &extras.thumbnails);
-
+    // What the caller checked beyond the bundle (an export, an original), right after
+    // the verdict and keys it depends on.
     for s in &extras.sections {
         let _ = write!(
             o,
@@ -232,6 +230,14 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
         checks_table(&mut o, &s.checks);
         o.push_str("</section>");
     }
+
+    // 3. The timeline.
+    o.push_str("<section><h2>Timeline</h2><p class=\"note\">Each bar is one segment as the device captured it; each dot is the server's signed receipt for it. A slanted line is the upload delay.</p>");
+    o.push_str(&timeline::svg(&report.segments, &report.verdict));
+    o.push_str("</section>");
+
+    // 4. The segments.
+    segments_table(&mut o, &report.segments, &extras.thumbnails);
 
     // 5. The custody log.
     custody_log(&mut o, &report.custody_log);

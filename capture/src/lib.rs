@@ -27,6 +27,8 @@
 //!
 //! [`digest_file`] computes the packet digests of any media file cut where a recording's
 //! segments were cut, so an original from the phone can be matched against the recording.
+//! [`remux_to_mp4`], [`thumbnails`] and [`packet_hashes`] read a recording back from its
+//! decrypted segments, in memory, for export, reports and matching.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -38,8 +40,10 @@ mod file_digest;
 mod input;
 mod interleave;
 mod lane;
+mod matching;
 mod muxer;
 mod recorder;
+mod replay;
 mod segment;
 mod settings;
 mod sink;
@@ -50,8 +54,12 @@ pub use encode::EncodeError;
 pub use file_digest::{digest_file, FileDigestError, FileSegmentDigest};
 pub use input::InputError;
 pub use lane::StreamError;
+pub use matching::{compare, Comparison, SegmentMatch, SegmentOutcome, SegmentSpan};
 pub use muxer::MuxError;
 pub use recorder::{Capture, CaptureError, StopHandle};
+pub use replay::{
+    packet_hashes, remux_to_mp4, thumbnails, Media, PacketHash, Pieces, RemuxSummary, ReplayError,
+};
 pub use segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started, StreamParams};
 pub use settings::{Container, Settings, Source};
 

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Observers:    keygen, enroll, record, import, upload, status, recordings, vault
-Lawyers:      login, recordings --server, fetch, verify
+Lawyers:      login, recordings --server, fetch, verify, export
 Legal teams:  serve, admin
 Set-up:       completions, man
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
@@ -95,6 +95,16 @@ pub enum Command {
     /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/
     /// Example: custody verify --trust server.pub --identity case.agekey bundle.tar --json
     Verify(VerifyArgs),
+
+    /// Export a bundle's recording as one playable MP4, with proof that it is the same media.
+    ///
+    /// Verifies the bundle first and refuses a tampered one; a cut-off recording is exported
+    /// up to where it is proven. Decrypts the segments in memory, joins them into one MP4
+    /// without re-encoding, then checks that the MP4's packets have every segment's signed
+    /// packet digest, and writes FILE.report.html and FILE.report.json beside it saying so.
+    ///
+    /// Example: custody export --identity case.agekey --trust server.pub bundle.tar -o video.mp4
+    Export(ExportArgs),
 
     /// Run the legal team's server: enrollment, authenticated ingest, receipts, custody log.
     ///
@@ -224,6 +234,40 @@ pub struct VerifyArgs {
     pub identity: Option<PathBuf>,
 
     /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the report as one self-contained HTML file, for a court. With
+    /// --identity it shows each segment's first frame.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Match a file recorded on the phone itself (any container) against the sealed
+    /// recording, packet by packet (needs --identity). Does not change the verdict or the
+    /// exit code; the result is a section of the report.
+    #[arg(long, value_name = "FILE", requires = "identity")]
+    pub original: Option<PathBuf>,
+}
+
+/// `custody export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The bundle: a directory, or its .tar file.
+    pub bundle: PathBuf,
+
+    /// The legal team's age identity file, to decrypt the segments.
+    #[arg(long, value_name = "FILE")]
+    pub identity: PathBuf,
+
+    /// The MP4 file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// The server key to trust: `ed25519:…`, or a file holding it.
+    #[arg(long, value_name = "KEY_OR_FILE")]
+    pub trust: Option<String>,
+
+    /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -7,9 +7,11 @@ mod cli;
 mod common;
 mod docs_cmd;
 mod enroll;
+mod export;
 mod keygen;
 mod lawyer;
 mod live_upload;
+mod media;
 mod record;
 mod recordings;
 mod serve;
@@ -35,6 +37,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Recordings(args) => recordings::run(&vault, args),
         Command::Vault(cmd) => vault_cmd::run(&vault, cmd),
         Command::Verify(args) => verify::run(args),
+        Command::Export(args) => export::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use custody_format::ids::PublicKey;
 use custody_format::report::{CheckState, Verdict};
+use custody_verifier::html::HtmlExtras;
 use custody_verifier::{Opener, Options, Report, Trust};
 
 use crate::cli::VerifyArgs;
@@ -30,7 +31,17 @@ fn trust_key(arg: Option<&str>) -> Result<Option<PublicKey>, CliError> {
     })
 }
 
-fn text_report(r: &Report) -> String {
+fn state_word(state: CheckState) -> &'static str {
+    match state {
+        CheckState::Ok => "ok",
+        CheckState::Warning => "WARNING",
+        CheckState::Failure => "FAILURE",
+        CheckState::NotChecked => "not checked",
+    }
+}
+
+/// The report as text.
+pub fn text_report(r: &Report) -> String {
     let mut out = String::new();
     let headline = match &r.verdict {
         Verdict::IntactComplete => "INTACT AND COMPLETE",
@@ -65,13 +76,7 @@ fn text_report(r: &Report) -> String {
     }
     out.push_str(&format!("Segments:  {}\n\nChecks:\n", r.segments.len()));
     for c in &r.checks {
-        let state = match c.state {
-            CheckState::Ok => "ok",
-            CheckState::Warning => "WARNING",
-            CheckState::Failure => "FAILURE",
-            CheckState::NotChecked => "not checked",
-        };
-        out.push_str(&format!("  [{state}] {} — {}\n", c.code, c.message));
+        out.push_str(&format!("  [{}] {} — {}\n", state_word(c.state), c.code, c.message));
     }
     out
 }
@@ -89,40 +94,88 @@ fn saved_trust() -> Result<Option<PublicKey>, CliError> {
     Ok(Some(key))
 }
 
-pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
-    let trust = match args.trust.as_deref() {
+/// Verifies the bundle at `bundle`, decrypting every segment if `identity` is given.
+pub fn verified(
+    bundle: &Path,
+    trust: Option<&str>,
+    identity: Option<&Path>,
+) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
+    let trust = match trust {
         Some(t) => trust_key(Some(t))?,
         None => saved_trust()?,
     };
-    let identities = match &args.identity {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::cannot(format!("{}: {e}", path.display())))?;
-            let ids = custody_vault::keys::parse_identities(&text);
-            if ids.is_empty() {
-                return Err(CliError::cannot(format!(
-                    "{} holds no age identity (AGE-SECRET-KEY-1…)",
-                    path.display()
-                )));
-            }
-            Some(AgeOpener(ids))
-        }
-        None => None,
-    };
-    let source = custody_verifier::source::open(Path::new(&args.bundle)).map_err(|e| {
+    let identities = identity.map(crate::media::identities).transpose()?;
+    let source = custody_verifier::source::open(bundle).map_err(|e| {
         CliError::cannot(e.to_string()).hint("give a bundle directory or its .tar file")
     })?;
-    let options = Options { trust, opener: identities.as_ref().map(|o| o as &dyn Opener) };
+    let opener = identities.clone().map(AgeOpener);
+    let options = Options { trust, opener: opener.as_ref().map(|o| o as &dyn Opener) };
     let report = custody_verifier::verify(source.as_ref(), &options)
         .map_err(|e| CliError::cannot(e.to_string()))?;
+    Ok((report, identities))
+}
+
+pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
+    let bundle = Path::new(&args.bundle);
+    let (report, identities) = verified(bundle, args.trust.as_deref(), args.identity.as_deref())?;
+    let mut extras = HtmlExtras::default();
+    let mut original_json = None;
+    // A matching that cannot run (say, a segment that will not decrypt) does not hide the
+    // report: it is printed, then the error is returned.
+    let mut original_error = None;
+    if let (Some(original), Some(ids)) = (&args.original, &identities) {
+        match crate::media::segment_records(bundle)
+            .and_then(|segs| crate::media::match_original(bundle, ids, &segs, original))
+        {
+            Ok((section, json)) => {
+                extras.sections.push(section);
+                original_json = Some(json);
+            }
+            Err(e) => original_error = Some(e),
+        }
+    }
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()));
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        if let (Some(o), Some(map)) = (original_json, value.as_object_mut()) {
+            map.insert("original".into(), o);
+        }
+        print(&format!("{}\n", serde_json::to_string_pretty(&value).unwrap_or_default()));
     } else {
-        print(&text_report(&report));
+        let mut text = text_report(&report);
+        for s in &extras.sections {
+            text.push_str(&format!("\n{}:\n{}\n", s.title, s.summary));
+            for c in &s.checks {
+                text.push_str(&format!("  [{}] {} — {}\n", state_word(c.state), c.code, c.message));
+            }
+        }
+        print(&text);
+    }
+    if let Some(path) = &args.html {
+        if let Some(ids) = &identities {
+            match crate::media::segment_records(bundle)
+                .and_then(|segs| crate::media::thumbnails(bundle, ids, &segs))
+            {
+                Ok(t) => extras.thumbnails = t,
+                Err(e) => eprintln!("custody: the report has no thumbnails: {}", e.message),
+            }
+        }
+        write_html(path, &report, &extras)?;
+    }
+    let intact = matches!(report.verdict, Verdict::IntactComplete | Verdict::IntactCutOff { .. });
+    if let (false, Some(e)) = (intact, &original_error) {
+        eprintln!("custody: the original could not be matched: {}", e.message);
     }
     match report.verdict {
-        Verdict::IntactComplete | Verdict::IntactCutOff { .. } => Ok(()),
+        Verdict::IntactComplete | Verdict::IntactCutOff { .. } => {
+            original_error.map_or(Ok(()), Err)
+        }
         Verdict::Tampered => Err(CliError::failed("the bundle failed verification")),
         Verdict::CouldNotCheck => Err(CliError::cannot("the bundle could not be fully checked")),
     }
+}
+
+/// Writes the HTML report to `path`.
+pub fn write_html(path: &Path, report: &Report, extras: &HtmlExtras) -> Result<(), CliError> {
+    std::fs::write(path, custody_verifier::html::render(report, extras))
+        .map_err(|e| CliError::cannot(format!("{}: {e}", path.display())))
 }

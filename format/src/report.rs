@@ -254,6 +254,20 @@ codes! {
         "Each segment's media time starts where the previous one ended (within 100 ms).";
     MEDIA_DISCONTINUITY = "media.discontinuity", Warning,
         "A segment's media time does not continue from the previous segment's (more than 100 ms apart).";
+    EXPORT_DIGEST_MATCH = "export.digest.match", Ok,
+        "An exported file, cut where the recording's segments were cut, has each segment's signed packet digest: it holds the same media packets. (Reported beside the bundle's checks; it does not change the verdict.)";
+    EXPORT_DIGEST_MISMATCH = "export.digest.mismatch", Failure,
+        "An exported file's packets differ from a segment's signed packet digest. (Reported beside the bundle's checks; it does not change the verdict.)";
+    ORIGINAL_SEGMENT_MATCH = "original.segment.match", Ok,
+        "Every packet of a segment is in the original file, unchanged, at the same time. (Matching an original is reported beside the bundle's checks; it does not change the verdict.)";
+    ORIGINAL_SEGMENT_PARTIAL = "original.segment.partial", Warning,
+        "Some packets of a segment are in the original file unchanged; the rest lie outside the time the original covers (a trimmed copy).";
+    ORIGINAL_SEGMENT_DIFFERS = "original.segment.differs", Failure,
+        "The original file covers a segment's time with other packets (edited or re-encoded).";
+    ORIGINAL_SEGMENT_ABSENT = "original.segment.absent", Warning,
+        "The original file does not cover a segment's time at all.";
+    ORIGINAL_RANGE_ONLY_ORIGINAL = "original.range.only_original", Warning,
+        "The original file holds packets, in the time range stated, that the recording does not.";
 }
 
 #[cfg(test)]

@@ -126,12 +126,15 @@ pub struct Options<'a> {
     pub opener: Option<&'a dyn Opener>,
 }
 
-fn hash_file(source: &dyn Source, path: &str) -> std::io::Result<Hash> {
+/// Bytes read at a time while hashing: small enough that what a read copies is still in
+/// the core's cache when SHA-256 reads it (1 MiB reads took five times the system time).
+const HASH_CHUNK: usize = 64 << 10;
+
+fn hash_file(source: &dyn Source, path: &str, buf: &mut [u8]) -> std::io::Result<Hash> {
     let mut r = source.open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = r.read(&mut buf)?;
+        let n = r.read(buf)?;
         if n == 0 {
             return Ok(h.finalize().into());
         }
@@ -147,12 +150,15 @@ fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
     let results = std::sync::Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(path) = paths.get(i) else { break };
-                let h = hash_file(source, path).map_err(|e| e.to_string());
-                if let Ok(mut m) = results.lock() {
-                    m.insert((*path).clone(), h);
+            s.spawn(|| {
+                let mut buf = vec![0u8; HASH_CHUNK];
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let h = hash_file(source, path, &mut buf).map_err(|e| e.to_string());
+                    if let Ok(mut m) = results.lock() {
+                        m.insert((*path).clone(), h);
+                    }
                 }
             });
         }
@@ -348,6 +354,10 @@ fn check_segments(
     let mut ok = true;
     let mut plain_ok = true;
     let mut named = std::collections::BTreeSet::new();
+    let mut opened = match opener {
+        Some(opener) => open_all(source, records, opener),
+        None => BTreeMap::new(),
+    };
     for r in records.values() {
         let Record::Segment(s) = r.record() else { continue };
         let path = bundle::segment_path(s.seq);
@@ -376,15 +386,13 @@ fn check_segments(
                 );
             }
         }
-        if let (Some(opener), Some(_)) = (opener, len) {
-            let result = source
-                .read_small(&path, 1 << 30)
-                .map_err(|e| e.to_string())
-                .and_then(|ct| opener.open(&ct));
+        if let (Some(_), Some(_)) = (opener, len) {
+            let result = opened
+                .remove(&s.seq)
+                .unwrap_or_else(|| Err("the segment was not decrypted".into()));
             match result {
-                Ok(p)
-                    if p.len() as u64 == s.plaintext_len
-                        && <[u8; 32]>::from(Sha256::digest(&p)) == s.plaintext_sha256 => {}
+                Ok((plain_len, plain_sha))
+                    if plain_len == s.plaintext_len && plain_sha == s.plaintext_sha256 => {}
                 Ok(_) => {
                     plain_ok = false;
                     checks.push(
@@ -429,6 +437,45 @@ fn check_segments(
             "every segment decrypts to the plaintext its record states",
         ));
     }
+}
+
+/// Decrypts every sealed segment a record names, on all cores, keeping only each
+/// plaintext's length and SHA-256 (a segment's plaintext is dropped as soon as it is hashed,
+/// so memory stays at a few segments whatever the recording's length).
+fn open_all(
+    source: &dyn Source,
+    records: &BTreeMap<u64, &SignedRecord>,
+    opener: &dyn Opener,
+) -> BTreeMap<u64, Result<(u64, Hash), String>> {
+    let seqs: Vec<u64> = records
+        .values()
+        .filter_map(|r| match r.record() {
+            Record::Segment(s) if source.files().contains_key(&bundle::segment_path(s.seq)) => {
+                Some(s.seq)
+            }
+            _ => None,
+        })
+        .collect();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&seq) = seqs.get(i) else { break };
+                let result = source
+                    .read_small(&bundle::segment_path(seq), 1 << 30)
+                    .map_err(|e| e.to_string())
+                    .and_then(|ct| opener.open(&ct))
+                    .map(|p| (p.len() as u64, <[u8; 32]>::from(Sha256::digest(&p))));
+                if let Ok(mut m) = results.lock() {
+                    m.insert(seq, result);
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_default()
 }
 
 /// Log entries with their index and leaf hash, each proven against the head.

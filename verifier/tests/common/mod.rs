@@ -46,7 +46,6 @@ pub fn sealed(recording: u8, n: u64, len: usize) -> Vec<u8> {
 /// receipted and logged), ended if `ended`.
 pub fn parts(recording: u8, device: &str, server: &str, segments: u64, ended: bool) -> Parts {
     let dkey = testkit::key(device);
-    let skey = testkit::key(server);
     let (mut b, header) =
         ChainBuilder::start(testkit::header(recording, &dkey), dkey.clone()).unwrap();
     let mut records = vec![header];
@@ -69,7 +68,18 @@ pub fn parts(recording: u8, device: &str, server: &str, segments: u64, ended: bo
             None,
         ));
     }
-    let device_pub = testkit::public(device);
+    receipted(records, seg_bytes, testkit::public(device), server)
+}
+
+/// A real recording's records and sealed segments (made by any device key), every record
+/// receipted and logged by `server` as a live upload would have them.
+pub fn receipted(
+    records: Vec<SignedRecord>,
+    seg_bytes: BTreeMap<u64, Vec<u8>>,
+    device_pub: custody_format::ids::PublicKey,
+    server: &str,
+) -> Parts {
+    let skey = testkit::key(server);
     let mut enrolled = LogEntry::new(EntryType::DeviceEnrolled, testkit::T0_US - 86_400_000_000);
     enrolled.device_key = Some(device_pub);
     enrolled.label = Some("observer-7".into());
@@ -115,6 +125,11 @@ pub fn parts(recording: u8, device: &str, server: &str, segments: u64, ended: bo
 impl Parts {
     /// The bundle of these parts, signed by `server`, with a fresh manifest.
     pub fn bundle(&self, device: &str, server: &str) -> Bundle {
+        self.bundle_for(testkit::public(device), server)
+    }
+
+    /// The bundle of these parts for the device key `device`, signed by `server`.
+    pub fn bundle_for(&self, device: custody_format::ids::PublicKey, server: &str) -> Bundle {
         let skey = testkit::key(server);
         let mut files = BTreeMap::new();
         files.insert(bundle::MARKER.to_string(), bundle::MARKER_CONTENT.as_bytes().to_vec());
@@ -132,7 +147,7 @@ impl Parts {
         );
         let cert = Signed::sign(
             DeviceCertificate {
-                device_key: testkit::public(device),
+                device_key: device,
                 label: "observer-7".into(),
                 enrolled_at_us: self.entries[0].at_us,
                 server_key: testkit::public(server),

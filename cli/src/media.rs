@@ -1,0 +1,184 @@
+//! A bundle's recording read back through FFmpeg, for the lawyer's commands: its segments
+//! decrypted in memory one at a time (on a thread of their own, so decryption overlaps
+//! with demuxing), thumbnails for the report, and matching against an original file.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use custody_capture::{Media, Pieces, SegmentMatch, SegmentSpan};
+use custody_format::bundle;
+use custody_format::record::{CutReason, Record, SegmentRecord, SignedRecord};
+use custody_format::report::{code, Check};
+use custody_verifier::html::Section;
+
+use crate::common::CliError;
+
+/// Thumbnail width, pixels.
+const THUMB_WIDTH: u32 = 160;
+
+/// The legal team's identities from an age identity file.
+pub fn identities(path: &Path) -> Result<Vec<age::x25519::Identity>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::cannot(format!("{}: {e}", path.display())))?;
+    let ids = custody_vault::keys::parse_identities(&text);
+    if ids.is_empty() {
+        return Err(CliError::cannot(format!(
+            "{} holds no age identity (AGE-SECRET-KEY-1…)",
+            path.display()
+        )));
+    }
+    Ok(ids)
+}
+
+/// The bundle's segment records, in chain order (the verifier has checked them already;
+/// unreadable records simply end the list).
+pub fn segment_records(bundle_path: &Path) -> Result<Vec<SegmentRecord>, CliError> {
+    let source =
+        custody_verifier::source::open(bundle_path).map_err(|e| CliError::cannot(e.to_string()))?;
+    let bytes = source
+        .read_small(bundle::RECORDS, 64 << 20)
+        .map_err(|e| CliError::cannot(format!("{}: {e}", bundle::RECORDS)))?;
+    let records = SignedRecord::parse_all(&bytes).unwrap_or_default();
+    let mut segments: Vec<SegmentRecord> = records
+        .iter()
+        .filter_map(|r| match r.record() {
+            Record::Segment(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    segments.sort_by_key(|s| s.seq);
+    Ok(segments)
+}
+
+/// The recording's plaintext, segment after segment, decrypted in memory on a thread.
+pub fn plaintext(bundle_path: &Path, ids: &[age::x25519::Identity], seqs: Vec<u64>) -> Media {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(2);
+    let bundle_path = bundle_path.to_path_buf();
+    let ids = ids.to_vec();
+    std::thread::spawn(move || {
+        let source = match custody_verifier::source::open(&bundle_path) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        for seq in seqs {
+            let piece = source
+                .read_small(&bundle::segment_path(seq), 1 << 30)
+                .and_then(|ct| custody_vault::seal::open(&ct, &ids))
+                .map_err(|e| io::Error::other(format!("segment {seq}: {e}")));
+            let failed = piece.is_err();
+            if tx.send(piece).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Media::Pieces(Pieces::new(rx.into_iter()))
+}
+
+/// Where each segment starts, as [`custody_capture::digest_file`] cuts another copy.
+pub fn boundaries(segments: &[SegmentRecord]) -> Vec<custody_capture::Boundary> {
+    let mut prev_forced = false;
+    segments
+        .iter()
+        .map(|s| {
+            let b =
+                custody_capture::Boundary { start_us: s.media_start_us, at_keyframe: !prev_forced };
+            prev_forced = s.cut == CutReason::ForcedCap;
+            b
+        })
+        .collect()
+}
+
+/// A JPEG of each segment's first frame.
+pub fn thumbnails(
+    bundle_path: &Path,
+    ids: &[age::x25519::Identity],
+    segments: &[SegmentRecord],
+) -> Result<BTreeMap<u64, Vec<u8>>, CliError> {
+    let media = plaintext(bundle_path, ids, segments.iter().map(|s| s.seq).collect());
+    let starts: Vec<i64> = segments.iter().map(|s| s.media_start_us).collect();
+    let thumbs = custody_capture::thumbnails(media, &starts, THUMB_WIDTH)
+        .map_err(|e| CliError::cannot(format!("thumbnails: {e}")))?;
+    Ok(segments.iter().zip(thumbs).filter_map(|(s, t)| t.map(|t| (s.seq, t))).collect())
+}
+
+fn seconds(us: i64) -> String {
+    format!("{:.3}", us as f64 / 1e6)
+}
+
+/// Matches `original` against the sealed recording: a report section and its JSON.
+pub fn match_original(
+    bundle_path: &Path,
+    ids: &[age::x25519::Identity],
+    segments: &[SegmentRecord],
+    original: &Path,
+) -> Result<(Section, serde_json::Value), CliError> {
+    let recording = custody_capture::packet_hashes(plaintext(
+        bundle_path,
+        ids,
+        segments.iter().map(|s| s.seq).collect(),
+    ))
+    .map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
+    let theirs =
+        custody_capture::packet_hashes(Media::File(original.to_path_buf())).map_err(|e| {
+            CliError::cannot(format!("{}: {e}", original.display()))
+                .hint("give a video file FFmpeg can read (mp4, mov, mkv, ts, …)")
+        })?;
+    let spans: Vec<SegmentSpan> = segments
+        .iter()
+        .map(|s| SegmentSpan { seq: s.seq, start_us: s.media_start_us, end_us: s.media_end_us })
+        .collect();
+    let c = custody_capture::compare(&recording, &spans, &theirs);
+    let mut checks = Vec::new();
+    for s in &c.segments {
+        let (code, what) = match s.outcome {
+            SegmentMatch::Match => (code::ORIGINAL_SEGMENT_MATCH, "is in the original, unchanged".to_string()),
+            SegmentMatch::Partial => (
+                code::ORIGINAL_SEGMENT_PARTIAL,
+                format!("is partly in the original: {} of its {} packets match, the rest lie outside the original", s.matched, s.packets),
+            ),
+            SegmentMatch::Differs => (
+                code::ORIGINAL_SEGMENT_DIFFERS,
+                format!("differs: the original covers its time, but only {} of its {} packets are in it", s.matched, s.packets),
+            ),
+            SegmentMatch::Absent => (code::ORIGINAL_SEGMENT_ABSENT, "is not in the original (outside its time range)".to_string()),
+        };
+        checks.push(Check::new(code, format!("segment {} {what}", s.seq)).at(s.seq));
+    }
+    for (a, b) in &c.only_in_original {
+        checks.push(Check::new(
+            code::ORIGINAL_RANGE_ONLY_ORIGINAL,
+            format!("the original has media from {} s to {} s (recording time) that the recording does not", seconds(*a), seconds(*b)),
+        ));
+    }
+    let count = |m: SegmentMatch| c.segments.iter().filter(|s| s.outcome == m).count();
+    let only_rec: Vec<String> = c
+        .only_in_recording
+        .iter()
+        .map(|(a, b)| format!("{}–{} s", seconds(*a), seconds(*b)))
+        .collect();
+    let summary = format!(
+        "{}: {} of {} segments match packet for packet, {} partly, {} differ, {} are not in it. {} of the recording's {} packets are in the original; {} of the original's {} packets are in the recording.{}",
+        original.file_name().map_or_else(|| original.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        count(SegmentMatch::Match),
+        c.segments.len(),
+        count(SegmentMatch::Partial),
+        count(SegmentMatch::Differs),
+        count(SegmentMatch::Absent),
+        c.recording_packets.1,
+        c.recording_packets.0,
+        c.original_packets.1,
+        c.original_packets.0,
+        if only_rec.is_empty() { String::new() } else { format!(" Only in the recording: {}.", only_rec.join(", ")) },
+    );
+    let json = serde_json::json!({
+        "file": original.display().to_string(),
+        "summary": summary,
+        "comparison": c,
+        "checks": checks,
+    });
+    Ok((Section { title: "Original file from the device".into(), summary, checks }, json))
+}

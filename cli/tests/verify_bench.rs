@@ -1,0 +1,159 @@
+//! Verification throughput on a ~1 GB bundle of a real recording, against `openssl dgst
+//! -sha256` over the same bytes and `age -d` over the same segments, in the same run; and
+//! the verifier's peak memory. Ignored by default (it imports 1 GB first):
+//!
+//! ```text
+//! cargo test --release -p custody-cli --test verify_bench -- --ignored --nocapture
+//! ```
+//!
+//! The media is `CUSTODY_BENCH_MEDIA`, else `target/bench-cache/1080p-h264-aac.mp4` (the
+//! 1 GB H.264 + AAC file `cargo xtask bench` caches). Prints one line
+//! `VERIFY_BENCH_JSON {...}` for the benchmark tooling. The page cache is warmed before each
+//! timed run, so what is compared is the work done on bytes in memory.
+
+#[path = "../../verifier/tests/common/mod.rs"]
+mod bundles;
+mod common;
+mod real;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use real::Real;
+
+fn media() -> PathBuf {
+    let path = std::env::var_os("CUSTODY_BENCH_MEDIA").map(PathBuf::from).unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache/1080p-h264-aac.mp4")
+    });
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask bench` once, or set CUSTODY_BENCH_MEDIA to a ~1 GB H.264 file",
+        path.display()
+    );
+    path
+}
+
+/// The best of three runs of `cmd` (the machine is shared: the fastest run is the one
+/// least disturbed): wall seconds, CPU seconds (user + system) and peak RSS in KiB (the
+/// largest of the three).
+fn timed(cmd: &mut Command) -> (f64, f64, i64) {
+    let runs: Vec<(f64, f64, i64)> = (0..3).map(|_| timed_once(cmd)).collect();
+    let best = runs.iter().copied().fold((f64::MAX, 0.0, 0), |b, r| if r.0 < b.0 { r } else { b });
+    (best.0, best.1, runs.iter().map(|r| r.2).max().unwrap_or(0))
+}
+
+fn timed_once(cmd: &mut Command) -> (f64, f64, i64) {
+    // GNU time forks the program from its own small process: a child spawned directly
+    // from this one would count this process's peak RSS as its own (Linux carries the
+    // spawning memory's high-water mark across exec).
+    let rss_file = tempfile::NamedTempFile::new().unwrap();
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped.arg("-f").arg("%M").arg("-o").arg(rss_file.path());
+    wrapped.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let cmd = &mut wrapped;
+    let start = Instant::now();
+    // Reaped by `wait4` below, which also gives its peak RSS (`Child::wait` cannot).
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for; the pointers are to live locals.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{cmd:?} failed: {status}");
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let rss: i64 = std::fs::read_to_string(rss_file.path()).unwrap().trim().parse().unwrap();
+    (secs, cpu(usage.ru_utime) + cpu(usage.ru_stime), rss)
+}
+
+fn warm(files: &[PathBuf]) {
+    for f in files {
+        let _ = std::fs::read(f).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "imports a 1 GB file; run explicitly, in release mode"]
+fn verify_throughput_against_openssl_and_age() {
+    let mut real = Real::import(&media());
+    // CUSTODY_BENCH_KEEP=DIR keeps the bundle (and the case key) there, to look at.
+    let bundle = match std::env::var_os("CUSTODY_BENCH_KEEP") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            real.bundle.write(&dir.join("bundle"));
+            std::fs::copy(&real.env.case_key, dir.join("case.agekey")).unwrap();
+            dir.join("bundle")
+        }
+        None => real.write(&real.bundle, "bundle"),
+    };
+    // Free the 1 GB held in memory: a child's peak RSS counts what it shared with this
+    // process before it started the program.
+    real.bundle.files.clear();
+    let segment_files: Vec<PathBuf> = real
+        .segments
+        .iter()
+        .map(|s| bundle.join(custody_format::bundle::segment_path(s.seq)))
+        .collect();
+    let all_files: Vec<PathBuf> =
+        common::files_under(&bundle).into_iter().filter(|p| p.is_file()).collect();
+    let bytes: u64 = all_files.iter().map(|p| p.metadata().unwrap().len()).sum();
+    let segment_bytes: u64 = segment_files.iter().map(|p| p.metadata().unwrap().len()).sum();
+    let mb = |b: u64, s: f64| b as f64 / 1e6 / s;
+    let server = Real::server();
+
+    warm(&all_files);
+    let (openssl_s, openssl_cpu, _) =
+        timed(Command::new("openssl").args(["dgst", "-sha256"]).args(&all_files));
+    warm(&all_files);
+    let (verify_s, verify_cpu, verify_rss) =
+        timed(real.env.cmd().args(["verify", "--trust", &server, "--json"]).arg(&bundle));
+
+    warm(&segment_files);
+    let script = "key=$1; shift; for f in \"$@\"; do age -d -i \"$key\" \"$f\" || exit 1; done";
+    let (age_s, age_cpu, _) = timed(
+        Command::new("bash")
+            .args(["-c", script, "age-loop"])
+            .arg(&real.env.case_key)
+            .args(&segment_files),
+    );
+    warm(&all_files);
+    let key = real.env.case_key.to_str().unwrap().to_string();
+    let (ident_s, ident_cpu, ident_rss) = timed(
+        real.env
+            .cmd()
+            .args(["verify", "--trust", &server, "--identity", &key, "--json"])
+            .arg(&bundle),
+    );
+
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let line = serde_json::json!({
+        "load_average_1m": load.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()),
+        "verify_cpu_s": verify_cpu,
+        "openssl_cpu_s": openssl_cpu,
+        "verify_identity_cpu_s": ident_cpu,
+        "age_cpu_s": age_cpu,
+        "bundle_bytes": bytes,
+        "segments": real.segments.len(),
+        "verify_mb_s": mb(bytes, verify_s),
+        "openssl_sha256_mb_s": mb(bytes, openssl_s),
+        "verify_vs_openssl": openssl_s / verify_s,
+        "verify_peak_rss_kib": verify_rss,
+        "verify_identity_mb_s": mb(segment_bytes, ident_s),
+        "age_decrypt_mb_s": mb(segment_bytes, age_s),
+        "verify_identity_peak_rss_kib": ident_rss,
+    });
+    println!("VERIFY_BENCH_JSON {line}");
+    assert!(bytes > 500_000_000, "the bundle is only {bytes} bytes");
+    assert!(verify_rss < 128 * 1024 && ident_rss < 128 * 1024, "{line}");
+    assert!(openssl_s / verify_s >= 1.5, "verify is not 1.5x openssl: {line}");
+}

@@ -103,6 +103,21 @@ const REQUIREMENTS: &[Requirement] = &[
         present: || Path::new(demo::CLOCK_FONT).exists(),
     },
     Requirement {
+        package: "chromium",
+        why: "tests: rendering the HTML court report headless and screenshotting it",
+        present: || on_path("chromium"),
+    },
+    Requirement {
+        package: "openssl",
+        why: "benchmarks: the SHA-256 peer of `custody verify`",
+        present: || on_path("openssl"),
+    },
+    Requirement {
+        package: "time",
+        why: "benchmarks: peak memory and CPU time of each tool (GNU time)",
+        present: || Path::new("/usr/bin/time").exists(),
+    },
+    Requirement {
         package: "age",
         why: "tests: decrypting sealed segments with a stock age tool",
         present: || on_path("age"),

@@ -47,6 +47,7 @@ pub enum Command {
     /// compares when enrolling the device.
     ///
     /// Example: custody keygen --passphrase
+    ///
     /// Example: custody keygen --recipient-key -o case.agekey
     Keygen(KeygenArgs),
 
@@ -57,8 +58,11 @@ pub enum Command {
     /// everything saved up to then stays valid and the recording shows as cut off.
     ///
     /// Example (laptop camera):  custody record --format video4linux2 --input /dev/video0
+    ///
     /// Example (phone over SRT):  custody record --input 'srt://0.0.0.0:9000?mode=listener'
+    ///
     /// Example (phone over RTMP): custody record --input rtmp://0.0.0.0:1935/live/phone --option listen=1
+    ///
     /// Example (test pattern):    custody record --format lavfi --input testsrc2=size=640x360:rate=25
     Record(RecordArgs),
 
@@ -93,6 +97,9 @@ pub enum Command {
     /// also decrypted in memory and checked.
     ///
     /// Example: custody verify --trust ed25519:9f3c… ./custody-bundle-4e1a…/
+    ///
+    /// Example: custody verify --trust 7Q2MX-0K4RT-9ZB1C-XW3HN bundle.tar --html report.html
+    ///
     /// Example: custody verify --trust server.pub --identity case.agekey bundle.tar --json
     Verify(VerifyArgs),
 
@@ -134,6 +141,7 @@ pub enum Command {
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
     ///
     /// Example: custody completions bash > ~/.local/share/bash-completion/completions/custody
+    ///
     /// Example: custody completions zsh > "${fpath[1]}/_custody"
     Completions {
         /// The shell.
@@ -225,7 +233,8 @@ pub struct VerifyArgs {
     /// The bundle: a directory, or its .tar file.
     pub bundle: PathBuf,
 
-    /// The server key to trust: `ed25519:…`, or a file holding it.
+    /// The server key to trust: `ed25519:…`, a file holding it, or its fingerprint
+    /// (XXXXX-XXXXX-XXXXX-XXXXX, as the legal team reads it out to you).
     #[arg(long, value_name = "KEY_OR_FILE")]
     pub trust: Option<String>,
 
@@ -263,7 +272,8 @@ pub struct ExportArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 
-    /// The server key to trust: `ed25519:…`, or a file holding it.
+    /// The server key to trust: `ed25519:…`, a file holding it, or its fingerprint
+    /// (XXXXX-XXXXX-XXXXX-XXXXX, as the legal team reads it out to you).
     #[arg(long, value_name = "KEY_OR_FILE")]
     pub trust: Option<String>,
 

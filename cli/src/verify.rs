@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use custody_format::ids::PublicKey;
+use custody_format::ids::{Fingerprint, PublicKey};
 use custody_format::report::{CheckState, Verdict};
 use custody_verifier::html::HtmlExtras;
 use custody_verifier::{Opener, Options, Report, Trust};
@@ -19,16 +19,26 @@ impl Opener for AgeOpener {
     }
 }
 
-fn trust_key(arg: Option<&str>) -> Result<Option<PublicKey>, CliError> {
-    let Some(text) = arg else { return Ok(None) };
-    let text = match std::fs::read_to_string(text) {
+/// The trust anchor as given to --trust: a key, a file holding one, or a fingerprint.
+enum Anchor {
+    Key(PublicKey),
+    Fingerprint(Fingerprint),
+}
+
+fn trust_anchor(arg: &str) -> Result<Anchor, CliError> {
+    let text = match std::fs::read_to_string(arg) {
         Ok(file) => file,
-        Err(_) => text.to_string(),
+        Err(_) => arg.to_string(),
     };
-    PublicKey::parse(text.trim()).map(Some).map_err(|e| {
-        CliError::cannot(format!("--trust: {e}"))
-            .hint("give the legal team's server key (ed25519:…) or a file holding it")
-    })
+    let text = text.trim();
+    if let Ok(key) = PublicKey::parse(text) {
+        return Ok(Anchor::Key(key));
+    }
+    if let Ok(fp) = Fingerprint::parse(text) {
+        return Ok(Anchor::Fingerprint(fp));
+    }
+    Err(CliError::cannot(format!("--trust: `{}` is neither a server key nor a fingerprint", text.chars().take(80).collect::<String>()))
+        .hint("give the legal team's server key (ed25519:…), a file holding it, or its fingerprint (XXXXX-XXXXX-XXXXX-XXXXX)"))
 }
 
 fn state_word(state: CheckState) -> &'static str {
@@ -100,16 +110,18 @@ pub fn verified(
     trust: Option<&str>,
     identity: Option<&Path>,
 ) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
-    let trust = match trust {
-        Some(t) => trust_key(Some(t))?,
-        None => saved_trust()?,
+    let (trust, trust_fingerprint) = match trust.map(trust_anchor).transpose()? {
+        Some(Anchor::Key(k)) => (Some(k), None),
+        Some(Anchor::Fingerprint(f)) => (None, Some(f)),
+        None => (saved_trust()?, None),
     };
     let identities = identity.map(crate::media::identities).transpose()?;
     let source = custody_verifier::source::open(bundle).map_err(|e| {
         CliError::cannot(e.to_string()).hint("give a bundle directory or its .tar file")
     })?;
     let opener = identities.clone().map(AgeOpener);
-    let options = Options { trust, opener: opener.as_ref().map(|o| o as &dyn Opener) };
+    let options =
+        Options { trust, trust_fingerprint, opener: opener.as_ref().map(|o| o as &dyn Opener) };
     let report = custody_verifier::verify(source.as_ref(), &options)
         .map_err(|e| CliError::cannot(e.to_string()))?;
     Ok((report, identities))

@@ -29,6 +29,19 @@ fn verdicts_exit_codes_and_trust() {
     std::fs::write(&key_file, format!("{server}\n")).unwrap();
     assert_eq!(verify(&good, &["--trust", key_file.to_str().unwrap()]).status.code(), Some(0));
 
+    // ... or the fingerprint the legal team reads out, in any case, with or without dashes.
+    let fp = testkit::public("server").fingerprint().to_string();
+    let out = verify(&good, &["--trust", &fp.to_lowercase().replace('-', "")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("(trusted)"), "{text}");
+    let out =
+        verify(&good, &["--trust", &testkit::public("someone-else").fingerprint().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = verify(&good, &["--trust", "not-a-key"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a server key nor a fingerprint"));
+
     let out = verify(&good, &[]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("UNCONFIRMED"));

@@ -116,7 +116,41 @@ impl Fingerprint {
         let h = sha256(&[DOMAIN_KEY_FINGERPRINT, key]);
         let mut b = [0u8; 13];
         b.copy_from_slice(&h[..13]);
+        // Only the first 100 bits are ever shown, so only they take part in comparisons.
+        b[12] &= 0xF0;
         Fingerprint(b)
+    }
+
+    /// Parses a fingerprint as people write it: 20 Crockford base32 characters, in any
+    /// case, with or without the dashes; `I` and `L` read as `1`, `O` as `0`.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let mut b = [0u8; 13];
+        let mut n = 0usize;
+        for c in s.trim().chars().filter(|c| *c != '-') {
+            let c = match c.to_ascii_uppercase() {
+                'I' | 'L' => '1',
+                'O' => '0',
+                c => c,
+            };
+            let v = CROCKFORD
+                .iter()
+                .position(|&d| char::from(d) == c)
+                .ok_or(IdError::NotFingerprint)?;
+            if n == 20 {
+                return Err(IdError::NotFingerprint);
+            }
+            for j in 0..5 {
+                if (v >> (4 - j)) & 1 == 1 {
+                    let bit = n * 5 + j;
+                    b[bit / 8] |= 0x80 >> (bit % 8);
+                }
+            }
+            n += 1;
+        }
+        if n != 20 {
+            return Err(IdError::NotFingerprint);
+        }
+        Ok(Fingerprint(b))
     }
 }
 
@@ -145,6 +179,9 @@ impl std::fmt::Debug for Fingerprint {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum IdError {
+    /// Not a key fingerprint (four groups of five Crockford base32 characters).
+    #[error("a fingerprint is 20 characters in four groups of five, like 7Q2MX-0K4RT-9ZB1C-XW3HN")]
+    NotFingerprint,
     /// Not hexadecimal.
     #[error("{what} is not hexadecimal")]
     NotHex {
@@ -184,6 +221,29 @@ mod tests {
         assert!(fp.chars().all(|c| c == '-' || CROCKFORD.contains(&(c as u8))));
         let other = PublicKey::from(SigningKey::from_bytes(&[2; 32]).verifying_key());
         assert_ne!(other.fingerprint(), key.fingerprint());
+    }
+
+    #[test]
+    fn a_fingerprint_parses_as_people_write_it() {
+        for seed in 0..50u8 {
+            let key = PublicKey::from(SigningKey::from_bytes(&[seed; 32]).verifying_key());
+            let fp = key.fingerprint();
+            let text = fp.to_string();
+            assert_eq!(Fingerprint::parse(&text).unwrap(), fp);
+            assert_eq!(Fingerprint::parse(&text.to_lowercase().replace('-', "")).unwrap(), fp);
+            let misread = text.replace('1', "l").replace('0', "O");
+            assert_eq!(Fingerprint::parse(&misread).unwrap(), fp);
+        }
+        let fp = PublicKey::from(SigningKey::from_bytes(&[9; 32]).verifying_key()).fingerprint();
+        let text = fp.to_string();
+        assert_eq!(Fingerprint::parse(&text[..22]), Err(IdError::NotFingerprint));
+        assert_eq!(Fingerprint::parse(&format!("{text}0")), Err(IdError::NotFingerprint));
+        assert_eq!(Fingerprint::parse("7Q2MX-0K4RT-9ZB1C-XW3HU"), Err(IdError::NotFingerprint));
+        // One character changed is another fingerprint.
+        let mut other: Vec<char> = text.chars().collect();
+        other[0] = if other[0] == 'A' { 'B' } else { 'A' };
+        let other: String = other.into_iter().collect();
+        assert_ne!(Fingerprint::parse(&other).unwrap(), fp);
     }
 
     #[test]

@@ -79,8 +79,11 @@ async fn fetch(ts: &TestServer, c: &reqwest::Client, token: &str, chain: &Chain)
 
 fn verify(path: &Path, trust: &custody_format::ids::PublicKey) -> Report {
     let source = custody_verifier::source::open(path).unwrap();
-    custody_verifier::verify(source.as_ref(), &Options { trust: Some(*trust), opener: None })
-        .unwrap()
+    custody_verifier::verify(
+        source.as_ref(),
+        &Options { trust: Some(*trust), ..Default::default() },
+    )
+    .unwrap()
 }
 
 fn unpack(tar: &Path, dir: &Path) {

@@ -6,7 +6,7 @@ use std::io::Read;
 use custody_format::bundle::{self, LogProof, Manifest};
 use custody_format::cert::DeviceCertificate;
 use custody_format::chain::verify_chain;
-use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::ids::{Fingerprint, PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::merkle;
 use custody_format::receipt::Receipt;
@@ -122,6 +122,10 @@ pub trait Opener: Sync {
 pub struct Options<'a> {
     /// The server key the verifier trusts.
     pub trust: Option<PublicKey>,
+    /// The trusted server key's fingerprint, when that is all the verifier was given (read
+    /// out over the phone, say): a bundle whose server key has this fingerprint is trusted.
+    /// Ignored when `trust` is given.
+    pub trust_fingerprint: Option<Fingerprint>,
     /// If given, every segment is decrypted and its plaintext checked.
     pub opener: Option<&'a dyn Opener>,
 }
@@ -198,16 +202,38 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     let server_key = read_part(source, bundle::SERVER_KEY, &mut checks)
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|t| PublicKey::parse(&t).ok());
-    let trust = match (&server_key, &options.trust) {
+    let anchor = match (&options.trust, &options.trust_fingerprint) {
+        (Some(t), _) => Some((Some(t), t.fingerprint())),
+        (None, Some(f)) => Some((None, *f)),
+        (None, None) => None,
+    };
+    let trust = match (&server_key, anchor) {
         (None, _) => Trust::Unknown,
-        (Some(k), Some(t)) if k == t => {
+        (Some(k), Some((None, f))) if k.fingerprint() == f => {
+            checks.push(Check::new(
+                code::BUNDLE_SERVER_KEY_TRUSTED,
+                format!("signed by the server key with the trusted fingerprint {f}"),
+            ));
+            Trust::Trusted { fingerprint: f.to_string() }
+        }
+        (Some(k), Some((None, f))) => {
+            checks.push(Check::new(
+                code::BUNDLE_SERVER_KEY_UNTRUSTED,
+                format!(
+                    "the bundle's server key {} does not have the trusted fingerprint {f}",
+                    k.fingerprint()
+                ),
+            ));
+            Trust::Untrusted { fingerprint: k.fingerprint().to_string(), trusted: f.to_string() }
+        }
+        (Some(k), Some((Some(t), _))) if k == t => {
             checks.push(Check::new(
                 code::BUNDLE_SERVER_KEY_TRUSTED,
                 format!("signed by the trusted server key {}", k.fingerprint()),
             ));
             Trust::Trusted { fingerprint: k.fingerprint().to_string() }
         }
-        (Some(k), Some(t)) => {
+        (Some(k), Some((Some(t), _))) => {
             checks.push(Check::new(
                 code::BUNDLE_SERVER_KEY_UNTRUSTED,
                 format!(

@@ -12,7 +12,8 @@ fn report_of(b: &Bundle) -> Report {
     let dir = tempfile::tempdir().unwrap();
     b.write(dir.path());
     let source = custody_verifier::Dir::open(dir.path()).unwrap();
-    verify(&source, &Options { trust: Some(testkit::public("server")), opener: None }).unwrap()
+    verify(&source, &Options { trust: Some(testkit::public("server")), ..Options::default() })
+        .unwrap()
 }
 
 fn marks(html: &str) -> usize {

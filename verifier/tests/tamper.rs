@@ -19,7 +19,7 @@ fn check(b: &Bundle, trust: Option<PublicKey>) -> Report {
     let dir = tempfile::tempdir().unwrap();
     b.write(dir.path());
     let source = custody_verifier::Dir::open(dir.path()).unwrap();
-    verify(&source, &Options { trust, opener: None }).unwrap()
+    verify(&source, &Options { trust, trust_fingerprint: None, opener: None }).unwrap()
 }
 
 fn failures(r: &Report) -> Vec<&'static str> {
@@ -84,7 +84,8 @@ fn the_same_bundle_as_a_tar_verifies_the_same() {
     let tar = dir.path().join("bundle.tar");
     b.write_tar(&tar, "0101");
     let source = custody_verifier::Tar::open(&tar).unwrap();
-    let r = verify(&source, &Options { trust: trusted(), opener: None }).unwrap();
+    let r = verify(&source, &Options { trust: trusted(), trust_fingerprint: None, opener: None })
+        .unwrap();
     assert_eq!(r.verdict, Verdict::IntactComplete);
     assert_eq!(r.count(CheckState::Failure) + r.count(CheckState::Warning), 0);
 }
@@ -334,6 +335,35 @@ fn the_whole_bundle_re_signed_with_fresh_keys_is_never_trusted() {
     // ... and never trusted against the real server key.
     let r = assert_fails(&b, &["trust.server_key.untrusted"]);
     assert!(matches!(r.trust, Trust::Untrusted { .. }));
+}
+
+/// Trusting by fingerprint (as read out over the phone) is as strict as trusting the key.
+#[test]
+fn a_fingerprint_as_trust_anchor_trusts_only_its_key() {
+    let by_fingerprint = |b: &Bundle, text: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        b.write(dir.path());
+        let source = custody_verifier::Dir::open(dir.path()).unwrap();
+        let fp = custody_format::ids::Fingerprint::parse(text).unwrap();
+        verify(&source, &Options { trust: None, trust_fingerprint: Some(fp), opener: None })
+            .unwrap()
+    };
+    let server_fp = testkit::public("server").fingerprint().to_string();
+    let r = by_fingerprint(&good(), &server_fp.to_lowercase());
+    assert!(failures(&r).is_empty(), "{:?}", failures(&r));
+    assert!(matches!(r.trust, Trust::Trusted { .. }), "{:?}", r.trust);
+    assert_eq!(r.verdict, Verdict::IntactComplete);
+
+    let other_fp = testkit::public("someone-else").fingerprint().to_string();
+    let r = by_fingerprint(&good(), &other_fp);
+    assert_eq!(failures(&r), vec!["trust.server_key.untrusted"]);
+    assert!(matches!(&r.trust, Trust::Untrusted { trusted, .. } if *trusted == other_fp));
+
+    let resigned =
+        parts(1, "fresh-device", "fresh-server", 5, true).bundle("fresh-device", "fresh-server");
+    let r = by_fingerprint(&resigned, &server_fp);
+    assert_eq!(failures(&r), vec!["trust.server_key.untrusted"]);
+    assert_eq!(r.verdict, Verdict::Tampered);
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub enum IdentityError {
     /// The TLS configuration was refused by rustls.
     #[error("setting up TLS: {0}")]
     Tls(String),
+    /// Plain HTTP was asked for on an address other machines can reach.
+    #[error("plain HTTP is only served on a loopback address, not on {0}")]
+    InsecureNotLoopback(String),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {

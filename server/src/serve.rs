@@ -15,10 +15,26 @@ use tokio::net::TcpListener;
 
 use crate::server::Server;
 
+/// Plain HTTP is served only on a loopback address: elsewhere it is refused, never
+/// silently allowed.
+pub fn plain_http_allowed(addr: std::net::SocketAddr) -> Result<(), crate::IdentityError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(crate::IdentityError::InsecureNotLoopback(addr.to_string()))
+    }
+}
+
 /// Serves `server` on `listener` until the task is dropped: TLS with its certificate, or
-/// plain HTTP if the configuration asks for it.
+/// plain HTTP if the configuration asks for it and the listener is on a loopback address.
 pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::IdentityError> {
     let tls = if server.config().insecure_http {
+        // Never silently: without TLS, nothing is pinned and anyone on the path reads and
+        // rewrites the traffic, so plain HTTP is for tests on this machine only.
+        let addr = listener
+            .local_addr()
+            .map_err(|e| crate::IdentityError::InsecureNotLoopback(e.to_string()))?;
+        plain_http_allowed(addr)?;
         None
     } else {
         Some(tokio_rustls::TlsAcceptor::from(server.tls_config()?))
@@ -80,4 +96,20 @@ pub async fn spawn(
         }
     });
     Ok((local, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        for ok in ["127.0.0.1:8080", "127.8.0.1:1", "[::1]:8443"] {
+            assert!(plain_http_allowed(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for refused in ["0.0.0.0:8080", "192.168.1.20:8443", "[::]:8443", "10.0.0.1:80"] {
+            let e = plain_http_allowed(refused.parse().unwrap()).unwrap_err();
+            assert!(e.to_string().contains("only served on a loopback address"), "{e}");
+        }
+    }
 }

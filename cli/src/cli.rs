@@ -9,7 +9,7 @@ const AFTER_HELP: &str = "\
 Observers:    keygen, enroll, record, import, upload, status, recordings, vault
 Lawyers:      login, recordings --server, fetch, verify, export
 Legal teams:  serve, admin
-Set-up:       completions, man
+Set-up:       config show, completions, man
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
               found a problem (a recording that failed, a vault check with findings, a
               tampered bundle); 2 the command could not run, or verify could not check
@@ -137,6 +137,18 @@ pub enum Command {
     ///
     /// Exits 1 if records are still waiting (server unreachable, or refusing them).
     Upload(UploadArgs),
+
+    /// Show where each role's configuration lives, what it holds, and the defaults.
+    ///
+    /// Observer: the vault directory and its config.json and enrollment.json. Lawyer:
+    /// lawyer.json, written by `custody login`. Legal team: the server's data directory
+    /// (give --data). Secrets (keys, tokens) are never printed.
+    ///
+    /// Example: custody config show
+    ///
+    /// Example: custody config show --data /srv/custody --json
+    #[command(subcommand)]
+    Config(ConfigCommand),
 
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
     ///
@@ -563,6 +575,25 @@ pub struct UploadArgs {
 /// Options of `custody status`.
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `custody config` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Show the configuration of every role on this computer.
+    Show(ConfigShowArgs),
+}
+
+/// Options of `custody config show`.
+#[derive(Args, Debug)]
+pub struct ConfigShowArgs {
+    /// Also show the legal team's server whose data directory this is.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,

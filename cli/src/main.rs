@@ -5,6 +5,7 @@
 
 mod cli;
 mod common;
+mod config_cmd;
 mod docs_cmd;
 mod enroll;
 mod export;
@@ -42,6 +43,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Admin(cmd) => serve::admin(cmd),
         Command::Enroll(args) => enroll::run(&vault, args),
         Command::Upload(args) => upload::run(&vault, args),
+        Command::Config(cli::ConfigCommand::Show(args)) => {
+            config_cmd::show(cli.vault.as_deref(), &vault, args)
+        }
         Command::Completions { shell } => docs_cmd::completions(*shell),
         Command::Man { out } => docs_cmd::man(out),
         Command::Login(args) => lawyer::login(args),

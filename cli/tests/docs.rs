@@ -33,3 +33,26 @@ fn man_pages_carry_the_help_text_and_its_examples() {
     let top = std::fs::read_to_string(dir.path().join("custody.1")).unwrap();
     assert!(top.contains("custody\\-verify(1)") || top.contains("custody-verify"), "{top}");
 }
+
+mod common;
+
+#[test]
+fn config_show_names_each_roles_file_and_no_secret() {
+    let env = common::Env::new();
+    let out = env.run(&["config", "show", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["observer"]["vault"].as_str(), env.vault.to_str());
+    assert_eq!(v["observer"]["device_key"], "present, not passphrase-protected");
+    assert!(v["observer"]["enrollment"].is_null());
+    assert!(v["lawyer"]["file"].as_str().unwrap().ends_with("config/lawyer.json"), "{v}");
+    assert!(v["lawyer"]["logged_in"].is_null());
+    assert_eq!(v["observer"]["defaults"]["segment_seconds"], 2.0);
+    // The device key itself never appears.
+    let key = std::fs::read_to_string(env.vault.join("device.key")).unwrap();
+    let secret = key.split_whitespace().last().unwrap();
+    let text = env.run(&["config", "show"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("nobody yet (run `custody enroll URL TOKEN`)"), "{text}");
+    assert!(!text.contains(secret) && !String::from_utf8_lossy(&out.stdout).contains(secret));
+}

@@ -154,7 +154,7 @@ pub enum Command {
     ///
     /// Example: custody completions bash > ~/.local/share/bash-completion/completions/custody
     ///
-    /// Example: custody completions zsh > "${fpath[1]}/_custody"
+    /// Example: custody completions zsh > ~/.zfunc/_custody
     Completions {
         /// The shell.
         shell: clap_complete::Shell,

@@ -39,6 +39,7 @@ pub fn router(server: Server) -> Router {
         .route("/v1/devices/revoke", post(crate::member_api::revoke))
         .route("/v1/log/head", get(crate::log_api::head))
         .route("/v1/log/consistency", get(crate::log_api::consistency))
+        .route("/v1/log/inclusion", get(crate::log_api::inclusion))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
         .with_state(server)
 }

@@ -1,10 +1,11 @@
-//! The custody log as devices read it: the latest signed tree head, and consistency proofs
+//! The custody log as devices read it: the latest signed tree head, consistency proofs
 //! between any two sizes (RFC 9162 §2.1.4), so that a device holding an earlier head can
-//! check that the log it sees now extends it.
+//! check that the log it sees now extends it, and inclusion proofs of any entry (§2.1.3).
 //!
-//! Both routes answer enrolled, unrevoked devices' signed requests (the same signature as
+//! The routes answer enrolled, unrevoked devices' signed requests (the same signature as
 //! ingest) and reveal only hashes: a tree head is a size, a root and a time, and a
-//! consistency proof is a list of interior node hashes. No entry, record or segment leaves
+//! consistency or inclusion proof is a list of interior node hashes (with, for inclusion,
+//! the entry's leaf hash). No entry, record or segment leaves
 //! the server this way. The routes are specified in `docs/api.md`, "The custody log".
 
 use axum::extract::{Request, State};
@@ -102,6 +103,65 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
             &serde_json::json!({
                 "from": from,
                 "to": to,
+                "proof": p.iter().map(hex::encode).collect::<Vec<_>>(),
+            }),
+        ),
+        Ok(Err(m)) => range_error(m),
+        Err(e) => ApiError::internal("a worker", e).into_response(),
+    }
+}
+
+/// `index=I&size=N`: an entry's index and the tree size to prove it in.
+fn index_and_size(query: Option<&str>) -> Result<(u64, u64), String> {
+    let (mut index, mut size) = (None, None);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
+        let n = v.parse::<u64>().map_err(|_| format!("{k} must be a decimal number"))?;
+        match k {
+            "index" => index = Some(n),
+            "size" => size = Some(n),
+            _ => return Err(format!("unknown parameter `{k}`")),
+        }
+    }
+    match (index, size) {
+        (Some(i), Some(n)) => Ok((i, n)),
+        _ => Err("both index and size are needed".into()),
+    }
+}
+
+/// `GET /v1/log/inclusion?index=I&size=N`: the RFC 9162 inclusion proof of entry `I` in the
+/// tree of the first `N` entries, with the entry's leaf hash.
+pub async fn inclusion(State(server): State<Server>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    if let Err(e) = server.authenticate(&parts, body).await {
+        return e.into_response();
+    }
+    let (index, size) = match index_and_size(parts.uri.query()) {
+        Ok(s) => s,
+        Err(m) => return range_error(m),
+    };
+    let s = server.clone();
+    let proof = tokio::task::spawn_blocking(move || {
+        let log = lock(&s.inner.log);
+        let len = log.len();
+        if index >= size || size > len {
+            return Err(format!(
+                "no inclusion proof of entry {index} in a tree of {size}: the log has {len} entries"
+            ));
+        }
+        let leaves = log.leaves().get(..size as usize).unwrap_or_default().to_vec();
+        drop(log);
+        let leaf = leaves[index as usize];
+        merkle::inclusion_proof(&leaves, index).map(|p| (leaf, p)).map_err(|e| e.to_string())
+    })
+    .await;
+    match proof {
+        Ok(Ok((leaf, p))) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "index": index,
+                "size": size,
+                "leaf_hash": hex::encode(leaf),
                 "proof": p.iter().map(hex::encode).collect::<Vec<_>>(),
             }),
         ),

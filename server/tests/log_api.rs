@@ -1,5 +1,5 @@
-//! The custody log as devices read it: `GET /v1/log/head` and
-//! `GET /v1/log/consistency`, over real HTTP on loopback.
+//! The custody log as devices read it: `GET /v1/log/head`, `GET /v1/log/consistency` and
+//! `GET /v1/log/inclusion`, over real HTTP on loopback.
 
 mod common;
 
@@ -96,5 +96,47 @@ async fn log_requests_are_refused_without_a_device_signature_or_with_impossible_
     ] {
         let s = get(&ts, &c, &d, &format!("/v1/log/consistency?{q}")).await;
         assert_eq!((s.status, s.code()), (400, "log.range".to_string()), "{q}");
+    }
+}
+
+#[tokio::test]
+async fn every_receipt_is_proven_included_in_the_signed_head() {
+    use custody_format::receipt::Receipt;
+    let ts = start(test_limits()).await;
+    let c = client();
+    let d = enrolled(&ts, &c, "d").await;
+    let key = ts.server.public_key();
+    let chain = Chain::new(5, &d, 4, true, b"y");
+    let mut indices = Vec::new();
+    for seq in 0..chain.records.len() {
+        let s = d.put(&c, &ts.base, &key, chain.id, seq as u64, chain.body(seq)).await;
+        assert_eq!(s.status, 200);
+        indices.push(Signed::<Receipt>::parse(&s.body).unwrap().value().log_index);
+    }
+    let head = head(&get(&ts, &c, &d, "/v1/log/head").await);
+    for &i in &indices {
+        let s =
+            get(&ts, &c, &d, &format!("/v1/log/inclusion?index={i}&size={}", head.tree_size)).await;
+        assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+        let v = json(&s);
+        let leaf: [u8; 32] =
+            hex::decode(v["leaf_hash"].as_str().unwrap()).unwrap().try_into().unwrap();
+        let p = proof(&s);
+        merkle::verify_inclusion(&leaf, i, head.tree_size, &p, &head.root_hash).unwrap();
+        // The same path does not prove another position, or another leaf.
+        assert!(
+            merkle::verify_inclusion(&leaf, i ^ 1, head.tree_size, &p, &head.root_hash).is_err()
+        );
+        assert!(merkle::verify_inclusion(&[9; 32], i, head.tree_size, &p, &head.root_hash).is_err());
+    }
+    for q in [
+        "index=3&size=3",
+        &format!("index=0&size={}", head.tree_size + 1),
+        "index=1",
+        "index=x&size=2",
+    ] {
+        let s = get(&ts, &c, &d, &format!("/v1/log/inclusion?{q}")).await;
+        assert_eq!(s.status, 400, "{q}");
+        assert_eq!(json(&s)["error"]["code"], "log.range", "{q}");
     }
 }

@@ -348,6 +348,8 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
         let stored = srv.server.storage().record(&id, r.value().seq).unwrap().unwrap();
         let rec = custody_format::record::SignedRecord::parse(&stored).unwrap();
         assert_eq!(rec.hash(), r.value().record_hash);
+        // No damaged receipt was kept: every receipt the device holds is the server's.
+        assert!(r.verify(&srv.server.public_key()), "a receipt the server did not sign was kept");
     }
     ptask.abort();
     srv.task.abort();
@@ -356,12 +358,13 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
 /// A TLS-terminating HTTP proxy (it presents the server's own certificate, so the pin
 /// holds) in front of a plain-HTTP server. By turns it answers `500` without passing the
 /// request on, passes the request on and answers `503` in place of the server's answer
-/// (the receipt is lost on the way back), and passes two requests through. One request
-/// per connection. Returns its address and the counts of 500s and 503s given.
+/// (the receipt is lost on the way back), and passes the rest through, flipping one byte of
+/// every other one of the first (a forged or damaged receipt, which the device must refuse). One request per connection. Returns its address and the
+/// counts of 500s, 503s and damaged receipts given.
 async fn http_fault_proxy(
     tls: std::sync::Arc<rustls::ServerConfig>,
     upstream: String,
-) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 2]>, tokio::task::JoinHandle<()>) {
+) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 3]>, tokio::task::JoinHandle<()>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -407,7 +410,7 @@ async fn http_fault_proxy(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let c = counts.clone();
     let task = tokio::spawn(async move {
@@ -436,6 +439,12 @@ async fn http_fault_proxy(
                     c[1].fetch_add(1, Ordering::Relaxed);
                     answer("503 Service Unavailable", "proxy.503")
                 } else {
+                    let mut rbody = rbody;
+                    if n % 8 == 2 && rhead.starts_with(b"HTTP/1.1 200") && !rbody.is_empty() {
+                        c[2].fetch_add(1, Ordering::Relaxed);
+                        let last = rbody.len() - 1;
+                        rbody[last] ^= 0x01;
+                    }
                     // The server's answer, on a connection that closes after it.
                     let i = memchr::memmem::find(&rhead, b"\r\n").unwrap() + 2;
                     let mut out = rhead[..i].to_vec();
@@ -453,7 +462,7 @@ async fn http_fault_proxy(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_a_proxy_answering_500_and_503_every_record_is_stored_once() {
+async fn through_a_proxy_answering_500_503_and_damaged_receipts_every_record_is_stored_once() {
     use std::sync::atomic::Ordering;
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;
@@ -493,11 +502,14 @@ async fn through_a_proxy_answering_500_and_503_every_record_is_stored_once() {
     w.end(testkit::T0_US + 20_000_000, EndReason::Stopped, None).unwrap();
     let log_before = server.log_len();
 
-    let up = Uploader::new(&vault, key, opts()).unwrap();
+    // Many failures in a row are likely here: keep the retry delay short.
+    let quick = Options { max_backoff: Duration::from_millis(200), ..opts() };
+    let up = Uploader::new(&vault, key, quick).unwrap();
     let f = up.flush(Duration::from_secs(60)).await.unwrap();
     assert_eq!((f.receipted, f.pending, f.log_inconsistent.clone()), (10, 0, None), "{f:?}");
     assert!(counts[0].load(Ordering::Relaxed) > 0, "no 500 was answered");
     assert!(counts[1].load(Ordering::Relaxed) > 0, "no 503 was answered");
+    assert!(counts[2].load(Ordering::Relaxed) > 0, "no receipt was damaged");
     // Exactly once on the server, although some records were stored and their receipts
     // lost, then sent again.
     assert_eq!(server.log_len(), log_before + 10);
@@ -507,6 +519,8 @@ async fn through_a_proxy_answering_500_and_503_every_record_is_stored_once() {
         let stored = server.storage().record(&id, r.value().seq).unwrap().unwrap();
         let rec = custody_format::record::SignedRecord::parse(&stored).unwrap();
         assert_eq!(rec.hash(), r.value().record_hash);
+        // No damaged receipt was kept: every receipt the device holds is the server's.
+        assert!(r.verify(&server.public_key()), "a receipt the server did not sign was kept");
     }
     ptask.abort();
     task.abort();

@@ -25,3 +25,4 @@ pub mod record;
 pub mod report;
 pub mod signed;
 pub mod testkit;
+pub mod time;

@@ -229,22 +229,7 @@ impl Levels {
     }
 }
 
-/// UTC time of `us` µs since the epoch, `YYYY-MM-DD HH:MM:SSZ` (no time-zone data).
-fn utc(us: i64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+use custody_format::time::utc_seconds as utc;
 
 struct ReadmeFacts<'a> {
     id: &'a RecordingId,

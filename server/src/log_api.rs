@@ -33,22 +33,25 @@ fn range_error(message: String) -> Response {
     )
 }
 
-/// The two sizes of `from=A&to=B` (either order of the pairs); any other parameter is refused.
-fn sizes(query: Option<&str>) -> Result<(u64, u64), String> {
-    let (mut from, mut to) = (None, None);
+/// The two numbers of `A=x&B=y` named `names` (either order of the pairs); any other
+/// parameter is refused.
+fn two_numbers(query: Option<&str>, names: [&str; 2]) -> Result<(u64, u64), String> {
+    let mut found = [None, None];
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
-        let n = v.parse::<u64>().map_err(|_| format!("{k} must be a decimal tree size"))?;
-        match k {
-            "from" => from = Some(n),
-            "to" => to = Some(n),
-            _ => return Err(format!("unknown parameter `{k}`")),
-        }
+        let slot =
+            names.iter().position(|n| *n == k).ok_or_else(|| format!("unknown parameter `{k}`"))?;
+        found[slot] = Some(v.parse::<u64>().map_err(|_| format!("{k} must be a decimal number"))?);
     }
-    match (from, to) {
-        (Some(f), Some(t)) => Ok((f, t)),
-        _ => Err("both from and to are needed".into()),
+    match found {
+        [Some(a), Some(b)] => Ok((a, b)),
+        _ => Err(format!("both {} and {} are needed", names[0], names[1])),
     }
+}
+
+/// The two sizes of `from=A&to=B`.
+fn sizes(query: Option<&str>) -> Result<(u64, u64), String> {
+    two_numbers(query, ["from", "to"])
 }
 
 /// `GET /v1/log/head`: the latest signed tree head.
@@ -113,20 +116,7 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
 
 /// `index=I&size=N`: an entry's index and the tree size to prove it in.
 fn index_and_size(query: Option<&str>) -> Result<(u64, u64), String> {
-    let (mut index, mut size) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not KEY=VALUE"))?;
-        let n = v.parse::<u64>().map_err(|_| format!("{k} must be a decimal number"))?;
-        match k {
-            "index" => index = Some(n),
-            "size" => size = Some(n),
-            _ => return Err(format!("unknown parameter `{k}`")),
-        }
-    }
-    match (index, size) {
-        (Some(i), Some(n)) => Ok((i, n)),
-        _ => Err("both index and size are needed".into()),
-    }
+    two_numbers(query, ["index", "size"])
 }
 
 /// `GET /v1/log/inclusion?index=I&size=N`: the RFC 9162 inclusion proof of entry `I` in the

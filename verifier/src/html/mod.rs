@@ -51,26 +51,12 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A UTC date and time, `2026-11-27 06:10:03.250 UTC` (Howard Hinnant's civil-from-days,
-/// no time-zone data needed).
+/// A UTC date and time, `2026-11-27 06:10:03.250 UTC`.
 pub fn utc(us: i64) -> String {
-    let ms = us.div_euclid(1000).rem_euclid(1000);
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let c = custody_format::time::civil(us);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{ms:03} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second, c.millisecond
     )
 }
 

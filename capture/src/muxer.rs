@@ -11,7 +11,7 @@ use ff::packet::Mut as _;
 use ffmpeg_next as ff;
 
 use crate::settings::Container;
-use crate::sink::{Deferred, SharedSink};
+use crate::sink::{Deferred, Hashed, SharedSink};
 
 /// Why the segment muxer failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,8 +121,9 @@ impl Muxer {
         Ok(())
     }
 
-    /// Flushes everything written so far out of the muxer and returns it with its hash.
-    pub(crate) fn cut(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
+    /// Flushes everything written so far out of the muxer and returns it with its hash, to
+    /// come.
+    pub(crate) fn cut(&mut self) -> Result<Deferred<Hashed>, MuxError> {
         let muxer = self.name();
         // SAFETY: a null packet asks a muxer with AVFMT_ALLOW_FLUSH (mpegts, mp4) to write
         // out what it buffers; `pb` is our custom AVIO context.
@@ -154,8 +155,8 @@ impl Muxer {
         self.take_pending()
     }
 
-    /// Writes the trailer and returns the last bytes with their hash.
-    pub(crate) fn finish(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
+    /// Writes the trailer and returns the last bytes with their hash, to come.
+    pub(crate) fn finish(&mut self) -> Result<Deferred<Hashed>, MuxError> {
         let muxer = self.name();
         self.octx.write_trailer().map_err(|source| MuxError::Flush { muxer, source })?;
         // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
@@ -169,9 +170,9 @@ impl Muxer {
     }
 
     /// Takes what was muxed since the last cut, with its hash to come, without flushing.
-    pub(crate) fn take_pending(&mut self) -> Result<(Vec<u8>, Deferred<[u8; 32]>), MuxError> {
+    pub(crate) fn take_pending(&mut self) -> Result<Deferred<Hashed>, MuxError> {
         match self.sink.take() {
-            (_, Deferred::Ready(None)) => Err(MuxError::HashThread),
+            Deferred::Ready(None) => Err(MuxError::HashThread),
             taken => Ok(taken),
         }
     }

@@ -16,7 +16,7 @@ use crate::lane::{self, Lane, StreamError};
 use crate::muxer::{MuxError, Muxer, OutStream};
 use crate::segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started};
 use crate::settings::{Settings, Source};
-use crate::sink::Deferred;
+use crate::sink::{Deferred, Hashed};
 
 /// Why a recording ended in error (carried as text in [`EndReason::Error`]).
 #[derive(Debug, thiserror::Error)]
@@ -178,10 +178,11 @@ enum Item {
     Segment(Box<Pending>),
 }
 
-/// A cut segment whose SHA-256 and packet digest are still being computed.
+/// A cut segment whose SHA-256 and packet digest are still being computed (its bytes come
+/// back from the hashing thread with their hash).
 struct Pending {
     segment: Segment,
-    sha256: Deferred<[u8; 32]>,
+    bytes: Deferred<Hashed>,
     digest: Deferred<(PacketDigest, Vec<u64>)>,
 }
 
@@ -193,9 +194,10 @@ fn finish_segments(items: Receiver<Item>, tx: SyncSender<Event>, clock: WallCloc
         let event = match item {
             Item::Event(e) => e,
             Item::Segment(p) => {
-                let Pending { mut segment, sha256, digest } = *p;
-                match (sha256.wait(), digest.wait()) {
-                    (Some(sha), Some((packet_digest, counts))) => {
+                let Pending { mut segment, bytes, digest } = *p;
+                match (bytes.wait(), digest.wait()) {
+                    (Some((bytes, sha)), Some((packet_digest, counts))) => {
+                        segment.bytes = bytes;
                         segment.sha256 = sha;
                         segment.packet_digest = packet_digest;
                         segment.packet_counts = counts;
@@ -449,8 +451,8 @@ impl Recording<'_> {
             }
         };
         if let Some(reason) = cut {
-            let (bytes, sha) = self.mux.cut()?;
-            self.emit(bytes, sha, reason)?;
+            let bytes = self.mux.cut()?;
+            self.emit(bytes, reason)?;
         }
         if self.open.is_none() {
             if self.emitted > 0 && self.consumer_gone {
@@ -493,20 +495,15 @@ impl Recording<'_> {
     }
 
     /// Turns the open segment into a [`Segment`] with these bytes and sends it.
-    fn emit(
-        &mut self,
-        bytes: Vec<u8>,
-        sha256: Deferred<[u8; 32]>,
-        cut: CutReason,
-    ) -> Result<(), CaptureError> {
+    fn emit(&mut self, bytes: Deferred<Hashed>, cut: CutReason) -> Result<(), CaptureError> {
         let repaired_now = self.repaired();
         let Some(open) = self.open.take() else { return Ok(()) };
         let digest = self.digest.finish_segment();
         self.emitted += 1;
-        // The hashes and the emission time are filled in by the finisher.
+        // The bytes, hashes and emission time are filled in by the finisher.
         let segment = Segment {
             seq: self.emitted,
-            bytes,
+            bytes: Vec::new(),
             sha256: [0; 32],
             packet_digest: PacketDigest([0; 32]),
             boundary: open.boundary,
@@ -521,7 +518,7 @@ impl Recording<'_> {
             emitted_utc_us: 0,
             cut,
         };
-        let pending = Pending { segment, sha256, digest };
+        let pending = Pending { segment, bytes, digest };
         if self.tx.send(Item::Segment(Box::new(pending))).is_err() {
             self.consumer_gone = true;
         }
@@ -548,7 +545,7 @@ impl Recording<'_> {
             }
         }
         let last = match self.mux.finish() {
-            Ok((bytes, sha)) => Some((bytes, sha)),
+            Ok(bytes) => Some(bytes),
             Err(e) => {
                 first_error.get_or_insert(e.into());
                 // The trailer failed; what the muxer wrote before it is still the footage.
@@ -565,8 +562,8 @@ impl Recording<'_> {
                 }
             }
         };
-        if let (Some((bytes, sha)), true) = (last, self.open.is_some()) {
-            if let Err(e) = self.emit(bytes, sha, CutReason::Final) {
+        if let (Some(bytes), true) = (last, self.open.is_some()) {
+            if let Err(e) = self.emit(bytes, CutReason::Final) {
                 first_error.get_or_insert(e);
             }
         }

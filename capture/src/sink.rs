@@ -2,28 +2,31 @@
 //!
 //! The muxer writes into a [`SharedSink`]; the bytes are hashed as they arrive, so a
 //! segment's SHA-256 is ready the moment it is cut, with no second pass over the segment.
-//! The hashing runs on its own thread, fed 1 MiB at a time as the muxer writes, so it
-//! overlaps with demuxing and muxing on a second core; at a cut only the last partial
-//! chunk is left to hash. (If the thread cannot be started, the sink hashes inline.)
+//! The hashing runs on its own thread, which reads the segment's buffer in place as the
+//! muxer fills it (256 KiB at a time, while the bytes are still in cache), so hashing
+//! overlaps with demuxing and muxing on a second core and costs the muxer no copy. At a
+//! cut the buffer itself goes to the hashing thread, which hashes the last partial chunk
+//! and hands the buffer back with its hash. (If the thread cannot be started, or stops,
+//! the sink hashes on the muxer's thread instead: a segment is never lost to it.)
+//!
 //! The sink is shared (an `Arc`) because FFmpeg's `StreamIo` owns its writer while the
 //! segmenter, on the same thread, takes the bytes out at every cut.
 
 use std::io::Write;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::ptr::NonNull;
+use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
 /// Bytes handed to the hashing thread at a time.
-const CHUNK: usize = 1 << 20;
-/// Chunks in flight to the hashing thread, at most (bounds the memory it can lag by).
-const IN_FLIGHT: usize = 8;
-
-enum Msg {
-    Bytes(Vec<u8>),
-    Finish(SyncSender<[u8; 32]>),
-}
+const CHUNK: usize = 256 << 10;
+/// Chunks the hashing thread may lag behind by. They cost no memory (the thread reads the
+/// segment's own buffer); the bound only keeps the last hash of a segment close at hand.
+const IN_FLIGHT: usize = 64;
+/// Room a fresh segment buffer starts with, at least.
+const MIN_CAPACITY: usize = 64 << 10;
 
 /// A result another thread is still working out.
 pub(crate) enum Deferred<T> {
@@ -43,30 +46,146 @@ impl<T> Deferred<T> {
     }
 }
 
-enum Hashing {
-    Thread { tx: SyncSender<Msg>, thread: Option<JoinHandle<()>> },
-    Inline(Sha256),
+/// A segment's bytes and their SHA-256.
+pub(crate) type Hashed = (Vec<u8>, [u8; 32]);
+
+/// A growable byte buffer whose written prefix another thread may read in place.
+///
+/// It is a `Vec<u8>` taken apart: no reference to the whole buffer is ever made while it
+/// is being filled, so handing out raw pointers to its written prefix is sound as long as
+/// the allocation is neither moved nor freed meanwhile — which is what [`State`] ensures
+/// by waiting for the hashing thread before [`Buffer::reserve`] moves it.
+struct Buffer {
+    ptr: NonNull<u8>,
+    len: usize,
+    cap: usize,
 }
 
-struct State {
-    bytes: Vec<u8>,
-    /// How much of `bytes` has been handed to the hasher.
-    hashed: usize,
-    hashing: Hashing,
-    /// The hashing thread is gone: the hash of this segment cannot be vouched for.
-    failed: bool,
+// SAFETY: `Buffer` owns its allocation exactly as a `Vec<u8>` does.
+unsafe impl Send for Buffer {}
+
+impl Buffer {
+    fn with_capacity(cap: usize) -> Self {
+        Self::from_vec(Vec::with_capacity(cap))
+    }
+
+    fn from_vec(v: Vec<u8>) -> Self {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        let (len, cap) = (v.len(), v.capacity());
+        // A Vec's pointer is never null (dangling but non-null when it has no capacity).
+        let ptr = NonNull::new(v.as_mut_ptr()).unwrap_or(NonNull::dangling());
+        Buffer { ptr, len, cap }
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: the parts are those of a Vec<u8> (from `from_vec`), with `len` bytes
+        // initialised by `append`.
+        unsafe { Vec::from_raw_parts(this.ptr.as_ptr(), this.len, this.cap) }
+    }
+
+    fn spare(&self) -> usize {
+        self.cap - self.len
+    }
+
+    /// Grows the allocation to hold `additional` more bytes. This may move it: only call
+    /// it when no other thread is reading the buffer.
+    fn reserve(&mut self, additional: usize) {
+        let mut v = std::mem::replace(self, Buffer::with_capacity(0)).into_vec();
+        v.reserve(additional.max(v.capacity()));
+        *self = Buffer::from_vec(v);
+    }
+
+    /// Appends `src`, which must fit in the spare capacity.
+    fn append(&mut self, src: &[u8]) {
+        assert!(src.len() <= self.spare(), "append beyond capacity");
+        // SAFETY: the destination lies in the allocation's spare capacity, which nothing
+        // else reads or writes, and `src` cannot overlap it (it is borrowed elsewhere).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(self.len), src.len());
+        }
+        self.len += src.len();
+    }
+
+    /// Bytes `start..end` of the written prefix, for the hashing thread to read in place.
+    fn region(&self, start: usize, end: usize) -> Region {
+        assert!(start <= end && end <= self.len, "region outside the written bytes");
+        // SAFETY: in bounds, as asserted.
+        Region { ptr: unsafe { self.ptr.as_ptr().add(start) }, len: end - start }
+    }
+
+    #[cfg(test)]
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the first `len` bytes are initialised.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // SAFETY: as in `into_vec`; the parts are not used again.
+        drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), self.len, self.cap) });
+    }
+}
+
+/// Written bytes of a [`Buffer`] the hashing thread reads in place.
+struct Region {
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: a region is only ever read, and `State` keeps its allocation alive and unmoved
+// until the hashing thread has said it is done with it.
+unsafe impl Send for Region {}
+
+enum Msg {
+    /// Hash these bytes next.
+    Bytes(Region),
+    /// Reply once every region sent before this one has been hashed.
+    Sync(SyncSender<()>),
+    /// The segment is cut: hash `bytes[from..]`, then send back the bytes and the hash of
+    /// everything since the last `End`.
+    End { bytes: Vec<u8>, from: usize, reply: SyncSender<Hashed> },
 }
 
 fn hash_thread(rx: Receiver<Msg>) {
     let mut hasher = Sha256::new();
     for msg in rx {
         match msg {
-            Msg::Bytes(b) => hasher.update(&b),
-            Msg::Finish(reply) => {
-                let _ = reply.send(std::mem::take(&mut hasher).finalize().into());
+            Msg::Bytes(region) => {
+                // SAFETY: `State` sent a region of written bytes that are never written
+                // again and whose allocation stays put until a `Sync` or `End` after it.
+                hasher.update(unsafe { std::slice::from_raw_parts(region.ptr, region.len) });
+            }
+            Msg::Sync(reply) => {
+                let _ = reply.send(());
+            }
+            Msg::End { bytes, from, reply } => {
+                hasher.update(&bytes[from..]);
+                let _ = reply.send((bytes, std::mem::take(&mut hasher).finalize().into()));
             }
         }
     }
+}
+
+enum Hashing {
+    /// The hashing thread reads the buffer in place.
+    Thread { tx: SyncSender<Msg>, thread: Option<JoinHandle<()>> },
+    /// Hashed on the muxer's thread, as written.
+    Inline(Sha256),
+    /// The hashing thread stopped during this segment: it is hashed whole at the cut, and
+    /// the segments after it inline.
+    Lost,
+}
+
+struct State {
+    bytes: Buffer,
+    /// How much of `bytes` has been handed to the hashing thread.
+    hashed: usize,
+    /// Regions were handed over since the thread last confirmed it was done with them:
+    /// until it does, `bytes` must not move.
+    lent: bool,
+    hashing: Hashing,
 }
 
 impl State {
@@ -79,44 +198,104 @@ impl State {
             Ok(thread) => Hashing::Thread { tx, thread: Some(thread) },
             Err(_) => Hashing::Inline(Sha256::new()),
         };
-        State { bytes: Vec::new(), hashed: 0, hashing, failed: false }
+        State { bytes: Buffer::with_capacity(MIN_CAPACITY), hashed: 0, lent: false, hashing }
     }
 
-    /// Hands `bytes[hashed..upto]` to the hasher.
-    fn feed(&mut self, upto: usize) {
-        let part = &self.bytes[self.hashed..upto];
-        match &mut self.hashing {
-            Hashing::Thread { tx, .. } => {
-                if tx.send(Msg::Bytes(part.to_vec())).is_err() {
-                    self.failed = true;
-                }
+    /// Hands `bytes[hashed..]` to the hashing thread.
+    fn lend(&mut self) {
+        let Hashing::Thread { tx, .. } = &self.hashing else { return };
+        let region = self.bytes.region(self.hashed, self.bytes.len);
+        match tx.send(Msg::Bytes(region)) {
+            Ok(()) => {
+                self.hashed = self.bytes.len;
+                self.lent = true;
             }
-            Hashing::Inline(h) => h.update(part),
+            // The thread is gone, and reads nothing any more.
+            Err(_) => self.lose_thread(),
         }
-        self.hashed = upto;
     }
 
-    /// Asks for the hash of everything fed since the last call, without waiting for it:
-    /// the hashing thread may still be catching up, and the muxer goes on meanwhile.
-    fn finish_hash(&mut self) -> Deferred<[u8; 32]> {
+    /// Waits until the hashing thread no longer reads `bytes`, so that it may move.
+    fn reclaim(&mut self) {
+        if !std::mem::take(&mut self.lent) {
+            return;
+        }
+        let Hashing::Thread { tx, .. } = &self.hashing else { return };
+        let (reply_tx, reply_rx) = sync_channel(1);
+        // Either it answers, or it is gone; either way it has stopped reading.
+        if tx.send(Msg::Sync(reply_tx)).is_err() || reply_rx.recv().is_err() {
+            self.lose_thread();
+        }
+    }
+
+    fn lose_thread(&mut self) {
+        if let Hashing::Thread { thread, .. } = &mut self.hashing {
+            // A thread that returned (or panicked) holds nothing of ours.
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
+        }
+        self.hashing = Hashing::Lost;
+        self.lent = false;
+    }
+
+    fn write(&mut self, buf: &[u8]) {
+        if self.bytes.spare() < buf.len() {
+            self.reclaim();
+            self.bytes.reserve(buf.len());
+        }
+        self.bytes.append(buf);
         match &mut self.hashing {
-            Hashing::Thread { tx, .. } => {
-                if std::mem::take(&mut self.failed) {
-                    return Deferred::Ready(None);
-                }
-                let (reply_tx, reply_rx) = sync_channel(1);
-                match tx.send(Msg::Finish(reply_tx)) {
-                    Ok(()) => Deferred::Waiting(reply_rx),
-                    Err(_) => Deferred::Ready(None),
+            Hashing::Thread { .. } => {
+                if self.bytes.len - self.hashed >= CHUNK {
+                    self.lend();
                 }
             }
-            Hashing::Inline(h) => Deferred::Ready(Some(std::mem::take(h).finalize().into())),
+            Hashing::Inline(h) => h.update(buf),
+            Hashing::Lost => {}
+        }
+    }
+
+    /// Takes the segment: its bytes and their hash, to come.
+    fn take(&mut self) -> Deferred<Hashed> {
+        let len = self.bytes.len;
+        let fresh = Buffer::with_capacity((len + len / 2).max(MIN_CAPACITY));
+        let bytes = std::mem::replace(&mut self.bytes, fresh).into_vec();
+        let from = std::mem::take(&mut self.hashed);
+        // The old buffer now travels with its `End` message, behind the regions lent from it.
+        self.lent = false;
+        match &mut self.hashing {
+            Hashing::Thread { tx, .. } => {
+                let (reply, rx) = sync_channel(1);
+                match tx.send(Msg::End { bytes, from, reply }) {
+                    Ok(()) => Deferred::Waiting(rx),
+                    Err(SendError(msg)) => {
+                        self.lose_thread();
+                        let Msg::End { bytes, .. } = msg else { unreachable!("sent an End") };
+                        Deferred::Ready(Some(hash_whole(bytes)))
+                    }
+                }
+            }
+            Hashing::Inline(h) => {
+                Deferred::Ready(Some((bytes, std::mem::take(h).finalize().into())))
+            }
+            Hashing::Lost => {
+                self.hashing = Hashing::Inline(Sha256::new());
+                Deferred::Ready(Some(hash_whole(bytes)))
+            }
         }
     }
 }
 
+fn hash_whole(bytes: Vec<u8>) -> Hashed {
+    let sha = Sha256::digest(&bytes).into();
+    (bytes, sha)
+}
+
 impl Drop for State {
     fn drop(&mut self) {
+        // The thread must be done with `bytes` before they are freed: closing the channel
+        // lets it finish what was sent and return.
         if let Hashing::Thread { tx, thread } = &mut self.hashing {
             let (closed, _) = sync_channel(1);
             drop(std::mem::replace(tx, closed));
@@ -144,34 +323,27 @@ impl SharedSink {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes everything written since the last call, with its SHA-256 to come (`None` if
-    /// the hashing thread died), and starts afresh.
-    pub(crate) fn take(&self) -> (Vec<u8>, Deferred<[u8; 32]>) {
-        let mut state = self.lock();
-        let len = state.bytes.len();
-        if state.hashed < len {
-            state.feed(len);
-        }
-        let hash = state.finish_hash();
-        state.hashed = 0;
-        let bytes = std::mem::replace(&mut state.bytes, Vec::with_capacity(len));
-        (bytes, hash)
+    /// Takes everything written since the last call, with its SHA-256, and starts afresh.
+    /// `None` from the result only if the hashing thread died holding the segment.
+    pub(crate) fn take(&self) -> Deferred<Hashed> {
+        self.lock().take()
     }
 
     /// Bytes written since the last [`Self::take`].
     pub(crate) fn pending(&self) -> usize {
-        self.lock().bytes.len()
+        self.lock().bytes.len
+    }
+
+    /// A copy of the bytes written since the last [`Self::take`] (for tests).
+    #[cfg(test)]
+    fn pending_bytes(&self) -> Vec<u8> {
+        self.lock().bytes.as_slice().to_vec()
     }
 }
 
 impl Write for SharedSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut state = self.lock();
-        state.bytes.extend_from_slice(buf);
-        let len = state.bytes.len();
-        if len - state.hashed >= CHUNK {
-            state.feed(len);
-        }
+        self.lock().write(buf);
         Ok(buf.len())
     }
 
@@ -184,34 +356,75 @@ impl Write for SharedSink {
 mod tests {
     use super::*;
 
+    fn sha(b: &[u8]) -> [u8; 32] {
+        Sha256::digest(b).into()
+    }
+
     #[test]
     fn take_hashes_exactly_what_was_written_since_the_last_take() {
         let sink = SharedSink::default();
         let mut w = sink.clone();
         w.write_all(b"first").unwrap();
-        let (a, ha) = sink.take();
+        let a = sink.take();
         w.write_all(b"sec").unwrap();
         w.write_all(b"ond").unwrap();
-        let (b, hb) = sink.take();
-        assert_eq!(a, b"first");
-        assert_eq!(b, b"second");
-        assert_eq!(ha.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"first"))));
-        assert_eq!(hb.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"second"))));
+        assert_eq!(sink.pending_bytes(), b"second");
+        let b = sink.take();
+        assert_eq!(a.wait(), Some((b"first".to_vec(), sha(b"first"))));
+        assert_eq!(b.wait(), Some((b"second".to_vec(), sha(b"second"))));
         assert_eq!(sink.pending(), 0);
     }
 
+    /// Segments many chunks long, each larger than the last, so the buffer has to grow
+    /// (and move) while the hashing thread is reading it.
     #[test]
-    fn segments_larger_than_a_chunk_hash_correctly() {
+    fn growing_segments_larger_than_a_chunk_hash_correctly() {
         let sink = SharedSink::default();
         let mut w = sink.clone();
-        let data: Vec<u8> = (0..(3 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
-        for piece in data.chunks(32_768) {
-            w.write_all(piece).unwrap();
+        let mut pending = Vec::new();
+        for n in 1..=6 {
+            let data: Vec<u8> =
+                (0..(n * 3 * CHUNK + 12_345 * n)).map(|i| (i * n % 251) as u8).collect();
+            for piece in data.chunks(32_768 + n) {
+                w.write_all(piece).unwrap();
+            }
+            pending.push((sink.take(), data));
         }
-        let (bytes, hash) = sink.take();
-        assert_eq!(bytes, data);
-        assert_eq!(hash.wait(), Some(<[u8; 32]>::from(Sha256::digest(&data))));
+        for (taken, data) in pending {
+            let expected = sha(&data);
+            assert_eq!(taken.wait(), Some((data, expected)));
+        }
         w.write_all(b"next").unwrap();
-        assert_eq!(sink.take().1.wait(), Some(<[u8; 32]>::from(Sha256::digest(b"next"))));
+        assert_eq!(sink.take().wait(), Some((b"next".to_vec(), sha(b"next"))));
+    }
+
+    #[test]
+    fn an_empty_segment_has_the_hash_of_nothing() {
+        let sink = SharedSink::default();
+        assert_eq!(sink.take().wait(), Some((Vec::new(), sha(b""))));
+    }
+
+    /// A fault that cannot be caused from outside: the hashing thread is made to stop in
+    /// the middle of a segment (its channel replaced by a closed one, as if it had died).
+    /// The segment is still hashed, whole, and the sink goes on hashing inline.
+    #[test]
+    fn a_lost_hashing_thread_costs_no_segment() {
+        let sink = SharedSink::default();
+        let mut w = sink.clone();
+        let data: Vec<u8> = (0..(2 * CHUNK + 7)).map(|i| (i % 253) as u8).collect();
+        w.write_all(&data[..CHUNK + 1]).unwrap();
+        {
+            let mut state = sink.lock();
+            state.reclaim();
+            if let Hashing::Thread { tx, thread } = &mut state.hashing {
+                let (closed, _) = sync_channel(1);
+                drop(std::mem::replace(tx, closed));
+                thread.take().unwrap().join().unwrap();
+            }
+        }
+        w.write_all(&data[CHUNK + 1..]).unwrap();
+        assert_eq!(sink.take().wait(), Some((data.clone(), sha(&data))));
+        w.write_all(b"after").unwrap();
+        assert_eq!(sink.take().wait(), Some((b"after".to_vec(), sha(b"after"))));
     }
 }

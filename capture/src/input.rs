@@ -163,6 +163,14 @@ pub(crate) fn open(
         if res < 0 {
             return Err(timed_out_or_stopped(ff::Error::from(res)));
         }
+        if !source.live && complete_frames((*ps).iformat) {
+            // Every packet of an MP4/MOV file is a whole frame with its timestamps and
+            // keyframe flag in the sample tables: FFmpeg's parsers would only re-read the
+            // headers of each frame (zeroing a frame-sized buffer for each, ~10% of the
+            // segmenter's thread). The packets are the same either way — data, timestamps,
+            // durations, flags (tests/file_input.rs compares them).
+            (*ps).flags |= ffi::AVFMT_FLAG_NOPARSE as i32;
+        }
         let res = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
         if res < 0 {
             ffi::avformat_close_input(&mut ps);
@@ -174,6 +182,20 @@ pub(crate) fn open(
         }
         Ok(ff::format::context::Input::wrap_with_interrupt(ps, interrupt.guard))
     }
+}
+
+/// Whether `format` is a demuxer whose packets are always whole frames with explicit
+/// timestamps (the MP4/MOV family), so that reading them needs no parser.
+///
+/// # Safety
+/// `format` must be null or point at a demuxer description (they are static).
+unsafe fn complete_frames(format: *const ffi::AVInputFormat) -> bool {
+    if format.is_null() {
+        return false;
+    }
+    // SAFETY: per the caller; `name` is a static C string.
+    let name = unsafe { std::ffi::CStr::from_ptr((*format).name) };
+    name.to_bytes().starts_with(b"mov,")
 }
 
 /// What one read attempt produced.

@@ -328,3 +328,77 @@ fn fragmented_mp4_segments_follow_an_init_segment() {
         assert_eq!(a.packet_digest, b.packet_digest, "same media from TS, segment {}", a.seq);
     }
 }
+
+/// Everything about a packet the segmenter uses.
+type PacketView = (usize, Option<i64>, Option<i64>, i64, bool, Vec<u8>);
+
+fn packets(path: &std::path::Path, options: &[(&str, &str)]) -> Vec<PacketView> {
+    use ffmpeg_next as ff;
+    let mut dict = ff::Dictionary::new();
+    for (k, v) in options {
+        dict.set(k, v);
+    }
+    let mut input = ff::format::input_with_dictionary(path, dict).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let mut p = ff::Packet::empty();
+        match p.read(&mut input) {
+            Ok(()) => out.push((
+                p.stream(),
+                p.pts(),
+                p.dts(),
+                p.duration(),
+                p.is_key(),
+                p.data().unwrap_or(&[]).to_vec(),
+            )),
+            Err(ff::Error::Eof) => break,
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        }
+    }
+    out
+}
+
+/// MP4 and MOV files are read without FFmpeg's parsers (input.rs): the packets must be
+/// exactly those read with them — data, timestamps, durations and keyframe flags — for
+/// B-frames, sparse keyframes and a variable frame rate.
+#[test]
+fn mp4_and_mov_packets_are_the_same_without_parsers() {
+    quiet();
+    let dir = TempDir::new("noparse");
+    let mut files = vec![clip(&dir, "gop50.mp4", 5, 50), clip(&dir, "gop200.mov", 10, 200)];
+    let vfr = dir.join("vfr.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=48000",
+        "-t",
+        "4",
+        "-vf",
+        "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'",
+        "-vsync",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-c:a",
+        "aac",
+        vfr.to_str().unwrap(),
+    ]);
+    files.push(vfr);
+    for f in &files {
+        let parsed = packets(f, &[]);
+        let unparsed = packets(f, &[("fflags", "+noparse")]);
+        assert!(parsed.len() > 100, "{}", f.display());
+        assert_eq!(parsed.len(), unparsed.len(), "{}", f.display());
+        for (n, (a, b)) in parsed.iter().zip(&unparsed).enumerate() {
+            let fields = |p: &PacketView| (p.0, p.1, p.2, p.3, p.4, p.5.len());
+            assert!(a == b, "{} packet {n}: {:?} vs {:?}", f.display(), fields(a), fields(b));
+        }
+    }
+}

@@ -5,11 +5,16 @@
 //! input gets `h264_mp4toannexb` (which inserts them before IDR frames), Annex B input gets
 //! `dump_extra=freq=keyframe`. Fragmented MP4 from Annex B/ADTS input needs the opposite
 //! (`aac_adtstoasc`); the muxer inserts that one itself.
+//!
+//! H.264 from MP4/MOV into MPEG-TS, the common case of an imported phone video, skips the
+//! filters' packet copies: [`crate::annexb`] writes each access unit once, in its final form
+//! (the `h264_mp4toannexb` filter is still set up, for the stream parameters it gives).
 
 use std::ffi::CString;
 
 use ff::ffi;
 use ff::packet::Mut as _;
+use ff::packet::Ref as _;
 use ffmpeg_next as ff;
 
 /// Why a bitstream filter chain failed.
@@ -38,6 +43,16 @@ pub enum BsfError {
 pub(crate) struct Bsf {
     ctx: *mut ffi::AVBSFContext,
     chain: String,
+    /// Set for H.264 from MP4/MOV into MPEG-TS: packets are converted by
+    /// [`crate::annexb::convert`] instead of going through `ctx`.
+    annex_b: Option<AnnexB>,
+}
+
+/// What [`crate::annexb::convert`] needs to know of a stream.
+struct AnnexB {
+    length_size: usize,
+    /// SPS and PPS behind start codes: the extradata `h264_mp4toannexb` gives the stream.
+    parameter_sets: Vec<u8>,
 }
 
 impl Bsf {
@@ -69,7 +84,22 @@ impl Bsf {
                 return Err(create(ff::Error::from(res)));
             }
         }
-        Ok(Bsf { ctx, chain: chain.to_owned() })
+        Ok(Bsf { ctx, chain: chain.to_owned(), annex_b: None })
+    }
+
+    /// H.264 with `length_size`-byte NAL unit lengths (from an `avcC` record) into Annex B
+    /// with an AUD, and the parameter sets at every keyframe, for MPEG-TS.
+    pub(crate) fn h264_annex_b(
+        par: &ff::codec::Parameters,
+        time_base: ff::Rational,
+        length_size: u8,
+    ) -> Result<Self, BsfError> {
+        let mut bsf = Bsf::new("h264_mp4toannexb", par, time_base)?;
+        // SAFETY: `par_out` is valid while `bsf` lives; the slice is copied at once.
+        let parameter_sets = unsafe { crate::lane::extradata(bsf.output_parameters()) }.to_vec();
+        bsf.chain = "h264 to Annex B".to_owned();
+        bsf.annex_b = Some(AnnexB { length_size: usize::from(length_size), parameter_sets });
+        Ok(bsf)
     }
 
     /// The parameters of the filtered stream (e.g. Annex B extradata after mp4toannexb).
@@ -92,6 +122,30 @@ impl Bsf {
     ) -> Result<(), BsfError> {
         let fail =
             |res| BsfError::Filter { chain: self.chain.clone(), source: ff::Error::from(res) };
+        if let Some(annex_b) = &self.annex_b {
+            let Some(packet) = packet else { return Ok(()) };
+            let mut converted = ff::Packet::empty();
+            let done = crate::annexb::convert(
+                packet.data().unwrap_or(&[]),
+                annex_b.length_size,
+                packet.is_key(),
+                &annex_b.parameter_sets,
+                |size| {
+                    converted = ff::Packet::new(size);
+                    converted.data_mut()
+                },
+            );
+            if done.is_none() {
+                return Err(fail(ffi::AVERROR_INVALIDDATA));
+            }
+            // SAFETY: both packets are valid; this copies timestamps, flags and side data.
+            let res = unsafe { ffi::av_packet_copy_props(converted.as_mut_ptr(), packet.as_ptr()) };
+            if res < 0 {
+                return Err(fail(res));
+            }
+            out.push(converted);
+            return Ok(());
+        }
         // SAFETY: the packet is a valid, owned AVPacket (or null to flush); the filter takes
         // its reference and resets it, and ours is dropped afterwards.
         let res = unsafe {

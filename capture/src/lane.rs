@@ -94,27 +94,30 @@ impl Lane {
         let codec = codec_name(par.id());
         let tb = stream.time_base();
         let (work, out_codec) = if copyable(container, &codec) {
-            let chain = match (container, codec.as_str()) {
-                (Container::MpegTs, "h264" | "hevc") => {
-                    // SAFETY: `par` wraps the stream's live parameters.
-                    let extradata = unsafe { extradata(par.as_ptr()) };
-                    match Framing::from_extradata(&codec, extradata) {
-                        Framing::LengthPrefixed(_) => {
-                            Some(format!("{codec}_mp4toannexb,dump_extra=freq=keyframe"))
-                        }
-                        _ => Some("dump_extra=freq=keyframe".to_owned()),
-                    }
+            // SAFETY: `par` wraps the stream's live parameters.
+            let framing = Framing::from_extradata(&codec, unsafe { extradata(par.as_ptr()) });
+            let filter = |chain: &str| Bsf::new(chain, &par, tb).map(Some);
+            let bsf = match (container, codec.as_str(), framing) {
+                (Container::MpegTs, "h264", Framing::LengthPrefixed(size)) => {
+                    Some(Bsf::h264_annex_b(&par, tb, size)?)
                 }
+                (Container::MpegTs, "hevc", Framing::LengthPrefixed(_)) => {
+                    filter("hevc_mp4toannexb,dump_extra=freq=keyframe")?
+                }
+                (Container::MpegTs, "h264" | "hevc", _) => filter("dump_extra=freq=keyframe")?,
                 // ADTS-framed AAC (from MPEG-TS) carries its decoder config in every frame
                 // header; MP4 wants it once, in the sample description.
-                (Container::FragmentedMp4, "aac") => {
+                (Container::FragmentedMp4, "aac", _) => {
                     // SAFETY: as above.
                     let extradata = unsafe { extradata(par.as_ptr()) };
-                    extradata.is_empty().then(|| "aac_adtstoasc".to_owned())
+                    if extradata.is_empty() {
+                        filter("aac_adtstoasc")?
+                    } else {
+                        None
+                    }
                 }
                 _ => None,
             };
-            let bsf = chain.map(|c| Bsf::new(&c, &par, tb)).transpose()?;
             (Work::Copy(bsf), codec.clone())
         } else if encodable(&codec) {
             let t = Transcoder::new(stream, kind, container, settings)?;

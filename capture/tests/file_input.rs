@@ -402,3 +402,51 @@ fn mp4_and_mov_packets_are_the_same_without_parsers() {
         }
     }
 }
+
+/// H.264 from MP4 is written into MPEG-TS by custody's own Annex B conversion (annexb.rs),
+/// which puts an access unit delimiter and, at keyframes, the parameter sets in front of
+/// each frame. A file whose frames carry their own delimiters keeps them (one per frame):
+/// every segment still decodes alone, frame for frame, and the packet digests match the
+/// source's.
+#[test]
+fn mp4_frames_with_their_own_delimiters_segment_and_match() {
+    quiet();
+    let dir = TempDir::new("aud");
+    let src = dir.join("aud.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25",
+        "-t",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-x264-params",
+        "keyint=25:min-keyint=25:scenecut=0:aud=1",
+        "-pix_fmt",
+        "yuv420p",
+        src.to_str().unwrap(),
+    ]);
+    let (_, segments, end) = record(Source::file(&src), Settings::default());
+    assert_eq!(end.reason, EndReason::InputEnded);
+    assert_eq!(segments.len(), 3);
+    let mut frames = 0;
+    for s in &segments {
+        let d = decode_bytes(&s.bytes);
+        assert_eq!(d.decode_errors, 0);
+        assert_eq!(d.video_frames, s.video_frames, "segment {} decodes alone", s.seq);
+        frames += d.video_frames;
+        // One delimiter per frame: the file's own, none added beside it.
+        let auds = s.bytes.windows(5).filter(|w| w == &[0, 0, 0, 1, 0x09]).count();
+        assert_eq!(auds as u64, s.video_frames, "segment {}", s.seq);
+    }
+    assert_eq!(frames, 125);
+    let boundaries: Vec<Boundary> = segments.iter().map(|s| s.boundary).collect();
+    let theirs = digest_file(&src, &boundaries, None).unwrap();
+    for (s, t) in segments.iter().zip(&theirs) {
+        assert_eq!(s.packet_digest, t.packet_digest, "segment {}", s.seq);
+    }
+}

@@ -169,7 +169,7 @@ pub(crate) fn open(
             // headers of each frame (zeroing a frame-sized buffer for each, ~10% of the
             // segmenter's thread). The packets are the same either way — data, timestamps,
             // durations, flags (tests/file_input.rs compares them).
-            (*ps).flags |= ffi::AVFMT_FLAG_NOPARSE as i32;
+            (*ps).flags |= ffi::AVFMT_FLAG_NOPARSE;
         }
         let res = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
         if res < 0 {

@@ -204,8 +204,8 @@ fn finish_segments(items: Receiver<Item>, tx: SyncSender<Event>, clock: WallCloc
                         segment.emitted_utc_us = clock.now_utc_us();
                         Event::Segment(segment)
                     }
-                    (sha, _) => {
-                        let failed = if sha.is_none() {
+                    (hashed, _) => {
+                        let failed = if hashed.is_none() {
                             CaptureError::Mux(MuxError::HashThread)
                         } else {
                             CaptureError::DigestThread

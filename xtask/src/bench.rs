@@ -349,7 +349,7 @@ pub fn bench(only: &[String]) -> Result<(), String> {
         }
     }
     let runs: usize =
-        std::env::var("CUSTODY_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        std::env::var("CUSTODY_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
     let path = root().join("docs/benchmarks.md");
     let mut sections = current_sections(&std::fs::read_to_string(&path).unwrap_or_default());
     let machine = machine();

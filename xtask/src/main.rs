@@ -202,7 +202,7 @@ commands:
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
           sections: capture, import, server, upload, verify (default: all; a section not
-          rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (3)";
+          rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (5)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -233,33 +233,8 @@ fn a_cover_picture_is_not_recorded_as_video() {
 fn variable_frame_rate_file_segments_add_up() {
     quiet();
     let dir = TempDir::new("vfr");
-    let src = dir.join("vfr.mkv");
-    // Drop every third and seventh frame: timestamps no longer evenly spaced.
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=44100",
-        "-t",
-        "6",
-        "-vf",
-        "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'",
-        "-vsync",
-        "vfr",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-x264-params",
-        "keyint=40:min-keyint=40:scenecut=0",
-        "-c:a",
-        "aac",
-        src.to_str().unwrap(),
-    ]);
+    // Timestamps no longer evenly spaced.
+    let src = vfr_clip(&dir, "vfr.mkv", 6);
     let source = decode_file(&src);
     let (_, segments, end) = record(Source::file(&src), Settings::default());
     assert_eq!(end.reason, EndReason::InputEnded);
@@ -365,32 +340,11 @@ fn packets(path: &std::path::Path, options: &[(&str, &str)]) -> Vec<PacketView> 
 fn mp4_and_mov_packets_are_the_same_without_parsers() {
     quiet();
     let dir = TempDir::new("noparse");
-    let mut files = vec![clip(&dir, "gop50.mp4", 5, 50), clip(&dir, "gop200.mov", 10, 200)];
-    let vfr = dir.join("vfr.mp4");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=sample_rate=48000",
-        "-t",
-        "4",
-        "-vf",
-        "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'",
-        "-vsync",
-        "vfr",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-c:a",
-        "aac",
-        vfr.to_str().unwrap(),
-    ]);
-    files.push(vfr);
+    let files = [
+        clip(&dir, "gop50.mp4", 5, 50),
+        clip(&dir, "gop200.mov", 10, 200),
+        vfr_clip(&dir, "vfr.mp4", 4),
+    ];
     for f in &files {
         let parsed = packets(f, &[]);
         let unparsed = packets(f, &[("fflags", "+noparse")]);

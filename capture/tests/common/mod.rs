@@ -85,6 +85,38 @@ pub fn clip(dir: &TempDir, name: &str, secs: u32, gop: u32) -> PathBuf {
     out
 }
 
+/// A 30 fps H.264 + AAC clip with every third and seventh frame dropped, so its
+/// timestamps are not evenly spaced (a variable frame rate), a keyframe every 40 frames.
+pub fn vfr_clip(dir: &TempDir, name: &str, secs: u32) -> PathBuf {
+    let out = dir.join(name);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=sample_rate=44100",
+        "-t",
+        &secs.to_string(),
+        "-vf",
+        "select='not(eq(mod(n\\,3)\\,1))*not(eq(mod(n\\,7)\\,2))'",
+        "-vsync",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-x264-params",
+        "keyint=40:min-keyint=40:scenecut=0",
+        "-c:a",
+        "aac",
+        out.to_str().unwrap(),
+    ]);
+    out
+}
+
 /// Runs a capture to its end and returns what it reported.
 pub fn record(source: Source, settings: Settings) -> (Option<Started>, Vec<Segment>, End) {
     let capture = Capture::start(source, settings);

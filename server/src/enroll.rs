@@ -113,6 +113,43 @@ fn malformed(what: &str) -> ApiError {
 }
 
 impl Server {
+    /// Enrolls a device for a request from `peer`: as [`Self::enroll`], but an address that
+    /// keeps failing (wrong, spent or expired tokens, bad proofs, malformed requests) is
+    /// refused with `auth.rate_limited` for a while, as failed logins are. Tokens cannot be
+    /// guessed, but each refusal of a spent or expired one is written to the custody log, and
+    /// a seized phone's spent token must not be able to fill it.
+    /// `req` is the request, or why it could not be read as one.
+    pub fn enroll_from(
+        &self,
+        req: Result<EnrollRequest, ApiError>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<EnrollResponse, ApiError> {
+        let addr = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if self.address_limited(addr) {
+            return Err(ApiError::new(
+                Code::AuthRateLimited,
+                format!(
+                    "too many failed enrollments or logins from this address; retry in {} s",
+                    crate::members::FAILURE_WINDOW_US / 1_000_000
+                ),
+            ));
+        }
+        let result = req.and_then(|req| self.enroll(&req));
+        if let Err(e) = &result {
+            if matches!(
+                e.code,
+                Code::EnrollMalformed
+                    | Code::EnrollTokenUnknown
+                    | Code::EnrollTokenUsed
+                    | Code::EnrollTokenExpired
+                    | Code::EnrollProof
+            ) {
+                self.address_failed(addr);
+            }
+        }
+        result
+    }
+
     /// Enrolls a device. Blocking (reads and writes token files, appends to the log).
     pub fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ApiError> {
         let token: [u8; 32] = hex::decode(&req.token)

@@ -185,12 +185,13 @@ async fn server_info(State(server): State<Server>) -> Response {
 async fn enroll(State(server): State<Server>, req: Request) -> Response {
     let s = server.clone();
     with_timeout(&server, async move {
+        let peer = req.extensions().get::<crate::members::Peer>().map(|p| p.0.ip());
         let body = read_body(&s, req.into_body(), MAX_ENROLL_BODY).await?;
-        let req: EnrollRequest = serde_json::from_slice(&body).map_err(|e| {
+        let req = serde_json::from_slice::<EnrollRequest>(&body).map_err(|e| {
             ApiError::new(Code::EnrollMalformed, format!("the enrollment request: {e}"))
-        })?;
+        });
         let s2 = s.clone();
-        let answer = blocking(move || s2.enroll(&req)).await?;
+        let answer = blocking(move || s2.enroll_from(req, peer)).await?;
         let value = serde_json::to_value(answer).map_err(|e| ApiError::internal("answering", e))?;
         Ok(json(StatusCode::OK, &value))
     })

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Server};
 
-/// Failed logins allowed from one address within [`FAILURE_WINDOW_US`].
+/// Failed logins and enrollments allowed from one address within [`FAILURE_WINDOW_US`].
 pub const MAX_FAILURES: u32 = 10;
 /// The window failed logins are counted in, µs (60 s).
 pub const FAILURE_WINDOW_US: i64 = 60_000_000;
@@ -169,7 +169,7 @@ pub fn add_member(data_dir: &Path, name: &str, role: Role) -> Result<String, Mem
     Ok(hex::encode(token))
 }
 
-/// Failed logins per address.
+/// Failed logins and enrollments per address.
 #[derive(Debug, Default)]
 struct Failures {
     by_addr: HashMap<IpAddr, (u32, i64)>,
@@ -232,6 +232,17 @@ impl Members {
 pub struct Peer(pub std::net::SocketAddr);
 
 impl Server {
+    /// Whether `addr` has failed to log in or to enroll [`MAX_FAILURES`] times within the
+    /// last [`FAILURE_WINDOW_US`].
+    pub(crate) fn address_limited(&self, addr: IpAddr) -> bool {
+        lock(&self.members().failures).limited(addr, crate::now_us())
+    }
+
+    /// Counts a failed login or enrollment from `addr`.
+    pub(crate) fn address_failed(&self, addr: IpAddr) {
+        lock(&self.members().failures).fail(addr, crate::now_us());
+    }
+
     fn members(&self) -> &Members {
         &self.inner.lawyer.members
     }

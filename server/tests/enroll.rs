@@ -107,3 +107,40 @@ async fn over_tls_the_device_learns_and_pins_the_servers_certificate() {
     let r = client().get(ts.base.replace("https", "http") + "/v1/server").send().await;
     assert!(r.is_err() || r.unwrap().status() != 200);
 }
+
+/// Failed enrollments count against the address as failed logins do: once an address has
+/// failed `MAX_FAILURES` times within the window, it is refused before its token is even
+/// looked at — so a seized phone's spent token cannot fill the custody log with refusals.
+/// Another address is not affected.
+#[tokio::test]
+async fn an_address_that_keeps_failing_to_enroll_is_held_off() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let spent = custody_server::issue_token(ts.dir.path(), "obs", Duration::from_secs(60)).unwrap();
+    assert_eq!(Device::new("first").enroll(&c, &ts.base, &spent).await.status, 200);
+    let fresh =
+        custody_server::issue_token(ts.dir.path(), "obs2", Duration::from_secs(60)).unwrap();
+
+    let log_before = ts.server.log_len();
+    let max = u64::from(custody_server::members::MAX_FAILURES);
+    for n in 0..max {
+        let s = Device::new("thief").enroll(&c, &ts.base, &spent).await;
+        assert_eq!((s.status, s.code().as_str()), (403, "enroll.token_used"), "attempt {n}");
+    }
+    assert_eq!(ts.server.log_len(), log_before + max, "each refusal logged, up to the limit");
+    for _ in 0..3 {
+        let s = Device::new("thief").enroll(&c, &ts.base, &spent).await;
+        assert_eq!((s.status, s.code().as_str()), (429, "auth.rate_limited"));
+    }
+    // Malformed requests are held off too, and a right token from this address waits.
+    let r = c.post(format!("{}/v1/enroll", ts.base)).body("{not json").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let s = Device::new("late").enroll(&c, &ts.base, &fresh).await;
+    assert_eq!((s.status, s.code().as_str()), (429, "auth.rate_limited"));
+    assert_eq!(ts.server.log_len(), log_before + max, "nothing more reached the log");
+
+    // A client from another loopback address (127.0.0.2) is answered as before.
+    let elsewhere = client_from(std::net::IpAddr::from([127, 0, 0, 2]));
+    let s = Device::new("late").enroll(&elsewhere, &ts.base, &fresh).await;
+    assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+}

@@ -74,6 +74,16 @@ pub fn client() -> reqwest::Client {
     pinned_client([0; 32])
 }
 
+/// A client whose connections come from another loopback address (say 127.0.0.2), for
+/// what the server keeps per address.
+pub fn client_from(local: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(pin::config([0; 32]))
+        .local_address(local)
+        .build()
+        .unwrap()
+}
+
 /// A client that trusts exactly the TLS certificate with this SHA-256 (and nothing else).
 pub fn pinned_client(sha256: [u8; 32]) -> reqwest::Client {
     reqwest::Client::builder()

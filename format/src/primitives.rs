@@ -98,4 +98,46 @@ mod tests {
         assert!(verify(&key.verifying_key(), DOMAIN_RECORD_SIGNATURE, b"payload", &sig));
         assert!(!verify(&key.verifying_key(), DOMAIN_RECEIPT_SIGNATURE, b"payload", &sig));
     }
+
+    /// The group order L of edwards25519, little-endian.
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+
+    /// A second valid-looking signature made from a first by adding L to its S half: the
+    /// same equation holds modulo L, so a lax verifier would accept two signatures for one
+    /// message. Refused: one message has one signature per key.
+    #[test]
+    fn a_malleated_signature_is_refused() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let sig = sign(&key, DOMAIN_KEY_FINGERPRINT, b"message");
+        assert!(verify(&key.verifying_key(), DOMAIN_KEY_FINGERPRINT, b"message", &sig));
+        let mut malleated = sig;
+        let mut carry = 0u16;
+        for (s, l) in malleated[32..].iter_mut().zip(L) {
+            let sum = u16::from(*s) + u16::from(l) + carry;
+            *s = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "S + L fits in 32 bytes");
+        assert_ne!(malleated, sig);
+        assert!(!verify(&key.verifying_key(), DOMAIN_KEY_FINGERPRINT, b"message", &malleated));
+    }
+
+    /// The identity point as a public key, with R the identity and S zero, satisfies the
+    /// verification equation for every message: RFC 8032's plain check accepts it (shown
+    /// with ed25519-dalek's lax `verify`), the strict check used here refuses small-order keys.
+    #[test]
+    fn a_small_order_key_signs_nothing() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let input = [DOMAIN_KEY_FINGERPRINT, b"any message"].concat();
+        use ed25519_dalek::Verifier as _;
+        assert!(weak.verify(&input, &Signature::from_bytes(&forged)).is_ok(), "lax check");
+        assert!(!verify(&weak, DOMAIN_KEY_FINGERPRINT, b"any message", &forged));
+    }
 }

@@ -93,7 +93,24 @@ async fn a_different_record_at_a_stored_position_is_refused_as_equivocation_and_
         chain.records[2].to_bytes()
     );
     assert_eq!(ts.server.storage().segment(&chain.id, 2).unwrap().unwrap(), chain.ciphertexts[2]);
-    let _ = EntryType::EquivocationRefused;
+
+    // The entry, read back from the log on disk: typed, naming the device, the position,
+    // the refused record and the stored one it conflicts with.
+    let device = d.public;
+    let _ = ts
+        .restart(|dir| {
+            let any_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+            let (_, entries) =
+                custody_server::custody_log::CustodyLog::open(&dir.join("log"), any_key).unwrap();
+            let e = entries.last().unwrap();
+            assert_eq!(e.entry_type, EntryType::EquivocationRefused);
+            assert_eq!(e.device_key, Some(device));
+            assert_eq!(e.recording_id, Some(chain.id));
+            assert_eq!(e.seq, Some(2));
+            assert_eq!(e.record_hash, Some(other.records[2].hash()));
+            assert_eq!(e.conflicting_hash, Some(chain.records[2].hash()));
+        })
+        .await;
 }
 
 #[tokio::test]

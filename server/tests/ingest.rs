@@ -164,3 +164,36 @@ async fn a_lost_index_is_rebuilt_with_the_very_same_receipts() {
     }
     assert_eq!(ts.server.log_len(), log_len, "nothing logged twice");
 }
+
+/// An end record closes a recording on the server: a record placed after a stored end is
+/// refused (`chain.after_end`), and so is an end record placed before a stored record;
+/// neither is stored.
+#[tokio::test]
+async fn nothing_is_accepted_after_an_end_record() {
+    let ts = start(test_limits()).await;
+    let c = client();
+    let d = enrolled(&ts, &c, "laptop").await;
+    let key = ts.server.public_key();
+    // Records 0..=3 with the end at 3; the same recording carried on to 5 segments.
+    let ended = Chain::new(4, &d, 2, true, b"a");
+    let longer = Chain::new(4, &d, 5, false, b"a");
+    assert_eq!(ended.id, longer.id);
+    for seq in 0..=3 {
+        let s = d.put(&c, &ts.base, &key, ended.id, seq, ended.body(seq as usize)).await;
+        assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    }
+    let s = d.put(&c, &ts.base, &key, longer.id, 5, longer.body(5)).await;
+    assert_eq!((s.status, s.code().as_str()), (422, "chain.after_end"));
+    assert!(ts.server.storage().record(&longer.id, 5).unwrap().is_none());
+
+    // The other way round: a later record is stored first, then an end before it.
+    let longer = Chain::new(5, &d, 5, false, b"b");
+    let ended = Chain::new(5, &d, 2, true, b"b");
+    for seq in [0, 1, 2, 5] {
+        let s = d.put(&c, &ts.base, &key, longer.id, seq, longer.body(seq as usize)).await;
+        assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+    }
+    let s = d.put(&c, &ts.base, &key, ended.id, 3, ended.body(3)).await;
+    assert_eq!((s.status, s.code().as_str()), (422, "chain.after_end"));
+    assert!(ts.server.storage().record(&ended.id, 3).unwrap().is_none());
+}

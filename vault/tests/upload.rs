@@ -358,13 +358,15 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
 /// A TLS-terminating HTTP proxy (it presents the server's own certificate, so the pin
 /// holds) in front of a plain-HTTP server. By turns it answers `500` without passing the
 /// request on, passes the request on and answers `503` in place of the server's answer
-/// (the receipt is lost on the way back), and passes the rest through, flipping one byte of
-/// every other one of the first (a forged or damaged receipt, which the device must refuse). One request per connection. Returns its address and the
-/// counts of 500s, 503s and damaged receipts given.
+/// (the receipt is lost on the way back), and passes the rest through — but flips one byte
+/// of every other one of the first kind (a damaged or forged receipt) and, in place of every
+/// other one of the second, replays an earlier receipt (one the server really signed, for
+/// another record). The device must refuse both. One request per connection. Returns its
+/// address and the counts of 500s, 503s, damaged and replayed receipts given.
 async fn http_fault_proxy(
     tls: std::sync::Arc<rustls::ServerConfig>,
     upstream: String,
-) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 3]>, tokio::task::JoinHandle<()>) {
+) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>, tokio::task::JoinHandle<()>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
@@ -410,13 +412,15 @@ async fn http_fault_proxy(
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let counts = std::sync::Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let counts = std::sync::Arc::new([0, 0, 0, 0].map(AtomicU64::new));
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let c = counts.clone();
+    let earlier = std::sync::Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
     let task = tokio::spawn(async move {
         for n in 0u64.. {
             let Ok((tcp, _)) = listener.accept().await else { return };
             let (acceptor, upstream, c) = (acceptor.clone(), upstream.clone(), c.clone());
+            let earlier = earlier.clone();
             tokio::spawn(async move {
                 let Ok(mut client) = acceptor.accept(tcp).await else { return };
                 let Some((head, body)) = message(&mut client).await else { return };
@@ -440,10 +444,24 @@ async fn http_fault_proxy(
                     answer("503 Service Unavailable", "proxy.503")
                 } else {
                     let mut rbody = rbody;
-                    if n % 8 == 2 && rhead.starts_with(b"HTTP/1.1 200") && !rbody.is_empty() {
+                    let receipt = head.starts_with(b"PUT ");
+                    let ok = receipt && rhead.starts_with(b"HTTP/1.1 200") && !rbody.is_empty();
+                    if n % 8 == 2 && ok {
                         c[2].fetch_add(1, Ordering::Relaxed);
                         let last = rbody.len() - 1;
                         rbody[last] ^= 0x01;
+                    } else if n % 8 == 3 && ok {
+                        let mut kept = earlier.lock().unwrap();
+                        match kept.replace(rbody.clone()) {
+                            // Same length: the header's Content-Length still holds.
+                            Some(old) if old != rbody && old.len() == rbody.len() => {
+                                c[3].fetch_add(1, Ordering::Relaxed);
+                                rbody = old;
+                            }
+                            _ => {}
+                        }
+                    } else if ok {
+                        *earlier.lock().unwrap() = Some(rbody.clone());
                     }
                     // The server's answer, on a connection that closes after it.
                     let i = memchr::memmem::find(&rhead, b"\r\n").unwrap() + 2;
@@ -462,7 +480,8 @@ async fn http_fault_proxy(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_a_proxy_answering_500_503_and_damaged_receipts_every_record_is_stored_once() {
+async fn through_a_proxy_answering_500_503_damaged_and_replayed_receipts_every_record_is_stored_once(
+) {
     use std::sync::atomic::Ordering;
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;
@@ -510,11 +529,16 @@ async fn through_a_proxy_answering_500_503_and_damaged_receipts_every_record_is_
     assert!(counts[0].load(Ordering::Relaxed) > 0, "no 500 was answered");
     assert!(counts[1].load(Ordering::Relaxed) > 0, "no 503 was answered");
     assert!(counts[2].load(Ordering::Relaxed) > 0, "no receipt was damaged");
+    assert!(counts[3].load(Ordering::Relaxed) > 0, "no receipt was replayed");
     // Exactly once on the server, although some records were stored and their receipts
     // lost, then sent again.
     assert_eq!(server.log_len(), log_before + 10);
     let receipts = up.receipts(&id).unwrap();
     assert_eq!(receipts.len(), 10);
+    // One receipt for each record: a replayed receipt (validly signed, naming another
+    // record) was not taken for the record it came back for.
+    let seqs: std::collections::BTreeSet<u64> = receipts.iter().map(|r| r.value().seq).collect();
+    assert_eq!(seqs, (0..10).collect());
     for r in &receipts {
         let stored = server.storage().record(&id, r.value().seq).unwrap().unwrap();
         let rec = custody_format::record::SignedRecord::parse(&stored).unwrap();

@@ -118,8 +118,11 @@ fn client(cfg: &LawyerConfig, timeout: Duration) -> Result<reqwest::Client, CliE
 }
 
 fn network(e: reqwest::Error) -> CliError {
-    CliError::cannot(format!("the server could not be reached: {e}"))
-        .hint("check the URL and that the server is running")
+    CliError::cannot(format!(
+        "the server could not be reached: {}",
+        custody_vault::upload::with_causes(&e)
+    ))
+    .hint("check the URL and that the server is running")
 }
 
 /// The refusal a server answered with, as an error with a hint.

@@ -81,7 +81,8 @@ fn an_unreachable_server_says_so_and_what_to_check() {
         &out,
         1,
         "custody: error: could not reach the server: error sending request for url \
-         (https://127.0.0.1:$PORT/v1/enroll)\n\
+         (https://127.0.0.1:$PORT/v1/enroll): client error (Connect): tcp connect error: \
+         Connection refused (os error 111)\n\
          custody: hint: check the URL and that the server is running\n",
     );
 }

@@ -251,6 +251,23 @@ mod tls {
     }
 }
 
+/// An error with its causes, for people: an HTTP client's own message names only the
+/// request, while what went wrong (a refused connection, a certificate that is not the
+/// pinned one) is in its sources.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// The SHA-256 of the TLS certificate a server presented, noted by [`pinned_client`].
 pub type SeenCertificate = Arc<Mutex<Option<[u8; 32]>>>;
 
@@ -306,7 +323,7 @@ pub async fn enroll(
         .json(&body)
         .send()
         .await
-        .map_err(|e| UploadError::Network(e.to_string()))?;
+        .map_err(|e| UploadError::Network(with_causes(&e)))?;
     if !resp.status().is_success() {
         return Err(refusal(resp).await);
     }
@@ -535,7 +552,7 @@ impl Uploader {
     async fn get_json(&self, path: &str) -> Result<serde_json::Value, UploadError> {
         let req =
             self.sign_request(self.client.get(format!("{}{path}", self.url)), "GET", path, b"");
-        let resp = req.send().await.map_err(|e| UploadError::Network(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| UploadError::Network(with_causes(&e)))?;
         if !resp.status().is_success() {
             return Err(refusal(resp).await);
         }
@@ -839,7 +856,7 @@ impl Uploader {
         let resp = self.sign_request(req, "PUT", &path, &body).body(body).send().await;
         let resp = match resp {
             Ok(r) => r,
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Retry(with_causes(&e)),
         };
         let status = resp.status().as_u16();
         if status != 200 {
@@ -857,7 +874,7 @@ impl Uploader {
         }
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) => return Outcome::Retry(e.to_string()),
+            Err(e) => return Outcome::Retry(with_causes(&e)),
         };
         let receipt = match self.check_receipt(&bytes, &record) {
             Ok(r) => r,

@@ -549,3 +549,67 @@ async fn through_a_proxy_answering_500_503_damaged_and_replayed_receipts_every_r
     ptask.abort();
     task.abort();
 }
+
+/// The device pins the server's TLS certificate at enrollment. Another server at the
+/// enrolled address — a machine in the middle, or an impostor with a certificate of its
+/// own — gets nothing: not one request reaches it, nothing is receipted, the failure says
+/// why, and everything stays queued for the real server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing() {
+    let (_identity, recipient) = new_recipient_identity();
+    let real = server(&recipient).await;
+    let addr = real.url.trim_start_matches("https://").to_string();
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[11; 32]);
+    let token = custody_server::issue_token(real.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    upload::enroll(&vault, &key, &real.url, &token).await.unwrap();
+    let Server { server, dir, task, .. } = real;
+    task.abort();
+    let _ = task.await;
+    drop(server);
+
+    // An impostor takes the address: a custody server of its own, with its own key and
+    // certificate.
+    let impostor_dir = tempfile::tempdir().unwrap();
+    let mut config = custody_server::Config::new(impostor_dir.path());
+    config.recipients = vec![recipient.clone()];
+    let (impostor, _) = custody_server::Server::open(config).unwrap();
+    let (_, itask) =
+        custody_server::serve::spawn(impostor.clone(), addr.parse().unwrap()).await.unwrap();
+    let impostor_log = impostor.log_len();
+
+    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
+    let h = header(&key, vec![recipient.clone()]);
+    let id = h.recording_id;
+    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+    let p = plaintext(1, 50_000);
+    w.add_segment(SegmentInput {
+        plaintext: &p,
+        plaintext_sha256: sha256(&[&p]),
+        fields: fields(1),
+    })
+    .unwrap();
+    w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_millis(800)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (0, 3), "{f:?}");
+    let why = f.last_error.clone().unwrap_or_default().to_lowercase();
+    assert!(why.contains("not the one pinned at enrollment"), "{why}");
+    assert_eq!(impostor.log_len(), impostor_log, "the impostor received nothing");
+    assert!(impostor.storage().record(&id, 0).unwrap().is_none());
+    itask.abort();
+    let _ = itask.await;
+    drop(impostor);
+
+    // The real server returns: everything goes to it.
+    let mut config = custody_server::Config::new(dir.path());
+    config.recipients = vec![recipient.clone()];
+    let (server, _) = custody_server::Server::open(config).unwrap();
+    let (_, task) =
+        custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.receipted, f.pending), (3, 0), "{f:?}");
+    task.abort();
+}

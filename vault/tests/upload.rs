@@ -355,6 +355,37 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
     srv.task.abort();
 }
 
+/// Reads one HTTP/1.1 message (headers and a Content-Length body).
+async fn message<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let end = loop {
+        if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::io::AsyncReadExt::read(r, &mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))
+        .flatten()
+        .unwrap_or(0);
+    let mut body = buf.split_off(end);
+    while body.len() < len {
+        let n = tokio::io::AsyncReadExt::read(r, &mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((buf, body))
+}
+
 /// A TLS-terminating HTTP proxy (it presents the server's own certificate, so the pin
 /// holds) in front of a plain-HTTP server. By turns it answers `500` without passing the
 /// request on, passes the request on and answers `503` in place of the server's answer
@@ -368,38 +399,7 @@ async fn http_fault_proxy(
     upstream: String,
 ) -> (String, std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>, tokio::task::JoinHandle<()>) {
     use std::sync::atomic::{AtomicU64, Ordering};
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-
-    /// Reads one HTTP/1.1 message (headers and a Content-Length body).
-    async fn message<R: AsyncRead + Unpin>(r: &mut R) -> Option<(Vec<u8>, Vec<u8>)> {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 16 * 1024];
-        let end = loop {
-            if let Some(i) = memchr::memmem::find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = r.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().ok()))
-            .flatten()
-            .unwrap_or(0);
-        let mut body = buf.split_off(end);
-        while body.len() < len {
-            let n = r.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        Some((buf, body))
-    }
+    use tokio::io::AsyncWriteExt;
 
     fn answer(status: &str, code: &str) -> Vec<u8> {
         let body = format!(r#"{{"error":{{"code":"{code}","message":"from the test proxy"}}}}"#);
@@ -611,5 +611,69 @@ async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing(
         custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
     let f = up.flush(Duration::from_secs(30)).await.unwrap();
     assert_eq!((f.receipted, f.pending), (3, 0), "{f:?}");
+    task.abort();
+}
+
+/// A machine in the middle at enrollment, the one moment nothing is pinned yet: it shows
+/// the device a certificate of its own and relays to the real server. The server answers
+/// with the fingerprint of its own certificate, the device compares it with the one it was
+/// shown, refuses the enrollment and pins nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
+    use tokio::io::AsyncWriteExt;
+    let (_identity, recipient) = new_recipient_identity();
+    let real = server(&recipient).await;
+    // Another custody server lends the interceptor a certificate that is not the real one.
+    let lender = server(&recipient).await;
+    let tls = lender.server.tls_config().unwrap();
+    let pin: [u8; 32] = hex::decode(real.server.tls_sha256()).unwrap().try_into().unwrap();
+    let (forward, _) = upload::pinned_client(Some(pin), Duration::from_secs(10)).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let interceptor = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let upstream = real.url.clone();
+    let relayed = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = relayed.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut device) = acceptor.accept(tcp).await else { continue };
+            let Some((head, body)) = message(&mut device).await else { continue };
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string();
+            let path = line.split(' ').nth(1).unwrap_or("/").to_string();
+            let resp = forward
+                .post(format!("{upstream}{path}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let status = resp.status().as_u16();
+            let answer = resp.bytes().await.unwrap();
+            let mut out = format!(
+                "HTTP/1.1 {status} OK\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n",
+                answer.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&answer);
+            let _ = device.write_all(&out).await;
+            let _ = device.shutdown().await;
+        }
+    });
+
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[12; 32]);
+    let token = custody_server::issue_token(real.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    let err =
+        upload::enroll(&vault, &key, &format!("https://{interceptor}"), &token).await.unwrap_err();
+    assert_eq!(relayed.load(std::sync::atomic::Ordering::Relaxed), 1, "the answer was relayed");
+    assert!(
+        err.to_string().contains("tls_sha256 is not the certificate the server presented"),
+        "{err}"
+    );
+    assert!(upload::Enrollment::load(vdir.path()).unwrap().is_none(), "nothing was pinned");
     task.abort();
 }

@@ -226,4 +226,9 @@ fn main() {
         ffmpeg_best / ours_median
     );
     println!("custody emitted {segs} segments, {:.0} MB of MPEG-TS.", seg_bytes as f64 / 1e6);
+    println!(
+        "Before each FFmpeg run the bench writes and deletes a /dev/shm file larger than \
+         FFmpeg's output, so FFmpeg writes to memory the virtual machine's host already backs \
+         (without it, FFmpeg's system time here swings from 0.7 s to 4 s a run)."
+    );
 }

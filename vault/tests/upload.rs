@@ -24,12 +24,43 @@ struct Server {
 
 async fn server(recipient: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = custody_server::Config::new(dir.path());
+    let (server, addr, task) = serve_at(dir.path(), recipient, "127.0.0.1:0", false).await;
+    Server { server, url: format!("https://{addr}"), dir, task }
+}
+
+/// A custody server on the data in `dir` (made if new), serving at `addr` (TLS unless
+/// `plain`); returns it, where it listens, and its task.
+async fn serve_at(
+    dir: &std::path::Path,
+    recipient: &str,
+    addr: &str,
+    plain: bool,
+) -> (custody_server::Server, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let mut config = custody_server::Config::new(dir);
     config.recipients = vec![recipient.to_string()];
+    config.insecure_http = plain;
     let (server, _) = custody_server::Server::open(config).unwrap();
     let (addr, task) =
-        custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    Server { server, url: format!("https://{addr}"), dir, task }
+        custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
+    (server, addr, task)
+}
+
+/// A vault in a new directory whose device key (from `seed`) is enrolled with `srv`.
+async fn enrolled_vault(srv: &Server, seed: u8) -> (tempfile::TempDir, Vault, SigningKey) {
+    let vdir = tempfile::tempdir().unwrap();
+    let (vault, _) = Vault::open(vdir.path()).unwrap();
+    let key = SigningKey::from_bytes(&[seed; 32]);
+    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
+    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    (vdir, vault, key)
+}
+
+/// Stops `srv` and returns its data directory and the TLS configuration it served with.
+async fn stop(srv: Server) -> (tempfile::TempDir, std::sync::Arc<rustls::ServerConfig>) {
+    let Server { server, dir, task, .. } = srv;
+    task.abort();
+    let _ = task.await;
+    (dir, server.tls_config().unwrap())
 }
 
 fn plaintext(seed: u64, len: usize) -> Vec<u8> {
@@ -213,16 +244,9 @@ async fn uploads_wait_out_a_server_that_is_down_and_complete_when_it_returns() {
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;
     let addr = srv.url.trim_start_matches("https://").to_string();
-    let vdir = tempfile::tempdir().unwrap();
-    let (vault, _) = Vault::open(vdir.path()).unwrap();
-    let key = SigningKey::from_bytes(&[9; 32]);
-    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    let (_vdir, vault, key) = enrolled_vault(&srv, 9).await;
     // The server goes away.
-    let Server { server, dir, task, .. } = srv;
-    task.abort();
-    let _ = task.await;
-    drop(server);
+    let (dir, _) = stop(srv).await;
 
     let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
     let h = header(&key, vec![recipient.clone()]);
@@ -242,11 +266,7 @@ async fn uploads_wait_out_a_server_that_is_down_and_complete_when_it_returns() {
     assert!(f.last_error.is_some());
 
     // The server comes back at the same address, with the same data.
-    let mut config = custody_server::Config::new(dir.path());
-    config.recipients = vec![recipient.clone()];
-    let (server, _) = custody_server::Server::open(config).unwrap();
-    let (_, task) =
-        custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
+    let (_server, _, task) = serve_at(dir.path(), &recipient, &addr, false).await;
     let f = up.flush(Duration::from_secs(30)).await.unwrap();
     assert_eq!((f.receipted, f.pending), (5, 0), "{f:?}");
     assert_eq!(up.receipts(&id).unwrap().len(), 5);
@@ -311,11 +331,7 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;
     let upstream = srv.url.trim_start_matches("https://").to_string();
-    let vdir = tempfile::tempdir().unwrap();
-    let (vault, _) = Vault::open(vdir.path()).unwrap();
-    let key = SigningKey::from_bytes(&[5; 32]);
-    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    let (vdir, vault, key) = enrolled_vault(&srv, 5).await;
     // From now on the device reaches the server only through the faulty proxy (same TLS
     // certificate, so the pin holds).
     let (proxy, ptask) = faulty_proxy(upstream).await;
@@ -485,24 +501,11 @@ async fn through_a_proxy_answering_500_503_damaged_and_replayed_receipts_every_r
     use std::sync::atomic::Ordering;
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;
-    let vdir = tempfile::tempdir().unwrap();
-    let (vault, _) = Vault::open(vdir.path()).unwrap();
-    let key = SigningKey::from_bytes(&[6; 32]);
-    let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    let (vdir, vault, key) = enrolled_vault(&srv, 6).await;
     // The same data served over plain HTTP behind the proxy, which presents the server's
     // certificate: to the device nothing changed but the address.
-    let Server { server, dir, task, .. } = srv;
-    task.abort();
-    let _ = task.await;
-    let tls = server.tls_config().unwrap();
-    drop(server);
-    let mut config = custody_server::Config::new(dir.path());
-    config.recipients = vec![recipient.clone()];
-    config.insecure_http = true;
-    let (server, _) = custody_server::Server::open(config).unwrap();
-    let (plain, task) =
-        custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (dir, tls) = stop(srv).await;
+    let (server, plain, task) = serve_at(dir.path(), &recipient, "127.0.0.1:0", true).await;
     let (proxy, counts, ptask) = http_fault_proxy(tls, plain.to_string()).await;
     let mut e = upload::Enrollment::load(vdir.path()).unwrap().unwrap();
     e.url = format!("https://{proxy}");
@@ -559,24 +562,13 @@ async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing(
     let (_identity, recipient) = new_recipient_identity();
     let real = server(&recipient).await;
     let addr = real.url.trim_start_matches("https://").to_string();
-    let vdir = tempfile::tempdir().unwrap();
-    let (vault, _) = Vault::open(vdir.path()).unwrap();
-    let key = SigningKey::from_bytes(&[11; 32]);
-    let token = custody_server::issue_token(real.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    upload::enroll(&vault, &key, &real.url, &token).await.unwrap();
-    let Server { server, dir, task, .. } = real;
-    task.abort();
-    let _ = task.await;
-    drop(server);
+    let (_vdir, vault, key) = enrolled_vault(&real, 11).await;
+    let (dir, _) = stop(real).await;
 
     // An impostor takes the address: a custody server of its own, with its own key and
     // certificate.
     let impostor_dir = tempfile::tempdir().unwrap();
-    let mut config = custody_server::Config::new(impostor_dir.path());
-    config.recipients = vec![recipient.clone()];
-    let (impostor, _) = custody_server::Server::open(config).unwrap();
-    let (_, itask) =
-        custody_server::serve::spawn(impostor.clone(), addr.parse().unwrap()).await.unwrap();
+    let (impostor, _, itask) = serve_at(impostor_dir.path(), &recipient, &addr, false).await;
     let impostor_log = impostor.log_len();
 
     let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
@@ -604,11 +596,7 @@ async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing(
     drop(impostor);
 
     // The real server returns: everything goes to it.
-    let mut config = custody_server::Config::new(dir.path());
-    config.recipients = vec![recipient.clone()];
-    let (server, _) = custody_server::Server::open(config).unwrap();
-    let (_, task) =
-        custody_server::serve::spawn(server.clone(), addr.parse().unwrap()).await.unwrap();
+    let (_server, _, task) = serve_at(dir.path(), &recipient, &addr, false).await;
     let f = up.flush(Duration::from_secs(30)).await.unwrap();
     assert_eq!((f.receipted, f.pending), (3, 0), "{f:?}");
     task.abort();

@@ -85,6 +85,39 @@ fn fields(n: u64) -> SegmentFields {
     testkit::segment(1, n)
 }
 
+/// Seals a recording of `segments` segments of `len` bytes into `vault`, to `recipient`,
+/// with an end record `ended_after` µs after the test epoch (none: cut off); its id.
+fn record(
+    vault: &Vault,
+    key: &SigningKey,
+    recipient: &str,
+    segments: u64,
+    len: usize,
+    ended_after: Option<i64>,
+) -> RecordingId {
+    let sealer = Sealer::new(parse_recipients(&[recipient.to_string()]).unwrap()).unwrap();
+    let h = header(key, vec![recipient.to_string()]);
+    let id = h.recording_id;
+    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
+    for n in 1..=segments {
+        let p = plaintext(n, len);
+        let input =
+            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
+        w.add_segment(input).unwrap();
+    }
+    if let Some(after) = ended_after {
+        w.end(testkit::T0_US + after, EndReason::Stopped, None).unwrap();
+    }
+    id
+}
+
+/// Points the vault in `vdir` at `addr` (a proxy in front of the server it enrolled with).
+fn point_at(vdir: &std::path::Path, addr: impl std::fmt::Display) {
+    let mut e = upload::Enrollment::load(vdir).unwrap().unwrap();
+    e.url = format!("https://{addr}");
+    std::fs::write(vdir.join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+}
+
 fn opts() -> Options {
     Options {
         poll: Duration::from_millis(20),
@@ -206,21 +239,8 @@ async fn a_recording_made_offline_is_flushed_completely_and_only_once() {
         let token =
             custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
         upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
-        let sealer =
-            Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
-        let h = header(&key, vec![recipient.clone()]);
-        id = h.recording_id;
-        let mut w = vault.begin(h, key.clone(), sealer).unwrap();
-        for n in 1..=5 {
-            let p = plaintext(n, 100_000);
-            w.add_segment(SegmentInput {
-                plaintext: &p,
-                plaintext_sha256: sha256(&[&p]),
-                fields: fields(n),
-            })
-            .unwrap();
-        }
         // Cut off: no end record, as if the recorder was killed.
+        id = record(&vault, &key, &recipient, 5, 100_000, None);
     }
     let (vault, _) = Vault::open(vdir.path()).unwrap();
     let up = Uploader::new(&vault, key.clone(), opts()).unwrap();
@@ -248,17 +268,7 @@ async fn uploads_wait_out_a_server_that_is_down_and_complete_when_it_returns() {
     // The server goes away.
     let (dir, _) = stop(srv).await;
 
-    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
-    let h = header(&key, vec![recipient.clone()]);
-    let id = h.recording_id;
-    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
-    for n in 1..=3 {
-        let p = plaintext(n, 50_000);
-        let input =
-            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
-        w.add_segment(input).unwrap();
-    }
-    w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+    let id = record(&vault, &key, &recipient, 3, 50_000, Some(10_000_000));
 
     let up = Uploader::new(&vault, key, opts()).unwrap();
     let f = up.flush(Duration::from_millis(500)).await.unwrap();
@@ -335,21 +345,9 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
     // From now on the device reaches the server only through the faulty proxy (same TLS
     // certificate, so the pin holds).
     let (proxy, ptask) = faulty_proxy(upstream).await;
-    let mut e = upload::Enrollment::load(vdir.path()).unwrap().unwrap();
-    e.url = format!("https://{proxy}");
-    std::fs::write(vdir.path().join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+    point_at(vdir.path(), proxy);
 
-    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
-    let h = header(&key, vec![recipient.clone()]);
-    let id = h.recording_id;
-    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
-    for n in 1..=8 {
-        let p = plaintext(n, 400_000);
-        let input =
-            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
-        w.add_segment(input).unwrap();
-    }
-    w.end(testkit::T0_US + 20_000_000, EndReason::Stopped, None).unwrap();
+    let id = record(&vault, &key, &recipient, 8, 400_000, Some(20_000_000));
     let log_before = srv.server.log_len();
 
     let up = Uploader::new(&vault, key, opts()).unwrap();
@@ -507,21 +505,9 @@ async fn through_a_proxy_answering_500_503_damaged_and_replayed_receipts_every_r
     let (dir, tls) = stop(srv).await;
     let (server, plain, task) = serve_at(dir.path(), &recipient, "127.0.0.1:0", true).await;
     let (proxy, counts, ptask) = http_fault_proxy(tls, plain.to_string()).await;
-    let mut e = upload::Enrollment::load(vdir.path()).unwrap().unwrap();
-    e.url = format!("https://{proxy}");
-    std::fs::write(vdir.path().join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
+    point_at(vdir.path(), proxy);
 
-    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
-    let h = header(&key, vec![recipient.clone()]);
-    let id = h.recording_id;
-    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
-    for n in 1..=8 {
-        let p = plaintext(n, 300_000);
-        let input =
-            SegmentInput { plaintext: &p, plaintext_sha256: sha256(&[&p]), fields: fields(n) };
-        w.add_segment(input).unwrap();
-    }
-    w.end(testkit::T0_US + 20_000_000, EndReason::Stopped, None).unwrap();
+    let id = record(&vault, &key, &recipient, 8, 300_000, Some(20_000_000));
     let log_before = server.log_len();
 
     // Many failures in a row are likely here: keep the retry delay short.
@@ -571,18 +557,7 @@ async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing(
     let (impostor, _, itask) = serve_at(impostor_dir.path(), &recipient, &addr, false).await;
     let impostor_log = impostor.log_len();
 
-    let sealer = Sealer::new(parse_recipients(std::slice::from_ref(&recipient)).unwrap()).unwrap();
-    let h = header(&key, vec![recipient.clone()]);
-    let id = h.recording_id;
-    let mut w = vault.begin(h, key.clone(), sealer).unwrap();
-    let p = plaintext(1, 50_000);
-    w.add_segment(SegmentInput {
-        plaintext: &p,
-        plaintext_sha256: sha256(&[&p]),
-        fields: fields(1),
-    })
-    .unwrap();
-    w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+    let id = record(&vault, &key, &recipient, 1, 50_000, Some(10_000_000));
 
     let up = Uploader::new(&vault, key, opts()).unwrap();
     let f = up.flush(Duration::from_millis(800)).await.unwrap();

@@ -6,34 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{events, make_clip, Env};
-
-/// A child process killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[track_caller]
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{add_member, enroll_token, events, make_clip, ok, serve, Env, Killed};
 
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -58,40 +34,16 @@ fn json_of(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-fn serve(env: &Env, data: &Path) -> (Killed, String) {
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Killed(child);
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    (server, first.strip_prefix("Listening on ").unwrap().to_string())
-}
-
 #[test]
 fn a_phone_streaming_srt_is_recorded_live_uploaded_fetched_as_tar_and_verified() {
     let env = Env::new();
     let data = env.dir.path().join("server");
-    let (_server, url) = serve(&env, &data);
+    let server = serve(&env, &data, "127.0.0.1:0");
+    let url = server.url.clone();
 
     // The legal team enrolls the observer's laptop and adds a lawyer.
-    let token = json_of(&ok(&Command::new(common::bin())
-        .args(["admin", "enroll-token", "--json", "--label", "observer-12", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap()));
-    ok(&env.run(&["enroll", &url, token["token"].as_str().unwrap()]));
-    let member = json_of(&ok(&Command::new(common::bin())
-        .args(["admin", "member", "add", "--json", "--role", "member", "--data"])
-        .arg(&data)
-        .arg("lawyer-b")
-        .output()
-        .unwrap()));
-    ok(&env.run(&["login", &url, "--token", member["token"].as_str().unwrap()]));
+    ok(&env.run(&["enroll", &url, &enroll_token(&data, "observer-12")]));
+    ok(&env.run(&["login", &url, "--token", &add_member(&data, "lawyer-b", "member")]));
 
     // The phone's own file (6 s, a keyframe every second), streamed at its real pace.
     let phone_file = env.dir.path().join("phone.mp4");

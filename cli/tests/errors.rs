@@ -4,34 +4,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
 use common::Env;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `custody serve` on a kernel-chosen loopback port; returns it and its URL.
-fn serve(env: &Env) -> (Server, String) {
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
-        .arg(env.dir.path().join("server"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let url = first.strip_prefix("Listening on ").unwrap().to_string();
-    (server, url)
+/// `custody serve` on a kernel-chosen loopback port, with its data beside the vault.
+fn serve(env: &Env) -> common::Served {
+    common::serve(env, &env.dir.path().join("server"), "127.0.0.1:0")
 }
 
 /// stderr with the temporary directory and any port number replaced by placeholders.
@@ -90,8 +69,9 @@ fn an_unreachable_server_says_so_and_what_to_check() {
 #[test]
 fn a_wrong_token_is_refused_by_the_server_and_the_vault_stays_unenrolled() {
     let env = Env::new();
-    let (_server, url) = serve(&env);
-    let out = env.run(&["enroll", &url, ZEROS]);
+    let server = serve(&env);
+    let url = server.url.as_str();
+    let out = env.run(&["enroll", url, ZEROS]);
     let text = normalised(&env, &out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.starts_with("custody: error: the server refused "), "{text}");
@@ -173,8 +153,9 @@ fn a_lawyer_who_has_not_logged_in_is_told_how() {
 #[test]
 fn a_wrong_member_token_is_refused_and_nothing_is_saved() {
     let env = Env::new();
-    let (_server, url) = serve(&env);
-    let out = env.run(&["login", &url, "--token", ZEROS]);
+    let server = serve(&env);
+    let url = server.url.as_str();
+    let out = env.run(&["login", url, "--token", ZEROS]);
     let text = normalised(&env, &out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("auth.token"), "the refusal names its code: {text}");

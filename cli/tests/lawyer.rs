@@ -5,71 +5,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 
-use common::{events, recording_id, Env};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{add_member, enroll_token, events, ok, recording_id, serve, Env};
 
 fn lawyer(env: &Env, config: &Path, args: &[&str]) -> Output {
     env.cmd().env("CUSTODY_CONFIG_DIR", config).args(args).output().unwrap()
-}
-
-fn add_member(data: &Path, name: &str, role: &str) -> String {
-    let out = Command::new(common::bin())
-        .args(["admin", "member", "add", "--json", "--role", role, "--data"])
-        .arg(data)
-        .arg(name)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    v["token"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn login_list_fetch_resume_verify_and_revoke_through_the_binary() {
     let env = Env::new();
     let data = env.dir.path().join("server");
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let url = first.strip_prefix("Listening on ").unwrap().to_string();
+    let server = serve(&env, &data, "127.0.0.1:0");
+    let url = server.url.clone();
 
     // A device records and uploads.
-    let out = Command::new(common::bin())
-        .args(["admin", "enroll-token", "--json", "--label", "observer-9", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let token: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
-    ok(&env.run(&["enroll", &url, token["token"].as_str().unwrap()]));
+    ok(&env.run(&["enroll", &url, &enroll_token(&data, "observer-9")]));
     let out = env.record_synthetic(4, &[]);
     let id = recording_id(&events(&ok(&out).into_bytes())).unwrap().to_string();
     ok(&env.run(&["upload", "--json", "--timeout", "60"]));

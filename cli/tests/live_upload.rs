@@ -7,50 +7,15 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{events, recording_id, Env};
+use common::{enroll_token, events, ok, recording_id, serve, Env};
 use custody_format::ids::{PublicKey, RecordingId};
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `custody serve` on `listen` (port 0: any), once it says where it listens.
-fn serve(env: &Env, data: &Path, listen: &str) -> Server {
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", listen, "--recipient", &env.recipient, "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
-    let url = first.strip_prefix("Listening on ").unwrap().to_string();
-    Server { child, url }
-}
-
 fn enroll(env: &Env, data: &Path, url: &str) {
-    let out = Command::new(common::bin())
-        .args(["admin", "enroll-token", "--json", "--label", "observer-3", "--data"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let out = env.run(&["enroll", url, v["token"].as_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&env.run(&["enroll", url, &enroll_token(data, "observer-3")]));
 }
 
 fn status(env: &Env) -> (Option<i32>, serde_json::Value) {

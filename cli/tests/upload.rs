@@ -4,47 +4,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-use common::{events, recording_id, Env};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{enroll_token, events, recording_id, Env};
 
 #[test]
 fn record_then_upload_gets_every_record_receipted() {
     let env = Env::new();
     let data = env.dir.path().join("server");
-    let mut child = Command::new(common::bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    // The first line says where it listens (port 0: the kernel chose).
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().unwrap().unwrap();
-    let url = first.strip_prefix("Listening on ").unwrap().to_string();
-    assert!(url.starts_with("https://127.0.0.1:"), "{first}");
-
-    let out = Command::new(common::bin())
-        .args(["admin", "enroll-token", "--json", "--label", "observer-7", "--data"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let token: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let token = token["token"].as_str().unwrap().to_string();
+    let server = common::serve(&env, &data, "127.0.0.1:0");
+    // It says where it listens (port 0: the kernel chose).
+    let url = server.url.clone();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let token = enroll_token(&data, "observer-7");
 
     let out = env.run(&["enroll", &url, &token]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,8 +1,9 @@
 //! A temp-dir harness for driving the real `custody` binary.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use custody_format::ids::RecordingId;
 use custody_format::record::{Record, SignedRecord};
@@ -67,6 +68,70 @@ impl Env {
     pub fn identities(&self) -> Vec<age::x25519::Identity> {
         custody_vault::keys::parse_identities(&std::fs::read_to_string(&self.case_key).unwrap())
     }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `custody serve`, stopped when dropped.
+pub struct Served {
+    _child: Killed,
+    /// Where it listens, as it said (`https://127.0.0.1:PORT`).
+    pub url: String,
+}
+
+/// `custody serve` on `listen` (port 0: any) with the data in `data` and `env`'s case
+/// recipient, once it has said where it listens.
+pub fn serve(env: &Env, data: &Path, listen: &str) -> Served {
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", listen, "--recipient", &env.recipient, "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let first = BufReader::new(stdout).lines().next().unwrap().unwrap();
+    let url = first.strip_prefix("Listening on ").unwrap_or_else(|| panic!("{first}")).to_string();
+    Served { _child: child, url }
+}
+
+/// The stdout of a command that must have succeeded (else its output, in the panic).
+#[track_caller]
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The token of an `admin` command run on the server data in `data` (`--json` output).
+fn admin_token(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin()).arg("admin").args(args).arg("--data").arg(data).output();
+    let v: serde_json::Value = serde_json::from_str(&ok(&out.unwrap())).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// A one-time enrollment token for a device labelled `label` (`custody admin enroll-token`).
+pub fn enroll_token(data: &Path, label: &str) -> String {
+    admin_token(data, &["enroll-token", "--json", "--label", label])
+}
+
+/// A new member's API token (`custody admin member add`); `role` is `admin` or `member`.
+pub fn add_member(data: &Path, name: &str, role: &str) -> String {
+    admin_token(data, &["member", "add", "--json", "--role", role, name])
 }
 
 /// The JSON lines a `--json` command printed.

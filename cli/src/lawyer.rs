@@ -125,6 +125,16 @@ fn network(e: reqwest::Error) -> CliError {
     .hint("check the URL and that the server is running")
 }
 
+/// Sends a member request and reads its JSON answer; a refusal or an unreachable server
+/// becomes the error that explains it.
+async fn json_answer(req: reqwest::RequestBuilder) -> Result<serde_json::Value, CliError> {
+    let resp = req.send().await.map_err(network)?;
+    if !resp.status().is_success() {
+        return Err(refusal(resp).await);
+    }
+    resp.json().await.map_err(|e| CliError::cannot(format!("the server's answer: {e}")))
+}
+
 /// The refusal a server answered with, as an error with a hint.
 async fn refusal(resp: reqwest::Response) -> CliError {
     let status = resp.status().as_u16();
@@ -156,14 +166,8 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
     let token = args.token.trim().to_string();
     let (c, seen) = custody_vault::upload::pinned_client(None, Duration::from_secs(30))
         .map_err(|e| CliError::cannot(format!("making the HTTPS client: {e}")))?;
-    let v: serde_json::Value = runtime()?.block_on(async {
-        let resp =
-            c.get(format!("{url}/v1/whoami")).bearer_auth(&token).send().await.map_err(network)?;
-        if !resp.status().is_success() {
-            return Err(refusal(resp).await);
-        }
-        resp.json().await.map_err(|e| CliError::cannot(format!("the server's answer: {e}")))
-    })?;
+    let v =
+        runtime()?.block_on(json_answer(c.get(format!("{url}/v1/whoami")).bearer_auth(&token)))?;
     let text = |k: &str| v[k].as_str().map(String::from);
     let bad = |what: &str| CliError::cannot(format!("the server's answer: {what}"));
     let server_key = PublicKey::parse(&text("server_key").ok_or_else(|| bad("no server_key"))?)
@@ -211,18 +215,9 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
 pub fn recordings(args: &RecordingsArgs) -> Result<(), CliError> {
     let cfg = logged_in(args.server.as_deref())?;
     let c = client(&cfg, Duration::from_secs(60))?;
-    let v: serde_json::Value = runtime()?.block_on(async {
-        let resp = c
-            .get(format!("{}/v1/recordings", cfg.url))
-            .bearer_auth(&cfg.token)
-            .send()
-            .await
-            .map_err(network)?;
-        if !resp.status().is_success() {
-            return Err(refusal(resp).await);
-        }
-        resp.json().await.map_err(|e| CliError::cannot(format!("the server's answer: {e}")))
-    })?;
+    let v = runtime()?.block_on(json_answer(
+        c.get(format!("{}/v1/recordings", cfg.url)).bearer_auth(&cfg.token),
+    ))?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
         return Ok(());
@@ -480,20 +475,12 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
 pub fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
     let cfg = logged_in(None)?;
     let c = client(&cfg, Duration::from_secs(60))?;
-    let v: serde_json::Value = runtime()?.block_on(async {
-        let resp = c
-            .post(format!("{}/v1/devices/revoke", cfg.url))
+    let v = runtime()?.block_on(json_answer(
+        c.post(format!("{}/v1/devices/revoke", cfg.url))
             .bearer_auth(&cfg.token)
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "device": args.device, "reason": args.reason }).to_string())
-            .send()
-            .await
-            .map_err(network)?;
-        if !resp.status().is_success() {
-            return Err(refusal(resp).await);
-        }
-        resp.json().await.map_err(|e| CliError::cannot(format!("the server's answer: {e}")))
-    })?;
+            .body(serde_json::json!({ "device": args.device, "reason": args.reason }).to_string()),
+    ))?;
     if args.json {
         print(&format!("{v}\n"));
     } else if v["already_revoked"].as_bool() == Some(true) {

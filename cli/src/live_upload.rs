@@ -151,11 +151,7 @@ pub fn report(
         .map(|p| p.iter().filter(|(r, _)| *r == id.0).count() as u64)
         .unwrap_or(r.pending);
     if json {
-        let refused: Vec<_> = r
-            .refused
-            .iter()
-            .map(|(id, seq, why)| serde_json::json!({ "recording": id.to_string(), "seq": seq, "refusal": why }))
-            .collect();
+        let refused = crate::upload::refused_json(&r.refused);
         print(&format!(
             "{}\n",
             serde_json::json!({

@@ -17,11 +17,7 @@ pub fn run(vault_dir: &Path, args: &UploadArgs) -> Result<(), CliError> {
         .block_on(uploader.flush(Duration::from_secs(args.timeout)))
         .map_err(upload_error)?;
     if args.json {
-        let refused: Vec<_> = f
-            .refused
-            .iter()
-            .map(|(id, seq, why)| serde_json::json!({ "recording": id.to_string(), "seq": seq, "refusal": why }))
-            .collect();
+        let refused = refused_json(&f.refused);
         print(&format!(
             "{}\n",
             serde_json::json!({
@@ -50,4 +46,16 @@ pub fn run(vault_dir: &Path, args: &UploadArgs) -> Result<(), CliError> {
         });
     }
     Ok(())
+}
+
+/// Records the server refused for good, as the JSON events list them.
+pub(crate) fn refused_json(
+    refused: &[(custody_format::ids::RecordingId, u64, String)],
+) -> Vec<serde_json::Value> {
+    refused
+        .iter()
+        .map(|(id, seq, why)| {
+            serde_json::json!({ "recording": id.to_string(), "seq": seq, "refusal": why })
+        })
+        .collect()
 }

@@ -25,38 +25,19 @@ const NAL_AUD: u8 = 9;
 
 /// The NAL units of a length-prefixed packet, or `None` if the lengths do not add up to
 /// the packet. Empty units are skipped.
-fn units(data: &[u8], length_size: usize) -> Option<impl Iterator<Item = &[u8]>> {
-    let check = Units { rest: data, length_size };
-    for unit in check {
-        unit?;
-    }
-    Some(Units { rest: data, length_size }.map(|u| u.unwrap_or(&[])).filter(|u| !u.is_empty()))
-}
-
-struct Units<'a> {
-    rest: &'a [u8],
-    length_size: usize,
-}
-
-impl<'a> Iterator for Units<'a> {
-    type Item = Option<&'a [u8]>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let Some((len, tail)) = self.rest.split_at_checked(self.length_size) else {
-            self.rest = &[];
-            return Some(None);
-        };
+fn units(data: &[u8], length_size: usize) -> Option<Vec<&[u8]>> {
+    let mut units = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(length_size)?;
         let len = len.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        let Some((unit, tail)) = tail.split_at_checked(len) else {
-            self.rest = &[];
-            return Some(None);
-        };
-        self.rest = tail;
-        Some(Some(unit))
+        let (unit, tail) = tail.split_at_checked(len)?;
+        if !unit.is_empty() {
+            units.push(unit);
+        }
+        rest = tail;
     }
+    Some(units)
 }
 
 /// Converts one access unit. `parameter_sets` (already in Annex B form) go in front of a
@@ -72,9 +53,10 @@ pub(crate) fn convert<'o>(
     if !(1..=4).contains(&length_size) {
         return None;
     }
+    let units = units(data, length_size)?;
     let (mut first_is_aud, mut has_aud, mut in_slices) = (false, false, false);
     let mut size = 0;
-    for (n, unit) in units(data, length_size)?.enumerate() {
+    for (n, unit) in units.iter().enumerate() {
         let nal_type = unit[0] & 0x1f;
         first_is_aud |= n == 0 && nal_type == NAL_AUD;
         has_aud |= !in_slices && nal_type == NAL_AUD;
@@ -93,7 +75,7 @@ pub(crate) fn convert<'o>(
         out[at..at + bytes.len()].copy_from_slice(bytes);
         at += bytes.len();
     };
-    let mut units = units(data, length_size)?;
+    let mut units = units.into_iter();
     if first_is_aud {
         put(&START_CODE);
         put(units.next()?);

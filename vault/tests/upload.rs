@@ -541,7 +541,7 @@ async fn through_a_proxy_answering_500_503_damaged_and_replayed_receipts_every_r
 
 /// The device pins the server's TLS certificate at enrollment. Another server at the
 /// enrolled address — a machine in the middle, or an impostor with a certificate of its
-/// own — gets nothing: not one request reaches it, nothing is receipted, the failure says
+/// own — gets nothing: it stores and logs nothing, nothing is receipted, the failure says
 /// why, and everything stays queued for the real server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_another_certificate_at_the_enrolled_address_gets_nothing() {
@@ -638,5 +638,9 @@ async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
         "{err}"
     );
     assert!(upload::Enrollment::load(vdir.path()).unwrap().is_none(), "nothing was pinned");
+    // The relayed request did enroll the key at the real server: the token is spent, and
+    // the observer must ask for a new one.
+    let public = custody_format::ids::PublicKey::from(key.verifying_key());
+    assert!(real.server.device(&public).is_some());
     task.abort();
 }

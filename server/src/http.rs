@@ -126,10 +126,16 @@ impl Server {
                 ))
             }
             Some(d) if d.revoked => {
+                // Read (and drop) what it sends before refusing: a client still writing its
+                // body when the connection closes sees a broken pipe, not this answer, and a
+                // revoked device must learn why it is refused. It is a device the server
+                // knew, held to one body limit and its concurrency permits, not a stranger.
+                let _permit = self.permit(&claimed.device)?;
+                let _ = read_body(self, body, limits.max_body_bytes).await;
                 return Err(ApiError::new(
                     Code::AuthRevoked,
                     format!("device {} has been revoked", claimed.device),
-                ))
+                ));
             }
             Some(_) => {}
         }

@@ -6,8 +6,9 @@
 //! proof). Leaves and interior nodes are hashed under different one-byte prefixes (0x00,
 //! 0x01), so a leaf can never be passed off as a node.
 //!
-//! The generators take the leaf hashes in log order and run in O(n) without recursion; the
-//! verifiers follow the step lists of RFC 9162 §2.1.3.2 and §2.1.4.2 exactly and need
+//! The generators take the leaf hashes in log order and run in O(n) without recursion; a
+//! growing log keeps a [`Tree`] of its complete subtrees instead, whose roots and proofs at
+//! any size cost O(log n) and are the same hashes. The verifiers follow the step lists of RFC 9162 §2.1.3.2 and §2.1.4.2 exactly and need
 //! nothing but the proof, the sizes and the roots. A tree size is not bound into any hash: it is authenticated by the
 //! signed tree head, and a verifier must take it from there. The byte-level specification
 //! is the "Merkle tree" section of `docs/format.md`; `tests/merkle_kat.rs` checks this
@@ -346,6 +347,183 @@ fn split(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 
+/// The hashes of every complete subtree of an append-only RFC 9162 tree: the log's
+/// rebuildable cache, from which roots and proofs at any size up to [`Tree::len`] cost
+/// O(log n) hashes instead of the O(n) of [`root`], [`inclusion_proof`] and
+/// [`consistency_proof`] over a slice of leaves.
+///
+/// Level 0 holds the leaf hashes; level `h` holds `MTH(D[i·2^h : (i+1)·2^h])` for every
+/// complete, aligned subtree of `2^h` leaves. RFC 9162's recursion splits a tree of `n`
+/// leaves at the largest power of two `k < n`, so in a proof every subtree on the left of
+/// a split is complete and aligned (one lookup), and at most one proof hash is a right edge
+/// `MTH(D[a:n])`, folded from at most log n complete subtrees. Appending a leaf adds one
+/// hash per level it completes (amortised two). The cache holds about 2n hashes
+/// (64 bytes a leaf) and is a pure function of the leaves, so it can always be rebuilt
+/// from them (or kept, level by level, by a store: see [`Tree::subtree`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tree {
+    levels: Vec<Vec<[u8; 32]>>,
+}
+
+impl Tree {
+    /// The empty tree.
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    /// The tree of `leaf_hashes` (already passed through [`leaf_hash`]), in O(n).
+    pub fn from_leaves(leaf_hashes: impl IntoIterator<Item = [u8; 32]>) -> Tree {
+        let mut t = Tree::new();
+        for leaf in leaf_hashes {
+            t.push(leaf);
+        }
+        t
+    }
+
+    /// Appends a leaf hash, completing whatever subtrees it completes.
+    pub fn push(&mut self, leaf: [u8; 32]) {
+        let mut node = leaf;
+        let mut level = 0;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let row = &mut self.levels[level];
+            row.push(node);
+            if row.len() % 2 == 1 {
+                return;
+            }
+            node = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
+            level += 1;
+        }
+    }
+
+    /// Number of leaves.
+    pub fn len(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64)
+    }
+
+    /// Whether the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The leaf hash at `index`.
+    pub fn leaf(&self, index: u64) -> Option<[u8; 32]> {
+        self.subtree(0, index)
+    }
+
+    /// `MTH(D[index·2^level : (index+1)·2^level])`, if that subtree is complete: what a
+    /// store would keep to serve proofs without the leaves.
+    pub fn subtree(&self, level: u32, index: u64) -> Option<[u8; 32]> {
+        let row = self.levels.get(usize::try_from(level).ok()?)?;
+        row.get(usize::try_from(index).ok()?).copied()
+    }
+
+    fn check_size(&self, tree_size: u64) -> Result<(), MerkleError> {
+        if tree_size > self.len() {
+            return Err(MerkleError::TreeSizeTooLarge { tree_size, available: self.len() });
+        }
+        Ok(())
+    }
+
+    /// MTH(D[a:b]) for `a < b <= len`: a lookup for a complete aligned subtree, otherwise
+    /// the RFC's split. Only called on ranges whose left parts are complete and aligned
+    /// (every range of a proof's recursion), so it costs O(log(b - a)).
+    fn mth(&self, a: u64, b: u64) -> [u8; 32] {
+        let n = b - a;
+        if n.is_power_of_two() && a % n == 0 {
+            let h = n.trailing_zeros() as usize;
+            // In range: a complete subtree below `len` is always stored.
+            return self.levels[h][(a >> h) as usize];
+        }
+        let k = split(n);
+        node_hash(&self.mth(a, a + k), &self.mth(a + k, b))
+    }
+
+    /// The root of the whole tree.
+    pub fn root(&self) -> [u8; 32] {
+        match self.len() {
+            0 => empty_root(),
+            n => self.mth(0, n),
+        }
+    }
+
+    /// The root of the tree of the first `tree_size` leaves (a historic tree head), in
+    /// O(log n).
+    pub fn root_at(&self, tree_size: u64) -> Result<[u8; 32], MerkleError> {
+        self.check_size(tree_size)?;
+        Ok(if tree_size == 0 { empty_root() } else { self.mth(0, tree_size) })
+    }
+
+    /// The inclusion proof PATH(m, D_n) of RFC 9162 §2.1.3.1 for the leaf at `index` in the
+    /// tree of the first `tree_size` leaves; the same hashes as [`inclusion_proof`] over
+    /// those leaves, in O(log n).
+    pub fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<Vec<[u8; 32]>, MerkleError> {
+        self.check_size(tree_size)?;
+        if index >= tree_size {
+            return Err(MerkleError::IndexOutOfRange { index, tree_size });
+        }
+        let (mut a, mut b) = (0, tree_size);
+        let mut path = Vec::new();
+        while b - a > 1 {
+            let k = split(b - a);
+            if index < a + k {
+                path.push(self.mth(a + k, b));
+                b = a + k;
+            } else {
+                path.push(self.mth(a, a + k));
+                a += k;
+            }
+        }
+        path.reverse();
+        Ok(path)
+    }
+
+    /// The consistency proof PROOF(m, D_n) of RFC 9162 §2.1.4.1 between the trees of the
+    /// first `old_size` and the first `new_size` leaves; the same hashes as
+    /// [`consistency_proof`], in O(log n). Empty for `old_size == 0` or `old_size ==
+    /// new_size`.
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<[u8; 32]>, MerkleError> {
+        if old_size > new_size {
+            return Err(MerkleError::SizesInvalid { old_size, new_size });
+        }
+        self.check_size(new_size)?;
+        if old_size == 0 || old_size == new_size {
+            return Ok(Vec::new());
+        }
+        // SUBPROOF(m, D[a:b], known), unrolled as in `consistency_proof`.
+        let (mut a, mut b, mut m) = (0, new_size, old_size);
+        let mut known = true;
+        let mut proof = Vec::new();
+        while m < b - a {
+            let k = split(b - a);
+            if m <= k {
+                proof.push(self.mth(a + k, b));
+                b = a + k;
+            } else {
+                proof.push(self.mth(a, a + k));
+                a += k;
+                m -= k;
+                known = false;
+            }
+        }
+        if !known {
+            proof.push(self.mth(a, b));
+        }
+        proof.reverse();
+        Ok(proof)
+    }
+}
+
 /// How many hashes the loops of RFC 9162 §2.1.3.2 step 4 and §2.1.4.2 step 6 consume,
 /// starting from `f_n` and `s_n`, before `s_n` reaches 0: the one length that can verify.
 fn path_len(mut f_n: u64, mut s_n: u64) -> usize {
@@ -482,6 +660,46 @@ mod tests {
     }
 
     #[test]
+    fn the_tree_answers_every_size_and_index_as_the_slice_functions_do() {
+        let d = leaves(40);
+        let mut t = Tree::new();
+        assert_eq!(t.root(), empty_root());
+        for n in 0..=d.len() {
+            if n > 0 {
+                t.push(d[n - 1]);
+            }
+            assert_eq!(t.root(), ref_mth(&d[..n]), "root of {n}");
+            for size in 0..=n {
+                let tree = &d[..size];
+                assert_eq!(t.root_at(size as u64), Ok(ref_mth(tree)), "root at {size} of {n}");
+                for m in 0..=size as u64 {
+                    if (m as usize) < size {
+                        let p = t.inclusion_proof(m, size as u64).unwrap();
+                        assert_eq!(p, ref_path(m as usize, tree), "PATH({m}, {size}) of {n}");
+                    }
+                    let p = t.consistency_proof(m, size as u64).unwrap();
+                    assert_eq!(p, consistency_proof(&d, m, size as u64).unwrap(), "{m}->{size}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tree_refuses_what_the_slice_functions_refuse() {
+        use MerkleError::*;
+        let t = Tree::from_leaves(leaves(5));
+        assert_eq!(t.inclusion_proof(0, 0), Err(IndexOutOfRange { index: 0, tree_size: 0 }));
+        assert_eq!(t.inclusion_proof(5, 5), Err(IndexOutOfRange { index: 5, tree_size: 5 }));
+        assert_eq!(t.inclusion_proof(0, 6), Err(TreeSizeTooLarge { tree_size: 6, available: 5 }));
+        assert_eq!(t.consistency_proof(3, 2), Err(SizesInvalid { old_size: 3, new_size: 2 }));
+        assert_eq!(t.consistency_proof(1, 6), Err(TreeSizeTooLarge { tree_size: 6, available: 5 }));
+        assert_eq!(t.root_at(6), Err(TreeSizeTooLarge { tree_size: 6, available: 5 }));
+        assert_eq!(t.leaf(5), None);
+        assert_eq!(t.subtree(2, 0), Some(ref_mth(&leaves(4))));
+        assert_eq!(t.subtree(2, 1), None);
+    }
+
+    #[test]
     fn root_of_a_large_tree_splits_at_the_largest_power_of_two() {
         let d = leaves((1 << 16) + 3);
         assert_eq!(root(&d), node_hash(&root(&d[..1 << 16]), &root(&d[1 << 16..])));
@@ -596,6 +814,32 @@ mod tests {
                     let same = consistency_shape(m2, n2) == consistency_shape(m, n);
                     prop_assert_eq!(verify_consistency(m2, n2, &old, &new, &p).is_ok(), same);
                 }
+            }
+        }
+
+        #[test]
+        fn the_trees_log_n_proofs_are_the_reference_proofs(
+            n in 0usize..600,
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 1..24),
+        ) {
+            let d = leaves(n);
+            let t = Tree::from_leaves(d.iter().copied());
+            prop_assert_eq!(t.len(), n as u64);
+            prop_assert_eq!(t.root(), root(&d));
+            for pick in &picks {
+                // A historic size, and an index and an old size inside it.
+                let size = pick.index(n + 1);
+                let tree = &d[..size];
+                prop_assert_eq!(t.root_at(size as u64), Ok(root(tree)));
+                let i = (pick.index(usize::MAX) % (size + 1)) as u64;
+                if (i as usize) < size {
+                    prop_assert_eq!(t.inclusion_proof(i, size as u64), inclusion_proof(tree, i));
+                    prop_assert_eq!(t.leaf(i), Some(d[i as usize]));
+                }
+                prop_assert_eq!(
+                    t.consistency_proof(i, size as u64),
+                    consistency_proof(&d, i, size as u64)
+                );
             }
         }
 

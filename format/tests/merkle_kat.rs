@@ -24,7 +24,7 @@
 
 use custody_format::merkle::{
     consistency_proof, empty_root, inclusion_proof, leaf_hash, node_hash, root, verify_consistency,
-    verify_inclusion, MerkleError,
+    verify_inclusion, MerkleError, Tree,
 };
 
 type Hash = [u8; 32];
@@ -217,6 +217,29 @@ fn our_consistency_proofs_are_the_published_ones() {
 /// published proof verifies, and none of the published corruptions does. An empty byte
 /// string cannot be a 32-byte hash here, so "garbage" is an all-zero hash, and the wrong
 /// leaf is the leaf hash of "WrongLeaf".
+#[test]
+fn the_subtree_cache_gives_the_published_hashes_roots_and_proofs() {
+    let tree = Tree::from_leaves(leaf_hashes());
+    for (level, row) in NODE_HASHES.iter().enumerate() {
+        for (i, want) in row.iter().enumerate() {
+            assert_eq!(tree.subtree(level as u32, i as u64), Some(h(want)), "level {level} #{i}");
+        }
+    }
+    for (size, want) in ROOTS.iter().enumerate() {
+        assert_eq!(tree.root_at(size as u64), Ok(h(want)), "root of {size} leaves");
+    }
+    for &(index, size, want) in INCLUSION {
+        assert_eq!(
+            tree.inclusion_proof(index, size).unwrap(),
+            hashes(want),
+            "PATH({index}, {size})"
+        );
+    }
+    for &(old, new, want) in CONSISTENCY {
+        assert_eq!(tree.consistency_proof(old, new).unwrap(), hashes(want), "{old}->{new}");
+    }
+}
+
 #[test]
 fn published_inclusion_proofs_verify_and_their_corruptions_do_not() {
     let leaves = leaf_hashes();

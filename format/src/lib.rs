@@ -21,6 +21,7 @@ pub mod log;
 pub mod merkle;
 pub mod primitives;
 pub mod receipt;
+pub mod recipients;
 pub mod record;
 pub mod report;
 pub mod signed;

@@ -26,6 +26,8 @@ pub const DOMAIN_PACKET_DIGEST_STREAM: &[u8] = b"custody/v1/packet-digest/stream
 pub const DOMAIN_REQUEST_SIGNATURE: &[u8] = b"custody/v1/request-signature\0";
 /// Signature input prefix of a device's proof of possession at enrollment.
 pub const DOMAIN_ENROLLMENT_SIGNATURE: &[u8] = b"custody/v1/enrollment-signature\0";
+/// Signature input prefix of the server's signed case recipients (`recipients.rs`).
+pub const DOMAIN_CASE_RECIPIENTS_SIGNATURE: &[u8] = b"custody/v1/case-recipients-signature\0";
 /// Hash behind a key fingerprint.
 pub const DOMAIN_KEY_FINGERPRINT: &[u8] = b"custody/v1/key-fingerprint\0";
 

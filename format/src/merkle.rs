@@ -390,7 +390,7 @@ impl Tree {
             }
             let row = &mut self.levels[level];
             row.push(node);
-            if row.len() % 2 == 1 {
+            if !row.len().is_multiple_of(2) {
                 return;
             }
             node = node_hash(&row[row.len() - 2], &row[row.len() - 1]);
@@ -432,7 +432,7 @@ impl Tree {
     /// (every range of a proof's recursion), so it costs O(log(b - a)).
     fn mth(&self, a: u64, b: u64) -> [u8; 32] {
         let n = b - a;
-        if n.is_power_of_two() && a % n == 0 {
+        if n.is_power_of_two() && a.is_multiple_of(n) {
             let h = n.trailing_zeros() as usize;
             // In range: a complete subtree below `len` is always stored.
             return self.levels[h][(a >> h) as usize];

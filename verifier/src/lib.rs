@@ -18,5 +18,5 @@ pub mod html;
 pub mod source;
 mod verify;
 
-pub use source::{Dir, Source, SourceError, Tar};
+pub use source::{Dir, Source, SourceError, Tar, TarIndex};
 pub use verify::{verify, Opener, Options, Report, SegmentRow, Trust, VerifyError};

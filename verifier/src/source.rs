@@ -116,8 +116,21 @@ impl Source for Dir {
 #[derive(Debug)]
 pub struct Tar {
     path: PathBuf,
-    files: BTreeMap<String, u64>,
-    offsets: BTreeMap<String, u64>,
+    index: TarIndex,
+}
+
+/// An archive's headers, indexed: each file's length and where its data starts.
+///
+/// Built by [`TarIndex::read`] from any seekable reader, so the same code indexes a file on
+/// disk ([`Tar::open`]) and, in the fuzz target, bytes in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TarIndex {
+    /// Every file's path, relative to the top-level directory (always a safe bundle path),
+    /// and its length.
+    pub files: BTreeMap<String, u64>,
+    /// Where each file's data starts, from the archive's first byte; the data lies wholly
+    /// inside the archive.
+    pub offsets: BTreeMap<String, u64>,
 }
 
 fn octal(field: &[u8]) -> Option<u64> {
@@ -134,28 +147,28 @@ fn c_string(field: &[u8]) -> Option<&str> {
     std::str::from_utf8(&field[..end]).ok()
 }
 
-impl Tar {
-    /// Indexes the archive's headers (reading no file data).
-    pub fn open(path: &Path) -> Result<Tar, SourceError> {
-        let name = path.display().to_string();
-        let bad = |why: &str| SourceError::BadArchive(name.clone(), why.to_string());
-        let mut f =
-            File::open(path).map_err(|source| SourceError::Io { path: name.clone(), source })?;
-        let total =
-            f.metadata().map_err(|source| SourceError::Io { path: name.clone(), source })?.len();
-        let (mut files, mut offsets) = (BTreeMap::new(), BTreeMap::new());
+impl TarIndex {
+    /// Indexes the headers of the archive `r`, `total` bytes long (reading no file data);
+    /// `name` names the archive in errors.
+    pub fn read<R: Read + Seek>(
+        r: &mut R,
+        total: u64,
+        name: &str,
+    ) -> Result<TarIndex, SourceError> {
+        let bad = |why: &str| SourceError::BadArchive(name.to_string(), why.to_string());
+        let mut index = TarIndex::default();
         let mut pos = 0u64;
         let mut header = [0u8; 512];
         let mut top: Option<String> = None;
         for _ in 0..2_000_000 {
-            if pos + 512 > total {
+            if pos.saturating_add(512) > total {
                 return Err(bad("it ends without the two empty blocks that close an archive"));
             }
-            f.seek(SeekFrom::Start(pos))
-                .and_then(|_| f.read_exact(&mut header))
+            r.seek(SeekFrom::Start(pos))
+                .and_then(|_| r.read_exact(&mut header))
                 .map_err(|e| bad(&e.to_string()))?;
             if header.iter().all(|&b| b == 0) {
-                return Ok(Tar { path: path.to_path_buf(), files, offsets });
+                return Ok(index);
             }
             let sum: u64 = header
                 .iter()
@@ -187,10 +200,10 @@ impl Tar {
                     if !is_safe_path(rest) {
                         return Err(bad(&format!("unsafe path {full:?}")));
                     }
-                    if files.insert(rest.to_string(), size).is_some() {
+                    if index.files.insert(rest.to_string(), size).is_some() {
                         return Err(bad(&format!("{rest} appears twice")));
                     }
-                    offsets.insert(rest.to_string(), pos + 512);
+                    index.offsets.insert(rest.to_string(), pos + 512);
                 }
                 b'5' => {}
                 other => {
@@ -206,13 +219,33 @@ impl Tar {
     }
 }
 
+impl Tar {
+    /// Indexes the archive's headers (reading no file data).
+    pub fn open(path: &Path) -> Result<Tar, SourceError> {
+        let name = path.display().to_string();
+        let mut f =
+            File::open(path).map_err(|source| SourceError::Io { path: name.clone(), source })?;
+        let total =
+            f.metadata().map_err(|source| SourceError::Io { path: name.clone(), source })?.len();
+        let index = TarIndex::read(&mut f, total, &name)?;
+        Ok(Tar { path: path.to_path_buf(), index })
+    }
+
+    /// The archive's index.
+    pub fn index(&self) -> &TarIndex {
+        &self.index
+    }
+}
+
 impl Source for Tar {
     fn files(&self) -> &BTreeMap<String, u64> {
-        &self.files
+        &self.index.files
     }
 
     fn open(&self, path: &str) -> io::Result<Box<dyn Read + '_>> {
-        let (Some(&offset), Some(&len)) = (self.offsets.get(path), self.files.get(path)) else {
+        let (Some(&offset), Some(&len)) =
+            (self.index.offsets.get(path), self.index.files.get(path))
+        else {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{path} is not in the bundle"),

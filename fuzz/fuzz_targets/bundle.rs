@@ -1,11 +1,9 @@
-//! Bundle manifests: never panics; every accepted path is safe.
+//! Bundle manifests (see fuzz/checks/bundle.rs).
+//! The check is shared with the regression test that replays tests/fuzz-regressions/bundle/.
 #![no_main]
-use custody_format::bundle::{is_safe_path, Manifest};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = Manifest::parse(data) {
-        assert!(m.entries.iter().all(|e| is_safe_path(&e.path) && !e.path.contains("..")));
-        assert_eq!(Manifest::parse(m.to_text().as_bytes()).ok(), Some(m));
-    }
-});
+mod check {
+    include!("../checks/bundle.rs");
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,14 +1,9 @@
-//! Record and signed-record parsing: never panics; whatever parses re-encodes to the same
-//! bytes (one encoding per record).
+//! Record and signed-record parsing (see fuzz/checks/record.rs).
+//! The check is shared with the regression test that replays tests/fuzz-regressions/record/.
 #![no_main]
-use custody_format::record::{Record, SignedRecord};
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(record) = Record::decode(data) {
-        assert_eq!(record.encode(), data);
-    }
-    if let Ok(signed) = SignedRecord::parse(data) {
-        assert_eq!(signed.to_bytes(), data);
-    }
-});
+mod check {
+    include!("../checks/record.rs");
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,20 +1,10 @@
-//! Receipts, tree heads, device certificates, log entries and log proofs.
+//! Receipts, tree heads, device certificates, log entries and log proofs (see
+//! fuzz/checks/server_objects.rs).
+//! The check is shared with the regression test that replays tests/fuzz-regressions/server_objects/.
 #![no_main]
-use custody_format::bundle::LogProof;
-use custody_format::cert::DeviceCertificate;
-use custody_format::log::{LogEntry, TreeHead};
-use custody_format::receipt::Receipt;
-use custody_format::signed::Signed;
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = Signed::<Receipt>::parse(data) {
-        assert_eq!(r.to_bytes(), data);
-    }
-    let _ = Signed::<TreeHead>::parse_all(data);
-    let _ = Signed::<DeviceCertificate>::parse(data);
-    if let Ok(e) = LogEntry::decode(data) {
-        assert_eq!(e.encode(), data);
-    }
-    let _ = LogProof::parse_all(data);
-});
+mod check {
+    include!("../checks/server_objects.rs");
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -202,13 +203,19 @@ commands:
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
           sections: capture, import, server, upload, verify (default: all; a section not
-          rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (5)";
+          rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (5)
+  fuzz [TARGET...] [--seconds N]
+          run each fuzz target (default: all) for N seconds (60) with cargo-fuzz on the
+          nightly toolchain, installing cargo-fuzz from crates.io if it is missing; corpora
+          in target/fuzz-corpus/, crashing inputs in target/fuzz-artifacts/ (keep each, once
+          fixed, in tests/fuzz-regressions/<target>/: `cargo test` replays them)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("demo") => demo::Options::parse(&args[1..]).and_then(|o| demo::demo(&o)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

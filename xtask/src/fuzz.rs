@@ -1,0 +1,257 @@
+//! `cargo xtask fuzz [TARGET...] [--seconds N]`: runs the fuzz targets of fuzz/ one after
+//! another, each for a bounded time, with cargo-fuzz on the installed nightly toolchain.
+//!
+//! Each target keeps a corpus under target/fuzz-corpus/<target>/ (not committed), seeded
+//! on every run from fuzz/seeds/<target>/, from the test vectors of the kinds it parses and
+//! from the inputs that once crashed it (tests/fuzz-regressions/<target>/). A crash leaves
+//! its input under target/fuzz-artifacts/<target>/; fixed, it belongs in
+//! tests/fuzz-regressions/<target>/, which the parser's crate replays in `cargo test`.
+//!
+//! The targets run one at a time in one process each (libFuzzer's default; `-jobs=1`
+//! would only move the output into a log file), because the machines this runs on are
+//! shared and small.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::root;
+
+/// How long each target runs unless `--seconds` says otherwise.
+const DEFAULT_SECONDS: u64 = 60;
+
+/// An input that takes longer than this is a failure (a hang), not a slow case.
+const TIMEOUT_PER_INPUT_SECONDS: u64 = 10;
+
+/// Which test-vector kinds (tests/vectors, `kind:` line) seed which target.
+const VECTOR_SEEDS: &[(&str, &[&str])] = &[
+    ("record", &["record"]),
+    ("chain", &["chain", "record"]),
+    ("server_objects", &["receipt", "tree-head"]),
+    ("packet_digest", &["packet-digest"]),
+];
+
+/// The settled command line.
+struct Options {
+    targets: Vec<String>,
+    seconds: u64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options, String> {
+        let mut options = Options { targets: Vec::new(), seconds: DEFAULT_SECONDS };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--seconds" => {
+                    let n = args.next().ok_or("--seconds needs a number of seconds")?;
+                    options.seconds = n
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| format!("--seconds {n}: give a whole number above 0"))?;
+                }
+                flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
+                target => options.targets.push(target.to_string()),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn cargo_nightly(args: &[&str]) -> Command {
+    let mut c = Command::new("cargo");
+    c.arg("+nightly").args(args).current_dir(root());
+    c
+}
+
+fn nightly_installed() -> bool {
+    Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("nightly")))
+}
+
+/// Installs cargo-fuzz from crates.io when it is missing: it builds the targets with the
+/// sanitizer and coverage flags libFuzzer needs and drives the runs.
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let present = cargo_nightly(&["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing cargo-fuzz from crates.io, for building and running the fuzz targets"
+    );
+    crate::run("cargo", &["install", "cargo-fuzz", "--locked"])
+}
+
+fn list_targets() -> Result<Vec<String>, String> {
+    let out = cargo_nightly(&["fuzz", "list", "--fuzz-dir", "fuzz"])
+        .output()
+        .map_err(|e| format!("could not start cargo fuzz list: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`cargo +nightly fuzz list` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect())
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The bytes a vector file carries for a parser: its `data:` lines (or, for packet-digest
+/// vectors, the payloads of its `packet:` lines), concatenated; with its `kind:`.
+fn vector_bytes(text: &str) -> Option<(String, Vec<u8>)> {
+    let mut kind = None;
+    let mut bytes = Vec::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(": ") else { continue };
+        match key {
+            "kind" => kind = Some(value.to_string()),
+            "data" => bytes.extend(hex(value)?),
+            "packet" => bytes.extend(hex(value.rsplit(' ').next()?)?),
+            _ => {}
+        }
+    }
+    Some((kind?, bytes))
+}
+
+fn copy_dir_into(from: &Path, to: &Path, prefix: &str) -> Result<usize, String> {
+    let Ok(entries) = std::fs::read_dir(from) else { return Ok(0) };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            std::fs::copy(entry.path(), to.join(name))
+                .map_err(|e| format!("seeding {}: {e}", to.display()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Seeds target/fuzz-corpus/<target>/ and returns it.
+fn seed(target: &str) -> Result<PathBuf, String> {
+    let root = root();
+    let corpus = root.join("target/fuzz-corpus").join(target);
+    std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+    let mut n = copy_dir_into(&root.join("fuzz/seeds").join(target), &corpus, "seed-")?;
+    n += copy_dir_into(&root.join("tests/fuzz-regressions").join(target), &corpus, "regression-")?;
+    let kinds = VECTOR_SEEDS.iter().find(|(t, _)| *t == target).map_or(&[][..], |(_, k)| *k);
+    if !kinds.is_empty() {
+        let dir = root.join("tests/vectors");
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+            let Some((kind, bytes)) = vector_bytes(&text) else { continue };
+            if kinds.contains(&kind.as_str()) && !bytes.is_empty() {
+                let name = format!("vector-{}", entry.file_name().to_string_lossy());
+                std::fs::write(corpus.join(name), bytes)
+                    .map_err(|e| format!("seeding {}: {e}", corpus.display()))?;
+                n += 1;
+            }
+        }
+    }
+    eprintln!("xtask: fuzz {target}: {n} seed inputs, corpus in {}", corpus.display());
+    Ok(corpus)
+}
+
+/// Runs the fuzz targets named in `args` (all of them when none is named).
+pub fn fuzz(args: &[String]) -> Result<(), String> {
+    let options = Options::parse(args)?;
+    if !nightly_installed() {
+        return Err("fuzzing needs the nightly toolchain (for the sanitizers): install it with \
+                    `rustup toolchain install nightly`"
+            .into());
+    }
+    ensure_cargo_fuzz()?;
+    let all = list_targets()?;
+    let targets = if options.targets.is_empty() { all.clone() } else { options.targets.clone() };
+    if let Some(unknown) = targets.iter().find(|t| !all.contains(t)) {
+        return Err(format!("no fuzz target `{unknown}`; the targets are: {}", all.join(" ")));
+    }
+    let target_dir = root().join("target/fuzz-nightly");
+    let target_dir = target_dir.to_string_lossy();
+    crate::run(
+        "cargo",
+        &["+nightly", "fuzz", "build", "--fuzz-dir", "fuzz", "--target-dir", &target_dir],
+    )?;
+    let mut crashed = Vec::new();
+    for target in &targets {
+        let corpus = seed(target)?;
+        let artifacts = root().join("target/fuzz-artifacts").join(target);
+        std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+        let corpus = corpus.to_string_lossy();
+        let max_total_time = format!("-max_total_time={}", options.seconds);
+        let timeout = format!("-timeout={TIMEOUT_PER_INPUT_SECONDS}");
+        let artifact_prefix = format!("-artifact_prefix={}/", artifacts.display());
+        let run = crate::run(
+            "cargo",
+            &[
+                "+nightly",
+                "fuzz",
+                "run",
+                "--fuzz-dir",
+                "fuzz",
+                "--target-dir",
+                &target_dir,
+                target,
+                &corpus,
+                "--",
+                &max_total_time,
+                &timeout,
+                "-rss_limit_mb=2048",
+                "-print_final_stats=1",
+                &artifact_prefix,
+            ],
+        );
+        if let Err(e) = run {
+            eprintln!("xtask: fuzz {target}: {e}");
+            crashed.push(format!("{target} (inputs in {})", artifacts.display()));
+        }
+    }
+    if crashed.is_empty() {
+        eprintln!(
+            "xtask: fuzz: {} targets ran {} s each without a failure",
+            targets.len(),
+            options.seconds
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzzing found failures in: {}\nfix them, then keep each input as \
+             tests/fuzz-regressions/<target>/<what-broke> so that `cargo test` replays it",
+            crashed.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_take_targets_and_seconds() {
+        let args: Vec<String> = ["tar", "--seconds", "5", "bundle"].map(String::from).to_vec();
+        let o = Options::parse(&args).unwrap();
+        assert_eq!((o.targets, o.seconds), (vec!["tar".to_string(), "bundle".to_string()], 5));
+        assert_eq!(Options::parse(&[]).unwrap().seconds, DEFAULT_SECONDS);
+        assert!(Options::parse(&["--seconds".into(), "0".into()]).is_err());
+        assert!(Options::parse(&["--minutes".into()]).is_err());
+    }
+
+    #[test]
+    fn vectors_give_their_bytes() {
+        let text = "comment: x\nkind: record\nexpect: ok\ndata: 0102\ndata: ff\n";
+        assert_eq!(vector_bytes(text), Some(("record".into(), vec![1, 2, 0xff])));
+        let text = "kind: packet-digest\nstream: video h264 length4\npacket: 1 key 21ab\n";
+        assert_eq!(vector_bytes(text), Some(("packet-digest".into(), vec![0x21, 0xab])));
+        assert_eq!(vector_bytes("kind: record\ndata: 0g\n"), None);
+    }
+}

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use custody_capture::{Capture, Container, Settings, Source};
 use custody_format::record::{EndReason, Origin};
+use custody_recorder::{self as recorder, Progress, Provenance};
 use custody_vault::keys;
-use custody_vault::recorder::{self, Progress, Provenance};
 use custody_vault::seal::Sealer;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

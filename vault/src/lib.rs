@@ -12,10 +12,10 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod check;
 pub mod index;
 pub mod keys;
 pub mod log_check;
-pub mod recorder;
 pub mod seal;
 pub mod status;
 pub mod store;

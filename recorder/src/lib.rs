@@ -1,26 +1,31 @@
-//! Recording: capture → seal → sign → store, one segment at a time.
+//! The loop that joins capture to vault: capture → seal → sign → store, one segment at a
+//! time.
+//!
+//! `custody-capture` (the only crate that links FFmpeg) cuts the input into segments;
+//! `custody-vault` seals, signs and keeps them and builds without FFmpeg. This crate is the
+//! one place that names both, so the vault's signer, sealer and store can be built, audited
+//! and reused (by the uploader, by a phone page's server-side twin) without the media stack.
 //!
 //! The capture runs on its own thread and hands over segments through a bounded channel;
 //! this loop seals, signs and fsyncs each as it arrives, so capture and sealing use both
 //! cores. If a segment cannot be saved (a full disk), recording stops and the end record
 //! says why, if it can still be written; every segment saved before stays valid.
+#![deny(missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-use std::io::Read;
 use std::path::Path;
 
 use custody_capture::{Capture, Event, Segment, Started, StopHandle};
 use custody_format::chain::SegmentFields;
 use custody_format::ids::{PublicKey, RecordingId};
-use custody_format::record::{
-    Container, CutReason, EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo,
-};
+use custody_format::record::{EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo};
 use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::seal::Sealer;
-use crate::store::{RecordingWriter, SegmentInput, Vault, VaultError};
+use custody_vault::seal::Sealer;
+use custody_vault::store::{RecordingWriter, SegmentInput, Vault, VaultError};
 
 /// Why a recording failed.
 #[derive(Debug, Error)]
@@ -119,22 +124,10 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// SHA-256 and length of a file, read in 1 MiB blocks.
+/// SHA-256 and length of a file to import, for its header.
 pub fn hash_file(path: &Path) -> Result<ImportedFile, RecordError> {
-    let err = |source| RecordError::Import { path: path.display().to_string(), source };
-    let mut f = std::fs::File::open(path).map_err(err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(err)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    Ok(ImportedFile { sha256: hasher.finalize().into(), len })
+    custody_vault::check::hash_file(path)
+        .map_err(|source| RecordError::Import { path: path.display().to_string(), source })
 }
 
 fn header(
@@ -164,11 +157,7 @@ fn header(
         origin: provenance.origin,
         input: provenance.input.clone(),
         imported_file: provenance.imported_file.clone(),
-        container: if started.container == "mp4" {
-            Container::FragmentedMp4
-        } else {
-            Container::MpegTs
-        },
+        container: started.container,
         target_segment_ms: provenance.target_segment_ms,
         max_segment_ms: provenance.max_segment_ms,
         streams,
@@ -190,11 +179,7 @@ fn fields(seg: &Segment) -> SegmentFields {
         ciphertext_len: 0,
         ciphertext_sha256: [0; 32],
         packet_digest: seg.packet_digest.0,
-        cut: match seg.cut {
-            custody_capture::CutReason::Keyframe => CutReason::Keyframe,
-            custody_capture::CutReason::ForcedCap => CutReason::ForcedCap,
-            _ => CutReason::Final,
-        },
+        cut: seg.cut,
     }
 }
 
@@ -258,13 +243,13 @@ pub fn record(
                 }
             }
             Event::End(end) => {
-                let (reason, message) = match end.reason {
-                    custody_capture::EndReason::Stopped => (EndReason::Stopped, None),
-                    custody_capture::EndReason::InputEnded => {
-                        (EndReason::InputEnded, end.detail.clone())
+                let reason = end.reason;
+                let message = match reason {
+                    EndReason::Stopped => None,
+                    EndReason::InputEnded => end.detail,
+                    EndReason::Error => {
+                        Some(end.detail.unwrap_or_else(|| "the capture failed".to_string()))
                     }
-                    custody_capture::EndReason::Error(m) => (EndReason::Error, Some(m)),
-                    _ => (EndReason::Error, Some("unknown end of capture".to_string())),
                 };
                 let Some(w) = writer.take() else {
                     return Err(RecordError::NothingRecorded(

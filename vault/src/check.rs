@@ -1,0 +1,138 @@
+//! `custody vault check`: every recording's chain and sealed files, checked on the device.
+//!
+//! The check reads only what the vault keeps (journals and segment files) and changes
+//! nothing. Each recording's records are checked as the verifier checks a chain
+//! (signatures, links, sequence, end), and each sealed segment file against the length and
+//! ciphertext hash its record states. Files in a recording's `segments/` directory that no
+//! record names (a segment whose record was never saved) are listed, not removed: nothing
+//! on the device is ever thrown away. The repair is [`Vault::rebuild_index`] and the torn-
+//! tail repair [`Vault::open`] does on its own.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use custody_format::chain::verify_chain;
+use custody_format::ids::RecordingId;
+use custody_format::record::{ImportedFile, Record};
+use custody_format::report::{CheckState, Verdict};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Vault, VaultError};
+
+/// What the check found a recording to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Condition {
+    /// A running process is recording it now.
+    Recording,
+    /// Intact and ended with an end record.
+    Complete,
+    /// Intact, without an end record: cut off after the record at `last_seq`.
+    CutOff {
+        /// The last record's position.
+        last_seq: u64,
+    },
+    /// The chain does not hold (a bad signature, a broken link, a gap).
+    Damaged,
+    /// The records could not be checked at all.
+    Unreadable,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::Recording => f.write_str("recording"),
+            Condition::Complete => f.write_str("complete"),
+            Condition::CutOff { last_seq } => write!(f, "cut off after record {last_seq}"),
+            Condition::Damaged => f.write_str("damaged"),
+            Condition::Unreadable => f.write_str("unreadable"),
+        }
+    }
+}
+
+/// The check of one recording.
+#[derive(Clone, Debug)]
+pub struct RecordingCheck {
+    /// The recording.
+    pub id: RecordingId,
+    /// Whole records in its journal.
+    pub records: usize,
+    /// What it is.
+    pub condition: Condition,
+    /// Every problem found, one sentence each (a failed chain check with its code, a sealed
+    /// file that is missing or does not match its record).
+    pub problems: Vec<String>,
+    /// Files in `segments/` that no record names; kept, not part of the chain.
+    pub files_without_record: Vec<PathBuf>,
+}
+
+/// Checks every recording in the vault, in id order.
+pub fn check(vault: &Vault) -> Result<Vec<RecordingCheck>, VaultError> {
+    vault.recording_ids()?.into_iter().map(|id| check_recording(vault, id)).collect()
+}
+
+/// Checks one recording.
+pub fn check_recording(vault: &Vault, id: RecordingId) -> Result<RecordingCheck, VaultError> {
+    let records = vault.records(&id)?;
+    let bytes: Vec<u8> = records.iter().flat_map(|r| r.to_bytes()).collect();
+    let report = verify_chain(&bytes, None);
+    let mut problems: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| c.state == CheckState::Failure)
+        .map(|c| format!("{}: {}", c.code, c.message))
+        .collect();
+    let mut listed = BTreeSet::new();
+    for r in &records {
+        if let Record::Segment(s) = r.record() {
+            let path = vault.segment_path(&id, s.seq);
+            match hash_file(&path) {
+                Ok(f) if f.len == s.ciphertext_len && f.sha256 == s.ciphertext_sha256 => {}
+                Ok(_) => problems
+                    .push(format!("segment {}: the sealed file does not match its record", s.seq)),
+                Err(e) => {
+                    problems.push(format!("segment {}: reading {}: {e}", s.seq, path.display()))
+                }
+            }
+            listed.insert(path);
+        }
+    }
+    let mut files_without_record = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(vault.recording_dir(&id).join("segments")) {
+        for e in entries.flatten() {
+            if !listed.contains(&e.path()) {
+                files_without_record.push(e.path());
+            }
+        }
+    }
+    files_without_record.sort();
+    let condition =
+        match (Verdict::from_checks(&report.checks, report.cut_off), vault.is_recording(&id)) {
+            (_, true) => Condition::Recording,
+            (Verdict::IntactComplete, _) => Condition::Complete,
+            (Verdict::IntactCutOff { last_seq, .. }, _) => Condition::CutOff { last_seq },
+            (Verdict::Tampered, _) => Condition::Damaged,
+            (Verdict::CouldNotCheck, _) => Condition::Unreadable,
+        };
+    Ok(RecordingCheck { id, records: records.len(), condition, problems, files_without_record })
+}
+
+/// SHA-256 and length of a file, read in 1 MiB blocks (a sealed segment, or a file to
+/// import, whose hash its header records).
+pub fn hash_file(path: &Path) -> std::io::Result<ImportedFile> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok(ImportedFile { sha256: hasher.finalize().into(), len })
+}

@@ -178,6 +178,21 @@ pub(crate) fn install_missing() -> Result<(), String> {
 fn test() -> Result<(), String> {
     install_missing()?;
     run("cargo", &["fmt", "--all", "--check"])?;
+    // The vault (keys, sealing, signing, the store) builds on its own and links no FFmpeg:
+    // only capture, and the recorder that joins it to the vault, may name the media stack.
+    run("cargo", &["build", "-p", "custody-vault"])?;
+    let tree = Command::new("cargo")
+        .args(["tree", "-p", "custody-vault", "--prefix", "none"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| format!("could not start cargo tree: {e}"))?;
+    let tree = String::from_utf8_lossy(&tree.stdout).to_lowercase();
+    if !tree.contains("custody-vault") {
+        return Err("`cargo tree -p custody-vault` printed no tree".into());
+    }
+    if let Some(line) = tree.lines().find(|l| l.contains("ffmpeg")) {
+        return Err(format!("custody-vault depends on FFmpeg again: {line}"));
+    }
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     // The fuzz targets are their own workspace; building them proves they still compile.
     run("cargo", &["build", "--manifest-path", "fuzz/Cargo.toml", "--target-dir", "target/fuzz"])?;

@@ -63,7 +63,7 @@ pub(crate) struct Muxer {
 
 impl Muxer {
     pub(crate) fn new(container: Container, streams: &[OutStream]) -> Result<Self, MuxError> {
-        let muxer = container.muxer_name();
+        let muxer = crate::settings::muxer_name(container);
         let setup = |source| MuxError::Setup { muxer, source };
         let sink = SharedSink::default();
         let io = ff::format::context::StreamIo::from_write(sink.clone()).map_err(setup)?;
@@ -104,7 +104,7 @@ impl Muxer {
 
     /// The muxer's name, for messages.
     pub(crate) fn name(&self) -> &'static str {
-        self.container.muxer_name()
+        crate::settings::muxer_name(self.container)
     }
 
     /// Writes one packet, already in the output stream's time base.

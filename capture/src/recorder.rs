@@ -85,8 +85,8 @@ impl Capture {
             Err(e) => {
                 // Even a capture that never ran ends with an end event.
                 let end = End {
-                    reason: EndReason::Error(format!("cannot start the capture thread: {e}")),
-                    detail: None,
+                    reason: EndReason::Error,
+                    detail: Some(format!("cannot start the capture thread: {e}")),
                     segments: 0,
                     end_utc_us: WallClock::start().now_utc_us(),
                 };
@@ -148,12 +148,12 @@ fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &Sync
         .ok();
     let mut segments = 0;
     let (reason, detail) = if finisher.is_none() {
-        (EndReason::Error("could not start the segment finisher thread".into()), None)
+        (EndReason::Error, Some("could not start the segment finisher thread".into()))
     } else {
         match record(source, settings, watchdog, &items, &clock, &mut segments) {
             Ok(ended) => ended,
             Err(CaptureError::Input(InputError::Stopped)) => (EndReason::Stopped, None),
-            Err(e) => (EndReason::Error(e.to_string()), None),
+            Err(e) => (EndReason::Error, Some(e.to_string())),
         }
     };
     let end = End { reason, detail, segments, end_utc_us: clock.now_utc_us() };
@@ -211,8 +211,8 @@ fn finish_segments(items: Receiver<Item>, tx: SyncSender<Event>, clock: WallCloc
                             CaptureError::DigestThread
                         };
                         let _ = tx.send(Event::End(End {
-                            reason: EndReason::Error(failed.to_string()),
-                            detail: None,
+                            reason: EndReason::Error,
+                            detail: Some(failed.to_string()),
                             segments: segment.seq - 1,
                             end_utc_us: clock.now_utc_us(),
                         }));
@@ -288,7 +288,7 @@ fn record(
     let started = Started {
         start_utc_us: clock.start_utc_us(),
         input_format: input.format().name().to_owned(),
-        container: settings.container.muxer_name().to_owned(),
+        container: settings.container,
         streams,
         notes,
     };

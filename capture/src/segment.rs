@@ -2,20 +2,11 @@
 //! the end event.
 
 use custody_format::digest::{MediaKind, PacketDigest};
+// Why a segment was cut and why a recording ended are the format's own values: capture
+// reports them and the records carry them, so there is one definition of each.
+pub use custody_format::record::{CutReason, EndReason};
 
-/// Why a segment ended where it did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CutReason {
-    /// The first video keyframe after the target duration (or, for a recording without
-    /// video, the first packet after it) started the next segment.
-    Keyframe,
-    /// Keyframes stopped coming and the cap forced a cut at a packet that is not a
-    /// keyframe; the next segment does not start with one and may not decode alone.
-    ForcedCap,
-    /// The recording ended (stopped, input ended or failed) and this is its last segment.
-    Final,
-}
+use crate::settings::Container;
 
 /// One stream of the recording, as the header record describes it.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,8 +39,8 @@ pub struct Started {
     pub start_utc_us: i64,
     /// FFmpeg's name of the input format (`mov,mp4,m4a,3gp,3g2,mj2`, `mpegts`, `lavfi`, …).
     pub input_format: String,
-    /// The muxer the segments are written with (`mpegts` or `mp4`).
-    pub container: String,
+    /// The container the segments are written in.
+    pub container: Container,
     /// The recorded streams, in the order of their indices in the segments.
     pub streams: Vec<StreamParams>,
     /// Human-readable notes the header should keep (e.g. which encoder was used, which
@@ -145,28 +136,19 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-/// Why the recording ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EndReason {
-    /// [`crate::StopHandle::stop`] was called (Ctrl-C, the user pressed stop).
-    Stopped,
-    /// The input reached its end: end of file, or, for a live input, the sender closed the
-    /// connection or stopped sending for the stall timeout ([`End::detail`] says which).
-    InputEnded,
-    /// The recording could not go on; the message says why. Every segment completed
-    /// before the fault was emitted, and so was the partial one the fault cut short.
-    Error(String),
-}
-
 /// The last event of every recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct End {
-    /// Why it ended.
+    /// Why it ended: [`EndReason::Stopped`] ([`crate::StopHandle::stop`] was called),
+    /// [`EndReason::InputEnded`] (end of file, or a live sender closed the connection or
+    /// went silent for the stall timeout), or [`EndReason::Error`] (the recording could not
+    /// go on; every segment completed before the fault was emitted, and so was the partial
+    /// one the fault cut short).
     pub reason: EndReason,
-    /// How the end showed itself, when that is worth recording: a live input has no
-    /// end-of-file, so its end comes as a closed connection (an I/O error) or silence (the
-    /// stall timeout), and this says which.
+    /// For [`EndReason::Error`], the message saying why (always present). For
+    /// [`EndReason::InputEnded`], how the end showed itself when that is worth recording: a
+    /// live input has no end-of-file, so its end comes as a closed connection (an I/O
+    /// error) or silence (the stall timeout), and this says which.
     pub detail: Option<String>,
     /// Segments emitted.
     pub segments: u64,

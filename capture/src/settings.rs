@@ -2,24 +2,13 @@
 
 use std::time::Duration;
 
-/// The container the segments are written in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Container {
-    /// MPEG-TS: every segment plays alone and the concatenation plays as a whole.
-    #[default]
-    MpegTs,
-    /// Fragmented MP4: segment 1 starts with the initialisation segment (`ftyp`+`moov`),
-    /// every segment is one or more `moof`+`mdat` fragments.
-    FragmentedMp4,
-}
+pub use custody_format::record::Container;
 
-impl Container {
-    pub(crate) fn muxer_name(self) -> &'static str {
-        match self {
-            Container::MpegTs => "mpegts",
-            Container::FragmentedMp4 => "mp4",
-        }
+/// FFmpeg's muxer for a container.
+pub(crate) fn muxer_name(container: Container) -> &'static str {
+    match container {
+        Container::MpegTs => "mpegts",
+        Container::FragmentedMp4 => "mp4",
     }
 }
 

@@ -4,14 +4,14 @@
 mod common;
 
 use common::*;
-use custody_capture::{Capture, CutReason, EndReason, Settings, Source};
+use custody_capture::{Capture, CutReason, End, EndReason, Settings, Source};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-fn error_of(reason: &EndReason) -> &str {
-    match reason {
-        EndReason::Error(m) => m,
-        other => panic!("expected an error, got {other:?}"),
+fn error_of(end: &End) -> &str {
+    match (end.reason, &end.detail) {
+        (EndReason::Error, Some(m)) => m,
+        _ => panic!("expected an error with its message, got {end:?}"),
     }
 }
 
@@ -25,7 +25,7 @@ fn garbage_bytes_are_refused_with_a_clear_error() {
     std::fs::write(&path, bytes).unwrap();
     let (started, segments, end) = record(Source::file(&path), Settings::default());
     assert!(started.is_none() && segments.is_empty());
-    let msg = error_of(&end.reason);
+    let msg = error_of(&end);
     assert!(msg.contains("garbage.mp4") && msg.contains("nvalid data"), "{msg}");
 }
 
@@ -34,7 +34,7 @@ fn a_missing_file_says_so() {
     quiet();
     let (_, segments, end) = record(Source::file("/nonexistent/clip.mp4"), Settings::default());
     assert!(segments.is_empty());
-    assert!(error_of(&end.reason).contains("No such file"), "{end:?}");
+    assert!(error_of(&end).contains("No such file"), "{end:?}");
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn unsupported_codec_is_named_in_the_error() {
     ]);
     let (_, segments, end) = record(Source::file(&path), Settings::default());
     assert!(segments.is_empty());
-    let msg = error_of(&end.reason);
+    let msg = error_of(&end);
     assert!(msg.contains("ffv1") && msg.contains("re-encoding"), "{msg}");
 }
 
@@ -94,7 +94,7 @@ fn truncated_files_keep_every_complete_segment() {
         assert_eq!(segments.last().unwrap().cut, CutReason::Final);
         if name.ends_with("mp4") {
             // MP4's index promises samples the truncated file no longer holds: an error.
-            assert!(error_of(&end.reason).contains("Invalid data"), "{end:?}");
+            assert!(error_of(&end).contains("Invalid data"), "{end:?}");
         } else {
             // MPEG-TS has no index; a truncated one simply ends.
             assert_eq!(end.reason, EndReason::InputEnded);
@@ -142,7 +142,7 @@ fn a_listener_nobody_calls_times_out() {
         settings,
     );
     assert!(segments.is_empty());
-    assert!(error_of(&end.reason).contains("timed out"), "{end:?}");
+    assert!(error_of(&end).contains("timed out"), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 

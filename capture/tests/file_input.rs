@@ -19,7 +19,7 @@ fn file_segments_decode_alone_add_up_and_are_hashed() {
     let (started, segments, end) = record(Source::file(&src), Settings::default());
     assert_eq!(end.reason, EndReason::InputEnded);
     let started = started.expect("a started event");
-    assert_eq!(started.container, "mpegts");
+    assert_eq!(started.container, Container::MpegTs);
     assert_eq!(started.streams.len(), 2);
     assert_eq!(started.streams[0].codec, "h264");
     assert_eq!((started.streams[0].width, started.streams[0].height), (320, 240));
@@ -261,7 +261,7 @@ fn fragmented_mp4_segments_follow_an_init_segment() {
     let settings = Settings { container: Container::FragmentedMp4, ..Settings::default() };
     let (started, segments, end) = record(Source::file(&src), settings);
     assert_eq!(end.reason, EndReason::InputEnded);
-    assert_eq!(started.unwrap().container, "mp4");
+    assert_eq!(started.unwrap().container, Container::FragmentedMp4);
     assert_eq!(segments.len(), 3);
     assert_eq!(&segments[0].bytes[4..8], b"ftyp");
     let init_end = {

@@ -318,6 +318,16 @@ impl Record {
         }
     }
 
+    /// Its object kind byte: [`kind::HEADER`], [`kind::SEGMENT`] or [`kind::END`]. Indexes
+    /// that keep a record's kind keep this byte, and compare it with those constants.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Record::Header(_) => kind::HEADER,
+            Record::Segment(_) => kind::SEGMENT,
+            Record::End(_) => kind::END,
+        }
+    }
+
     /// Its position in the chain (0 for the header).
     pub fn seq(&self) -> u64 {
         match self {
@@ -696,5 +706,21 @@ impl serde::Serialize for RecordingId {
 impl serde::Serialize for PublicKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_kind_is_the_kind_byte_of_its_encoding() {
+        let records = crate::testkit::recording(1, "device", 2, true).unwrap();
+        let kinds: Vec<u8> = records.iter().map(|r| r.record().kind()).collect();
+        assert_eq!(kinds, vec![kind::HEADER, kind::SEGMENT, kind::SEGMENT, kind::END]);
+        for r in &records {
+            let (encoded, ..) = split_object(r.bytes()).unwrap();
+            assert_eq!(encoded, r.record().kind());
+        }
     }
 }

@@ -237,12 +237,34 @@ impl Vault {
 
     /// The signed records of a recording, from its journal (whole frames only).
     pub fn records(&self, id: &RecordingId) -> Result<Vec<SignedRecord>, VaultError> {
+        Ok(self.records_from(id, 0)?.0)
+    }
+
+    /// The signed records in the journal of a recording from byte `offset` on (0 for all;
+    /// otherwise an offset this returned before), and the offset after the last whole frame.
+    /// A reader that keeps that offset and passes it back reads each record once, however
+    /// long the recording grows. Every frame's CRC is checked; reading stops at the first
+    /// frame that is not whole and intact (a record being appended right now, or a torn
+    /// tail), exactly where [`Vault::open`] would cut a crashed journal back to.
+    pub fn records_from(
+        &self,
+        id: &RecordingId,
+        offset: u64,
+    ) -> Result<(Vec<SignedRecord>, u64), VaultError> {
         let path = self.recording_dir(id).join(JOURNAL);
         if !path.exists() {
             return Err(VaultError::NoSuchRecording(id.to_string()));
         }
-        let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
-        Ok(contents.payloads.iter().filter_map(|p| SignedRecord::parse(p).ok()).collect())
+        let mut frames =
+            journal::frames_from(&path, offset).map_err(io_err("reading the journal", &path))?;
+        let mut records = Vec::new();
+        for frame in frames.by_ref() {
+            let frame = frame.map_err(io_err("reading the journal", &path))?;
+            if let Ok(r) = SignedRecord::parse(&frame.payload) {
+                records.push(r);
+            }
+        }
+        Ok((records, frames.position()))
     }
 
     /// The path of a sealed segment.
@@ -390,7 +412,6 @@ impl Vault {
             _lock: lock,
             summary: None,
             first_media_start: None,
-            journal_len: 0,
         };
         writer.saved(&signed)?;
         Ok(writer)
@@ -443,7 +464,6 @@ pub struct RecordingWriter<'v> {
     _lock: File,
     summary: Option<Summary>,
     first_media_start: Option<i64>,
-    journal_len: u64,
 }
 
 impl RecordingWriter<'_> {
@@ -508,16 +528,14 @@ impl RecordingWriter<'_> {
 
     /// Updates the index after a record is durable (failures only cost a later rebuild).
     fn saved(&mut self, record: &SignedRecord) -> Result<(), VaultError> {
-        // A journal frame: 8 bytes of length and CRC, the record, its 64-byte signature.
-        self.journal_len += 8 + record.bytes().len() as u64 + 64;
+        let journal_len = self.journal.position();
         match (&mut self.summary, record.record()) {
             (None, Record::Header(_)) => {
-                self.summary =
-                    Summary::from_records(std::slice::from_ref(record), self.journal_len);
+                self.summary = Summary::from_records(std::slice::from_ref(record), journal_len);
             }
             (Some(s), r) => {
                 s.apply(r, &mut self.first_media_start);
-                s.journal_len = self.journal_len;
+                s.journal_len = journal_len;
             }
             _ => {}
         }
@@ -526,5 +544,50 @@ impl RecordingWriter<'_> {
         }
         let _ = self.vault.index.enqueue(&self.id.0, record.record().seq());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custody_format::testkit;
+
+    fn segment(n: u64) -> SegmentInput<'static> {
+        SegmentInput {
+            plaintext: b"segment bytes",
+            plaintext_sha256: [0; 32],
+            fields: testkit::segment(1, n),
+        }
+    }
+
+    #[test]
+    fn records_from_an_offset_are_those_saved_since_and_a_bad_crc_ends_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let device = testkit::key("device");
+        let sealer = Sealer::new(vec![age::x25519::Identity::generate().to_public()]).unwrap();
+        let mut w = vault.begin(testkit::header(1, &device), device, sealer).unwrap();
+        let id = w.id();
+        w.add_segment(segment(1)).unwrap();
+        let (first, offset) = vault.records_from(&id, 0).unwrap();
+        assert_eq!(first.iter().map(|r| r.record().seq()).collect::<Vec<_>>(), vec![0, 1]);
+        w.add_segment(segment(2)).unwrap();
+        w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+        let (later, end) = vault.records_from(&id, offset).unwrap();
+        assert_eq!(later.iter().map(|r| r.record().seq()).collect::<Vec<_>>(), vec![2, 3]);
+        let journal = vault.recording_dir(&id).join(JOURNAL);
+        assert_eq!(end, std::fs::metadata(&journal).unwrap().len());
+        assert_eq!(vault.records_from(&id, end).unwrap(), (vec![], end));
+        assert_eq!(vault.index().summary(&id.0).unwrap().unwrap().journal_len, end);
+
+        // One flipped bit in the third record's frame: it and everything after it are not
+        // read, though its length field still says where the next frame would start.
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let third = usize::try_from(offset).unwrap() + 20;
+        bytes[third] ^= 0x01;
+        std::fs::write(&journal, &bytes).unwrap();
+        let (records, stopped_at) = vault.records_from(&id, 0).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(stopped_at, offset);
     }
 }

@@ -52,7 +52,7 @@ fn server_positions(
     let mut config = custody_server::Config::new(data);
     config.recipients = vec![recipient.to_string()];
     let (server, _) = custody_server::Server::open(config).unwrap();
-    server.recording_state(device, id).unwrap()
+    serde_json::to_value(server.recording_state(device, id).unwrap()).unwrap()
 }
 
 fn device_key(env: &Env) -> PublicKey {

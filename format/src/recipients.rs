@@ -28,7 +28,8 @@ const R_VALUE: Field = f(1, "recipient");
 pub struct CaseRecipients {
     /// The server that states them (and signs them).
     pub server_key: PublicKey,
-    /// age recipients (`age1…`), at least one, in the server's order.
+    /// age recipients (`age1…`), in the server's order. Empty when the server names none:
+    /// a device then keeps the recipients it was configured with.
     pub recipients: Vec<String>,
 }
 
@@ -62,12 +63,6 @@ impl Object for CaseRecipients {
                 Ok(v)
             })
             .collect::<Result<Vec<_>, DecodeError>>()?;
-        if recipients.is_empty() {
-            return Err(DecodeError::InvalidValue {
-                field: "recipients",
-                reason: "a case has at least one recipient",
-            });
-        }
         Ok(CaseRecipients { server_key, recipients })
     }
 }
@@ -92,9 +87,9 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_list_is_refused() {
+    fn an_empty_list_is_a_statement_too() {
         let value = CaseRecipients { server_key: testkit::public("server"), recipients: vec![] };
-        let s = Signed::sign(value, &testkit::key("server"));
-        assert!(Signed::<CaseRecipients>::parse(&s.to_bytes()).is_err());
+        let s = Signed::sign(value.clone(), &testkit::key("server"));
+        assert_eq!(Signed::<CaseRecipients>::parse(&s.to_bytes()).unwrap().value(), &value);
     }
 }

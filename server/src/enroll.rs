@@ -14,39 +14,27 @@
 //! with another token. A token used again, or after it expired, is refused and the refusal
 //! is logged (`EnrollmentRefused`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use custody_durable::fsutil::write_durable;
-use custody_format::ids::PublicKey;
 use custody_format::log::{EntryType, LogEntry};
-use custody_format::primitives::{self, sha256, DOMAIN_ENROLLMENT_SIGNATURE};
+use custody_format::primitives::sha256;
+use custody_format::recipients::CaseRecipients;
+use custody_format::signed::Signed;
+use custody_protocol::body::BodyError;
 use rand_core::{OsRng, RngCore};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Device, Server};
-
-/// A stored token (by hash).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct TokenFile {
-    label: String,
-    issued_at_us: i64,
-    expires_at_us: i64,
-}
+use crate::store::{block_on, TokenRecord, TokenStore};
 
 /// Failures issuing a token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
-    /// The token file could not be written.
-    #[error("writing {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The token store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The label is empty or too long.
     #[error("a device label must be 1 to 200 characters")]
     BadLabel,
@@ -56,57 +44,34 @@ pub enum TokenError {
 /// `ttl`. Returns the token (64 hex digits), which is shown once and stored only hashed.
 /// Works on the data directory, so an admin command can run beside the server.
 pub fn issue_token(data_dir: &Path, label: &str, ttl: Duration) -> Result<String, TokenError> {
+    issue_into(&crate::store::fs::FsTokens::new(data_dir), label, ttl)
+}
+
+/// Issues a token into `store`; see [`issue_token`].
+pub(crate) fn issue_into(
+    store: &dyn TokenStore,
+    label: &str,
+    ttl: Duration,
+) -> Result<String, TokenError> {
     if label.is_empty() || label.len() > 200 {
         return Err(TokenError::BadLabel);
     }
     let mut token = [0u8; 32];
     OsRng.fill_bytes(&mut token);
-    let dir = data_dir.join("tokens");
-    std::fs::create_dir_all(&dir).map_err(|source| TokenError::Io { path: dir.clone(), source })?;
     let now = crate::now_us();
-    let file = TokenFile {
+    let record = TokenRecord {
         label: label.to_string(),
         issued_at_us: now,
         expires_at_us: now.saturating_add(i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX)),
     };
-    let path = dir.join(format!("{}.json", hex::encode(sha256(&[&token]))));
-    let bytes = serde_json::to_vec(&file).unwrap_or_default();
-    write_durable(&path, &bytes, true).map_err(|source| TokenError::Io { path, source })?;
+    block_on(store.issue(sha256(&[&token]), &record))?;
     Ok(hex::encode(token))
 }
 
-/// The message a device signs to enroll: `SHA-256(token) || device_key`.
-pub fn enrollment_message(token: &[u8; 32], device_key: &PublicKey) -> Vec<u8> {
-    let mut m = sha256(&[token]).to_vec();
-    m.extend_from_slice(&device_key.to_bytes());
-    m
-}
+pub use custody_protocol::body::{enrollment_message, EnrollAnswer, EnrollRequest};
 
-/// An enrollment request.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EnrollRequest {
-    /// The token, 64 hex digits.
-    pub token: String,
-    /// The device key, `ed25519:<hex>`.
-    pub device_key: String,
-    /// The proof of possession, 128 hex digits.
-    pub signature: String,
-}
-
-/// The answer to a successful enrollment.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EnrollResponse {
-    /// The signed device certificate, hex of its bytes and signature.
-    pub certificate: String,
-    /// The server's key, `ed25519:<hex>`.
-    pub server_key: String,
-    /// SHA-256 of the server's TLS certificate, hex; `null` when serving plain HTTP.
-    pub tls_sha256: Option<String>,
-    /// The age recipients (`age1…`) the device must encrypt every segment to.
-    pub recipients: Vec<String>,
-    /// The label the legal team gave the device.
-    pub label: String,
-}
+/// The answer to a successful enrollment (the protocol's [`EnrollAnswer`]).
+pub type EnrollResponse = EnrollAnswer;
 
 fn malformed(what: &str) -> ApiError {
     ApiError::new(Code::EnrollMalformed, what.to_string())
@@ -152,33 +117,28 @@ impl Server {
 
     /// Enrolls a device. Blocking (reads and writes token files, appends to the log).
     pub fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, ApiError> {
-        let token: [u8; 32] = hex::decode(&req.token)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| malformed("token must be 64 hex digits"))?;
-        let device = PublicKey::parse(&req.device_key)
-            .map_err(|e| malformed(&format!("device_key is not a valid key: {e}")))?;
-        let signature: [u8; 64] = hex::decode(&req.signature)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| malformed("signature must be 128 hex digits"))?;
+        let claim = req.claim().map_err(|e| match e {
+            BodyError::Field { field: "device_key", reason } => {
+                malformed(&format!("device_key is not a valid key: {reason}"))
+            }
+            BodyError::Field { field, reason } => malformed(&format!("{field} {reason}")),
+            e => malformed(&e.to_string()),
+        })?;
+        let (token, device) = (claim.token, claim.device_key);
 
-        let dir = self.inner.config.data_dir.join("tokens");
-        let hash_hex = hex::encode(sha256(&[&token]));
-        let token_path = dir.join(format!("{hash_hex}.json"));
-        let used_path = dir.join(format!("{hash_hex}.used"));
+        let tokens = self.inner.tokens.as_ref();
+        let hash = sha256(&[&token]);
         // One enrollment at a time, so a token cannot be spent twice by racing requests.
         let _held = lock(&self.inner.token_lock);
-        let file: TokenFile = match std::fs::read(&token_path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| ApiError::internal("reading a token file", e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let file = match block_on(tokens.get(hash)) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
                 return Err(ApiError::new(
                     Code::EnrollTokenUnknown,
                     "this server did not issue that token",
                 ))
             }
-            Err(e) => return Err(ApiError::internal("reading a token file", e)),
+            Err(e) => return Err(ApiError::internal("reading a token", e)),
         };
         let now = crate::now_us();
         let refused = |code: Code, detail: &str| -> ApiError {
@@ -190,26 +150,20 @@ impl Server {
             }
             ApiError::new(code, format!("{detail}; ask the legal team for a new token"))
         };
-        if used_path.exists() {
+        if block_on(tokens.is_spent(hash)).map_err(|e| ApiError::internal("reading a token", e))? {
             return Err(refused(Code::EnrollTokenUsed, "the token was already used"));
         }
         if now > file.expires_at_us {
             return Err(refused(Code::EnrollTokenExpired, "the token has expired"));
         }
-        let msg = enrollment_message(&token, &device);
-        if !primitives::verify(
-            device.verifying_key(),
-            DOMAIN_ENROLLMENT_SIGNATURE,
-            &msg,
-            &signature,
-        ) {
+        if !claim.proof_verifies() {
             // Not spent: the token's holder may still enroll with a correct proof.
             return Err(ApiError::new(
                 Code::EnrollProof,
                 "the proof of possession does not verify with device_key",
             ));
         }
-        write_durable(&used_path, format!("{device}\n").as_bytes(), true)
+        block_on(tokens.spend(hash, &device))
             .map_err(|e| ApiError::internal("spending the token", e))?;
         let mut entry = LogEntry::new(EntryType::DeviceEnrolled, now);
         entry.device_key = Some(device);
@@ -227,7 +181,21 @@ impl Server {
             server_key: self.public_key().to_string(),
             tls_sha256: (!self.inner.config.insecure_http).then(|| self.tls_sha256()),
             recipients: self.inner.recipients.clone(),
+            case_recipients: hex::encode(self.case_recipients().to_bytes()),
             label: file.label,
         })
+    }
+
+    /// The case recipients, signed with the server key: what the enrollment answer and
+    /// `GET /v1/recipients` carry (Ed25519 is deterministic, so always the same bytes for
+    /// the same list).
+    pub fn case_recipients(&self) -> Signed<CaseRecipients> {
+        Signed::sign(
+            CaseRecipients {
+                server_key: self.public_key(),
+                recipients: self.inner.recipients.clone(),
+            },
+            &self.inner.identity.signing_key,
+        )
     }
 }

@@ -18,8 +18,9 @@ use custody_format::primitives::sha256;
 use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::auth::Claimed;
-use crate::enroll::EnrollRequest;
+use custody_protocol::body::{EnrollRequest, ServerInfo};
+
+use crate::auth;
 use crate::error::{ApiError, Code};
 use crate::server::{lock, parse_id, Server};
 
@@ -33,6 +34,8 @@ pub fn router(server: Server) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/recordings/{id}", get(recording_state))
         .route("/v1/recordings/{id}/records/{seq}", put(put_record))
+        .route("/v1/recordings/{id}/receipts", get(recording_receipts))
+        .route("/v1/recipients", get(recipients))
         .route("/v1/whoami", get(crate::member_api::whoami))
         .route("/v1/recordings", get(crate::member_api::list))
         .route("/v1/recordings/{id}/bundle", get(crate::member_api::bundle))
@@ -44,8 +47,13 @@ pub fn router(server: Server) -> Router {
         .with_state(server)
 }
 
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut resp = (status, value.to_string()).into_response();
+/// A JSON answer: one of the protocol's body types (`custody_protocol::body`).
+pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    let text = match serde_json::to_string(value) {
+        Ok(t) => t,
+        Err(e) => return ApiError::internal("answering", e).into_response(),
+    };
+    let mut resp = (status, text).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
@@ -115,9 +123,9 @@ impl Server {
         parts: &Parts,
         body: Body,
     ) -> Result<(PublicKey, OwnedSemaphorePermit, Vec<u8>), ApiError> {
-        let claimed = Claimed::from_headers(&parts.headers)?;
+        let claimed = auth::claimed(&parts.headers)?;
         let limits = &self.config().limits;
-        claimed.check_fresh(crate::now_us(), limits.clock_skew)?;
+        auth::check_fresh(&claimed, crate::now_us(), limits.clock_skew)?;
         match self.device(&claimed.device) {
             None => {
                 return Err(ApiError::new(
@@ -142,13 +150,18 @@ impl Server {
         let permit = self.permit(&claimed.device)?;
         let body = read_body(self, body, limits.max_body_bytes).await?;
         let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
-        claimed.check_signature(
+        auth::check_signature(
+            &claimed,
             &self.public_key(),
             parts.method.as_str(),
             path,
             &sha256(&[&body]),
         )?;
-        if !lock(&self.inner.replay).insert(&claimed, crate::now_us(), limits.clock_skew) {
+        let fresh = self
+            .nonce_is_fresh(&claimed.device, claimed.nonce, claimed.timestamp_us)
+            .await
+            .map_err(|e| ApiError::internal("reading the nonce cache", e))?;
+        if !fresh {
             return Err(ApiError::new(Code::AuthReplayed, "this request was already received"));
         }
         Ok((claimed.device, permit, body))
@@ -180,11 +193,11 @@ async fn server_info(State(server): State<Server>) -> Response {
     let head = server.tree_head();
     json(
         StatusCode::OK,
-        &serde_json::json!({
-            "server_key": server.public_key().to_string(),
-            "tls_sha256": (!server.config().insecure_http).then(|| server.tls_sha256()),
-            "tree_head": hex::encode(head.to_bytes()),
-        }),
+        &ServerInfo {
+            server_key: server.public_key().to_string(),
+            tls_sha256: (!server.config().insecure_http).then(|| server.tls_sha256()),
+            tree_head: hex::encode(head.to_bytes()),
+        },
     )
 }
 
@@ -198,8 +211,7 @@ async fn enroll(State(server): State<Server>, req: Request) -> Response {
         });
         let s2 = s.clone();
         let answer = blocking(move || s2.enroll_from(req, peer)).await?;
-        let value = serde_json::to_value(answer).map_err(|e| ApiError::internal("answering", e))?;
-        Ok(json(StatusCode::OK, &value))
+        Ok(json(StatusCode::OK, &answer))
     })
     .await
 }
@@ -240,6 +252,39 @@ async fn recording_state(
         let s2 = s.clone();
         let value = blocking(move || s2.recording_state(&device, &id)).await?;
         Ok(json(StatusCode::OK, &value))
+    })
+    .await
+}
+
+/// `GET /v1/recipients`: the case recipients, signed by the server (unauthenticated: they
+/// are public keys, and a device checks the signature with the key it pinned).
+async fn recipients(State(server): State<Server>) -> Response {
+    let signed = server.case_recipients();
+    json(
+        StatusCode::OK,
+        &custody_protocol::body::RecipientsAnswer {
+            case_recipients: hex::encode(signed.to_bytes()),
+            recipients: signed.value().recipients.clone(),
+        },
+    )
+}
+
+/// `GET /v1/recordings/{id}/receipts`: the receipts of one of the requesting device's
+/// recordings, so that a device that lost them can have them again without re-uploading.
+async fn recording_receipts(
+    State(server): State<Server>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let s = server.clone();
+    with_timeout(&server, async move {
+        let (parts, body) = req.into_parts();
+        let id =
+            parse_id(&id).ok_or_else(|| ApiError::new(Code::NotFound, "not a recording id"))?;
+        let (device, _permit, _) = s.authenticate(&parts, body).await?;
+        let s2 = s.clone();
+        let answer = blocking(move || s2.recording_receipts(&device, &id)).await?;
+        Ok(json(StatusCode::OK, &answer))
     })
     .await
 }

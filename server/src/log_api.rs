@@ -9,28 +9,18 @@
 //! the server this way. The routes are specified in `docs/api.md`, "The custody log".
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use custody_format::merkle;
+use custody_protocol::body::{ConsistencyProof, InclusionProof, LogHead};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
+use crate::http::json;
 use crate::server::{lock, Server};
 
-/// The stable code of a consistency request whose sizes the log cannot answer
-/// (`from > to`, `to` larger than the log, or a parameter missing or not a number).
-pub const CODE_LOG_RANGE: &str = "log.range";
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut resp = (status, value.to_string()).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
-}
-
+/// A proof request the log cannot answer (`log.range`): sizes out of order or beyond the
+/// log, a parameter missing, malformed or unknown.
 fn range_error(message: String) -> Response {
-    json(
-        StatusCode::BAD_REQUEST,
-        &serde_json::json!({ "error": { "code": CODE_LOG_RANGE, "message": message } }),
-    )
+    ApiError::new(Code::LogRange, message).into_response()
 }
 
 /// The two numbers of `A=x&B=y` named `names` (either order of the pairs); any other
@@ -64,12 +54,12 @@ pub async fn head(State(server): State<Server>, req: Request) -> Response {
     let v = head.value();
     json(
         StatusCode::OK,
-        &serde_json::json!({
-            "tree_head": hex::encode(head.to_bytes()),
-            "tree_size": v.tree_size,
-            "root_hash": hex::encode(v.root_hash),
-            "timestamp_us": v.timestamp_us,
-        }),
+        &LogHead {
+            tree_head: hex::encode(head.to_bytes()),
+            tree_size: v.tree_size,
+            root_hash: v.root_hash,
+            timestamp_us: v.timestamp_us,
+        },
     )
 }
 
@@ -93,21 +83,14 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
                 "no consistency proof from {from} to {to}: the log has {len} entries and from must not exceed to"
             ));
         }
-        // Proving needs the subtree roots of the first `to` leaves: copy them out so that
-        // appends do not wait for the hashing.
-        let leaves = log.leaves().get(..to as usize).unwrap_or_default().to_vec();
-        drop(log);
-        merkle::consistency_proof(&leaves, from, to).map_err(|e| e.to_string())
+        // O(log n) from the log's subtree hashes, so it is done under the lock.
+        log.consistency_proof(from, to).map_err(|e| e.to_string())
     })
     .await;
     match proof {
         Ok(Ok(p)) => json(
             StatusCode::OK,
-            &serde_json::json!({
-                "from": from,
-                "to": to,
-                "proof": p.iter().map(hex::encode).collect::<Vec<_>>(),
-            }),
+            &ConsistencyProof { from, to, proof: p },
         ),
         Ok(Err(m)) => range_error(m),
         Err(e) => ApiError::internal("a worker", e).into_response(),
@@ -139,21 +122,13 @@ pub async fn inclusion(State(server): State<Server>, req: Request) -> Response {
                 "no inclusion proof of entry {index} in a tree of {size}: the log has {len} entries"
             ));
         }
-        let leaves = log.leaves().get(..size as usize).unwrap_or_default().to_vec();
-        drop(log);
-        let leaf = leaves[index as usize];
-        merkle::inclusion_proof(&leaves, index).map(|p| (leaf, p)).map_err(|e| e.to_string())
+        log.inclusion_proof(index, size).map_err(|e| e.to_string())
     })
     .await;
     match proof {
         Ok(Ok((leaf, p))) => json(
             StatusCode::OK,
-            &serde_json::json!({
-                "index": index,
-                "size": size,
-                "leaf_hash": hex::encode(leaf),
-                "proof": p.iter().map(hex::encode).collect::<Vec<_>>(),
-            }),
+            &InclusionProof { index, size, leaf_hash: leaf, proof: p },
         ),
         Ok(Err(m)) => range_error(m),
         Err(e) => ApiError::internal("a worker", e).into_response(),

@@ -14,6 +14,9 @@ use custody_format::ids::PublicKey;
 use custody_format::receipt::Receipt;
 use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
+use custody_protocol::body::{
+    self, RecordingList, RecordingStatus, RecordingSummary, RevokeAnswer, RevokeRequest, WhoAmI,
+};
 use http_body::{Frame, SizeHint};
 
 use crate::error::{ApiError, Code};
@@ -22,7 +25,7 @@ use crate::members::{Member, Peer, Role};
 use crate::server::{parse_id, Server};
 
 /// The request header naming the access (log index) a resumed bundle download continues.
-pub const H_BUNDLE_ACCESS: &str = "custody-bundle-access";
+pub use custody_protocol::request::H_BUNDLE_ACCESS;
 /// A recording with no end record whose last receipt is younger than this is "live", µs.
 const LIVE_WINDOW_US: i64 = 60_000_000;
 /// Largest revocation request body.
@@ -44,13 +47,16 @@ pub(crate) async fn whoami(State(server): State<Server>, req: Request) -> Respon
         let key = s.public_key();
         Ok(json(
             StatusCode::OK,
-            &serde_json::json!({
-                "name": m.name,
-                "role": m.role.as_str(),
-                "server_key": key.to_string(),
-                "server_fingerprint": key.fingerprint().to_string(),
-                "tls_sha256": (!s.config().insecure_http).then(|| s.tls_sha256()),
-            }),
+            &WhoAmI {
+                name: m.name,
+                role: match m.role {
+                    Role::Admin => body::Role::Admin,
+                    Role::Member => body::Role::Member,
+                },
+                server_key: key.to_string(),
+                server_fingerprint: key.fingerprint().to_string(),
+                tls_sha256: (!s.config().insecure_http).then(|| s.tls_sha256()),
+            },
         ))
     })
     .await
@@ -63,12 +69,12 @@ pub(crate) async fn list(State(server): State<Server>, req: Request) -> Response
         let (parts, _) = req.into_parts();
         let m = member(&s, &parts).await?;
         let s2 = s.clone();
-        let value = blocking(move || {
+        let recordings = blocking(move || {
             s2.log_access(&m.name, None, "listed recordings".into())?;
             s2.recording_summaries()
         })
         .await?;
-        Ok(json(StatusCode::OK, &serde_json::json!({ "recordings": value })))
+        Ok(json(StatusCode::OK, &RecordingList { recordings }))
     })
     .await
 }
@@ -211,12 +217,6 @@ pub(crate) async fn bundle(
     .await
 }
 
-#[derive(serde::Deserialize)]
-struct RevokeRequest {
-    device: String,
-    reason: String,
-}
-
 /// `POST /v1/devices/revoke` (admins only).
 pub(crate) async fn revoke(State(server): State<Server>, req: Request) -> Response {
     let s = server.clone();
@@ -253,13 +253,13 @@ pub(crate) async fn revoke(State(server): State<Server>, req: Request) -> Respon
                 s2.revoke(&key, &m.name, &reason)
                     .map_err(|e| ApiError::internal("logging the revocation", e))?;
             }
-            Ok(serde_json::json!({
-                "device_key": key.to_string(),
-                "fingerprint": key.fingerprint().to_string(),
-                "label": dev.label,
-                "revoked": true,
-                "already_revoked": already,
-            }))
+            Ok(RevokeAnswer {
+                device_key: key.to_string(),
+                fingerprint: key.fingerprint().to_string(),
+                label: dev.label,
+                revoked: true,
+                already_revoked: already,
+            })
         })
         .await?;
         Ok(json(StatusCode::OK, &value))
@@ -287,7 +287,7 @@ impl Server {
     }
 
     /// One line per recording, for the legal team. Blocking.
-    pub(crate) fn recording_summaries(&self) -> Result<Vec<serde_json::Value>, ApiError> {
+    pub(crate) fn recording_summaries(&self) -> Result<Vec<RecordingSummary>, ApiError> {
         let index = &self.inner.index;
         let ierr = |e| ApiError::internal("reading the index", e);
         let serr = |e| ApiError::internal("reading storage", e);
@@ -329,29 +329,29 @@ impl Server {
                 .map(|r| r.value().received_at_us)
                 .max();
             let state = if end.is_some() && gaps.is_empty() {
-                "complete"
+                RecordingStatus::Complete
             } else if end.is_none() && last_receipt.is_some_and(|t| now - t < LIVE_WINDOW_US) {
-                "live"
+                RecordingStatus::Live
             } else if !gaps.is_empty() {
-                "gaps"
+                RecordingStatus::Gaps
             } else {
-                "cut off"
+                RecordingStatus::CutOff
             };
             let device = self.device(&key);
-            out.push(serde_json::json!({
-                "recording_id": id.to_string(),
-                "device_key": key.to_string(),
-                "device_fingerprint": key.fingerprint().to_string(),
-                "device_label": device.as_ref().map(|d| d.label.clone()),
-                "device_revoked": device.is_some_and(|d| d.revoked),
-                "started_at_us": started,
-                "duration_us": started.zip(finished).map(|(a, b)| (b - a).max(0)),
-                "state": state,
-                "segments": positions.iter().filter(|(_, st)| st.kind == 2).count(),
-                "records": positions.len(),
-                "gaps": gaps,
-                "last_receipt_at_us": last_receipt,
-            }));
+            out.push(RecordingSummary {
+                recording_id: id.to_string(),
+                device_key: key.to_string(),
+                device_fingerprint: key.fingerprint().to_string(),
+                device_label: device.as_ref().map(|d| d.label.clone()),
+                device_revoked: device.is_some_and(|d| d.revoked),
+                started_at_us: started,
+                duration_us: started.zip(finished).map(|(a, b)| (b - a).max(0)),
+                state,
+                segments: positions.iter().filter(|(_, st)| st.kind == 2).count() as u64,
+                records: positions.len() as u64,
+                gaps,
+                last_receipt_at_us: last_receipt,
+            });
         }
         Ok(out)
     }

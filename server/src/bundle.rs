@@ -10,20 +10,18 @@
 //! recording is still growing. Only the small files are built in memory; sealed segments are
 //! read from storage piece by piece as the archive streams.
 
-use std::io::Read;
-
 use custody_format::bundle::{self, LogProof, Manifest, ManifestEntry};
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::merkle;
 use custody_format::primitives::sha256;
-use custody_format::record::{Hash, Record, SignedRecord};
+use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
 
-use crate::catalog::read_entries;
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Server};
 use crate::storage::Storage;
+use crate::store::block_on;
 
 /// What a file of the archive holds.
 #[derive(Debug)]
@@ -106,7 +104,7 @@ impl Plan {
     /// a chunk at a time.
     pub(crate) fn write_range(
         &self,
-        storage: &dyn Storage,
+        storage: &Storage,
         start: u64,
         end: u64,
         out: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
@@ -140,23 +138,26 @@ impl Plan {
                     Content::Dir => {}
                     Content::Bytes(bytes) => out(&bytes[a as usize..b as usize])?,
                     Content::Segment { seq, .. } => {
-                        let mut r = storage
-                            .segment_from(&self.id, *seq, a)
-                            .map_err(std::io::Error::other)?
-                            .ok_or_else(|| {
-                                std::io::Error::other(format!("segment {seq} is not in storage"))
-                            })?;
-                        let mut buf = vec![0u8; CHUNK];
-                        let mut left = b - a;
-                        while left > 0 {
-                            let n = left.min(CHUNK as u64) as usize;
-                            r.read_exact(&mut buf[..n]).map_err(|e| {
-                                std::io::Error::other(format!(
-                                    "segment {seq} is shorter than its record states: {e}"
-                                ))
-                            })?;
-                            out(&buf[..n])?;
-                            left -= n as u64;
+                        // Ranged reads of at most a chunk each, so an object store streams
+                        // it as well as a file does.
+                        let mut at = a;
+                        while at < b {
+                            let n = (b - at).min(CHUNK as u64) as usize;
+                            let buf = storage
+                                .segment_range(&self.id, *seq, at, n)
+                                .map_err(std::io::Error::other)?
+                                .ok_or_else(|| {
+                                    std::io::Error::other(format!(
+                                        "segment {seq} is not in storage"
+                                    ))
+                                })?;
+                            if buf.len() != n {
+                                return Err(std::io::Error::other(format!(
+                                    "segment {seq} is shorter than its record states"
+                                )));
+                            }
+                            out(&buf)?;
+                            at += n as u64;
                         }
                     }
                 }
@@ -171,61 +172,6 @@ impl Plan {
             zeros(a, b, out)?;
         }
         Ok(())
-    }
-}
-
-/// An RFC 9162 tree kept by levels, so every inclusion proof costs O(log² n) hashes
-/// instead of O(n).
-struct Levels(Vec<Vec<Hash>>);
-
-impl Levels {
-    fn new(leaves: Vec<Hash>) -> Levels {
-        let mut levels = vec![leaves];
-        while let Some(last) = levels.last().filter(|l| l.len() > 1) {
-            let next = last.chunks_exact(2).map(|p| merkle::node_hash(&p[0], &p[1])).collect();
-            levels.push(next);
-        }
-        Levels(levels)
-    }
-
-    fn size(&self) -> u64 {
-        self.0.first().map_or(0, |l| l.len() as u64)
-    }
-
-    /// MTH(D[a:b]), `a < b <= size`.
-    fn mth(&self, a: u64, b: u64) -> Hash {
-        let n = b - a;
-        if n.is_power_of_two() && a.is_multiple_of(n) {
-            let h = n.trailing_zeros() as usize;
-            return self.0[h][(a >> h) as usize];
-        }
-        let k = 1u64 << (63 - (n - 1).leading_zeros());
-        merkle::node_hash(&self.mth(a, a + k), &self.mth(a + k, b))
-    }
-
-    fn root(&self) -> Hash {
-        match self.size() {
-            0 => merkle::empty_root(),
-            n => self.mth(0, n),
-        }
-    }
-
-    /// PATH(m, D[a:b]) of RFC 9162 §2.1.3.1, leaf to root.
-    fn path(&self, m: u64, a: u64, b: u64) -> Vec<Hash> {
-        let n = b - a;
-        if n <= 1 {
-            return Vec::new();
-        }
-        let k = 1u64 << (63 - (n - 1).leading_zeros());
-        if m < k {
-            let mut p = self.path(m, a, a + k);
-            p.push(self.mth(a + k, b));
-            p
-        } else {
-            let mut p = self.path(m - k, a + k, b);
-            p.push(self.mth(a, a + k));
-            p
-        }
     }
 }
 
@@ -359,36 +305,37 @@ impl Server {
             )
         };
 
-        // The log as it stood just after the access entry.
-        let leaves: Vec<Hash> = {
+        // The log as it stood just after the access entry: its root, and each entry's
+        // leaf hash and inclusion proof, all from the log's subtree hashes (O(log n) each).
+        let size = access.checked_add(1).ok_or_else(bad_access)?;
+        let (root, located, store) = {
             let log = lock(&self.inner.log);
-            let n = usize::try_from(access).map_err(|_| bad_access())?;
-            log.leaves().get(..=n).ok_or_else(bad_access)?.to_vec()
+            let root = log.root_at(size).ok_or_else(bad_access)?;
+            let mut located = Vec::new();
+            for i in log.concerning(id, &device_key, access) {
+                let (leaf, path) = log
+                    .inclusion_proof(i, size)
+                    .map_err(|e| internal("proving an entry")(e.to_string()))?;
+                located.push((i, leaf, path));
+            }
+            (root, located, log.store())
         };
-        let path = self.config().data_dir.join("log").join("entries.bin");
-        let located = {
-            let mut catalog = lock(&self.inner.lawyer.catalog);
-            catalog
-                .catch_up(&path, access)
-                .map_err(|e| internal("reading the log")(e.to_string()))?;
-            catalog.concerning(id, &device_key, access)
-        };
-        let raw = read_entries(&path, &located)
+        let indices: Vec<u64> = located.iter().map(|(i, _, _)| *i).collect();
+        let raw = block_on(store.entries(&indices))
             .map_err(|e| internal("reading the log")(e.to_string()))?;
         let mut entries = Vec::with_capacity(raw.len());
-        for (l, bytes) in located.iter().zip(raw) {
-            if leaves.get(l.index as usize) != Some(&merkle::leaf_hash(&bytes)) {
+        for ((i, leaf, path), bytes) in located.into_iter().zip(raw) {
+            if merkle::leaf_hash(&bytes) != leaf {
                 return Err(internal("reading the log")(format!(
-                    "entry {} on disk is not the entry in the tree",
-                    l.index
+                    "entry {i} in the store is not the entry in the tree"
                 )));
             }
             let e =
                 LogEntry::decode(&bytes).map_err(|e| internal("reading the log")(e.to_string()))?;
-            entries.push((l.index, bytes, e));
+            entries.push((i, bytes, e, path));
         }
         let access_entry = match entries.last() {
-            Some((i, _, e))
+            Some((i, _, e, _))
                 if *i == access
                     && e.entry_type == EntryType::Access
                     && e.actor.as_deref() == Some(member)
@@ -400,24 +347,14 @@ impl Server {
             _ => return Err(bad_access()),
         };
 
-        let tree = Levels::new(leaves);
         let head = Signed::sign(
-            TreeHead {
-                tree_size: tree.size(),
-                root_hash: tree.root(),
-                timestamp_us: access_entry.at_us,
-            },
+            TreeHead { tree_size: size, root_hash: root, timestamp_us: access_entry.at_us },
             &self.inner.identity.signing_key,
         );
         let mut proofs = Vec::new();
-        for (i, bytes, _) in &entries {
+        for (i, bytes, _, path) in &entries {
             proofs.extend(
-                LogProof {
-                    log_index: *i,
-                    entry: bytes.clone(),
-                    path: tree.path(*i, 0, tree.size()),
-                }
-                .encode(),
+                LogProof { log_index: *i, entry: bytes.clone(), path: path.clone() }.encode(),
             );
         }
 
@@ -457,7 +394,7 @@ impl Server {
         }
 
         let server_key = self.public_key();
-        let revoked = entries.iter().any(|(_, _, e)| e.entry_type == EntryType::DeviceRevoked);
+        let revoked = entries.iter().any(|(_, _, e, _)| e.entry_type == EntryType::DeviceRevoked);
         let readme_text = readme(&ReadmeFacts {
             id,
             label: &device.label,
@@ -532,22 +469,6 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn level_proofs_are_rfc9162_proofs() {
-        for n in 1..=40u64 {
-            let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&i.to_be_bytes())).collect();
-            let t = Levels::new(leaves.clone());
-            assert_eq!(t.root(), merkle::root(&leaves), "root of {n}");
-            for i in 0..n {
-                assert_eq!(
-                    t.path(i, 0, n),
-                    merkle::inclusion_proof(&leaves, i).unwrap(),
-                    "leaf {i} of {n}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn ustar_headers_have_valid_checksums() {

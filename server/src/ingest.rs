@@ -142,35 +142,51 @@ impl Server {
         self.finish(device, &record, stored)
     }
 
-    /// Checks the links to the stored neighbours and the place of the end record.
+    /// Checks the links to the stored neighbours and the place of the end record. Reads
+    /// only the neighbours and the recording's last stored position (three index lookups,
+    /// however long the recording), never every stored position.
     fn check_links(&self, id: &RecordingId, record: &SignedRecord) -> Result<(), ApiError> {
+        let index = &self.inner.index;
+        let read = internal("reading the index");
         let seq = record.record().seq();
-        let positions = self.inner.index.positions(id).map_err(internal("reading the index"))?;
-        for (s, stored) in &positions {
-            if *s + 1 == seq {
+        // An end record is always the last stored position: nothing is stored after one,
+        // and one is not stored before a later position.
+        let last = index.last(id).map_err(read)?;
+        let stored_end = last.as_ref().filter(|(_, st)| st.kind == 3).map(|(s, _)| *s);
+        let after_end = |s: u64| {
+            ApiError::new(
+                Code::ChainAfterEnd,
+                format!("the recording's end record is stored at position {s}"),
+            )
+        };
+        if let Some(s) = stored_end.filter(|&s| s + 1 < seq) {
+            return Err(after_end(s));
+        }
+        if let Some(before) = seq.checked_sub(1) {
+            if let Some(stored) = index.get(id, before).map_err(internal("reading the index"))? {
                 if record.record().prev().map(hex::encode).as_ref() != Some(&stored.record_hash) {
                     return Err(ApiError::new(
                         Code::ChainLink,
-                        format!("position {seq} does not link to the stored record at {s}"),
+                        format!("position {seq} does not link to the stored record at {before}"),
                     ));
                 }
-            } else if *s == seq + 1
-                && stored.prev.as_deref() != Some(hex::encode(record.hash()).as_str())
-            {
-                return Err(ApiError::new(
-                    Code::ChainLink,
-                    format!("the stored record at {s} does not link to this one"),
-                ));
-            }
-            if stored.kind == 3 && seq > *s {
-                return Err(ApiError::new(
-                    Code::ChainAfterEnd,
-                    format!("the recording's end record is stored at position {s}"),
-                ));
             }
         }
-        if let Record::End(_) = record.record() {
-            if let Some((s, _)) = positions.iter().find(|(s, _)| *s > seq) {
+        if let Some(after) = seq.checked_add(1) {
+            if let Some(stored) = index.get(id, after).map_err(internal("reading the index"))? {
+                if stored.prev.as_deref() != Some(hex::encode(record.hash()).as_str()) {
+                    return Err(ApiError::new(
+                        Code::ChainLink,
+                        format!("the stored record at {after} does not link to this one"),
+                    ));
+                }
+            }
+        }
+        if let Some(s) = stored_end.filter(|&s| s < seq) {
+            return Err(after_end(s));
+        }
+        if let (Record::End(_), Some((s, _))) = (record.record(), &last) {
+            if *s > seq {
                 return Err(ApiError::new(
                     Code::ChainAfterEnd,
                     format!("a record is stored at position {s}, after this end record"),

@@ -2,11 +2,14 @@
 //!
 //! `custody-server` enrolls observers' devices ([`enroll`]), accepts uploads only from them
 //! ([`auth`], [`http`]), checks every record's signature, chain link and ciphertext hash
-//! before answering (`ingest`), stores the ciphertext durably behind a small [`storage`]
-//! trait (it never holds a decryption key), appends an entry to its append-only RFC 9162
+//! before answering (`ingest`), stores the ciphertext durably (it never holds a decryption
+//! key), appends an entry to its append-only RFC 9162
 //! custody log ([`custody_log`]), and only then answers with a receipt signed by its key.
-//! The sled [`index`] is rebuilt from the stored records and the log whenever it is in
-//! doubt. The HTTP API is specified in `docs/api.md`.
+//! The [`index`] is rebuilt from the stored records and the log whenever it is in doubt.
+//! Every piece of state (records and segments, the log, the index, enrollment tokens,
+//! members, request nonces) is reached through the traits of [`store`], whose
+//! implementation the configuration picks: files in the data directory by default, or
+//! memory. The HTTP API is specified in `docs/api.md`.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -28,6 +31,7 @@ pub mod serve;
 mod server;
 mod state;
 pub mod storage;
+pub mod store;
 
 pub use enroll::{issue_token, EnrollRequest, EnrollResponse};
 pub use error::{ApiError, Code};

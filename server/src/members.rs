@@ -17,10 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
-use custody_durable::fsutil::write_durable;
 use custody_format::log::{EntryType, LogEntry};
 use custody_format::primitives::sha256;
 use rand_core::{OsRng, RngCore};
@@ -28,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Server};
+use crate::store::fs::FsMembers;
+use crate::store::{block_on, MemberStore, StoreError};
 
 /// Failed logins and enrollments allowed from one address within [`FAILURE_WINDOW_US`].
 pub const MAX_FAILURES: u32 = 10;
@@ -89,14 +90,9 @@ impl Member {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MemberError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// The member store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The name is empty, too long or has characters other than letters, digits, space and
     /// `. _ - @`.
     #[error("a member name must be 1 to 64 letters, digits, spaces or . _ - @")]
@@ -113,59 +109,25 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_alphanumeric() || " ._-@".contains(c))
 }
 
-fn members_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("members")
-}
-
-/// Every member file in the data directory, by token hash.
-fn read_all(data_dir: &Path) -> Result<Vec<([u8; 32], Member)>, MemberError> {
-    let dir = members_dir(data_dir);
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(source) => return Err(MemberError::Io { path: dir, source }),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| MemberError::Io { path: dir.clone(), source })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(hash) = name
-            .strip_suffix(".json")
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let bytes = std::fs::read(&path)
-            .map_err(|source| MemberError::Io { path: path.clone(), source })?;
-        if let Ok(m) = serde_json::from_slice::<Member>(&bytes) {
-            out.push((hash, m));
-        }
-    }
-    out.sort_by(|a, b| a.1.created_at_us.cmp(&b.1.created_at_us).then(a.0.cmp(&b.0)));
-    Ok(out)
-}
-
 /// Adds a member named `name` with `role` to the server in `data_dir`. Returns the API token
 /// (64 hex digits), shown once and stored only hashed. The running server logs the
 /// addition when it next starts or first sees the token.
 pub fn add_member(data_dir: &Path, name: &str, role: Role) -> Result<String, MemberError> {
+    add_to(&FsMembers::new(data_dir), name, role)
+}
+
+/// Adds a member to `store`; see [`add_member`].
+fn add_to(store: &dyn MemberStore, name: &str, role: Role) -> Result<String, MemberError> {
     if !valid_name(name) {
         return Err(MemberError::BadName);
     }
-    if read_all(data_dir)?.iter().any(|(_, m)| m.name == name) {
+    if block_on(store.all())?.iter().any(|(_, m)| m.name == name) {
         return Err(MemberError::Exists(name.to_string()));
     }
-    let dir = members_dir(data_dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|source| MemberError::Io { path: dir.clone(), source })?;
     let mut token = [0u8; 32];
     OsRng.fill_bytes(&mut token);
     let member = Member { name: name.to_string(), role, created_at_us: crate::now_us() };
-    let path = dir.join(format!("{}.json", hex::encode(sha256(&[&token]))));
-    let bytes = serde_json::to_vec(&member).unwrap_or_default();
-    write_durable(&path, &bytes, true).map_err(|source| MemberError::Io { path, source })?;
+    block_on(store.add(sha256(&[&token]), &member))?;
     Ok(hex::encode(token))
 }
 
@@ -265,9 +227,16 @@ impl Server {
         Ok(())
     }
 
-    /// Logs and admits every member file in the data directory (at start).
+    /// Adds a member through the server's member store (as [`add_member`] does in a data
+    /// directory): for back-ends without files. Returns the API token.
+    pub fn add_member(&self, name: &str, role: Role) -> Result<String, MemberError> {
+        add_to(self.inner.member_store.as_ref(), name, role)
+    }
+
+    /// Logs and admits every member in the member store (at start).
     pub(crate) fn load_members(&self) -> Result<(), String> {
-        for (hash, m) in read_all(&self.config().data_dir).map_err(|e| e.to_string())? {
+        let all = block_on(self.inner.member_store.all()).map_err(|e| e.to_string())?;
+        for (hash, m) in all {
             self.admit(hash, m).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -330,18 +299,13 @@ impl Server {
             return Ok(m);
         }
         // Added beside the running server since it started?
-        let path = members_dir(&self.config().data_dir).join(format!("{}.json", hex::encode(hash)));
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let m: Member = serde_json::from_slice(&bytes)
-                    .map_err(|e| ApiError::internal("reading a member file", e))?;
+        match block_on(self.inner.member_store.get(hash)) {
+            Ok(Some(m)) => {
                 self.admit(hash, m.clone())?;
                 Ok(m)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(fail(Code::AuthToken, "this server did not issue that token"))
-            }
-            Err(e) => Err(ApiError::internal("reading a member file", e)),
+            Ok(None) => Err(fail(Code::AuthToken, "this server did not issue that token")),
+            Err(e) => Err(ApiError::internal("reading a member", e)),
         }
     }
 }

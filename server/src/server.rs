@@ -13,11 +13,11 @@ use custody_format::receipt::Receipt;
 use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
 
-use crate::auth::ReplayCache;
-use crate::custody_log::{Appended, CustodyLog, Frontier, LogError};
+use crate::custody_log::{Appended, CustodyLog, LogError};
 use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, Stored};
-use crate::storage::{FsStorage, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
+use crate::store::{Backend, MemberStore, NonceStore, TokenStore};
 
 /// Limits on what one request and one device may use.
 #[derive(Clone, Debug)]
@@ -61,6 +61,9 @@ pub struct Config {
     pub limits: Limits,
     /// Serve plain HTTP rather than TLS (loopback tests only; asked for explicitly).
     pub insecure_http: bool,
+    /// Where records, the log, the index, tokens, members and nonces are kept (the data
+    /// directory by default).
+    pub backend: Backend,
 }
 
 impl Config {
@@ -71,6 +74,7 @@ impl Config {
             recipients: Vec::new(),
             limits: Limits::default(),
             insecure_http: false,
+            backend: Backend::Fs,
         }
     }
 }
@@ -88,14 +92,9 @@ pub enum OpenError {
     /// The storage could not be opened or read.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The index could not be opened even after moving it aside.
-    #[error("the index at {path}: {source}")]
-    Index {
-        /// Its path.
-        path: PathBuf,
-        /// The cause.
-        source: sled::Error,
-    },
+    /// The index could not be read or rebuilt.
+    #[error("the index: {0}")]
+    Index(#[source] StorageError),
     /// A file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -123,13 +122,15 @@ pub struct Inner {
     pub(crate) config: Config,
     pub(crate) identity: Identity,
     pub(crate) recipients: Vec<String>,
-    pub(crate) storage: Box<dyn Storage>,
+    pub(crate) storage: Storage,
     pub(crate) index: Index,
     pub(crate) log: Mutex<CustodyLog>,
     pub(crate) devices: RwLock<HashMap<[u8; 32], Device>>,
     pub(crate) recording_locks: Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>,
     pub(crate) device_permits: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Semaphore>>>,
-    pub(crate) replay: Mutex<ReplayCache>,
+    pub(crate) replay: Arc<dyn NonceStore>,
+    pub(crate) tokens: Arc<dyn TokenStore>,
+    pub(crate) member_store: Arc<dyn MemberStore>,
     pub(crate) token_lock: Mutex<()>,
     pub(crate) lawyer: crate::catalog::Lawyer,
 }
@@ -162,8 +163,13 @@ impl Server {
     pub fn open(config: Config) -> Result<(Server, Opened), OpenError> {
         let dir = config.data_dir.clone();
         let identity = Identity::load_or_create(&dir)?;
-        let (log, entries) = CustodyLog::open(&dir.join("log"), identity.signing_key.clone())?;
-        let storage = FsStorage::open(&dir.join("recordings"))?;
+        let (stores, index_replaced) = match &config.backend {
+            Backend::Fs => crate::store::fs::open(&dir)?,
+            Backend::Custom(stores) => (stores.clone(), None),
+        };
+        let (log, entries) =
+            CustodyLog::open_store(stores.log.clone(), identity.signing_key.clone())?;
+        let storage = Storage::new(stores.records.clone());
         let mut recipients = config.recipients.clone();
         let rpath = dir.join("recipients.txt");
         match std::fs::read_to_string(&rpath) {
@@ -175,22 +181,10 @@ impl Server {
         }
         recipients.dedup();
 
-        let index_path = dir.join("index");
-        let mut opened = Opened { identity_created: identity.created, index_rebuilt: None };
-        let index = match Index::open(&index_path) {
-            Ok(i) => i,
-            Err(e) => {
-                let stamp = crate::now_us();
-                let aside = dir.join(format!("index.broken-{stamp}"));
-                std::fs::rename(&index_path, &aside)
-                    .map_err(|source| OpenError::Io { path: index_path.clone(), source })?;
-                opened.index_rebuilt = Some(format!("the index would not open ({e})"));
-                Index::open(&index_path)
-                    .map_err(|source| OpenError::Index { path: index_path.clone(), source })?
-            }
-        };
-        let index_err = |source| OpenError::Index { path: index_path.clone(), source };
-        let size = index.log_size().map_err(index_err)?;
+        let mut opened =
+            Opened { identity_created: identity.created, index_rebuilt: index_replaced };
+        let index = Index::new(stores.index.clone());
+        let size = index.log_size().map_err(OpenError::Index)?;
         // A new index for an empty log has nothing to rebuild.
         if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() {
             opened.index_rebuilt = Some(format!(
@@ -200,12 +194,8 @@ impl Server {
             ));
         }
         if opened.index_rebuilt.is_some() {
-            rebuild(&index, &storage, &entries, &identity.signing_key).map_err(|e| match e {
-                RebuildError::Index(source) => {
-                    OpenError::Index { path: index_path.clone(), source }
-                }
-                RebuildError::Storage(s) => OpenError::Storage(s),
-            })?;
+            rebuild(&index, &storage, &log, &entries, &identity.signing_key)
+                .map_err(OpenError::Index)?;
         }
 
         let mut devices = HashMap::new();
@@ -233,13 +223,15 @@ impl Server {
             config,
             identity,
             recipients,
-            storage: Box::new(storage),
+            storage,
             index,
             log: Mutex::new(log),
             devices: RwLock::new(devices),
             recording_locks: Mutex::new(HashMap::new()),
             device_permits: Mutex::new(HashMap::new()),
-            replay: Mutex::new(ReplayCache::default()),
+            replay: stores.nonces.clone(),
+            tokens: stores.tokens.clone(),
+            member_store: stores.members.clone(),
             token_lock: Mutex::new(()),
             lawyer: crate::catalog::Lawyer::new(&entries),
         };
@@ -272,8 +264,33 @@ impl Server {
     }
 
     /// The storage (for the legal team's tools; no device route reads from it).
-    pub fn storage(&self) -> &dyn Storage {
-        self.inner.storage.as_ref()
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// Whether the nonce of an authenticated request is new inside the freshness window
+    /// (recording it if so): `false` for a replay.
+    pub(crate) async fn nonce_is_fresh(
+        &self,
+        device: &PublicKey,
+        nonce: [u8; 16],
+        timestamp_us: i64,
+    ) -> Result<bool, StorageError> {
+        let window = self.config().limits.clock_skew;
+        self.inner
+            .replay
+            .insert(device.to_bytes(), nonce, timestamp_us, crate::now_us(), window)
+            .await
+    }
+
+    /// Issues a one-time enrollment token through the server's token store (as
+    /// [`crate::issue_token`] does in a data directory): for back-ends without files.
+    pub fn issue_token(
+        &self,
+        label: &str,
+        ttl: Duration,
+    ) -> Result<String, crate::enroll::TokenError> {
+        crate::enroll::issue_into(self.inner.tokens.as_ref(), label, ttl)
     }
 
     /// The latest signed tree head.
@@ -367,35 +384,29 @@ pub(crate) fn stored_of(r: &SignedRecord) -> Stored {
     }
 }
 
-enum RebuildError {
-    Index(sled::Error),
-    Storage(StorageError),
-}
-
 /// Rebuilds the index from the log entries and the stored records.
 fn rebuild(
     index: &Index,
-    storage: &FsStorage,
+    storage: &Storage,
+    log: &CustodyLog,
     entries: &[LogEntry],
     key: &ed25519_dalek::SigningKey,
-) -> Result<(), RebuildError> {
-    index.clear().map_err(RebuildError::Index)?;
+) -> Result<(), StorageError> {
+    index.clear()?;
     // First every stored record, then what the log says about each.
-    for id in storage.recordings().map_err(RebuildError::Storage)? {
-        for seq in storage.record_positions(&id).map_err(RebuildError::Storage)? {
-            let Some(bytes) = storage.record(&id, seq).map_err(RebuildError::Storage)? else {
+    for id in storage.recordings()? {
+        for seq in storage.record_positions(&id)? {
+            let Some(bytes) = storage.record(&id, seq)? else {
                 continue;
             };
             let Ok(r) = SignedRecord::parse(&bytes) else { continue };
             if let Record::Header(h) = r.record() {
-                index.set_owner(&id, &h.device_key.to_bytes()).map_err(RebuildError::Index)?;
+                index.set_owner(&id, &h.device_key.to_bytes())?;
             }
-            index.put(&id, seq, &stored_of(&r)).map_err(RebuildError::Index)?;
+            index.put(&id, seq, &stored_of(&r))?;
         }
     }
-    let mut frontier = Frontier::default();
     for (i, e) in entries.iter().enumerate() {
-        frontier.push(custody_format::merkle::leaf_hash(&e.encode()));
         let logged = matches!(
             e.entry_type,
             EntryType::RecordingOpened | EntryType::SegmentReceived | EntryType::RecordingEnded
@@ -404,22 +415,23 @@ fn rebuild(
         else {
             continue;
         };
-        let Some(mut s) = index.get(&id, seq).map_err(RebuildError::Index)? else { continue };
+        let Some(mut s) = index.get(&id, seq)? else { continue };
         // A record is logged once; should a crash ever have logged it twice, the first
         // entry is the one its receipt names.
         if s.log_index.is_some() || Some(s.record_hash.clone()) != e.record_hash.map(hex::encode) {
             continue;
         }
         let i = i as u64;
+        let root = log.root_at(i + 1).unwrap_or_else(custody_format::merkle::empty_root);
         s.log_index = Some(i);
-        s.receipt = receipt_for(e, i, frontier.root(), key).map(|r| hex::encode(r.to_bytes()));
-        index.put(&id, seq, &s).map_err(RebuildError::Index)?;
-        if index.owner(&id).map_err(RebuildError::Index)?.is_none() {
-            index.set_owner(&id, &dev.to_bytes()).map_err(RebuildError::Index)?;
+        s.receipt = receipt_for(e, i, root, key).map(|r| hex::encode(r.to_bytes()));
+        index.put(&id, seq, &s)?;
+        if index.owner(&id)?.is_none() {
+            index.set_owner(&id, &dev.to_bytes())?;
         }
     }
-    index.set_log_size(entries.len() as u64).map_err(RebuildError::Index)?;
-    index.flush().map_err(RebuildError::Index)?;
+    index.set_log_size(entries.len() as u64)?;
+    index.flush()?;
     Ok(())
 }
 

@@ -1,0 +1,622 @@
+//! The stores in the data directory: the default back-end.
+//!
+//! ```text
+//! <data>/recordings/<id>/NNNNNNNN.age       a sealed segment (age v1 file), as uploaded
+//! <data>/recordings/<id>/NNNNNNNN.rec       the signed record at position NNNNNNNN
+//! <data>/log/entries.bin                    every LogEntry's bytes, one journal frame each
+//! <data>/log/heads.bin                      the signed TreeHead after each append
+//! <data>/index/                             the sled index (a cache)
+//! <data>/tokens/<sha256(token) hex>.json    {"label", "issued_at_us", "expires_at_us"}
+//! <data>/tokens/<sha256(token) hex>.used    the enrolled device's key, once spent
+//! <data>/members/<sha256(token) hex>.json   {"name", "role", "created_at_us"}
+//! ```
+//!
+//! Every write goes through `custody_durable` (write to a temporary file, fsync, rename,
+//! fsync the directory; or a fsynced journal append). The futures do their (blocking) file
+//! work when first polled, on the blocking thread that drives them.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use custody_durable::fsutil::{sync_dir, write_durable};
+use custody_durable::journal::{Journal, FRAME_HEADER};
+use custody_format::ids::{PublicKey, RecordingId};
+
+use super::{
+    BoxFuture, IndexStore, LogStore, MemberEntry, MemberStore, RecordStore, StoreError,
+    StoreResult, Stores, TokenRecord, TokenStore,
+};
+use crate::index::Stored;
+use crate::members::Member;
+use crate::server::lock;
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |e| StoreError::backend(format!("{what} {}", path.display()), e)
+}
+
+fn read_opt(path: &Path) -> StoreResult<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("reading", path)(e)),
+    }
+}
+
+/// The filesystem stores under `data_dir` (created as needed); nonces in memory. Also
+/// says why the index was replaced, if it would not open (it must then be rebuilt).
+pub fn open(data_dir: &Path) -> StoreResult<(Stores, Option<String>)> {
+    let index = SledIndex::open(data_dir)?;
+    let replaced = index.replaced.clone();
+    let stores = Stores {
+        records: Arc::new(FsRecords::open(&data_dir.join("recordings"))?),
+        log: Arc::new(FsLog::open(&data_dir.join("log"))?),
+        index: Arc::new(index),
+        tokens: Arc::new(FsTokens::new(data_dir)),
+        members: Arc::new(FsMembers::new(data_dir)),
+        nonces: Arc::new(super::memory::MemoryNonces::default()),
+    };
+    Ok((stores, replaced))
+}
+
+/// [`RecordStore`] in a local directory.
+#[derive(Debug)]
+pub struct FsRecords {
+    root: PathBuf,
+}
+
+impl FsRecords {
+    /// Storage under `root` (created if missing).
+    pub fn open(root: &Path) -> StoreResult<FsRecords> {
+        std::fs::create_dir_all(root).map_err(io_err("creating", root))?;
+        Ok(FsRecords { root: root.to_path_buf() })
+    }
+
+    fn dir(&self, id: &RecordingId) -> PathBuf {
+        self.root.join(id.to_string())
+    }
+
+    fn ensure_dir(&self, id: &RecordingId) -> StoreResult<PathBuf> {
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+            // The new directory's entry must survive a crash like the files in it.
+            sync_dir(&self.root).map_err(io_err("syncing", &self.root))?;
+        }
+        Ok(dir)
+    }
+
+    fn put_segment_now(&self, id: &RecordingId, seq: u64, bytes: &[u8]) -> StoreResult<()> {
+        let dir = self.ensure_dir(id)?;
+        let path = dir.join(format!("{seq:08}.age"));
+        if let Some(existing) = read_opt(&path)? {
+            if existing == bytes {
+                return Ok(());
+            }
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let aside = dir.join(format!("{seq:08}.age.orphan-{stamp}"));
+            std::fs::rename(&path, &aside).map_err(io_err("moving aside", &path))?;
+        }
+        write_durable(&path, bytes, false).map_err(io_err("writing", &path))
+    }
+
+    fn put_record_now(&self, id: &RecordingId, seq: u64, bytes: &[u8]) -> StoreResult<()> {
+        let dir = self.ensure_dir(id)?;
+        let path = dir.join(format!("{seq:08}.rec"));
+        if let Some(existing) = read_opt(&path)? {
+            return if existing == bytes {
+                Ok(())
+            } else {
+                Err(StoreError::Conflict { id: *id, seq })
+            };
+        }
+        write_durable(&path, bytes, false).map_err(io_err("writing", &path))
+    }
+
+    fn segment_range_now(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        offset: u64,
+        len: usize,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        let path = self.dir(id).join(format!("{seq:08}.age"));
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("reading", &path)(e)),
+            }
+        }
+        buf.truncate(got);
+        Ok(Some(buf))
+    }
+
+    fn recordings_now(&self) -> StoreResult<Vec<RecordingId>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(io_err("listing", &self.root))? {
+            let entry = entry.map_err(io_err("listing", &self.root))?;
+            if let Ok(id) = RecordingId::parse(&entry.file_name().to_string_lossy()) {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn positions_now(&self, id: &RecordingId) -> StoreResult<Vec<u64>> {
+        let dir = self.dir(id);
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("listing", &dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("listing", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files of interrupted writes start with '.', so never match.
+            if let Some(seq) = name.strip_suffix(".rec").and_then(|s| s.parse::<u64>().ok()) {
+                out.push(seq);
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+impl RecordStore for FsRecords {
+    fn put_segment<'a>(
+        &'a self,
+        id: RecordingId,
+        seq: u64,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { self.put_segment_now(&id, seq, bytes) })
+    }
+
+    fn put_record<'a>(
+        &'a self,
+        id: RecordingId,
+        seq: u64,
+        bytes: &'a [u8],
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { self.put_record_now(&id, seq, bytes) })
+    }
+
+    fn record(&self, id: RecordingId, seq: u64) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move { read_opt(&self.dir(&id).join(format!("{seq:08}.rec"))) })
+    }
+
+    fn segment(&self, id: RecordingId, seq: u64) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move { read_opt(&self.dir(&id).join(format!("{seq:08}.age"))) })
+    }
+
+    fn segment_range(
+        &self,
+        id: RecordingId,
+        seq: u64,
+        offset: u64,
+        len: usize,
+    ) -> BoxFuture<'_, StoreResult<Option<Vec<u8>>>> {
+        Box::pin(async move { self.segment_range_now(&id, seq, offset, len) })
+    }
+
+    fn recordings(&self) -> BoxFuture<'_, StoreResult<Vec<RecordingId>>> {
+        Box::pin(async move { self.recordings_now() })
+    }
+
+    fn record_positions(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Vec<u64>>> {
+        Box::pin(async move { self.positions_now(&id) })
+    }
+}
+
+/// [`LogStore`] as two journals in a directory. It keeps each entry's place in
+/// `entries.bin` (12 bytes an entry), so that entries are read back by index with one
+/// positioned read each; a bundle checks what it reads against the Merkle leaf.
+#[derive(Debug)]
+pub struct FsLog {
+    dir: PathBuf,
+    inner: Mutex<FsLogInner>,
+}
+
+#[derive(Debug)]
+struct FsLogInner {
+    entries: Option<Journal>,
+    heads: Option<Journal>,
+    /// (payload offset, payload length) of each entry.
+    places: Vec<(u64, u32)>,
+}
+
+impl FsLog {
+    /// The log in `dir` (created if missing); its journals are opened by [`LogStore::load`].
+    pub fn open(dir: &Path) -> StoreResult<FsLog> {
+        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let inner = FsLogInner { entries: None, heads: None, places: Vec::new() };
+        Ok(FsLog { dir: dir.to_path_buf(), inner: Mutex::new(inner) })
+    }
+
+    fn open_journal(path: &Path) -> StoreResult<(Journal, Vec<Vec<u8>>)> {
+        if path.exists() {
+            let (j, contents) = Journal::open(path).map_err(io_err("opening", path))?;
+            Ok((j, contents.payloads))
+        } else {
+            Ok((Journal::create(path).map_err(io_err("creating", path))?, Vec::new()))
+        }
+    }
+
+    fn load_now(&self) -> StoreResult<Vec<Vec<u8>>> {
+        let (entries, payloads) = Self::open_journal(&self.dir.join("entries.bin"))?;
+        let (heads, _) = Self::open_journal(&self.dir.join("heads.bin"))?;
+        let mut places = Vec::with_capacity(payloads.len());
+        let mut at = 0u64;
+        for p in &payloads {
+            places.push((at + FRAME_HEADER, p.len() as u32));
+            at += FRAME_HEADER + p.len() as u64;
+        }
+        *lock(&self.inner) = FsLogInner { entries: Some(entries), heads: Some(heads), places };
+        Ok(payloads)
+    }
+
+    fn append_now(&self, entry: &[u8]) -> StoreResult<()> {
+        let mut inner = lock(&self.inner);
+        let j = inner.entries.as_mut().ok_or_else(|| {
+            StoreError::Damaged("the custody log was appended to before it was loaded".into())
+        })?;
+        let at = j.position();
+        j.append(entry).map_err(io_err("appending to", &self.dir.join("entries.bin")))?;
+        inner.places.push((at + FRAME_HEADER, entry.len() as u32));
+        Ok(())
+    }
+
+    fn entries_now(&self, indices: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
+        let places: Vec<(u64, u32)> = {
+            let inner = lock(&self.inner);
+            indices
+                .iter()
+                .map(|&i| {
+                    usize::try_from(i).ok().and_then(|i| inner.places.get(i).copied()).ok_or_else(
+                        || StoreError::Damaged(format!("no custody log entry {i} to read")),
+                    )
+                })
+                .collect::<StoreResult<_>>()?
+        };
+        let path = self.dir.join("entries.bin");
+        let file = std::fs::File::open(&path).map_err(io_err("reading", &path))?;
+        places
+            .iter()
+            .map(|&(offset, len)| {
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, offset).map_err(io_err("reading", &path))?;
+                Ok(buf)
+            })
+            .collect()
+    }
+}
+
+impl LogStore for FsLog {
+    fn load(&self) -> BoxFuture<'_, StoreResult<Vec<Vec<u8>>>> {
+        Box::pin(async move { self.load_now() })
+    }
+
+    fn append<'a>(&'a self, entry: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move { self.append_now(entry) })
+    }
+
+    fn append_head<'a>(&'a self, head: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let mut inner = lock(&self.inner);
+            match inner.heads.as_mut() {
+                Some(j) => {
+                    j.append(head).map_err(io_err("appending to", &self.dir.join("heads.bin")))
+                }
+                None => Err(StoreError::Damaged("the head journal is not open".into())),
+            }
+        })
+    }
+
+    fn entries<'a>(&'a self, indices: &'a [u64]) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>> {
+        Box::pin(async move { self.entries_now(indices) })
+    }
+}
+
+/// [`IndexStore`] in a sled database at `<data>/index`. If it will not open, it is moved
+/// aside (to `index.broken-<µs>`) and a new one made, which the server then rebuilds.
+#[derive(Debug)]
+pub struct SledIndex {
+    db: sled::Db,
+    records: sled::Tree,
+    owners: sled::Tree,
+    /// Why a new index replaced one that would not open, if it did.
+    pub replaced: Option<String>,
+}
+
+const LOG_SIZE: &[u8] = b"log_size";
+
+fn key(id: &RecordingId, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(&id.0);
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn sled_err(what: &'static str) -> impl FnOnce(sled::Error) -> StoreError {
+    move |e| StoreError::backend(format!("{what} the index"), e)
+}
+
+fn decode_stored(v: &[u8]) -> StoreResult<Stored> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Damaged(format!("an index entry: {e}")))
+}
+
+impl SledIndex {
+    fn open_at(path: &Path) -> Result<SledIndex, sled::Error> {
+        let db = sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()?;
+        let records = db.open_tree("records")?;
+        let owners = db.open_tree("owners")?;
+        Ok(SledIndex { db, records, owners, replaced: None })
+    }
+
+    /// Opens (or creates) the index of the data directory `data_dir`.
+    pub fn open(data_dir: &Path) -> StoreResult<SledIndex> {
+        let path = data_dir.join("index");
+        match Self::open_at(&path) {
+            Ok(i) => Ok(i),
+            Err(e) => {
+                let aside = data_dir.join(format!("index.broken-{}", crate::now_us()));
+                std::fs::rename(&path, &aside).map_err(io_err("moving aside", &path))?;
+                let mut i = Self::open_at(&path)
+                    .map_err(|e| StoreError::backend(format!("opening {}", path.display()), e))?;
+                i.replaced = Some(format!("the index would not open ({e})"));
+                Ok(i)
+            }
+        }
+    }
+
+    fn positions_now(&self, id: &RecordingId) -> StoreResult<Vec<(u64, Stored)>> {
+        let mut out = Vec::new();
+        for item in self.records.scan_prefix(id.0) {
+            let (k, v) = item.map_err(sled_err("reading"))?;
+            let Some(seq) = k.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                continue;
+            };
+            out.push((u64::from_be_bytes(seq), decode_stored(&v)?));
+        }
+        Ok(out)
+    }
+
+    fn last_now(&self, id: &RecordingId) -> StoreResult<Option<(u64, Stored)>> {
+        let Some(item) = self.records.scan_prefix(id.0).next_back() else { return Ok(None) };
+        let (k, v) = item.map_err(sled_err("reading"))?;
+        let seq = k
+            .get(16..24)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .ok_or_else(|| StoreError::Damaged("an index key".into()))?;
+        Ok(Some((u64::from_be_bytes(seq), decode_stored(&v)?)))
+    }
+}
+
+impl IndexStore for SledIndex {
+    fn get(&self, id: RecordingId, seq: u64) -> BoxFuture<'_, StoreResult<Option<Stored>>> {
+        Box::pin(async move {
+            match self.records.get(key(&id, seq)).map_err(sled_err("reading"))? {
+                Some(v) => decode_stored(&v).map(Some),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        id: RecordingId,
+        seq: u64,
+        s: &'a Stored,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let v = serde_json::to_vec(s).map_err(|e| StoreError::backend("encoding", e))?;
+            self.records.insert(key(&id, seq), v).map_err(sled_err("writing"))?;
+            Ok(())
+        })
+    }
+
+    fn positions(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Vec<(u64, Stored)>>> {
+        Box::pin(async move { self.positions_now(&id) })
+    }
+
+    fn last(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Option<(u64, Stored)>>> {
+        Box::pin(async move { self.last_now(&id) })
+    }
+
+    fn owner(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Option<[u8; 32]>>> {
+        Box::pin(async move {
+            Ok(self
+                .owners
+                .get(id.0)
+                .map_err(sled_err("reading"))?
+                .and_then(|v| <[u8; 32]>::try_from(v.as_ref()).ok()))
+        })
+    }
+
+    fn set_owner(&self, id: RecordingId, device: [u8; 32]) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.owners.insert(id.0, device.as_slice()).map_err(sled_err("writing"))?;
+            Ok(())
+        })
+    }
+
+    fn log_size(&self) -> BoxFuture<'_, StoreResult<Option<u64>>> {
+        Box::pin(async move {
+            Ok(self
+                .db
+                .get(LOG_SIZE)
+                .map_err(sled_err("reading"))?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes))
+        })
+    }
+
+    fn set_log_size(&self, size: u64) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.db.insert(LOG_SIZE, &size.to_be_bytes()).map_err(sled_err("writing"))?;
+            Ok(())
+        })
+    }
+
+    fn clear(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.records.clear().map_err(sled_err("clearing"))?;
+            self.owners.clear().map_err(sled_err("clearing"))?;
+            self.db.remove(LOG_SIZE).map_err(sled_err("clearing"))?;
+            Ok(())
+        })
+    }
+
+    fn flush(&self) -> BoxFuture<'_, StoreResult<()>> {
+        Box::pin(async move {
+            self.db.flush().map_err(sled_err("flushing"))?;
+            Ok(())
+        })
+    }
+}
+
+/// [`TokenStore`] in `<data>/tokens/`: beside a running server, so `custody admin
+/// enroll-token` can issue tokens without it.
+#[derive(Debug)]
+pub struct FsTokens {
+    dir: PathBuf,
+}
+
+impl FsTokens {
+    /// The tokens of the data directory `data_dir`.
+    pub fn new(data_dir: &Path) -> FsTokens {
+        FsTokens { dir: data_dir.join("tokens") }
+    }
+
+    fn path(&self, hash: &[u8; 32], ext: &str) -> PathBuf {
+        self.dir.join(format!("{}.{ext}", hex::encode(hash)))
+    }
+}
+
+impl TokenStore for FsTokens {
+    fn issue<'a>(
+        &'a self,
+        hash: [u8; 32],
+        token: &'a TokenRecord,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            std::fs::create_dir_all(&self.dir).map_err(io_err("creating", &self.dir))?;
+            let path = self.path(&hash, "json");
+            let bytes =
+                serde_json::to_vec(token).map_err(|e| StoreError::backend("encoding", e))?;
+            write_durable(&path, &bytes, true).map_err(io_err("writing", &path))
+        })
+    }
+
+    fn get(&self, hash: [u8; 32]) -> BoxFuture<'_, StoreResult<Option<TokenRecord>>> {
+        Box::pin(async move {
+            let path = self.path(&hash, "json");
+            match read_opt(&path)? {
+                None => Ok(None),
+                Some(b) => serde_json::from_slice(&b)
+                    .map(Some)
+                    .map_err(|e| StoreError::Damaged(format!("{}: {e}", path.display()))),
+            }
+        })
+    }
+
+    fn is_spent(&self, hash: [u8; 32]) -> BoxFuture<'_, StoreResult<bool>> {
+        Box::pin(async move { Ok(self.path(&hash, "used").exists()) })
+    }
+
+    fn spend<'a>(
+        &'a self,
+        hash: [u8; 32],
+        device: &'a PublicKey,
+    ) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            let path = self.path(&hash, "used");
+            write_durable(&path, format!("{device}\n").as_bytes(), true)
+                .map_err(io_err("writing", &path))
+        })
+    }
+}
+
+/// [`MemberStore`] in `<data>/members/`: beside a running server, so `custody admin member
+/// add` can add members without it.
+#[derive(Debug)]
+pub struct FsMembers {
+    dir: PathBuf,
+}
+
+impl FsMembers {
+    /// The members of the data directory `data_dir`.
+    pub fn new(data_dir: &Path) -> FsMembers {
+        FsMembers { dir: data_dir.join("members") }
+    }
+
+    fn all_now(&self) -> StoreResult<Vec<MemberEntry>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io_err("listing", &self.dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("listing", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(hash) = name
+                .strip_suffix(".json")
+                .and_then(|h| hex::decode(h).ok())
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            else {
+                continue;
+            };
+            if let Some(m) = read_opt(&entry.path())?.and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                out.push((hash, m));
+            }
+        }
+        out.sort_by(|a: &MemberEntry, b| {
+            a.1.created_at_us.cmp(&b.1.created_at_us).then(a.0.cmp(&b.0))
+        });
+        Ok(out)
+    }
+}
+
+impl MemberStore for FsMembers {
+    fn all(&self) -> BoxFuture<'_, StoreResult<Vec<MemberEntry>>> {
+        Box::pin(async move { self.all_now() })
+    }
+
+    fn get(&self, hash: [u8; 32]) -> BoxFuture<'_, StoreResult<Option<Member>>> {
+        Box::pin(async move {
+            let path = self.dir.join(format!("{}.json", hex::encode(hash)));
+            match read_opt(&path)? {
+                None => Ok(None),
+                Some(b) => serde_json::from_slice(&b)
+                    .map(Some)
+                    .map_err(|e| StoreError::Damaged(format!("{}: {e}", path.display()))),
+            }
+        })
+    }
+
+    fn add<'a>(&'a self, hash: [u8; 32], member: &'a Member) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            std::fs::create_dir_all(&self.dir).map_err(io_err("creating", &self.dir))?;
+            let path = self.dir.join(format!("{}.json", hex::encode(hash)));
+            let bytes =
+                serde_json::to_vec(member).map_err(|e| StoreError::backend("encoding", e))?;
+            write_durable(&path, &bytes, true).map_err(io_err("writing", &path))
+        })
+    }
+}

@@ -25,6 +25,7 @@ fn inputs(dir: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_kept_input_passes_the_tar_check() {
+    // Empty until the fuzzer finds a failure in the tar reader; the seeds below always run.
     for (path, data) in inputs("tests/fuzz-regressions/tar") {
         if std::panic::catch_unwind(|| tar::check(&data)).is_err() {
             panic!("fuzz regression {} fails again", path.display());

@@ -33,12 +33,23 @@ impl DurableFile {
                 format!("{} already exists", path.display()),
             ));
         }
+        Self::replacing(path, owner_only)
+    }
+
+    /// Starts writing a new version of `path`, which may exist: until the commit, readers
+    /// see the old file; after it, the new one.
+    pub fn replacing(path: &Path, owner_only: bool) -> io::Result<Self> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp"));
+        // A temporary file left by a crash is removed rather than reused, so the new file
+        // is created with the mode asked for (a reused file would keep its old mode).
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(if owner_only { 0o600 } else { 0o644 })
             .open(&tmp)?;
         Ok(DurableFile { file: Some(file), tmp, path: path.to_path_buf() })
@@ -85,6 +96,17 @@ pub fn write_durable(path: &Path, bytes: &[u8], owner_only: bool) -> io::Result<
     f.commit()
 }
 
+/// Replaces the file at `path` (or creates it) durably: a new file is written beside it,
+/// fsynced, renamed over it and the directory fsynced, so a crash at any point leaves the
+/// old file or the new one, never a part, a mix, or neither. For files that change
+/// (configuration, a saved login, the receipts index); evidence is written once, with
+/// [`write_durable`], and never replaced.
+pub fn replace_durable(path: &Path, bytes: &[u8], owner_only: bool) -> io::Result<()> {
+    let mut f = DurableFile::replacing(path, owner_only)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
 /// The directory holding `path`: its parent, or `.` for a bare file name (whose
 /// `Path::parent` is the empty path, which cannot be opened).
 pub fn parent_dir(path: &Path) -> &Path {
@@ -119,5 +141,30 @@ mod tests {
         assert_eq!(parent_dir(Path::new("keys/case.agekey")), Path::new("keys"));
         assert_eq!(parent_dir(Path::new("/case.agekey")), Path::new("/"));
         sync_dir(parent_dir(Path::new("case.agekey"))).unwrap();
+    }
+
+    #[test]
+    fn a_replaced_file_is_whole_and_new_with_the_mode_asked_for() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("login.json");
+        replace_durable(&path, b"old", false).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        // A temporary file a crash left behind, readable by everyone.
+        let stale = dir.path().join(".login.json.tmp");
+        std::fs::write(&stale, b"half").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+        replace_durable(&path, b"new secret", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new secret");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("login.json")]);
+        // Creating (not replacing) still refuses an existing file.
+        assert_eq!(
+            DurableFile::create(&path, false).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
     }
 }

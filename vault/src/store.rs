@@ -205,13 +205,9 @@ impl Vault {
     /// Replaces `config.json`, durably.
     pub fn set_config(&self, config: &Config) -> Result<(), VaultError> {
         let path = self.dir.join(CONFIG_FILE);
-        let tmp = self.dir.join(".config.json.new");
-        let _ = std::fs::remove_file(&tmp);
         let bytes = serde_json::to_vec_pretty(config).unwrap_or_default();
-        custody_durable::fsutil::write_durable(&tmp, &bytes, false)
-            .map_err(io_err("writing the config", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err("writing the config", &path))?;
-        sync_dir(&self.dir).map_err(io_err("writing the config", &self.dir))
+        custody_durable::fsutil::replace_durable(&path, &bytes, false)
+            .map_err(io_err("writing the config", &path))
     }
 
     /// The directory of a recording.

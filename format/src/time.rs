@@ -1,5 +1,23 @@
 //! Calendar dates of the µs-since-epoch times the format carries, in UTC, without time-zone
-//! data: the civil-from-days algorithm of Howard Hinnant (proleptic Gregorian calendar).
+//! data: the civil-from-days algorithm of Howard Hinnant (proleptic Gregorian calendar);
+//! and [`now_us`], the one reading of the wall clock.
+
+/// The system's wall clock now, in µs since the Unix epoch (UTC): the one place custody
+/// reads it (the server for receipt and log times, the device for end records and upload
+/// lags, the CLI for ages). Negative for a clock set before 1970, which is reported, not
+/// hidden as 0; saturating far in the future.
+///
+/// It lives here, in the crate with no I/O, because every crate that needs the time already
+/// depends on this one and the time is a value of the format (the µs this module turns into
+/// dates). Nothing in this crate calls it: parsing, chain checks and verification take times
+/// as arguments, so they stay deterministic and testable.
+pub fn now_us() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
+    }
+}
 
 /// A UTC date and time split into its fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +75,14 @@ pub fn utc_seconds(us: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_reads_today_in_microseconds() {
+        // Between 2026-01-01 and 2100-01-01: µs, not ms or ns, and not 0.
+        let now = now_us();
+        assert!((1_767_225_600_000_000..4_102_444_800_000_000).contains(&now), "{now}");
+        assert!(now_us() >= now);
+    }
 
     #[test]
     fn known_dates() {

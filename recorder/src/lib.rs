@@ -20,6 +20,7 @@ use custody_capture::{Capture, Event, Segment, Started, StopHandle};
 use custody_format::chain::SegmentFields;
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::record::{EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo};
+use custody_format::time::now_us;
 use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
 use thiserror::Error;
@@ -181,12 +182,6 @@ fn fields(seg: &Segment) -> SegmentFields {
         packet_digest: seg.packet_digest.0,
         cut: seg.cut,
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// Records everything `capture` produces into the vault until it ends.

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use custody_client::UploadError;
 use custody_format::ids::PublicKey;
-use custody_vault::upload::{self, UploadError};
 
 use crate::cli::EnrollArgs;
 use crate::common::{device_key, open_vault, print, CliError};
@@ -51,7 +51,7 @@ pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let key = device_key(vault_dir)?;
     let e = runtime()?
-        .block_on(upload::enroll(&vault, &key, &args.url, token))
+        .block_on(custody_client::enroll(&vault, &key, &args.url, token))
         .map_err(upload_error)?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string(&e).unwrap_or_default()));

@@ -112,7 +112,7 @@ fn client(cfg: &LawyerConfig, timeout: Duration) -> Result<reqwest::Client, CliE
         return Err(CliError::cannot("lawyer.json has no TLS pin for an https:// server")
             .hint("run `custody login` again"));
     }
-    custody_vault::upload::pinned_client(pin, timeout)
+    custody_client::pinned_client(pin, timeout)
         .map(|(c, _)| c)
         .map_err(|e| CliError::cannot(format!("making the HTTPS client: {e}")))
 }
@@ -120,7 +120,7 @@ fn client(cfg: &LawyerConfig, timeout: Duration) -> Result<reqwest::Client, CliE
 fn network(e: reqwest::Error) -> CliError {
     CliError::cannot(format!(
         "the server could not be reached: {}",
-        custody_vault::upload::with_causes(&e)
+        custody_client::with_causes(&e)
     ))
     .hint("check the URL and that the server is running")
 }
@@ -164,7 +164,7 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
         ));
     }
     let token = args.token.trim().to_string();
-    let (c, seen) = custody_vault::upload::pinned_client(None, Duration::from_secs(30))
+    let (c, seen) = custody_client::pinned_client(None, Duration::from_secs(30))
         .map_err(|e| CliError::cannot(format!("making the HTTPS client: {e}")))?;
     let v =
         runtime()?.block_on(json_answer(c.get(format!("{url}/v1/whoami")).bearer_auth(&token)))?;

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use custody_client::{Enrollment, Flushed, Options, Uploader};
 use custody_format::ids::RecordingId;
-use custody_vault::upload::{Enrollment, Flushed, Options, Uploader};
 use custody_vault::Vault;
 use ed25519_dalek::SigningKey;
 
@@ -70,7 +70,7 @@ impl LiveUpload {
         let plain_lines = !json && !std::io::stderr().is_terminal();
         let (u, at, count) = (uploader.clone(), saved_at.clone(), receipted.clone());
         let thread = std::thread::spawn(move || {
-            let handle = |ev: custody_vault::upload::Receipted| {
+            let handle = |ev: custody_client::Receipted| {
                 count.fetch_add(1, Ordering::Relaxed);
                 let sealed = at.lock().ok().and_then(|m| m.get(&(ev.recording, ev.seq)).copied());
                 let latency_ms =

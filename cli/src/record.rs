@@ -271,7 +271,7 @@ fn run(
         .hint("every segment saved before the error is valid and kept"));
     }
     if let Some(why) = inconsistent {
-        return Err(CliError::failed(format!("{}: {why}", custody_vault::log_check::CODE)).hint(
+        return Err(CliError::failed(format!("{}: {why}", custody_client::log_check::CODE)).hint(
             "the server's custody log does not extend the one this device saw before; nothing more is sent to it. \
              Keep this device's vault as it is and tell the legal team (`custody status` shows the evidence)",
         ));

@@ -101,7 +101,7 @@ fn text(s: &Status) -> String {
 pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let s = status(&vault, now_us()).map_err(|e| {
-        let mut e = upload_error(e);
+        let mut e = upload_error(e.into());
         e.code = 2;
         e
     })?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use custody_vault::upload::{Options, Uploader};
+use custody_client::{Options, Uploader};
 
 use crate::cli::UploadArgs;
 use crate::common::{device_key, open_vault, print, CliError};
@@ -32,7 +32,7 @@ pub fn run(vault_dir: &Path, args: &UploadArgs) -> Result<(), CliError> {
         }
     }
     if let Some(why) = f.log_inconsistent {
-        return Err(CliError::failed(format!("{}: {why}", custody_vault::log_check::CODE)).hint(
+        return Err(CliError::failed(format!("{}: {why}", custody_client::log_check::CODE)).hint(
             "the server's custody log does not extend the one this device saw before; nothing more is sent to it. \
              Keep this device's vault as it is and tell the legal team (`custody status` shows the evidence)",
         ));

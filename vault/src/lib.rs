@@ -6,8 +6,9 @@
 //! it in append-only files that are fsynced before anything is reported as saved
 //! ([`store`], [`journal`]). A sled database ([`index`]) holds summaries and the upload
 //! queue; it is never the only copy of anything and is rebuilt from the files whenever it
-//! is missing, broken or behind. [`upload`] enrolls the device with the legal team's server
-//! and sends every saved record and segment to it, keeping the server's signed receipts.
+//! is missing, broken or behind. [`outbox`] keeps what uploading leaves in the vault (the
+//! enrollment, the server's signed receipts, the custody-log head held); the network side
+//! is `custody-client`'s.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -15,11 +16,10 @@
 pub mod check;
 pub mod index;
 pub mod keys;
-pub mod log_check;
+pub mod outbox;
 pub mod seal;
 pub mod status;
 pub mod store;
-pub mod upload;
 
 pub use custody_durable::{fsutil, journal};
 pub use store::{Vault, VaultError};

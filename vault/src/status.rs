@@ -9,9 +9,8 @@ use custody_format::ids::PublicKey;
 use custody_format::record::Record;
 use serde::Serialize;
 
-use crate::log_check::{self, Inconsistency};
+use crate::outbox::{self, read_receipts, Enrollment, Inconsistency, OutboxError};
 use crate::store::{State, Vault};
-use crate::upload::{read_receipts, Enrollment, UploadError};
 
 /// The enrollment, as shown.
 #[derive(Clone, Debug, Serialize)]
@@ -93,11 +92,8 @@ fn record_time(r: &Record) -> i64 {
 }
 
 /// The upload state of `vault` at device time `now_us`.
-pub fn status(vault: &Vault, now_us: i64) -> Result<Status, UploadError> {
+pub fn status(vault: &Vault, now_us: i64) -> Result<Status, OutboxError> {
     let dir = vault.dir();
-    let io = |what: &'static str| {
-        move |source| UploadError::Io { what, path: dir.to_path_buf(), source }
-    };
     let enrollment = Enrollment::load(dir)?.map(|e| EnrollmentStatus {
         server_fingerprint: PublicKey::parse(&e.server_key)
             .map(|k| k.fingerprint().to_string())
@@ -107,14 +103,13 @@ pub fn status(vault: &Vault, now_us: i64) -> Result<Status, UploadError> {
         server_key: e.server_key,
         tls_sha256: e.tls_sha256,
     });
-    let log_head =
-        log_check::held(dir).map_err(io("reading the log head in"))?.map(|h| LogHeadStatus {
-            tree_size: h.head.tree_size,
-            root_hash: h.head.root_hash,
-            source: h.head.source,
-            stored_at_us: h.stored_at_us,
-        });
-    let log_inconsistent = log_check::inconsistency(dir).map_err(io("reading the log check in"))?;
+    let log_head = outbox::held(dir)?.map(|h| LogHeadStatus {
+        tree_size: h.head.tree_size,
+        root_hash: h.head.root_hash,
+        source: h.head.source,
+        stored_at_us: h.stored_at_us,
+    });
+    let log_inconsistent = outbox::inconsistency(dir)?;
     let pending = vault.index().pending()?;
     let mut recordings = Vec::new();
     for l in vault.listings()? {

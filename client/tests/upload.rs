@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use custody_client::{Options, Uploader};
 use custody_format::chain::SegmentFields;
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::primitives::sha256;
@@ -11,7 +12,6 @@ use custody_format::testkit;
 use custody_vault::keys::{new_recipient_identity, parse_recipients};
 use custody_vault::seal::Sealer;
 use custody_vault::store::SegmentInput;
-use custody_vault::upload::{self, Options, Uploader};
 use custody_vault::Vault;
 use ed25519_dalek::SigningKey;
 
@@ -51,7 +51,7 @@ async fn enrolled_vault(srv: &Server, seed: u8) -> (tempfile::TempDir, Vault, Si
     let (vault, _) = Vault::open(vdir.path()).unwrap();
     let key = SigningKey::from_bytes(&[seed; 32]);
     let token = custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    custody_client::enroll(&vault, &key, &srv.url, &token).await.unwrap();
     (vdir, vault, key)
 }
 
@@ -113,7 +113,7 @@ fn record(
 
 /// Points the vault in `vdir` at `addr` (a proxy in front of the server it enrolled with).
 fn point_at(vdir: &std::path::Path, addr: impl std::fmt::Display) {
-    let mut e = upload::Enrollment::load(vdir).unwrap().unwrap();
+    let mut e = custody_client::Enrollment::load(vdir).unwrap().unwrap();
     e.url = format!("https://{addr}");
     std::fs::write(vdir.join("enrollment.json"), serde_json::to_vec(&e).unwrap()).unwrap();
 }
@@ -140,11 +140,11 @@ async fn a_recording_is_receipted_live_segment_by_segment() {
     let key = SigningKey::from_bytes(&[42; 32]);
     let token =
         custody_server::issue_token(srv.dir.path(), "observer-1", Duration::from_secs(60)).unwrap();
-    let e = upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+    let e = custody_client::enroll(&vault, &key, &srv.url, &token).await.unwrap();
     assert_eq!(e.tls_sha256.as_deref(), Some(srv.server.tls_sha256().as_str()));
     assert_eq!(vault.config().unwrap().recipients, vec![recipient.clone()]);
     // The token is spent.
-    assert!(upload::enroll(&vault, &key, &srv.url, &token).await.is_err());
+    assert!(custody_client::enroll(&vault, &key, &srv.url, &token).await.is_err());
 
     let mut uploader = Uploader::new(&vault, key.clone(), opts()).unwrap();
     let mut events = uploader.events();
@@ -238,7 +238,7 @@ async fn a_recording_made_offline_is_flushed_completely_and_only_once() {
         let (vault, _) = Vault::open(vdir.path()).unwrap();
         let token =
             custody_server::issue_token(srv.dir.path(), "o", Duration::from_secs(60)).unwrap();
-        upload::enroll(&vault, &key, &srv.url, &token).await.unwrap();
+        custody_client::enroll(&vault, &key, &srv.url, &token).await.unwrap();
         // Cut off: no end record, as if the recorder was killed.
         id = record(&vault, &key, &recipient, 5, 100_000, None);
     }
@@ -590,7 +590,7 @@ async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
     let lender = server(&recipient).await;
     let tls = lender.server.tls_config().unwrap();
     let pin: [u8; 32] = hex::decode(real.server.tls_sha256()).unwrap().try_into().unwrap();
-    let (forward, _) = upload::pinned_client(Some(pin), Duration::from_secs(10)).unwrap();
+    let (forward, _) = custody_client::pinned_client(Some(pin), Duration::from_secs(10)).unwrap();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let interceptor = listener.local_addr().unwrap();
@@ -630,14 +630,15 @@ async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
     let (vault, _) = Vault::open(vdir.path()).unwrap();
     let key = SigningKey::from_bytes(&[12; 32]);
     let token = custody_server::issue_token(real.dir.path(), "o", Duration::from_secs(60)).unwrap();
-    let err =
-        upload::enroll(&vault, &key, &format!("https://{interceptor}"), &token).await.unwrap_err();
+    let err = custody_client::enroll(&vault, &key, &format!("https://{interceptor}"), &token)
+        .await
+        .unwrap_err();
     assert_eq!(relayed.load(std::sync::atomic::Ordering::Relaxed), 1, "the answer was relayed");
     assert!(
         err.to_string().contains("tls_sha256 is not the certificate the server presented"),
         "{err}"
     );
-    assert!(upload::Enrollment::load(vdir.path()).unwrap().is_none(), "nothing was pinned");
+    assert!(custody_client::Enrollment::load(vdir.path()).unwrap().is_none(), "nothing was pinned");
     // The relayed request did enroll the key at the real server: the token is spent, and
     // the observer must ask for a new one.
     let public = custody_format::ids::PublicKey::from(key.verifying_key());

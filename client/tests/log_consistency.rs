@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use custody_client::{Flushed, Options, Uploader};
 use custody_format::ids::RecordingId;
 use custody_format::log::LogEntry;
 use custody_format::primitives::sha256;
@@ -16,10 +17,9 @@ use custody_format::record::EndReason;
 use custody_format::testkit;
 use custody_vault::journal::{self, Journal};
 use custody_vault::keys::{new_recipient_identity, parse_recipients};
-use custody_vault::log_check;
+use custody_vault::outbox;
 use custody_vault::seal::Sealer;
 use custody_vault::store::SegmentInput;
-use custody_vault::upload::{self, Flushed, Options, Uploader};
 use custody_vault::Vault;
 use ed25519_dalek::SigningKey;
 
@@ -62,7 +62,7 @@ impl Device {
         let key = SigningKey::from_bytes(&[seed; 32]);
         let rt = tokio::runtime::Runtime::new().unwrap();
         let token = custody_server::issue_token(data, "o", Duration::from_secs(60)).unwrap();
-        rt.block_on(upload::enroll(&vault, &key, url, &token)).unwrap();
+        rt.block_on(custody_client::enroll(&vault, &key, url, &token)).unwrap();
         Device { vault, key, recipient: recipient.to_string(), rt, _dir: dir }
     }
 
@@ -100,7 +100,7 @@ impl Device {
     }
 
     fn held_size(&self) -> Option<u64> {
-        log_check::held(self.vault.dir()).unwrap().map(|h| h.head.tree_size)
+        outbox::held(self.vault.dir()).unwrap().map(|h| h.head.tree_size)
     }
 }
 
@@ -134,7 +134,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn assert_caught(d: &Device, f: &Flushed, id: &RecordingId, records: u64) {
     assert!(f.log_inconsistent.is_some(), "the rewrite went unnoticed: {f:?}");
     assert_eq!(f.receipted, 0, "{f:?}");
-    let i = log_check::inconsistency(d.vault.dir()).unwrap().expect("the evidence is kept");
+    let i = outbox::inconsistency(d.vault.dir()).unwrap().expect("the evidence is kept");
     assert_eq!(i.code, "log.inconsistent");
     assert!(!i.held.signed.is_empty() && !i.offered.signed.is_empty(), "{i:?}");
     let waiting = d.vault.index().pending().unwrap().iter().filter(|(r, _)| *r == id.0).count();
@@ -163,7 +163,7 @@ fn an_honest_server_passes_every_check_across_restarts() {
     let f = d.flush();
     assert_eq!((f.receipted, f.pending, f.log_inconsistent.clone()), (6, 0, None), "{f:?}");
     assert_eq!(d.held_size(), Some(srv.server.log_len()));
-    assert!(log_check::inconsistency(d.vault.dir()).unwrap().is_none());
+    assert!(outbox::inconsistency(d.vault.dir()).unwrap().is_none());
     stop(srv);
 }
 
@@ -233,7 +233,7 @@ fn a_history_forked_from_an_older_copy_is_noticed() {
     let id = d1.record(1);
     let f = d1.flush();
     assert_caught(&d1, &f, &id, 3);
-    let i = log_check::inconsistency(d1.vault.dir()).unwrap().unwrap();
+    let i = outbox::inconsistency(d1.vault.dir()).unwrap().unwrap();
     assert_eq!(i.held.tree_size, held);
     assert!(i.offered.tree_size > held);
     assert!(!i.proof.is_empty(), "the server's own proof is kept as evidence");

@@ -1,0 +1,467 @@
+//! The uploader: sends every saved record (and its sealed segment) to the enrolled server
+//! and keeps the receipts.
+//!
+//! The uploader runs beside the recorder and never holds it up: it reads the journals and
+//! segment files the recorder has already made durable, and the upload queue in the index.
+//! It sends oldest recording first, in chain order, a few requests in flight, and retries
+//! failures with exponential backoff and jitter. A receipt is checked (the server's
+//! signature, and that it names exactly the record and ciphertext sent) and appended,
+//! fsynced, to the recording's `receipts.bin` journal *before* the record leaves the queue,
+//! so a kill at any moment loses no receipt and at worst sends a record again (the server
+//! answers a repeat with the same receipt).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::receipt::Receipt;
+use custody_format::record::{Record, SignedRecord};
+use custody_format::signed::Signed;
+use custody_vault::index::Index;
+use custody_vault::outbox::{self, read_receipts, Enrollment, HeadRef, HeldHead};
+use custody_vault::store::Vault;
+use ed25519_dalek::SigningKey;
+use rand_core::{OsRng, RngCore};
+
+use crate::error::{io_err, with_causes, UploadError};
+use crate::log_check::{self, Failure};
+use crate::receipts::{check_receipt, ReceiptBook};
+use crate::records::RecordCache;
+use crate::request::{refusal, Signer};
+use crate::tls;
+
+/// How the uploader behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// First retry delay; doubles per failure, with jitter, up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Timeout of one request.
+    pub request_timeout: Duration,
+    /// How often the queue is looked at when nobody calls [`Uploader::nudge`].
+    pub poll: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            concurrency: 4,
+            base_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// A record receipted and its receipt stored.
+#[derive(Clone, Debug)]
+pub struct Receipted {
+    /// The recording.
+    pub recording: RecordingId,
+    /// The record's position.
+    pub seq: u64,
+    /// When the receipt was stored.
+    pub at: Instant,
+}
+
+/// What a flush did.
+#[derive(Clone, Debug, Default)]
+pub struct Flushed {
+    /// Records receipted.
+    pub receipted: u64,
+    /// Records still queued (the server unreachable, or refusing them).
+    pub pending: u64,
+    /// Records the server refused for good (equivocation, bad record), with the refusal.
+    pub refused: Vec<(RecordingId, u64, String)>,
+    /// The last failure that will be retried (server unreachable, busy, failing), if any.
+    pub last_error: Option<String>,
+    /// Set when the server's log failed a consistency check (now or before): why. Nothing
+    /// is sent to that server any more.
+    pub log_inconsistent: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    records: RecordCache,
+    receipts: ReceiptBook,
+    retry: HashMap<(RecordingId, u64), (u32, Instant)>,
+    refused: HashMap<(RecordingId, u64), String>,
+}
+
+/// The uploader. Cheap to clone; clones share state.
+#[derive(Clone, Debug)]
+pub struct Uploader {
+    pub(crate) dir: PathBuf,
+    index: Index,
+    signer: Signer,
+    pub(crate) server_key: PublicKey,
+    url: String,
+    client: reqwest::Client,
+    opts: Options,
+    shared: Arc<Mutex<Shared>>,
+    wake: Arc<tokio::sync::Notify>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<Receipted>>,
+    /// The largest log head seen; held across a check so heads advance one at a time.
+    pub(crate) held: Arc<tokio::sync::Mutex<Option<HeldHead>>>,
+    /// Why the server is no longer trusted, once its log failed a check.
+    pub(crate) distrust: Arc<Mutex<Option<String>>>,
+}
+
+fn locked(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+enum Outcome {
+    Done,
+    Retry(String),
+    Refused(String),
+    Distrust(String),
+}
+
+impl Uploader {
+    /// An uploader for `vault`, which must be enrolled, signing with `device_key`.
+    pub fn new(vault: &Vault, device_key: SigningKey, opts: Options) -> Result<Self, UploadError> {
+        let e = Enrollment::load(vault.dir())?.ok_or(UploadError::NotEnrolled)?;
+        let pin =
+            tls::stored_pin(&e.url, e.tls_sha256.as_deref()).map_err(UploadError::BadAnswer)?;
+        let (client, _) =
+            tls::pinned_client(pin, opts.request_timeout).map_err(UploadError::Network)?;
+        let dir = vault.dir();
+        let held = outbox::held(dir)?.filter(|h| h.server_key == e.server_key);
+        let distrust =
+            outbox::inconsistency(dir)?.filter(|i| i.server_key == e.server_key).map(|i| i.message);
+        let server_key = e.server_key()?;
+        Ok(Uploader {
+            dir: vault.dir().to_path_buf(),
+            index: vault.index().clone(),
+            signer: Signer {
+                public: PublicKey::from(device_key.verifying_key()),
+                key: device_key,
+                server_key,
+            },
+            server_key,
+            url: e.url,
+            client,
+            opts,
+            shared: Arc::default(),
+            wake: Arc::default(),
+            events: None,
+            held: Arc::new(tokio::sync::Mutex::new(held)),
+            distrust: Arc::new(Mutex::new(distrust)),
+        })
+    }
+
+    /// Why this server is no longer trusted, if its log failed a consistency check.
+    pub fn distrusted(&self) -> Option<String> {
+        self.distrust.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A signed `GET` answered with JSON.
+    pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, UploadError> {
+        let req =
+            self.signer.sign(self.client.get(format!("{}{path}", self.url)), "GET", path, b"");
+        let resp = req.send().await.map_err(|e| UploadError::Network(with_causes(&e)))?;
+        if !resp.status().is_success() {
+            return Err(refusal(resp).await);
+        }
+        resp.json().await.map_err(|e| UploadError::BadAnswer(e.to_string()))
+    }
+
+    /// Sends a [`Receipted`] event for every receipt stored (for status lines and tests).
+    pub fn events(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<Receipted> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.events = Some(tx);
+        rx
+    }
+
+    /// Tells the uploader a record was just saved, so it need not wait for its next poll.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    fn rec_dir(&self, id: &RecordingId) -> PathBuf {
+        self.dir.join("recordings").join(id.to_string())
+    }
+
+    /// The receipts stored for a recording.
+    pub fn receipts(&self, id: &RecordingId) -> Result<Vec<Signed<Receipt>>, UploadError> {
+        Ok(read_receipts(&self.rec_dir(id))?)
+    }
+
+    /// The queue, oldest recording first, each in chain order, without what is in flight,
+    /// waiting out a backoff, or refused for good.
+    fn due(
+        &self,
+        in_flight: &HashSet<(RecordingId, u64)>,
+    ) -> Result<Vec<(RecordingId, u64)>, UploadError> {
+        let mut pending = self.index.pending()?;
+        let started: HashMap<[u8; 16], i64> = pending
+            .iter()
+            .map(|(id, _)| {
+                let t = self.index.summary(id).ok().flatten().map_or(i64::MAX, |s| s.started_at_us);
+                (*id, t)
+            })
+            .collect();
+        pending.sort_by_key(|(id, seq)| (started.get(id).copied().unwrap_or(i64::MAX), *id, *seq));
+        let now = Instant::now();
+        let sh = locked(&self.shared);
+        Ok(pending
+            .into_iter()
+            .map(|(id, seq)| (RecordingId(id), seq))
+            .filter(|k| {
+                !in_flight.contains(k)
+                    && !sh.refused.contains_key(k)
+                    && sh.retry.get(k).is_none_or(|(_, at)| *at <= now)
+            })
+            .collect())
+    }
+
+    /// The record at `seq`, from the journal: only what was appended since the last read
+    /// is read and parsed ([`RecordCache`]), so a recording costs the same per record at
+    /// its end as at its start.
+    fn record(&self, id: &RecordingId, seq: u64) -> Result<Option<SignedRecord>, UploadError> {
+        let path = self.rec_dir(id).join("journal.bin");
+        locked(&self.shared).records.get(id, &path, seq).map_err(io_err("reading", &path))
+    }
+
+    /// Whether a receipt for `seq` is already stored (after an index rebuild re-queues it).
+    fn has_receipt(&self, id: &RecordingId, seq: u64) -> Result<bool, UploadError> {
+        let dir = self.rec_dir(id);
+        locked(&self.shared).receipts.has(id, &dir, seq)
+    }
+
+    /// Appends a receipt to the recording's journal (fsynced), then dequeues the record.
+    fn store_receipt(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        receipt: &Signed<Receipt>,
+    ) -> Result<(), UploadError> {
+        let dir = self.rec_dir(id);
+        let mut sh = locked(&self.shared);
+        sh.receipts.append(id, &dir, receipt)?;
+        sh.records.forget(id, seq);
+        sh.retry.remove(&(*id, seq));
+        drop(sh);
+        self.index.dequeue(&id.0, seq)?;
+        if let Some(tx) = &self.events {
+            let _ = tx.send(Receipted { recording: *id, seq, at: Instant::now() });
+        }
+        Ok(())
+    }
+
+    /// Uploads one record and, for a segment, its sealed file.
+    async fn upload_one(&self, id: RecordingId, seq: u64) -> Outcome {
+        match self.has_receipt(&id, seq) {
+            Ok(true) => {
+                let _ = self.index.dequeue(&id.0, seq);
+                return Outcome::Done;
+            }
+            Ok(false) => {}
+            Err(e) => return Outcome::Retry(e.to_string()),
+        }
+        let record = match self.record(&id, seq) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::Refused("no such record in the journal".into()),
+            Err(e) => return Outcome::Retry(e.to_string()),
+        };
+        let mut body = record.to_bytes();
+        if let Record::Segment(_) = record.record() {
+            let path = self.rec_dir(&id).join("segments").join(format!("{seq:08}.age"));
+            match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+                Ok(Ok(ct)) => body.extend_from_slice(&ct),
+                Ok(Err(e)) => return Outcome::Retry(format!("reading the segment: {e}")),
+                Err(e) => return Outcome::Retry(e.to_string()),
+            }
+        }
+        let path = format!("/v1/recordings/{id}/records/{seq}");
+        let req = self.client.put(format!("{}{path}", self.url));
+        let resp = self.signer.sign(req, "PUT", &path, &body).body(body).send().await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry(with_causes(&e)),
+        };
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let err = refusal(resp).await;
+            // The record itself is refused: sending it again cannot help. Everything else
+            // (server trouble, limits, clock, a stalled body) is worth retrying.
+            let permanent = matches!(&err, UploadError::Refused { code, .. } if code.starts_with("record.")
+                || code.starts_with("chain.") || code.starts_with("segment.")
+                || code == "equivocation" || code == "recording.owner");
+            return if permanent {
+                Outcome::Refused(err.to_string())
+            } else {
+                Outcome::Retry(err.to_string())
+            };
+        }
+        let bytes = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Outcome::Retry(with_causes(&e)),
+        };
+        let receipt = match check_receipt(&bytes, &record, &self.server_key, &self.signer.public) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Retry(e),
+        };
+        // The receipt's tree must extend (or be extended by) the log head already held;
+        // until that is shown the receipt is not stored and the record stays queued.
+        let offered = HeadRef {
+            tree_size: receipt.value().tree_size,
+            root_hash: hex::encode(receipt.value().tree_root),
+            source: "receipt".into(),
+            signed: hex::encode(&bytes),
+        };
+        match self.check_log(offered).await {
+            Ok(()) => {}
+            Err(Failure::Retry(why)) => return Outcome::Retry(why),
+            Err(Failure::Inconsistent(i)) => return Outcome::Distrust(i.message),
+        }
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
+            Ok(Ok(())) => Outcome::Done,
+            Ok(Err(e)) => Outcome::Retry(e.to_string()),
+            Err(e) => Outcome::Retry(e.to_string()),
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self.opts.base_backoff.saturating_mul(1u32 << attempts.min(16));
+        let capped = exp.min(self.opts.max_backoff);
+        // Full jitter over the upper half, so devices knocked off together do not return
+        // together.
+        let r = (OsRng.next_u32() % 1000) as f64 / 1000.0;
+        capped.mul_f64(0.5 + r / 2.0)
+    }
+
+    /// Runs the queue until it is empty or `deadline` passes (`flush`), or, with `stop`,
+    /// until `stop` names a grace period, and from then on as a flush bounded by it
+    /// (`run`, `run_then_flush`).
+    async fn drive(
+        &self,
+        mut until_empty: bool,
+        mut deadline: Option<Instant>,
+        mut stop: Option<tokio::sync::watch::Receiver<Option<Duration>>>,
+    ) -> Result<Flushed, UploadError> {
+        let mut set = tokio::task::JoinSet::new();
+        let mut in_flight = HashSet::new();
+        let mut out = Flushed::default();
+        if self.distrusted().is_none() {
+            match self.check_head().await {
+                Ok(()) | Err(UploadError::LogInconsistent(_)) => {}
+                Err(e) => out.last_error = Some(e.to_string()),
+            }
+        }
+        loop {
+            if let Some(grace) = stop.as_ref().and_then(|s| *s.borrow()) {
+                // Stopped: what is queued now gets the grace period to go out.
+                until_empty = true;
+                deadline = Some(Instant::now() + grace);
+                stop = None;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let distrusted = self.distrusted().is_some();
+            if distrusted && until_empty {
+                break;
+            }
+            // A server whose log failed a check is sent nothing more; the queue stays.
+            let due = if distrusted { Vec::new() } else { self.due(&in_flight)? };
+            for k in due.iter().take(self.opts.concurrency.saturating_sub(in_flight.len())) {
+                in_flight.insert(*k);
+                let this = self.clone();
+                let (id, seq) = *k;
+                set.spawn(async move { ((id, seq), this.upload_one(id, seq).await) });
+            }
+            if until_empty && in_flight.is_empty() && due.is_empty() {
+                let waiting = locked(&self.shared).retry.len();
+                if waiting == 0 {
+                    break;
+                }
+            }
+            let tick = tokio::time::sleep(self.opts.poll);
+            tokio::select! {
+                Some(done) = set.join_next(), if !set.is_empty() => {
+                    let Ok((k, outcome)) = done else { continue };
+                    in_flight.remove(&k);
+                    match outcome {
+                        Outcome::Done => {
+                            out.receipted += 1;
+                            locked(&self.shared).retry.remove(&k);
+                        }
+                        Outcome::Retry(why) => {
+                            out.last_error = Some(why);
+                            let mut sh = locked(&self.shared);
+                            let attempts = sh.retry.get(&k).map_or(0, |(a, _)| *a);
+                            let at = Instant::now() + self.backoff(attempts);
+                            sh.retry.insert(k, (attempts + 1, at));
+                        }
+                        Outcome::Distrust(why) => {
+                            out.last_error = Some(format!("{}: {why}", log_check::CODE));
+                        }
+                        Outcome::Refused(why) => {
+                            out.refused.push((k.0, k.1, why.clone()));
+                            let mut sh = locked(&self.shared);
+                            sh.retry.remove(&k);
+                            sh.refused.insert(k, why);
+                        }
+                    }
+                }
+                _ = self.wake.notified() => {}
+                _ = tick => {}
+                _ = async {
+                    // A dropped sender changes nothing more: wait forever, not in a loop.
+                    let changed = match stop.as_mut() {
+                        Some(s) => s.changed().await.is_ok(),
+                        None => false,
+                    };
+                    if !changed {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
+            }
+        }
+        set.abort_all();
+        out.pending = self.index.pending()?.len() as u64;
+        out.log_inconsistent = self.distrusted();
+        Ok(out)
+    }
+
+    /// Uploads everything queued, retrying with backoff, until the queue is empty (except
+    /// records refused for good) or `timeout` passes.
+    pub async fn flush(&self, timeout: Duration) -> Result<Flushed, UploadError> {
+        self.drive(true, Some(Instant::now() + timeout), None).await
+    }
+
+    /// Uploads records as they are saved until `stop` turns true. Recording never waits
+    /// for this: it only reads what the recorder has already made durable.
+    pub async fn run(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Flushed, UploadError> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let relay = tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = tx.send(Some(Duration::ZERO));
+        });
+        let out = self.drive(false, None, Some(rx)).await;
+        relay.abort();
+        out
+    }
+
+    /// Uploads records as they are saved until `finish` names a grace period, then keeps
+    /// going until the queue is empty or the grace period has passed, without interrupting
+    /// the uploads in flight (`custody record` at the end of a recording).
+    pub async fn run_then_flush(
+        &self,
+        finish: tokio::sync::watch::Receiver<Option<Duration>>,
+    ) -> Result<Flushed, UploadError> {
+        self.drive(false, None, Some(finish)).await
+    }
+}

@@ -1,4 +1,5 @@
 //! Ingest over real HTTP on loopback: receipts, idempotency, equivocation, out-of-order.
+//! Every test runs on each back-end (files, memory).
 
 mod common;
 
@@ -29,9 +30,8 @@ fn check_receipt(
     v
 }
 
-#[tokio::test]
-async fn a_whole_chain_is_receipted_and_every_receipt_verifies() {
-    let ts = start(test_limits()).await;
+async fn a_whole_chain_is_receipted_and_every_receipt_verifies(back: Back) {
+    let ts = start_on(back, test_limits()).await;
     let c = client();
     let d = enrolled(&ts, &c, "laptop").await;
     let key = ts.server.public_key();
@@ -69,9 +69,8 @@ async fn a_whole_chain_is_receipted_and_every_receipt_verifies() {
     assert_eq!(ts.server.log_len(), before);
 }
 
-#[tokio::test]
-async fn a_different_record_at_a_stored_position_is_refused_as_equivocation_and_logged() {
-    let ts = start(test_limits()).await;
+async fn a_different_record_at_a_stored_position_is_refused_as_equivocation_and_logged(back: Back) {
+    let ts = start_on(back, test_limits()).await;
     let c = client();
     let d = enrolled(&ts, &c, "laptop").await;
     let key = ts.server.public_key();
@@ -94,28 +93,21 @@ async fn a_different_record_at_a_stored_position_is_refused_as_equivocation_and_
     );
     assert_eq!(ts.server.storage().segment(&chain.id, 2).unwrap().unwrap(), chain.ciphertexts[2]);
 
-    // The entry, read back from the log on disk: typed, naming the device, the position,
-    // the refused record and the stored one it conflicts with.
-    let device = d.public;
-    let _ = ts
-        .restart(|dir| {
-            let any_key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-            let (_, entries) =
-                custody_server::custody_log::CustodyLog::open(&dir.join("log"), any_key).unwrap();
-            let e = entries.last().unwrap();
-            assert_eq!(e.entry_type, EntryType::EquivocationRefused);
-            assert_eq!(e.device_key, Some(device));
-            assert_eq!(e.recording_id, Some(chain.id));
-            assert_eq!(e.seq, Some(2));
-            assert_eq!(e.record_hash, Some(other.records[2].hash()));
-            assert_eq!(e.conflicting_hash, Some(chain.records[2].hash()));
-        })
-        .await;
+    // The entry, read back from the log's store (for files, the journal on disk): typed,
+    // naming the device, the position, the refused record and the stored one it conflicts
+    // with.
+    let entries = ts.logged_entries();
+    let e = entries.last().unwrap();
+    assert_eq!(e.entry_type, EntryType::EquivocationRefused);
+    assert_eq!(e.device_key, Some(d.public));
+    assert_eq!(e.recording_id, Some(chain.id));
+    assert_eq!(e.seq, Some(2));
+    assert_eq!(e.record_hash, Some(other.records[2].hash()));
+    assert_eq!(e.conflicting_hash, Some(chain.records[2].hash()));
 }
 
-#[tokio::test]
-async fn segments_arriving_out_of_order_are_accepted_and_linked_when_the_gap_fills() {
-    let ts = start(test_limits()).await;
+async fn segments_arriving_out_of_order_are_accepted_and_linked_when_the_gap_fills(back: Back) {
+    let ts = start_on(back, test_limits()).await;
     let c = client();
     let d = enrolled(&ts, &c, "phone").await;
     let key = ts.server.public_key();
@@ -141,9 +133,8 @@ async fn segments_arriving_out_of_order_are_accepted_and_linked_when_the_gap_fil
     assert_eq!(state["complete"], true);
 }
 
-#[tokio::test]
-async fn a_lost_index_is_rebuilt_with_the_very_same_receipts() {
-    let ts = start(test_limits()).await;
+async fn a_lost_index_is_rebuilt_with_the_very_same_receipts(back: Back) {
+    let ts = start_on(back, test_limits()).await;
     let c = client();
     let d = enrolled(&ts, &c, "laptop").await;
     let key = ts.server.public_key();
@@ -154,7 +145,7 @@ async fn a_lost_index_is_rebuilt_with_the_very_same_receipts() {
         assert_eq!(s.status, 200);
         before.push(s.body);
     }
-    let ts = ts.restart(|dir| std::fs::remove_dir_all(dir.join("index")).unwrap()).await;
+    let ts = ts.lose_index().await;
     let c = client();
     let log_len = ts.server.log_len();
     for (seq, expected) in before.iter().enumerate() {
@@ -168,9 +159,8 @@ async fn a_lost_index_is_rebuilt_with_the_very_same_receipts() {
 /// An end record closes a recording on the server: a record placed after a stored end is
 /// refused (`chain.after_end`), and so is an end record placed before a stored record;
 /// neither is stored.
-#[tokio::test]
-async fn nothing_is_accepted_after_an_end_record() {
-    let ts = start(test_limits()).await;
+async fn nothing_is_accepted_after_an_end_record(back: Back) {
+    let ts = start_on(back, test_limits()).await;
     let c = client();
     let d = enrolled(&ts, &c, "laptop").await;
     let key = ts.server.public_key();
@@ -197,3 +187,11 @@ async fn nothing_is_accepted_after_an_end_record() {
     assert_eq!((s.status, s.code().as_str()), (422, "chain.after_end"));
     assert!(ts.server.storage().record(&ended.id, 3).unwrap().is_none());
 }
+
+on_every_backend!(
+    a_whole_chain_is_receipted_and_every_receipt_verifies,
+    a_different_record_at_a_stored_position_is_refused_as_equivocation_and_logged,
+    segments_arriving_out_of_order_are_accepted_and_linked_when_the_gap_fills,
+    a_lost_index_is_rebuilt_with_the_very_same_receipts,
+    nothing_is_accepted_after_an_end_record,
+);

@@ -6,29 +6,91 @@ use std::time::Duration;
 
 use custody_format::chain::ChainBuilder;
 use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::log::LogEntry;
 use custody_format::primitives::{
     self, sha256, DOMAIN_ENROLLMENT_SIGNATURE, DOMAIN_REQUEST_SIGNATURE,
 };
 use custody_format::record::{EndReason, SignedRecord};
 use custody_format::testkit;
+use custody_server::store::{block_on, Backend, Stores};
 use custody_server::{Config, Limits, Server};
 use ed25519_dalek::SigningKey;
+
+/// The back-ends a shared test runs on, as object_store's integration tests run one suite
+/// against every store: see [`on_every_backend!`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Back {
+    /// Files in the data directory (the default).
+    Fs,
+    /// Every store in memory.
+    Memory,
+}
+
+/// Runs each named `async fn(Back)` once per back-end, as the tests `<name>::fs` and
+/// `<name>::memory`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn fs() {
+                    super::$name($crate::common::Back::Fs).await
+                }
+                #[tokio::test]
+                async fn memory() {
+                    super::$name($crate::common::Back::Memory).await
+                }
+            }
+        )*
+    };
+}
 
 pub struct TestServer {
     pub server: Server,
     pub base: String,
     pub dir: tempfile::TempDir,
     pub task: tokio::task::JoinHandle<()>,
+    /// The back-end it runs on (for memory, the very stores, kept across restarts).
+    pub backend: Backend,
 }
 
 impl TestServer {
-    /// Stops the server, lets `between` act on its data directory, and starts it again.
+    /// Stops the server, lets `between` act on its data directory, and starts it again
+    /// (on the same stores).
     pub async fn restart(mut self, between: impl FnOnce(&std::path::Path)) -> TestServer {
         self.task.abort();
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let backend = self.backend.clone();
         drop(self);
         between(dir.path());
-        start_in(dir, test_limits()).await
+        start_full(dir, test_limits(), true, backend).await
+    }
+
+    /// Stops the server, loses its index (the sled directory, or the memory index's
+    /// contents) and starts it again, which rebuilds the index.
+    pub async fn lose_index(self) -> TestServer {
+        match self.backend.clone() {
+            Backend::Custom(stores) => {
+                block_on(stores.index.clear()).unwrap();
+                self.restart(|_| {}).await
+            }
+            _ => self.restart(|dir| std::fs::remove_dir_all(dir.join("index")).unwrap()).await,
+        }
+    }
+
+    /// Every custody-log entry, read back from where the back-end keeps them (for files,
+    /// the journal on disk).
+    pub fn logged_entries(&self) -> Vec<LogEntry> {
+        let payloads = match &self.backend {
+            Backend::Custom(stores) => block_on(stores.log.load()).unwrap(),
+            _ => {
+                custody_durable::journal::read(&self.dir.path().join("log/entries.bin"))
+                    .unwrap()
+                    .payloads
+            }
+        };
+        payloads.iter().map(|p| LogEntry::decode(p).unwrap()).collect()
     }
 }
 
@@ -57,8 +119,27 @@ pub async fn start_in(dir: tempfile::TempDir, limits: Limits) -> TestServer {
     start_with(dir, limits, true).await
 }
 
+/// A server on `back` (a fresh data directory, and fresh stores for memory).
+pub async fn start_on(back: Back, limits: Limits) -> TestServer {
+    let backend = match back {
+        Back::Fs => Backend::Fs,
+        Back::Memory => Backend::Custom(Stores::memory()),
+    };
+    start_full(tempfile::tempdir().unwrap(), limits, true, backend).await
+}
+
 pub async fn start_with(dir: tempfile::TempDir, limits: Limits, insecure: bool) -> TestServer {
+    start_full(dir, limits, insecure, Backend::Fs).await
+}
+
+pub async fn start_full(
+    dir: tempfile::TempDir,
+    limits: Limits,
+    insecure: bool,
+    backend: Backend,
+) -> TestServer {
     let mut config = Config::new(dir.path());
+    config.backend = backend.clone();
     config.insecure_http = insecure;
     config.limits = limits;
     config.recipients =
@@ -67,7 +148,7 @@ pub async fn start_with(dir: tempfile::TempDir, limits: Limits, insecure: bool) 
     let (addr, task) =
         custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let scheme = if insecure { "http" } else { "https" };
-    TestServer { server, base: format!("{scheme}://{addr}"), dir, task }
+    TestServer { server, base: format!("{scheme}://{addr}"), dir, task, backend }
 }
 
 pub fn client() -> reqwest::Client {
@@ -356,8 +437,7 @@ impl Chain {
 /// Enrolls `device` on `ts` with a fresh token.
 pub async fn enrolled(ts: &TestServer, c: &reqwest::Client, label: &str) -> Device {
     let d = Device::new(label);
-    let token =
-        custody_server::issue_token(ts.dir.path(), label, Duration::from_secs(600)).unwrap();
+    let token = ts.server.issue_token(label, Duration::from_secs(600)).unwrap();
     let s = d.enroll(c, &ts.base, &token).await;
     assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
     d

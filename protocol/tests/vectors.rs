@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use custody_format::cert::DeviceCertificate;
-use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::ids::PublicKey;
 use custody_format::primitives::sha256;
 use custody_format::receipt::Receipt;
 use custody_format::recipients::CaseRecipients;

@@ -136,3 +136,72 @@ pub fn hash_file(path: &Path) -> std::io::Result<ImportedFile> {
     }
     Ok(ImportedFile { sha256: hasher.finalize().into(), len })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::Sealer;
+    use crate::store::SegmentInput;
+    use custody_format::record::EndReason;
+    use custody_format::testkit;
+
+    fn recording(vault: &Vault, segments: u64, ended: bool) -> RecordingId {
+        let device = testkit::key("device");
+        let sealer = Sealer::new(vec![age::x25519::Identity::generate().to_public()]).unwrap();
+        let mut w = vault.begin(testkit::header(1, &device), device, sealer).unwrap();
+        for n in 1..=segments {
+            let input = SegmentInput {
+                plaintext: b"segment bytes",
+                plaintext_sha256: [0; 32],
+                fields: testkit::segment(1, n),
+            };
+            w.add_segment(input).unwrap();
+        }
+        let id = w.id();
+        if ended {
+            w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+        }
+        id
+    }
+
+    #[test]
+    fn an_intact_recording_is_complete_and_a_cut_off_one_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let id = recording(&vault, 2, true);
+        let c = check_recording(&vault, id).unwrap();
+        assert_eq!((c.records, c.condition), (4, Condition::Complete));
+        assert!(c.problems.is_empty() && c.files_without_record.is_empty(), "{c:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let id = recording(&vault, 2, false);
+        let c = check_recording(&vault, id).unwrap();
+        assert_eq!(c.condition, Condition::CutOff { last_seq: 2 });
+        assert_eq!(c.condition.to_string(), "cut off after record 2");
+        assert!(c.problems.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn a_changed_or_missing_sealed_file_and_a_stray_one_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let id = recording(&vault, 3, true);
+        let mut sealed = std::fs::read(vault.segment_path(&id, 1)).unwrap();
+        sealed[40] ^= 0x01;
+        std::fs::write(vault.segment_path(&id, 1), &sealed).unwrap();
+        std::fs::remove_file(vault.segment_path(&id, 2)).unwrap();
+        let stray = vault.recording_dir(&id).join("segments").join("00000009.age");
+        std::fs::write(&stray, b"no record names me").unwrap();
+
+        let checks = check(&vault).unwrap();
+        assert_eq!(checks.len(), 1);
+        let c = &checks[0];
+        assert_eq!(c.problems.len(), 2, "{c:?}");
+        assert_eq!(c.problems[0], "segment 1: the sealed file does not match its record");
+        assert!(c.problems[1].starts_with("segment 2: reading "), "{c:?}");
+        assert_eq!(c.files_without_record, vec![stray]);
+        // The chain itself (records and signatures) is intact.
+        assert_eq!(c.condition, Condition::Complete);
+    }
+}

@@ -415,9 +415,7 @@ impl Vault {
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf, VaultError> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = custody_format::time::now_us().div_euclid(1_000_000);
     let aside = path.with_file_name(format!("index.broken-{stamp}"));
     std::fs::rename(path, &aside).map_err(io_err("moving the broken index aside", path))?;
     Ok(aside)

@@ -537,6 +537,11 @@ pub struct EnrollTokenArgs {
     #[arg(long, value_name = "HOURS", default_value_t = 24)]
     pub ttl_hours: u64,
 
+    /// Also print an enrollment link for the server at URL (https://host:port, as devices
+    /// reach it): the token and the server key's fingerprint in one text for the device.
+    #[arg(long, value_name = "URL")]
+    pub link: Option<String>,
+
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
@@ -545,11 +550,13 @@ pub struct EnrollTokenArgs {
 /// Options of `custody enroll`.
 #[derive(Args, Debug)]
 pub struct EnrollArgs {
-    /// The server's URL (https://host:port).
+    /// The enrollment link from the legal team (https://host:port/enroll#token=…&fp=…),
+    /// or the server's URL (https://host:port) followed by TOKEN.
+    #[arg(value_name = "LINK|URL")]
     pub url: String,
 
-    /// The one-time enrollment token from the legal team (64 hex digits).
-    pub token: String,
+    /// The one-time enrollment token from the legal team (64 hex digits), after a URL.
+    pub token: Option<String>,
 
     /// Accept a plain http:// URL (loopback tests only: nothing to pin).
     #[arg(long)]

@@ -54,10 +54,21 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
             let ttl = std::time::Duration::from_secs(a.ttl_hours.saturating_mul(3600));
             let token = custody_server::issue_token(&a.data, &a.label, ttl)
                 .map_err(|e| CliError::cannot(e.to_string()))?;
+            let link = match &a.link {
+                Some(url) => Some(enroll_link(&a.data, url, &token)?),
+                None => None,
+            };
             if a.json {
+                let mut v = serde_json::json!({ "token": token, "label": a.label, "ttl_hours": a.ttl_hours });
+                if let Some(l) = &link {
+                    v["link"] = serde_json::json!(l.to_string());
+                }
+                print(&format!("{v}\n"));
+            } else if let Some(l) = &link {
                 print(&format!(
-                    "{}\n",
-                    serde_json::json!({ "token": token, "label": a.label, "ttl_hours": a.ttl_hours })
+                    "Enrollment link for \"{}\" (single use, valid {} h; shown only now):\n{l}\n\
+                     On the device: custody enroll '{l}'\n",
+                    a.label, a.ttl_hours
                 ));
             } else {
                 print(&format!(
@@ -68,5 +79,52 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+/// The enrollment link for `token` at the server reached as `url`, naming the key in the
+/// data directory (`server.pub`, written when the server first started).
+fn enroll_link(
+    data: &std::path::Path,
+    url: &str,
+    token: &str,
+) -> Result<custody_protocol::EnrollLink, CliError> {
+    let pub_path = data.join("server.pub");
+    let key = std::fs::read_to_string(&pub_path)
+        .ok()
+        .and_then(|t| custody_format::ids::PublicKey::parse(t.trim()).ok())
+        .ok_or_else(|| {
+            CliError::cannot(format!("no server key in {}", pub_path.display()))
+                .hint("start the server once (`custody serve --data DIR`) so it makes its key")
+        })?;
+    let token: [u8; 32] = hex::decode(token)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| CliError::cannot("the new token is not 64 hex digits"))?;
+    let link = custody_protocol::EnrollLink::new(url, token, &key);
+    // What a device will parse must be what was printed: refuse a URL that cannot be one.
+    custody_protocol::EnrollLink::parse(&link.to_string()).map_err(|e| {
+        CliError::cannot(format!("{url} cannot start an enrollment link: {e}"))
+            .hint("give the server's address as devices reach it, e.g. --link https://host:8443")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_link_names_the_data_directorys_server_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "ab".repeat(32);
+        assert!(enroll_link(dir.path(), "https://h:8443", &token).is_err(), "no key yet");
+        let key = custody_format::testkit::public("server");
+        std::fs::write(dir.path().join("server.pub"), format!("{key}\n")).unwrap();
+        let link = enroll_link(dir.path(), "https://h:8443/", &token).unwrap();
+        let back = custody_protocol::EnrollLink::parse(&link.to_string()).unwrap();
+        assert_eq!(back.server, "https://h:8443");
+        assert_eq!(back.token_hex(), token);
+        assert!(back.names(&key));
+        assert!(enroll_link(dir.path(), "ftp://h", &token).is_err());
     }
 }

@@ -5,16 +5,21 @@ use custody_format::bundle::LogProof;
 use custody_format::cert::DeviceCertificate;
 use custody_format::log::{LogEntry, TreeHead};
 use custody_format::receipt::Receipt;
+use custody_format::recipients::CaseRecipients;
 use custody_format::signed::Signed;
 
-/// Receipts, tree heads, device certificates, log entries and log proofs: parsing never
-/// panics; receipts and log entries that parse re-encode to the same bytes.
+/// Receipts, tree heads, device certificates, signed case recipients, log entries and log
+/// proofs: parsing never panics; receipts, case recipients and log entries that parse
+/// re-encode to the same bytes.
 pub fn check(data: &[u8]) {
     if let Ok(r) = Signed::<Receipt>::parse(data) {
         assert_eq!(r.to_bytes(), data);
     }
     let _ = Signed::<TreeHead>::parse_all(data);
     let _ = Signed::<DeviceCertificate>::parse(data);
+    if let Ok(c) = Signed::<CaseRecipients>::parse(data) {
+        assert_eq!(c.to_bytes(), data);
+    }
     if let Ok(e) = LogEntry::decode(data) {
         assert_eq!(e.encode(), data);
     }

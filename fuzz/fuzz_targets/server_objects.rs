@@ -1,4 +1,4 @@
-//! Receipts, tree heads, device certificates, log entries and log proofs (see
+//! Receipts, tree heads, device certificates, case recipients, log entries and log proofs (see
 //! fuzz/checks/server_objects.rs).
 //! The check is shared with the regression test that replays tests/fuzz-regressions/server_objects/.
 #![no_main]

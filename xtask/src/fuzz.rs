@@ -22,12 +22,14 @@ const DEFAULT_SECONDS: u64 = 60;
 /// An input that takes longer than this is a failure (a hang), not a slow case.
 const TIMEOUT_PER_INPUT_SECONDS: u64 = 10;
 
-/// Which test-vector kinds (tests/vectors, `kind:` line) seed which target.
+/// Which test-vector kinds (tests/vectors, `kind:` line) seed which target; how a vector
+/// becomes a seed is [`seed_bytes`].
 const VECTOR_SEEDS: &[(&str, &[&str])] = &[
     ("record", &["record"]),
     ("chain", &["chain", "record"]),
-    ("server_objects", &["receipt", "tree-head"]),
+    ("server_objects", &["receipt", "tree-head", "case-recipients"]),
     ("packet_digest", &["packet-digest"]),
+    ("protocol", &["request-signature", "enroll-link", "enroll-request", "enroll-answer"]),
 ];
 
 /// The settled command line.
@@ -105,21 +107,70 @@ fn hex(text: &str) -> Option<Vec<u8>> {
     (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// The bytes a vector file carries for a parser: its `data:` lines (or, for packet-digest
-/// vectors, the payloads of its `packet:` lines), concatenated; with its `kind:`.
-fn vector_bytes(text: &str) -> Option<(String, Vec<u8>)> {
-    let mut kind = None;
-    let mut bytes = Vec::new();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(": ") else { continue };
-        match key {
-            "kind" => kind = Some(value.to_string()),
-            "data" => bytes.extend(hex(value)?),
-            "packet" => bytes.extend(hex(value.rsplit(' ').next()?)?),
-            _ => {}
+/// A test vector's `key: value` lines, in order.
+struct Vector(Vec<(String, String)>);
+
+impl Vector {
+    fn parse(text: &str) -> Vector {
+        let lines = text
+            .lines()
+            .filter_map(|l| l.split_once(": ").or(l.strip_suffix(':').map(|k| (k, ""))));
+        Vector(lines.map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn first<'a>(&'a self, key: &'a str) -> Option<&'a str> {
+        self.values(key).next()
+    }
+}
+
+/// The bytes a vector gives `target` to start from: a binary object's `data:` lines; the
+/// payloads of a packet-digest vector's `packet:` lines; for the protocol target, which
+/// reads its first byte as the choice of parser (fuzz/checks/protocol.rs), that byte and
+/// then the signature headers, the link or the JSON body.
+fn seed_bytes(target: &str, v: &Vector) -> Option<Vec<u8>> {
+    let kind = v.first("kind")?;
+    let bytes = match (target, kind) {
+        ("packet_digest", _) => {
+            let packets = v.values("packet").map(|p| hex(p.rsplit(' ').next()?));
+            packets.collect::<Option<Vec<_>>>()?.concat()
+        }
+        ("protocol", "request-signature") => {
+            let names =
+                ["custody-device", "custody-timestamp", "custody-nonce", "custody-signature"];
+            let values = names.map(|n| v.first(n));
+            if values.iter().any(Option::is_none) {
+                return None;
+            }
+            [&[0u8][..], values.map(Option::unwrap_or_default).join("\n").as_bytes()].concat()
+        }
+        ("protocol", "enroll-link") => [&[1u8][..], v.first("link")?.as_bytes()].concat(),
+        ("protocol", "enroll-request") => [&[4u8][..], v.first("json")?.as_bytes()].concat(),
+        ("protocol", "enroll-answer") => [&[5u8][..], v.first("json")?.as_bytes()].concat(),
+        ("protocol", _) => return None,
+        _ => v.values("data").map(hex).collect::<Option<Vec<_>>>()?.concat(),
+    };
+    (!bytes.is_empty()).then_some(bytes)
+}
+
+/// Every test vector file, in tests/vectors and its subdirectories.
+fn vector_files() -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut dirs = vec![root().join("tests/vectors")];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
         }
     }
-    Some((kind?, bytes))
+    Ok(files)
 }
 
 fn copy_dir_into(from: &Path, to: &Path, prefix: &str) -> Result<usize, String> {
@@ -145,17 +196,18 @@ fn seed(target: &str) -> Result<PathBuf, String> {
     n += copy_dir_into(&root.join("tests/fuzz-regressions").join(target), &corpus, "regression-")?;
     let kinds = VECTOR_SEEDS.iter().find(|(t, _)| *t == target).map_or(&[][..], |(_, k)| *k);
     if !kinds.is_empty() {
-        let dir = root.join("tests/vectors");
-        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
-            let Some((kind, bytes)) = vector_bytes(&text) else { continue };
-            if kinds.contains(&kind.as_str()) && !bytes.is_empty() {
-                let name = format!("vector-{}", entry.file_name().to_string_lossy());
-                std::fs::write(corpus.join(name), bytes)
-                    .map_err(|e| format!("seeding {}: {e}", corpus.display()))?;
-                n += 1;
+        for path in vector_files()? {
+            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let v = Vector::parse(&text);
+            if !v.first("kind").is_some_and(|k| kinds.contains(&k)) {
+                continue;
             }
+            let Some(bytes) = seed_bytes(target, &v) else { continue };
+            let name = path.strip_prefix(root.join("tests/vectors")).unwrap_or(&path);
+            let name = format!("vector-{}", name.to_string_lossy().replace('/', "-"));
+            std::fs::write(corpus.join(name), bytes)
+                .map_err(|e| format!("seeding {}: {e}", corpus.display()))?;
+            n += 1;
         }
     }
     eprintln!("xtask: fuzz {target}: {n} seed inputs, corpus in {}", corpus.display());
@@ -248,10 +300,32 @@ mod tests {
 
     #[test]
     fn vectors_give_their_bytes() {
-        let text = "comment: x\nkind: record\nexpect: ok\ndata: 0102\ndata: ff\n";
-        assert_eq!(vector_bytes(text), Some(("record".into(), vec![1, 2, 0xff])));
-        let text = "kind: packet-digest\nstream: video h264 length4\npacket: 1 key 21ab\n";
-        assert_eq!(vector_bytes(text), Some(("packet-digest".into(), vec![0x21, 0xab])));
-        assert_eq!(vector_bytes("kind: record\ndata: 0g\n"), None);
+        let v = Vector::parse("comment: x\nkind: record\nexpect: ok\ndata: 0102\ndata: ff\n");
+        assert_eq!(seed_bytes("record", &v), Some(vec![1, 2, 0xff]));
+        let v =
+            Vector::parse("kind: packet-digest\nstream: video h264 length4\npacket: 1 key 21ab\n");
+        assert_eq!(seed_bytes("packet_digest", &v), Some(vec![0x21, 0xab]));
+        assert_eq!(seed_bytes("record", &Vector::parse("kind: record\ndata: 0g\n")), None);
+        let v = Vector::parse("kind: enroll-link\nlink: https://x/enroll#a\n");
+        assert_eq!(seed_bytes("protocol", &v), Some(b"\x01https://x/enroll#a".to_vec()));
+        let v = Vector::parse(
+            "kind: request-signature\nbody:\ncustody-device: d\ncustody-timestamp: 1\n\
+             custody-nonce: n\ncustody-signature: s\n",
+        );
+        assert_eq!(seed_bytes("protocol", &v), Some(b"\x00d\n1\nn\ns".to_vec()));
+    }
+
+    #[test]
+    fn every_target_with_vectors_gets_a_seed_from_them() {
+        let files = vector_files().unwrap();
+        for (target, kinds) in VECTOR_SEEDS {
+            let seeds = files
+                .iter()
+                .map(|p| Vector::parse(&std::fs::read_to_string(p).unwrap()))
+                .filter(|v| v.first("kind").is_some_and(|k| kinds.contains(&k)))
+                .filter_map(|v| seed_bytes(target, &v))
+                .count();
+            assert!(seeds > 0, "no vector seeds {target}");
+        }
     }
 }

@@ -303,6 +303,26 @@ impl Server {
         lock(&self.inner.log).len()
     }
 
+    /// The RFC 9162 consistency proof between the log's trees of `from` and `to` entries,
+    /// from its subtree hashes (O(log n)).
+    pub fn log_consistency_proof(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<[u8; 32]>, custody_format::merkle::MerkleError> {
+        lock(&self.inner.log).consistency_proof(from, to)
+    }
+
+    /// Entry `index`'s leaf hash and RFC 9162 inclusion proof in the log's tree of `size`
+    /// entries (O(log n)).
+    pub fn log_inclusion_proof(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<([u8; 32], Vec<[u8; 32]>), custody_format::merkle::MerkleError> {
+        lock(&self.inner.log).inclusion_proof(index, size)
+    }
+
     /// The enrolled device `key`, if any.
     pub fn device(&self, key: &PublicKey) -> Option<Device> {
         self.inner.devices.read().unwrap_or_else(|p| p.into_inner()).get(&key.to_bytes()).cloned()

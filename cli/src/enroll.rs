@@ -1,21 +1,27 @@
-//! `custody enroll URL TOKEN`: enroll this device with the legal team's server.
+//! `custody enroll LINK` or `custody enroll URL TOKEN`: enroll this device with the legal
+//! team's server.
 
 use std::path::Path;
 
 use custody_client::UploadError;
 use custody_format::ids::PublicKey;
+use custody_protocol::{Code, EnrollLink};
 
 use crate::cli::EnrollArgs;
 use crate::common::{device_key, open_vault, print, CliError};
 
 pub fn upload_error(e: UploadError) -> CliError {
-    let hint = match &e {
-        UploadError::Network(_) => Some("check the URL and that the server is running"),
-        UploadError::NotEnrolled => Some("ask the legal team for an enrollment token"),
-        UploadError::Refused { code, .. } if code.starts_with("enroll.token") => {
+    let hint = match (&e, e.code()) {
+        (UploadError::Network(_), _) => Some("check the URL and that the server is running"),
+        (UploadError::NotEnrolled, _) => Some("ask the legal team for an enrollment token"),
+        (UploadError::WrongServer { .. }, _) => Some(
+            "this is not the legal team's server (or someone is in between): do not enroll; \
+             ask the legal team for a new link",
+        ),
+        (_, Some(Code::EnrollTokenUnknown | Code::EnrollTokenUsed | Code::EnrollTokenExpired)) => {
             Some("ask the legal team for a new token (`custody admin enroll-token`)")
         }
-        UploadError::Refused { code, .. } if code == "auth.stale" => {
+        (_, Some(Code::AuthStale)) => {
             Some("this computer's clock is more than 5 minutes off; correct it")
         }
         _ => None,
@@ -34,24 +40,54 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
         .map_err(|e| CliError::cannot(format!("starting the runtime: {e}")))
 }
 
+/// What the arguments name: a link, or a URL and a token.
+enum Target {
+    Link(EnrollLink),
+    UrlToken(String, String),
+}
+
+fn target(args: &EnrollArgs) -> Result<Target, CliError> {
+    let Some(token) = &args.token else {
+        return EnrollLink::parse(&args.url).map(Target::Link).map_err(|e| {
+            CliError::cannot(format!("`{}` is not an enrollment link: {e}", short(&args.url)))
+                .hint("give the whole link the legal team sent, or the server's URL and the token")
+        });
+    };
+    let token = token.trim();
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(CliError::cannot(format!(
+            "`{}` is not an enrollment token: a token is 64 hex digits",
+            short(token)
+        ))
+        .hint("copy the whole token the legal team's `custody admin enroll-token` printed"));
+    }
+    Ok(Target::UrlToken(args.url.clone(), token.to_string()))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
 pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
-    if args.url.starts_with("http://") && !args.insecure_http {
+    let target = target(args)?;
+    let url = match &target {
+        Target::Link(l) => l.server.as_str(),
+        Target::UrlToken(u, _) => u.as_str(),
+    };
+    if url.starts_with("http://") && !args.insecure_http {
         return Err(CliError::cannot("a plain http:// URL has no TLS certificate to pin").hint(
             "use the https:// URL the legal team gave you (or --insecure-http for a loopback test)",
         ));
     }
-    let token = args.token.trim();
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(CliError::cannot(format!(
-            "`{}` is not an enrollment token: a token is 64 hex digits",
-            token.chars().take(80).collect::<String>()
-        ))
-        .hint("copy the whole token the legal team's `custody admin enroll-token` printed"));
-    }
     let vault = open_vault(vault_dir)?;
     let key = device_key(vault_dir)?;
     let e = runtime()?
-        .block_on(custody_client::enroll(&vault, &key, &args.url, token))
+        .block_on(async {
+            match &target {
+                Target::Link(l) => custody_client::enroll_link(&vault, &key, l).await,
+                Target::UrlToken(u, t) => custody_client::enroll(&vault, &key, u, t).await,
+            }
+        })
         .map_err(upload_error)?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string(&e).unwrap_or_default()));

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use custody_protocol::{Code, Refusal};
 use thiserror::Error;
 
 /// Upload and enrollment errors.
@@ -11,19 +12,26 @@ pub enum UploadError {
     /// The server could not be reached or the connection broke.
     #[error("could not reach the server: {0}")]
     Network(String),
-    /// The server refused, with its stable code.
-    #[error("the server refused ({code}): {message}")]
+    /// The server refused, with its stable code ([`UploadError::code`]).
+    #[error("the server refused ({}): {}", refusal.code, refusal.message)]
     Refused {
         /// HTTP status.
         status: u16,
-        /// The code from `docs/api.md`.
-        code: String,
-        /// The server's explanation.
-        message: String,
+        /// The refusal body: the code from `docs/api.md` and the server's explanation.
+        refusal: Refusal,
     },
     /// The server's answer is not what the API promises (a bad receipt or certificate).
     #[error("the server's answer is not valid: {0}")]
     BadAnswer(String),
+    /// The server's key is not the one the enrollment link names: another server, or a
+    /// machine in the middle. Nothing was saved.
+    #[error("the server's key fingerprint is {found}, not {expected} as the enrollment link says")]
+    WrongServer {
+        /// The fingerprint the link names.
+        expected: String,
+        /// The fingerprint of the key the server has.
+        found: String,
+    },
     /// This vault is not enrolled with a server.
     #[error("this vault is not enrolled with a server; run `custody enroll URL TOKEN` first")]
     NotEnrolled,
@@ -51,6 +59,17 @@ pub enum UploadError {
     /// ([`crate::log_check::CODE`]); nothing more is sent to it.
     #[error("log.inconsistent: {0}")]
     LogInconsistent(String),
+}
+
+impl UploadError {
+    /// The server's refusal code, when the server refused with one this protocol version
+    /// knows.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            UploadError::Refused { refusal, .. } => refusal.code(),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) fn io_err<'a>(

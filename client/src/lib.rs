@@ -21,7 +21,7 @@ pub mod tls;
 pub mod uploader;
 
 pub use custody_vault::outbox::{read_receipts, Enrollment};
-pub use enroll::enroll;
+pub use enroll::{enroll, enroll_link};
 pub use error::{with_causes, UploadError};
 pub use tls::{pinned_client, SeenCertificate};
 pub use uploader::{Flushed, Options, Receipted, Uploader};

@@ -11,7 +11,8 @@
 //! every record stays in the outbox.
 
 use custody_format::merkle;
-use custody_format::signed::Signed;
+use custody_protocol::body::{ConsistencyProof, LogHead};
+use custody_protocol::Code;
 use custody_vault::outbox::{self, HeadRef, HeldHead, Inconsistency};
 
 use crate::error::UploadError;
@@ -56,28 +57,20 @@ enum ProofError {
 impl Uploader {
     /// The consistency proof between the trees of `from` and `to` entries.
     async fn proof(&self, from: u64, to: u64) -> Result<Vec<[u8; 32]>, ProofError> {
-        let v = match self.get_json(&format!("/v1/log/consistency?from={from}&to={to}")).await {
-            Ok(v) => v,
+        let path = format!("/v1/log/consistency?from={from}&to={to}");
+        match self.get_json::<ConsistencyProof>(&path).await {
+            Ok(p) if p.from == from && p.to == to => Ok(p.proof),
+            Ok(p) => Err(ProofError::Retry(format!(
+                "asked for the proof from {from} to {to}, the server answered from {} to {}",
+                p.from, p.to
+            ))),
             // The server says it has no such tree, yet it signed one of that size (or the
             // device holds a head of it): its log lost entries.
-            Err(UploadError::Refused { code, message, .. }) if code == "log.range" => {
-                return Err(ProofError::Missing(format!(
-                    "the server has no consistency proof from {from} to {to} entries: {message}"
-                )))
-            }
-            Err(e) => return Err(ProofError::Retry(e.to_string())),
-        };
-        v["proof"]
-            .as_array()
-            .ok_or_else(|| ProofError::Retry("the consistency answer has no proof".into()))?
-            .iter()
-            .map(|h| {
-                h.as_str()
-                    .and_then(|h| hex::decode(h).ok())
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| ProofError::Retry("a proof hash is not 32 bytes of hex".into()))
-            })
-            .collect()
+            Err(e) if e.code() == Some(Code::LogRange) => Err(ProofError::Missing(format!(
+                "the server has no consistency proof from {from} to {to} entries: {e}"
+            ))),
+            Err(e) => Err(ProofError::Retry(e.to_string())),
+        }
     }
 
     /// Checks that the tree `offered` and the held head are consistent (one extends the
@@ -160,17 +153,14 @@ impl Uploader {
     /// Fetches the server's latest signed head and checks it against the held one. A
     /// server that cannot be reached is not an error here (the uploads will retry).
     pub async fn check_head(&self) -> Result<(), UploadError> {
-        let v = match self.get_json("/v1/log/head").await {
+        let answer: LogHead = match self.get_json("/v1/log/head").await {
             Ok(v) => v,
             Err(UploadError::Network(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let bytes = v["tree_head"]
-            .as_str()
-            .and_then(|h| hex::decode(h).ok())
-            .ok_or_else(|| UploadError::BadAnswer("the log head answer has no tree_head".into()))?;
-        let head = Signed::<custody_format::log::TreeHead>::parse(&bytes)
-            .map_err(|e| UploadError::BadAnswer(format!("the tree head: {e}")))?;
+        let head = answer
+            .signed()
+            .map_err(|e| UploadError::BadAnswer(format!("the log head answer: {e}")))?;
         if !head.verify(&self.server_key) {
             return Err(UploadError::BadAnswer(
                 "the tree head is not signed by the enrolled server".into(),
@@ -180,7 +170,7 @@ impl Uploader {
             tree_size: head.value().tree_size,
             root_hash: hex::encode(head.value().root_hash),
             source: "tree-head".into(),
-            signed: hex::encode(&bytes),
+            signed: hex::encode(head.to_bytes()),
         };
         match self.check_log(offered).await {
             Ok(()) | Err(Failure::Retry(_)) => Ok(()),

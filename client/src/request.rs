@@ -1,25 +1,14 @@
-//! Signed device requests (`docs/api.md`, "Request signatures") and reading refusals.
+//! Signed device requests (`docs/api.md`, "Request signatures") and reading answers and
+//! refusals. The message signed, its headers and the refusal body are
+//! `custody-protocol`'s; this module only sends them.
 
 use custody_format::ids::PublicKey;
-use custody_format::primitives::{self, sha256};
+use custody_protocol::{Refusal, SignedHeaders};
 use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, RngCore};
+use serde::de::DeserializeOwned;
 
-use crate::error::UploadError;
-
-/// The message a device signs for a request (`docs/api.md`, "Request signatures").
-fn request_message(
-    server_key: &PublicKey,
-    method: &str,
-    path: &str,
-    ts: i64,
-    nonce: &[u8; 16],
-    body: &[u8],
-) -> Vec<u8> {
-    let body_hash = hex::encode(sha256(&[body]));
-    format!("{server_key}\n{method}\n{path}\n{ts}\n{}\n{body_hash}", hex::encode(nonce))
-        .into_bytes()
-}
+use crate::error::{with_causes, UploadError};
 
 pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -40,30 +29,43 @@ impl Signer {
     /// and the current time.
     pub(crate) fn sign(
         &self,
-        req: reqwest::RequestBuilder,
+        mut req: reqwest::RequestBuilder,
         method: &str,
         path: &str,
         body: &[u8],
     ) -> reqwest::RequestBuilder {
-        let ts = now_us();
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
-        let msg = request_message(&self.server_key, method, path, ts, &nonce, body);
-        let sig = primitives::sign(&self.key, primitives::DOMAIN_REQUEST_SIGNATURE, &msg);
-        req.header("custody-device", self.public.to_string())
-            .header("custody-timestamp", ts.to_string())
-            .header("custody-nonce", hex::encode(nonce))
-            .header("custody-signature", hex::encode(sig))
+        let headers =
+            SignedHeaders::sign(&self.key, &self.server_key, method, path, now_us(), nonce, body);
+        for (name, value) in headers.to_pairs() {
+            req = req.header(name, value);
+        }
+        req
     }
 }
 
-/// The refusal a server answered with.
+/// The refusal a server answered with. An answer that is not a refusal body (a proxy's
+/// error page) keeps its status and an empty code.
 pub(crate) async fn refusal(resp: reqwest::Response) -> UploadError {
     let status = resp.status().as_u16();
-    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
-    UploadError::Refused {
-        status,
-        code: v["error"]["code"].as_str().unwrap_or("unknown").to_string(),
-        message: v["error"]["message"].as_str().unwrap_or("").to_string(),
+    let body = resp.bytes().await.unwrap_or_default();
+    let refusal = Refusal::from_body(&body).unwrap_or_else(|| Refusal {
+        code: String::new(),
+        message: format!("HTTP {status} without a refusal body"),
+    });
+    UploadError::Refused { status, refusal }
+}
+
+/// Sends `req` and reads its JSON answer as `T`; a refusal or an unreachable server is the
+/// error that says so.
+pub(crate) async fn json_answer<T: DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+) -> Result<T, UploadError> {
+    let resp = req.send().await.map_err(|e| UploadError::Network(with_causes(&e)))?;
+    if !resp.status().is_success() {
+        return Err(refusal(resp).await);
     }
+    let bytes = resp.bytes().await.map_err(|e| UploadError::Network(with_causes(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| UploadError::BadAnswer(e.to_string()))
 }

@@ -19,17 +19,19 @@ use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::receipt::Receipt;
 use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
+use custody_protocol::Code;
 use custody_vault::index::Index;
 use custody_vault::outbox::{self, read_receipts, Enrollment, HeadRef, HeldHead};
 use custody_vault::store::Vault;
 use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, RngCore};
+use serde::de::DeserializeOwned;
 
 use crate::error::{io_err, with_causes, UploadError};
 use crate::log_check::{self, Failure};
 use crate::receipts::{check_receipt, ReceiptBook};
 use crate::records::RecordCache;
-use crate::request::{refusal, Signer};
+use crate::request::{json_answer, refusal, Signer};
 use crate::tls;
 
 /// How the uploader behaves.
@@ -162,15 +164,10 @@ impl Uploader {
         self.distrust.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A signed `GET` answered with JSON.
-    pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, UploadError> {
-        let req =
-            self.signer.sign(self.client.get(format!("{}{path}", self.url)), "GET", path, b"");
-        let resp = req.send().await.map_err(|e| UploadError::Network(with_causes(&e)))?;
-        if !resp.status().is_success() {
-            return Err(refusal(resp).await);
-        }
-        resp.json().await.map_err(|e| UploadError::BadAnswer(e.to_string()))
+    /// A signed `GET` answered with the JSON body `T`.
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, UploadError> {
+        let req = self.client.get(format!("{}{path}", self.url));
+        json_answer(self.signer.sign(req, "GET", path, b"")).await
     }
 
     /// Sends a [`Receipted`] event for every receipt stored (for status lines and tests).
@@ -292,9 +289,7 @@ impl Uploader {
             let err = refusal(resp).await;
             // The record itself is refused: sending it again cannot help. Everything else
             // (server trouble, limits, clock, a stalled body) is worth retrying.
-            let permanent = matches!(&err, UploadError::Refused { code, .. } if code.starts_with("record.")
-                || code.starts_with("chain.") || code.starts_with("segment.")
-                || code == "equivocation" || code == "recording.owner");
+            let permanent = err.code().is_some_and(Code::rejects_record);
             return if permanent {
                 Outcome::Refused(err.to_string())
             } else {

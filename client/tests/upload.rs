@@ -144,7 +144,8 @@ async fn a_recording_is_receipted_live_segment_by_segment() {
     assert_eq!(e.tls_sha256.as_deref(), Some(srv.server.tls_sha256().as_str()));
     assert_eq!(vault.config().unwrap().recipients, vec![recipient.clone()]);
     // The token is spent.
-    assert!(custody_client::enroll(&vault, &key, &srv.url, &token).await.is_err());
+    let spent = custody_client::enroll(&vault, &key, &srv.url, &token).await.unwrap_err();
+    assert_eq!(spent.code(), Some(custody_protocol::Code::EnrollTokenUsed), "{spent}");
 
     let mut uploader = Uploader::new(&vault, key.clone(), opts()).unwrap();
     let mut events = uploader.events();

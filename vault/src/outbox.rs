@@ -103,6 +103,10 @@ pub struct Enrollment {
     pub label: String,
     /// The recipients the server named.
     pub recipients: Vec<String>,
+    /// The server-signed case recipients the list came from, hex (`docs/api.md`, "Case
+    /// recipients"); `None` in an enrollment made before servers signed them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_recipients: Option<String>,
 }
 
 impl Enrollment {

@@ -4,9 +4,9 @@
 //! ([`custody_protocol::request`], specified in `docs/api.md`, "Request signatures"), shared
 //! with every client. This module adds the server's checks: the timestamp must be within
 //! [`crate::Limits::clock_skew`] of the server clock and the nonce must not have been seen
-//! from that device inside that window, so a captured request cannot be sent again.
+//! from that device inside that window, so a captured request cannot be sent again (the
+//! nonces are kept by the configured [`crate::store::NonceStore`]).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -54,49 +54,5 @@ pub fn check_signature(
         Ok(())
     } else {
         Err(ApiError::new(Code::AuthSignature, "the request signature does not verify"))
-    }
-}
-
-/// Nonces seen inside the freshness window, per device. Entries older than the window are
-/// dropped, since a request that old is refused as stale anyway. After a restart the cache
-/// is empty: a replay then reaches ingest, which is idempotent, so it stores nothing new.
-#[derive(Debug, Default)]
-pub struct ReplayCache {
-    seen: HashMap<([u8; 32], [u8; 16]), i64>,
-    last_prune_us: i64,
-}
-
-/// Most nonces kept; past this the oldest window is pruned at once.
-const MAX_NONCES: usize = 1 << 20;
-
-impl ReplayCache {
-    /// Records `(device, nonce)`; `false` if it was already there.
-    pub fn insert(&mut self, claimed: &Claimed, now_us: i64, window: Duration) -> bool {
-        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
-        if now_us - self.last_prune_us > 10_000_000 || self.seen.len() >= MAX_NONCES {
-            self.seen.retain(|_, ts| now_us.saturating_sub(*ts) <= window_us);
-            self.last_prune_us = now_us;
-        }
-        let key = (claimed.device.to_bytes(), claimed.nonce);
-        if self.seen.contains_key(&key) {
-            return false;
-        }
-        self.seen.insert(key, claimed.timestamp_us);
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_nonce_is_accepted_once_per_device() {
-        let key = PublicKey::from(custody_format::testkit::key("device").verifying_key());
-        let c = Claimed { device: key, timestamp_us: 1_000, nonce: [1; 16], signature: [0; 64] };
-        let mut cache = ReplayCache::default();
-        let w = Duration::from_secs(300);
-        assert!(cache.insert(&c, 1_000, w));
-        assert!(!cache.insert(&c, 2_000, w));
     }
 }

@@ -1,5 +1,6 @@
 //! The server's receipts: checked against what was sent, then kept in the recording's
-//! `receipts.bin` journal ([`custody_vault::outbox`]) before the record leaves the queue.
+//! `receipts.bin` journal ([`custody_vault::outbox`]) before the record leaves the queue;
+//! and, for a vault that lost them, asked for again instead of sending the records again.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -9,9 +10,13 @@ use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::receipt::Receipt;
 use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
-use custody_vault::outbox::{read_receipts, RECEIPTS_FILE};
+use custody_protocol::body::{ReceiptsAnswer, StoredReceipt};
+use custody_protocol::Retry;
+use custody_vault::outbox::{read_receipts, HeadRef, RECEIPTS_FILE};
 
 use crate::error::{io_err, UploadError};
+use crate::log_check::Failure;
+use crate::uploader::Uploader;
 
 /// Checks that `bytes` is a receipt signed by `server_key` for exactly `record` (its
 /// recording, position, hash and ciphertext) from the device `device_key`.
@@ -87,4 +92,88 @@ impl ReceiptBook {
         self.receipted.entry(*id).or_default().insert(receipt.value().seq);
         Ok(())
     }
+}
+
+impl Uploader {
+    /// Asks the server again for the receipts of records it may already hold that this
+    /// vault has no receipt for: every recording whose `receipts.bin` is gone, or that has
+    /// queued records without a receipt (after an index rebuild, or a recording sent by a
+    /// device that lost its copy). Each receipt given back is checked as an upload's would
+    /// be (signed by the pinned server, naming exactly the record in the journal, its log
+    /// tree consistent with the head held) and stored, so the record is not sent again.
+    /// One request per such recording; a recording the server does not hold answers
+    /// `not_found` and is uploaded as usual. Returns how many receipts were stored.
+    pub(crate) async fn recover_receipts(&self) -> u64 {
+        let mut recovered = 0;
+        let pending = self.index.pending().unwrap_or_default();
+        let summaries = self.index.summaries().unwrap_or_default();
+        for s in summaries {
+            let Ok(id) = RecordingId::parse(&s.id) else { continue };
+            let dir = self.rec_dir(&id);
+            let lost_file = !dir.join(RECEIPTS_FILE).exists();
+            let queued_without = pending
+                .iter()
+                .filter(|(p, _)| *p == id.0)
+                .any(|(_, seq)| matches!(self.has_receipt(&id, *seq), Ok(false)));
+            if !(lost_file || queued_without) {
+                continue;
+            }
+            let answer: ReceiptsAnswer = match self
+                .get_json(&format!("/v1/recordings/{id}/receipts"))
+                .await
+            {
+                Ok(a) => a,
+                // Unreachable or failing: the uploads will find out and retry.
+                Err(UploadError::Network(_)) => return recovered,
+                Err(e) if e.code().is_some_and(|c| c.retry() == Retry::Later) => return recovered,
+                // Not held there (not_found), or refused: upload as usual.
+                Err(_) => continue,
+            };
+            for stored in &answer.receipts {
+                match self.recover_one(&id, stored).await {
+                    Recovered::Stored => recovered += 1,
+                    Recovered::Skipped => {}
+                    Recovered::Stop => return recovered,
+                }
+            }
+        }
+        recovered
+    }
+
+    async fn recover_one(&self, id: &RecordingId, stored: &StoredReceipt) -> Recovered {
+        let seq = stored.seq;
+        if !matches!(self.has_receipt(id, seq), Ok(false)) {
+            return Recovered::Skipped;
+        }
+        let Ok(Some(record)) = self.record(id, seq) else { return Recovered::Skipped };
+        let Ok(bytes) = hex::decode(&stored.receipt) else { return Recovered::Skipped };
+        let Ok(receipt) = check_receipt(&bytes, &record, &self.server_key, &self.signer.public)
+        else {
+            return Recovered::Skipped;
+        };
+        let offered = HeadRef {
+            tree_size: receipt.value().tree_size,
+            root_hash: hex::encode(receipt.value().tree_root),
+            source: "receipt".into(),
+            signed: hex::encode(&bytes),
+        };
+        match self.check_log(offered).await {
+            Ok(()) => {}
+            Err(Failure::Retry(_) | Failure::Inconsistent(_)) => return Recovered::Stop,
+        }
+        let (this, id) = (self.clone(), *id);
+        match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
+            Ok(Ok(())) => Recovered::Stored,
+            _ => Recovered::Stop,
+        }
+    }
+}
+
+/// What became of one receipt given back.
+enum Recovered {
+    Stored,
+    /// Already held, or not one this vault can check and keep: the record is uploaded.
+    Skipped,
+    /// The server or the vault failed; the uploads go on as usual.
+    Stop,
 }

@@ -86,6 +86,9 @@ pub struct Flushed {
     /// Set when the server's log failed a consistency check (now or before): why. Nothing
     /// is sent to that server any more.
     pub log_inconsistent: Option<String>,
+    /// Receipts the server gave back for records it already held whose receipts this vault
+    /// had lost (`GET /v1/recordings/{id}/receipts`); none of those records was sent again.
+    pub recovered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -100,8 +103,8 @@ struct Shared {
 #[derive(Clone, Debug)]
 pub struct Uploader {
     pub(crate) dir: PathBuf,
-    index: Index,
-    signer: Signer,
+    pub(crate) index: Index,
+    pub(crate) signer: Signer,
     pub(crate) server_key: PublicKey,
     url: String,
     client: reqwest::Client,
@@ -182,7 +185,7 @@ impl Uploader {
         self.wake.notify_one();
     }
 
-    fn rec_dir(&self, id: &RecordingId) -> PathBuf {
+    pub(crate) fn rec_dir(&self, id: &RecordingId) -> PathBuf {
         self.dir.join("recordings").join(id.to_string())
     }
 
@@ -222,19 +225,23 @@ impl Uploader {
     /// The record at `seq`, from the journal: only what was appended since the last read
     /// is read and parsed ([`RecordCache`]), so a recording costs the same per record at
     /// its end as at its start.
-    fn record(&self, id: &RecordingId, seq: u64) -> Result<Option<SignedRecord>, UploadError> {
+    pub(crate) fn record(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+    ) -> Result<Option<SignedRecord>, UploadError> {
         let path = self.rec_dir(id).join("journal.bin");
         locked(&self.shared).records.get(id, &path, seq).map_err(io_err("reading", &path))
     }
 
     /// Whether a receipt for `seq` is already stored (after an index rebuild re-queues it).
-    fn has_receipt(&self, id: &RecordingId, seq: u64) -> Result<bool, UploadError> {
+    pub(crate) fn has_receipt(&self, id: &RecordingId, seq: u64) -> Result<bool, UploadError> {
         let dir = self.rec_dir(id);
         locked(&self.shared).receipts.has(id, &dir, seq)
     }
 
     /// Appends a receipt to the recording's journal (fsynced), then dequeues the record.
-    fn store_receipt(
+    pub(crate) fn store_receipt(
         &self,
         id: &RecordingId,
         seq: u64,
@@ -351,6 +358,9 @@ impl Uploader {
                 Ok(()) | Err(UploadError::LogInconsistent(_)) => {}
                 Err(e) => out.last_error = Some(e.to_string()),
             }
+        }
+        if self.distrusted().is_none() {
+            out.recovered = self.recover_receipts().await;
         }
         loop {
             if let Some(grace) = stop.as_ref().and_then(|s| *s.borrow()) {

@@ -261,6 +261,42 @@ async fn a_recording_made_offline_is_flushed_completely_and_only_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_that_lost_its_receipts_gets_them_back_without_sending_again() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let (vdir, vault, key) = enrolled_vault(&srv, 9).await;
+    let id = record(&vault, &key, &recipient, 4, 50_000, Some(9_000_000));
+    let up = Uploader::new(&vault, key.clone(), opts()).unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.receipted, f.pending, f.recovered), (6, 0, 0), "{f:?}");
+    let receipts_file = vault.recording_dir(&id).join("receipts.bin");
+    let kept = std::fs::read(&receipts_file).unwrap();
+    let log_len = srv.server.log_len();
+
+    // receipts.bin deleted (a phone that cleared its copy): the records are not queued
+    // any more, yet none has a receipt.
+    std::fs::remove_file(&receipts_file).unwrap();
+    let up = Uploader::new(&vault, key.clone(), opts()).unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.recovered, f.receipted, f.pending), (6, 0, 0), "{f:?}");
+    assert_eq!(std::fs::read(&receipts_file).unwrap(), kept, "the very receipts, in order");
+    assert_eq!(srv.server.log_len(), log_len, "nothing was sent again");
+
+    // Deleted again and the index rebuilt, so every record is queued: asked for first,
+    // still nothing sent.
+    std::fs::remove_file(&receipts_file).unwrap();
+    vault.rebuild_index().unwrap();
+    assert_eq!(vault.index().pending().unwrap().len(), 6);
+    let up = Uploader::new(&vault, key, opts()).unwrap();
+    let f = up.flush(Duration::from_secs(30)).await.unwrap();
+    assert_eq!((f.recovered, f.receipted, f.pending), (6, 0, 0), "{f:?}");
+    assert_eq!(up.receipts(&id).unwrap().len(), 6);
+    assert_eq!(srv.server.log_len(), log_len);
+    drop(vdir);
+    srv.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_wait_out_a_server_that_is_down_and_complete_when_it_returns() {
     let (_identity, recipient) = new_recipient_identity();
     let srv = server(&recipient).await;

@@ -6,8 +6,8 @@
 //! subtree's hash (about 64 bytes an entry, rebuilt from the entries when the log opens),
 //! so an append costs O(1) hashing amortised and a root, inclusion or consistency proof at
 //! any size costs O(log n), however long the log grows. Beside it the log keeps the
-//! [`Catalog`] of which entries concern which recording or device, so a bundle finds its
-//! entries without reading the others.
+//! catalog of which entries concern which recording or device, so that a bundle finds
+//! its entries without reading the others.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! help; [`body`] every JSON request and answer; [`link`] the enrollment link. Binary
 //! objects (records, receipts, certificates, tree heads, case recipients) are
 //! `custody-format`'s. The specification is `docs/api.md`; the vectors in
-//! `tests/vectors/protocol-*.txt` are checked against this crate.
+//! `tests/vectors/protocol/` are checked against this crate.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

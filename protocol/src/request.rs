@@ -5,7 +5,7 @@
 //! nonce and the body's SHA-256, so a captured request cannot be sent to another path,
 //! another server, or again later (the server bounds the timestamp and remembers nonces).
 //! The exact bytes are specified in `docs/api.md`, "Request signatures", with vectors in
-//! `tests/vectors/protocol-request-*.txt`.
+//! `tests/vectors/protocol/request-*.txt`.
 
 use custody_format::ids::PublicKey;
 use custody_format::primitives::{self, sha256, DOMAIN_REQUEST_SIGNATURE};

@@ -16,7 +16,7 @@ use crate::store::{block_on, IndexStore};
 /// What the index holds for one stored record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stored {
-    /// 1 header, 2 segment, 3 end (the object kind).
+    /// The record's object kind: `custody_format::record::kind::{HEADER, SEGMENT, END}`.
     pub kind: u8,
     /// Its record hash, hex.
     pub record_hash: String,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry};
 use custody_format::primitives::sha256;
-use custody_format::record::{Record, SignedRecord};
+use custody_format::record::{kind, Record, SignedRecord};
 
 use crate::error::{ApiError, Code};
 use crate::index::Stored;
@@ -152,7 +152,7 @@ impl Server {
         // An end record is always the last stored position: nothing is stored after one,
         // and one is not stored before a later position.
         let last = index.last(id).map_err(read)?;
-        let stored_end = last.as_ref().filter(|(_, st)| st.kind == 3).map(|(s, _)| *s);
+        let stored_end = last.as_ref().filter(|(_, st)| st.kind == kind::END).map(|(s, _)| *s);
         let after_end = |s: u64| {
             ApiError::new(
                 Code::ChainAfterEnd,

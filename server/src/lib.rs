@@ -39,9 +39,5 @@ pub use identity::IdentityError;
 pub use members::{add_member, Member, MemberError, Role};
 pub use server::{Config, Device, Limits, OpenError, Opened, Server};
 
-/// The server clock, µs since the Unix epoch.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+/// The server clock, µs since the Unix epoch: format's one reading of the wall clock.
+pub use custody_format::time::now_us;

@@ -12,7 +12,7 @@ use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custody_format::ids::PublicKey;
 use custody_format::receipt::Receipt;
-use custody_format::record::{Record, SignedRecord};
+use custody_format::record::{kind, Record, SignedRecord};
 use custody_format::signed::Signed;
 use custody_protocol::body::{
     self, RecordingList, RecordingStatus, RecordingSummary, RevokeAnswer, RevokeRequest, WhoAmI,
@@ -313,9 +313,13 @@ impl Server {
                 Some(Record::Header(h)) => Some(h.started_at_us),
                 _ => None,
             };
-            let end = positions.iter().find(|(_, st)| st.kind == 3).and_then(|(s, _)| record(*s));
-            let last_seg =
-                positions.iter().rev().find(|(_, st)| st.kind == 2).and_then(|(s, _)| record(*s));
+            let end =
+                positions.iter().find(|(_, st)| st.kind == kind::END).and_then(|(s, _)| record(*s));
+            let last_seg = positions
+                .iter()
+                .rev()
+                .find(|(_, st)| st.kind == kind::SEGMENT)
+                .and_then(|(s, _)| record(*s));
             let finished = match (&end, &last_seg) {
                 (Some(Record::End(e)), _) => Some(e.ended_at_us),
                 (_, Some(Record::Segment(s))) => Some(s.wall_last_us),
@@ -347,7 +351,8 @@ impl Server {
                 started_at_us: started,
                 duration_us: started.zip(finished).map(|(a, b)| (b - a).max(0)),
                 state,
-                segments: positions.iter().filter(|(_, st)| st.kind == 2).count() as u64,
+                segments: positions.iter().filter(|(_, st)| st.kind == kind::SEGMENT).count()
+                    as u64,
                 records: positions.len() as u64,
                 gaps,
                 last_receipt_at_us: last_receipt,

@@ -390,11 +390,7 @@ pub(crate) fn receipt_for(
 
 /// The index's view of a stored signed record.
 pub(crate) fn stored_of(r: &SignedRecord) -> Stored {
-    let kind = match r.record() {
-        Record::Header(_) => 1,
-        Record::Segment(_) => 2,
-        Record::End(_) => 3,
-    };
+    let kind = r.record().kind();
     Stored {
         kind,
         record_hash: hex::encode(r.hash()),

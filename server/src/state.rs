@@ -2,6 +2,7 @@
 //! and the receipts it was given.
 
 use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::record::kind;
 use custody_protocol::body::{ReceiptsAnswer, RecordingState, StoredReceipt};
 
 use crate::error::{ApiError, Code};
@@ -42,7 +43,7 @@ impl Server {
             }
             expect = s + 1;
         }
-        let end = positions.iter().find(|(_, st)| st.kind == 3).map(|(s, _)| *s);
+        let end = positions.iter().find(|(_, st)| st.kind == kind::END).map(|(s, _)| *s);
         let receipted = positions.iter().filter(|(_, st)| st.receipt.is_some()).count();
         Ok(RecordingState {
             recording_id: id.to_string(),

@@ -264,9 +264,7 @@ impl Sent {
     }
 }
 
-pub fn now_us() -> i64 {
-    custody_server::now_us()
-}
+pub use custody_server::now_us;
 
 impl Device {
     pub fn new(label: &str) -> Device {

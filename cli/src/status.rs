@@ -10,11 +10,7 @@ use crate::common::{open_vault, print, CliError};
 use crate::enroll::upload_error;
 use crate::recordings::utc;
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+use custody_format::time::now_us;
 
 fn lag(us: i64) -> String {
     let s = us.max(0) / 1_000_000;

@@ -10,11 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{with_causes, UploadError};
 
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
+pub(crate) use custody_format::time::now_us;
 
 /// The device's signing identity toward one server.
 #[derive(Clone, Debug)]

@@ -2,37 +2,20 @@
 //! --server`, `custody fetch`, `custody admin revoke` and `custody admin member add`.
 //!
 //! `login` pins the server's TLS certificate and signing key in `lawyer.json` (mode 0600);
-//! every later request uses the pinned client and the saved token.
+//! every later request uses the pinned client and the saved token. The HTTP side is
+//! `custody_client::lawyer`; this module reads arguments and says what happened.
 
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use custody_format::ids::PublicKey;
-use custody_verifier::Source;
-use serde::{Deserialize, Serialize};
+use custody_client::lawyer::{self as api, LawyerConfig, LawyerError, Progress, Session};
+use custody_protocol::Code;
 
 use crate::cli::{FetchArgs, LoginArgs, MemberCommand, RecordingsArgs, RevokeArgs};
 use crate::common::{print, CliError};
 use crate::enroll::runtime;
 use crate::recordings::{size, utc};
-
-/// What `custody login` saves.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LawyerConfig {
-    /// The server's URL.
-    pub url: String,
-    /// The member's API token.
-    pub token: String,
-    /// The member's name.
-    pub name: String,
-    /// The member's role.
-    pub role: String,
-    /// The server's signing key, `ed25519:…` (the trust anchor for `custody verify`).
-    pub server_key: String,
-    /// SHA-256 of its TLS certificate, hex; `None` for plain HTTP (loopback tests).
-    pub tls_sha256: Option<String>,
-}
 
 /// Where lawyer.json lives: `$CUSTODY_CONFIG_DIR`, else `$XDG_CONFIG_HOME/custody`, else
 /// `~/.config/custody`.
@@ -47,38 +30,35 @@ pub fn config_path() -> Result<PathBuf, CliError> {
 
 /// The saved login, if any.
 pub fn load() -> Result<Option<LawyerConfig>, CliError> {
-    let path = config_path()?;
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            CliError::cannot(format!("{}: {e}", path.display()))
-                .hint("run `custody login URL --token TOKEN` again")
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CliError::cannot(format!("{}: {e}", path.display()))),
-    }
+    LawyerConfig::load(&config_path()?)
+        .map_err(|e| lawyer_error(e).hint("run `custody login URL --token TOKEN` again"))
 }
 
-fn save(cfg: &LawyerConfig) -> Result<PathBuf, CliError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = config_path()?;
-    let err = |e: std::io::Error| CliError::cannot(format!("{}: {e}", path.display()));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
+/// A client error as the CLI reports it: refusals exit 1 with a hint for their code,
+/// everything else (unreachable, a bad answer, a local file) exits 2.
+fn lawyer_error(e: LawyerError) -> CliError {
+    let code = e.code();
+    let err = match &e {
+        LawyerError::Refused { .. } => CliError::failed(e.to_string()),
+        _ => CliError::cannot(e.to_string()),
+    };
+    match (&e, code) {
+        (LawyerError::Network(_), _) => err.hint("check the URL and that the server is running"),
+        (LawyerError::Incomplete(_), _) => {
+            err.hint("run the same command again to resume where it stopped")
+        }
+        (_, Some(Code::AuthToken | Code::AuthMissing | Code::AuthMalformed)) => {
+            err.hint("check the token, or ask an admin for a new one (`custody admin member add`)")
+        }
+        (_, Some(Code::AuthRateLimited)) => {
+            err.hint("too many failed logins from here; wait a minute")
+        }
+        (_, Some(Code::AuthRole)) => err.hint("this needs an admin's token"),
+        (_, Some(Code::DeviceUnknown)) => {
+            err.hint("give the device's key (ed25519:…) or its fingerprint")
+        }
+        _ => err,
     }
-    let tmp = path.with_extension("json.tmp");
-    let _ = std::fs::remove_file(&tmp);
-    // Created 0600 from the start: the token is a password.
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    f.write_all(serde_json::to_string_pretty(cfg).unwrap_or_default().as_bytes())
-        .and_then(|_| f.sync_all())
-        .map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)?;
-    Ok(path)
 }
 
 fn logged_in(url: Option<&str>) -> Result<LawyerConfig, CliError> {
@@ -95,62 +75,8 @@ fn logged_in(url: Option<&str>) -> Result<LawyerConfig, CliError> {
     Ok(cfg)
 }
 
-fn pin_of(cfg: &LawyerConfig) -> Result<Option<[u8; 32]>, CliError> {
-    match &cfg.tls_sha256 {
-        None => Ok(None),
-        Some(h) => hex::decode(h)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .map(Some)
-            .ok_or_else(|| CliError::cannot("lawyer.json: tls_sha256 is not 64 hex digits")),
-    }
-}
-
-fn client(cfg: &LawyerConfig, timeout: Duration) -> Result<reqwest::Client, CliError> {
-    let pin = pin_of(cfg)?;
-    if pin.is_none() && cfg.url.starts_with("https://") {
-        return Err(CliError::cannot("lawyer.json has no TLS pin for an https:// server")
-            .hint("run `custody login` again"));
-    }
-    custody_client::pinned_client(pin, timeout)
-        .map(|(c, _)| c)
-        .map_err(|e| CliError::cannot(format!("making the HTTPS client: {e}")))
-}
-
-fn network(e: reqwest::Error) -> CliError {
-    CliError::cannot(format!(
-        "the server could not be reached: {}",
-        custody_client::with_causes(&e)
-    ))
-    .hint("check the URL and that the server is running")
-}
-
-/// Sends a member request and reads its JSON answer; a refusal or an unreachable server
-/// becomes the error that explains it.
-async fn json_answer(req: reqwest::RequestBuilder) -> Result<serde_json::Value, CliError> {
-    let resp = req.send().await.map_err(network)?;
-    if !resp.status().is_success() {
-        return Err(refusal(resp).await);
-    }
-    resp.json().await.map_err(|e| CliError::cannot(format!("the server's answer: {e}")))
-}
-
-/// The refusal a server answered with, as an error with a hint.
-async fn refusal(resp: reqwest::Response) -> CliError {
-    let status = resp.status().as_u16();
-    let v: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
-    let code = v["error"]["code"].as_str().unwrap_or("unknown").to_string();
-    let message = v["error"]["message"].as_str().unwrap_or("").to_string();
-    let err = CliError::failed(format!("the server refused ({status} {code}): {message}"));
-    match code.as_str() {
-        "auth.token" | "auth.missing" | "auth.malformed" => {
-            err.hint("check the token, or ask an admin for a new one (`custody admin member add`)")
-        }
-        "auth.rate_limited" => err.hint("too many failed logins from here; wait a minute"),
-        "auth.role" => err.hint("this needs an admin's token"),
-        "device.unknown" => err.hint("give the device's key (ed25519:…) or its fingerprint"),
-        _ => err,
-    }
+fn session(cfg: LawyerConfig, timeout: Duration) -> Result<Session, CliError> {
+    Session::new(cfg, timeout).map_err(lawyer_error)
 }
 
 pub fn login(args: &LoginArgs) -> Result<(), CliError> {
@@ -163,33 +89,10 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
             "use the https:// URL the legal team gave you (or --insecure-http for a loopback test)",
         ));
     }
-    let token = args.token.trim().to_string();
-    let (c, seen) = custody_client::pinned_client(None, Duration::from_secs(30))
-        .map_err(|e| CliError::cannot(format!("making the HTTPS client: {e}")))?;
-    let v =
-        runtime()?.block_on(json_answer(c.get(format!("{url}/v1/whoami")).bearer_auth(&token)))?;
-    let text = |k: &str| v[k].as_str().map(String::from);
-    let bad = |what: &str| CliError::cannot(format!("the server's answer: {what}"));
-    let server_key = PublicKey::parse(&text("server_key").ok_or_else(|| bad("no server_key"))?)
-        .map_err(|_| bad("server_key is not a key"))?;
-    let tls_sha256 = text("tls_sha256");
-    let seen = seen.lock().ok().and_then(|s| *s).map(hex::encode);
-    match (https, &tls_sha256) {
-        // The pin the server names must be the certificate it actually presented.
-        (true, Some(pin)) if Some(pin) == seen.as_ref() => {}
-        (true, _) => return Err(bad("tls_sha256 is not the certificate the server presented")),
-        (false, None) => {}
-        (false, Some(_)) => return Err(bad("a TLS pin from a plain-HTTP server")),
-    }
-    let cfg = LawyerConfig {
-        url: url.clone(),
-        token,
-        name: text("name").ok_or_else(|| bad("no name"))?,
-        role: text("role").ok_or_else(|| bad("no role"))?,
-        server_key: server_key.to_string(),
-        tls_sha256,
-    };
-    let path = save(&cfg)?;
+    let (cfg, server_key) =
+        runtime()?.block_on(api::login(&url, &args.token)).map_err(lawyer_error)?;
+    let path = config_path()?;
+    cfg.save(&path).map_err(lawyer_error)?;
     if args.json {
         let out = serde_json::json!({
             "url": cfg.url, "name": cfg.name, "role": cfg.role, "server_key": cfg.server_key,
@@ -214,183 +117,40 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
 
 pub fn recordings(args: &RecordingsArgs) -> Result<(), CliError> {
     let cfg = logged_in(args.server.as_deref())?;
-    let c = client(&cfg, Duration::from_secs(60))?;
-    let v = runtime()?.block_on(json_answer(
-        c.get(format!("{}/v1/recordings", cfg.url)).bearer_auth(&cfg.token),
-    ))?;
+    let url = cfg.url.clone();
+    let list = runtime()?
+        .block_on(session(cfg, Duration::from_secs(60))?.recordings())
+        .map_err(lawyer_error)?;
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default()));
+        print(&format!("{}\n", serde_json::to_string_pretty(&list).unwrap_or_default()));
         return Ok(());
     }
-    let rows = v["recordings"].as_array().cloned().unwrap_or_default();
-    if rows.is_empty() {
-        print(&format!("No recordings on {}.\n", cfg.url));
+    if list.recordings.is_empty() {
+        print(&format!("No recordings on {url}.\n"));
         return Ok(());
     }
     let mut out = format!(
         "{:<32}  {:<16}  {:<20}  {:>9}  {:<8}  {:>8}  {}\n",
         "RECORDING", "DEVICE", "STARTED (device)", "DURATION", "STATE", "SEGMENTS", "LAST RECEIPT"
     );
-    for r in &rows {
-        let when = |k: &str| r[k].as_i64().map(utc).unwrap_or_else(|| "-".into());
-        let mut device = r["device_label"].as_str().unwrap_or("?").to_string();
-        if r["device_revoked"].as_bool() == Some(true) {
+    for r in &list.recordings {
+        let when = |t: Option<i64>| t.map(utc).unwrap_or_else(|| "-".into());
+        let mut device = r.device_label.clone().unwrap_or_else(|| "?".into());
+        if r.device_revoked {
             device.push_str(" (revoked)");
         }
         out.push_str(&format!(
             "{:<32}  {:<16}  {:<20}  {:>8.1}s  {:<8}  {:>8}  {}\n",
-            r["recording_id"].as_str().unwrap_or("?"),
+            r.recording_id,
             device,
-            when("started_at_us"),
-            r["duration_us"].as_i64().unwrap_or(0) as f64 / 1e6,
-            r["state"].as_str().unwrap_or("?"),
-            r["segments"].as_u64().unwrap_or(0),
-            when("last_receipt_at_us"),
+            when(r.started_at_us),
+            r.duration_us.unwrap_or(0) as f64 / 1e6,
+            r.state.as_str(),
+            r.segments,
+            when(r.last_receipt_at_us),
         ));
     }
     print(&out);
-    Ok(())
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-/// Where a download in progress is kept, and the file naming its access (log index).
-pub fn part_paths(output: &Path, tar: bool) -> (PathBuf, PathBuf) {
-    let part = with_suffix(output, if tar { ".part" } else { ".tar.part" });
-    let access = with_suffix(&part, ".access");
-    (part, access)
-}
-
-struct Downloaded {
-    access: u64,
-    total: u64,
-    resumed_from: u64,
-}
-
-/// Downloads the bundle into `part`, resuming a previous partial download of the same
-/// access if `access_file` names one.
-async fn download(
-    c: &reqwest::Client,
-    cfg: &LawyerConfig,
-    id: &str,
-    part: &Path,
-    access_file: &Path,
-    progress: bool,
-) -> Result<Downloaded, CliError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |e: std::io::Error| CliError::cannot(format!("{}: {e}", p.display()))
-    };
-    let previous: Option<u64> =
-        std::fs::read_to_string(access_file).ok().and_then(|t| t.trim().parse().ok());
-    let have = match (previous, std::fs::metadata(part)) {
-        (Some(_), Ok(m)) => m.len(),
-        _ => 0,
-    };
-    let url = format!("{}/v1/recordings/{id}/bundle", cfg.url);
-    let mut req = c.get(&url).bearer_auth(&cfg.token);
-    if let (Some(a), true) = (previous, have > 0) {
-        req = req
-            .header("custody-bundle-access", a.to_string())
-            .header("range", format!("bytes={have}-"));
-    }
-    let resp = req.send().await.map_err(network)?;
-    let status = resp.status().as_u16();
-    let (start, total) = match status {
-        200 => (0, resp.content_length().unwrap_or(0)),
-        206 => {
-            let range = resp
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let parsed = range.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(
-                |(span, total)| {
-                    Some((span.split_once('-')?.0.parse::<u64>().ok()?, total.parse::<u64>().ok()?))
-                },
-            );
-            match parsed {
-                Some((s, t)) if s == have => (s, t),
-                _ => {
-                    return Err(CliError::cannot(format!(
-                        "the server resumed at another place ({range})"
-                    )))
-                }
-            }
-        }
-        _ => return Err(refusal(resp).await),
-    };
-    let access: u64 = resp
-        .headers()
-        .get("custody-bundle-access")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.parse().ok())
-        .ok_or_else(|| {
-            CliError::cannot("the server's answer names no access (custody-bundle-access)")
-        })?;
-    // Noted before any byte is kept, so that a break anywhere can be resumed.
-    std::fs::write(access_file, format!("{access}\n")).map_err(io(access_file))?;
-    let mut file =
-        std::fs::OpenOptions::new().create(true).append(true).open(part).map_err(io(part))?;
-    if start == 0 {
-        file.set_len(0).map_err(io(part))?;
-    }
-    let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_position(start);
-        b
-    });
-    let mut resp = resp;
-    let mut got = start;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                file.write_all(&chunk).map_err(io(part))?;
-                got += chunk.len() as u64;
-                if let Some(b) = &bar {
-                    b.set_position(got);
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                let _ = file.sync_all();
-                return Err(CliError::cannot(format!(
-                    "the download broke after {got} of {total} bytes: {e}"
-                ))
-                .hint("run the same command again to resume where it stopped"));
-            }
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    file.sync_all().map_err(io(part))?;
-    if got != total {
-        return Err(CliError::cannot(format!("the download ended after {got} of {total} bytes"))
-            .hint("run the same command again to resume where it stopped"));
-    }
-    Ok(Downloaded { access, total, resumed_from: start })
-}
-
-/// Unpacks the bundle archive `tar` into the new directory `dir`.
-fn unpack(tar: &Path, dir: &Path) -> Result<(), CliError> {
-    let t = custody_verifier::Tar::open(tar).map_err(|e| CliError::cannot(e.to_string()))?;
-    let io = |p: &Path, e: std::io::Error| CliError::cannot(format!("{}: {e}", p.display()));
-    for path in t.files().keys() {
-        // Tar::open admits only safe bundle paths, so each stays inside `dir`.
-        let out = dir.join(path);
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-        }
-        let mut r = t.open(path).map_err(|e| io(&out, e))?;
-        let mut f = std::fs::File::create(&out).map_err(|e| io(&out, e))?;
-        std::io::copy(&mut r, &mut f).and_then(|_| f.sync_all()).map_err(|e| io(&out, e))?;
-    }
     Ok(())
 }
 
@@ -410,34 +170,39 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
         return Err(CliError::cannot(format!("{} already exists", out.display()))
             .hint("choose another -o PATH, or remove it"));
     }
-    let (part, access_file) = part_paths(out, args.tar);
-    let c = client(&cfg, Duration::from_secs(24 * 3600))?;
+    let (part, access_file) = api::part_paths(out, args.tar);
+    let s = session(cfg, Duration::from_secs(24 * 3600))?;
     let progress = !args.json && std::io::stderr().is_terminal();
-    let got = runtime()?.block_on(async {
-        match download(&c, &cfg, id, &part, &access_file, progress).await {
-            // A partial download the server no longer recognises (another login, a range
-            // past its end): start again from scratch, as a new retrieval.
-            Err(e)
-                if access_file.exists()
-                    && (e.message.contains("bundle.access")
-                        || e.message.contains("range.invalid")) =>
-            {
-                eprintln!(
-                    "custody: the partial download could not be resumed ({}); starting again",
-                    e.message
-                );
-                let _ = std::fs::remove_file(&part);
-                let _ = std::fs::remove_file(&access_file);
-                download(&c, &cfg, id, &part, &access_file, progress).await
-            }
-            other => other,
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut report = |p: Progress| match p {
+        Progress::Started { start, total } if progress => {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_position(start);
+            bar = Some(b);
         }
-    })?;
+        Progress::Got(n) => {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        }
+        Progress::Restarting(why) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            eprintln!("custody: the partial download could not be resumed ({why}); starting again");
+        }
+        _ => {}
+    };
+    let got =
+        runtime()?.block_on(s.fetch(id, &part, &access_file, &mut report)).map_err(lawyer_error)?;
+    if let Some(b) = bar.take() {
+        b.finish_and_clear();
+    }
     if args.tar {
         std::fs::rename(&part, out)
             .map_err(|e| CliError::cannot(format!("{}: {e}", out.display())))?;
     } else {
-        unpack(&part, out)?;
+        api::unpack(&part, out).map_err(lawyer_error)?;
         let _ = std::fs::remove_file(&part);
     }
     let _ = std::fs::remove_file(&access_file);
@@ -474,27 +239,21 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
 
 pub fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
     let cfg = logged_in(None)?;
-    let c = client(&cfg, Duration::from_secs(60))?;
-    let v = runtime()?.block_on(json_answer(
-        c.post(format!("{}/v1/devices/revoke", cfg.url))
-            .bearer_auth(&cfg.token)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "device": args.device, "reason": args.reason }).to_string()),
-    ))?;
+    let v = runtime()?
+        .block_on(session(cfg, Duration::from_secs(60))?.revoke(&args.device, &args.reason))
+        .map_err(lawyer_error)?;
     if args.json {
-        print(&format!("{v}\n"));
-    } else if v["already_revoked"].as_bool() == Some(true) {
+        print(&format!("{}\n", serde_json::to_string(&v).unwrap_or_default()));
+    } else if v.already_revoked {
         print(&format!(
             "Device {} (\"{}\") was already revoked; nothing changed.\n",
-            v["fingerprint"].as_str().unwrap_or("?"),
-            v["label"].as_str().unwrap_or("?")
+            v.fingerprint, v.label
         ));
     } else {
         print(&format!(
             "Revoked device {} (\"{}\"). Its later uploads are refused; what it uploaded before\n\
              stays valid evidence, and bundles of its recordings show the revocation.\n",
-            v["fingerprint"].as_str().unwrap_or("?"),
-            v["label"].as_str().unwrap_or("?")
+            v.fingerprint, v.label
         ));
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! each request, checks and keeps the server's receipts, and watches the server's custody
 //! log ([`log_check`]). What it keeps lives in the vault's files
 //! ([`custody_vault::outbox`]); this crate adds only the network. The lawyer's half
-//! (`lawyer`) logs in, lists recordings and fetches evidence bundles, resuming a broken
+//! ([`lawyer`]) logs in, lists recordings and fetches evidence bundles, resuming a broken
 //! download. `custody-cli` calls both and prints; nothing here prints.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -13,6 +13,7 @@
 
 pub mod enroll;
 pub mod error;
+pub mod lawyer;
 pub mod log_check;
 pub mod receipts;
 mod records;

@@ -5,7 +5,7 @@
 //! times that never go backwards within one recording, which is what the chain promises; the
 //! clock's absolute error is the device's, and the verifier weighs it as such.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Wall-clock time anchored at the start of a recording.
 #[derive(Clone, Copy, Debug)]
@@ -17,11 +17,8 @@ pub(crate) struct WallClock {
 impl WallClock {
     pub(crate) fn start() -> Self {
         let start = Instant::now();
-        let start_utc_us = match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-            // A clock set before 1970 is reported as negative, not hidden.
-            Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-        };
+        // Format's one reading of the wall clock (a clock set before 1970 is negative).
+        let start_utc_us = custody_format::time::now_us();
         WallClock { start_utc_us, start }
     }
 

@@ -14,6 +14,11 @@ use std::time::Duration;
 use common::{enroll_token, events, ok, recording_id, serve, Env};
 use custody_format::ids::{PublicKey, RecordingId};
 
+fn now_us() -> i64 {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(d.as_micros()).unwrap()
+}
+
 fn enroll(env: &Env, data: &Path, url: &str) {
     ok(&env.run(&["enroll", url, &enroll_token(data, "observer-3")]));
 }
@@ -167,11 +172,25 @@ fn a_recording_made_while_the_server_is_down_goes_up_when_it_returns() {
     let up = of(&ev, "upload");
     assert_eq!(up[0]["waiting"].as_u64(), Some(records), "{}", up[0]);
     assert!(up[0]["last_error"].is_string());
+    // The lag is measured from the oldest waiting record's own time (the header's start)
+    // to the moment `status` runs.
+    let started = match env.open_vault().records(&first).unwrap()[0].record() {
+        custody_format::record::Record::Header(h) => h.started_at_us,
+        r => panic!("record 0 is not the header: {r:?}"),
+    };
+    let before = now_us();
     let (code, st) = status(&env);
+    let after = now_us();
     assert_eq!(code, Some(1), "waiting records make status exit 1: {st}");
     assert_eq!(st["waiting"].as_u64(), Some(records));
     assert_eq!(st["recordings"][0]["oldest_waiting_seq"], 0);
-    assert!(st["recordings"][0]["oldest_waiting_age_us"].as_i64().unwrap() >= 0);
+    let age = st["recordings"][0]["oldest_waiting_age_us"].as_i64().unwrap();
+    assert!(
+        (before - started..=after - started).contains(&age),
+        "the lag {age} µs is not the time since the header ({} to {} µs)",
+        before - started,
+        after - started
+    );
     assert_eq!(st["recordings"][0]["segments_receipted"], 0);
 
     // The server comes back at the same address; the next recording's live uploader

@@ -1,6 +1,6 @@
 //! The HTTP client side of custody's protocol (`docs/api.md`).
 //!
-//! The device's half: [`enroll`] spends a one-time token and pins the server's key and TLS
+//! The device's half: [`enroll()`] spends a one-time token and pins the server's key and TLS
 //! certificate; the [`Uploader`] sends every record the vault has made durable, signing
 //! each request, checks and keeps the server's receipts, and watches the server's custody
 //! log ([`log_check`]). What it keeps lives in the vault's files

@@ -234,7 +234,14 @@ impl Journal {
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         frame.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
         frame.extend_from_slice(payload);
-        self.file.write_all(&frame)?;
+        if let Err(e) = self.file.write_all(&frame) {
+            // Part of the frame may be in the file (a full disk): cut it back, so that the
+            // next append (the end record saying why) follows the last whole frame instead
+            // of a torn one that would hide it from every reader. No reader can have taken
+            // a part for a frame, since its CRC covers the whole payload.
+            let _ = self.file.set_len(self.position);
+            return Err(e);
+        }
         self.file.sync_data()?;
         self.position += frame.len() as u64;
         Ok(())
@@ -363,5 +370,44 @@ mod tests {
             let c = read(&path).unwrap();
             assert_eq!(c.torn.unwrap().len, tail.len() as u64);
         }
+    }
+
+    #[test]
+    fn a_frame_cut_short_by_a_full_disk_is_cut_back_so_the_next_one_is_read() {
+        // A 64 KiB tmpfs to fill (this needs root, as cli/tests/vault.rs's full-disk test).
+        let mount = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(mount.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "this test mounts a small tmpfs to fill it, which needs root");
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _unmount = Unmount(mount.path());
+        let path = mount.path().join("journal.bin");
+        let mut j = Journal::create(&path).unwrap();
+        let big = vec![7u8; 10_000];
+        let mut saved = 0;
+        let err = loop {
+            match j.append(&big) {
+                Ok(()) => saved += 1,
+                Err(e) => break e,
+            }
+            assert!(saved < 100, "the tmpfs never filled");
+        };
+        assert_eq!(err.raw_os_error(), Some(28), "ENOSPC: {err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), j.position(), "cut back");
+        // The room the cut-short frame took is free again: a small record still fits, and
+        // every reader finds it after the whole ones.
+        j.append(b"the end record").unwrap();
+        let c = read(&path).unwrap();
+        assert!(c.torn.is_none());
+        assert_eq!(c.payloads.len(), saved + 1);
+        assert_eq!(c.payloads.last().unwrap(), b"the end record");
     }
 }

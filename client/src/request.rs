@@ -42,14 +42,12 @@ impl Signer {
 }
 
 /// The refusal a server answered with. An answer that is not a refusal body (a proxy's
-/// error page) keeps its status and an empty code.
+/// error page) keeps its status, with the code `unknown`.
 pub(crate) async fn refusal(resp: reqwest::Response) -> UploadError {
     let status = resp.status().as_u16();
     let body = resp.bytes().await.unwrap_or_default();
-    let refusal = Refusal::from_body(&body).unwrap_or_else(|| Refusal {
-        code: String::new(),
-        message: format!("HTTP {status} without a refusal body"),
-    });
+    let refusal = Refusal::from_body(&body)
+        .unwrap_or_else(|| Refusal { code: "unknown".into(), message: String::new() });
     UploadError::Refused { status, refusal }
 }
 

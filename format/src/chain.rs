@@ -397,8 +397,9 @@ fn check_records(report: &mut ChainReport, device_key: Option<&PublicKey>) {
 }
 
 fn check_totals(checks: &mut Vec<Check>, end: &EndRecord, segments: &[&SegmentRecord]) {
-    let plaintext: u64 = segments.iter().map(|s| s.plaintext_len).sum();
-    let ciphertext: u64 = segments.iter().map(|s| s.ciphertext_len).sum();
+    // Summed in u128: the stated lengths are the device's, and need not add up in a u64.
+    let plaintext: u128 = segments.iter().map(|s| u128::from(s.plaintext_len)).sum();
+    let ciphertext: u128 = segments.iter().map(|s| u128::from(s.ciphertext_len)).sum();
     let duration = media_duration(
         segments.first().map(|s| s.media_start_us),
         segments.last().map_or(0, |s| s.media_end_us),
@@ -407,10 +408,10 @@ fn check_totals(checks: &mut Vec<Check>, end: &EndRecord, segments: &[&SegmentRe
     if end.segments != segments.len() as u64 {
         wrong.push(format!("segments {} (counted {})", end.segments, segments.len()));
     }
-    if end.plaintext_bytes != plaintext {
+    if u128::from(end.plaintext_bytes) != plaintext {
         wrong.push(format!("plaintext bytes {} (counted {plaintext})", end.plaintext_bytes));
     }
-    if end.ciphertext_bytes != ciphertext {
+    if u128::from(end.ciphertext_bytes) != ciphertext {
         wrong.push(format!("ciphertext bytes {} (counted {ciphertext})", end.ciphertext_bytes));
     }
     if end.media_duration_us != duration {
@@ -456,7 +457,10 @@ fn check_times(checks: &mut Vec<Check>, header: &RecordingHeader, ordered: &[&Si
         last_wall = last_wall.max(last);
         if let Record::Segment(s) = rec.record() {
             if let Some(prev_end) = last_media_end {
-                if (s.media_start_us - prev_end).abs() > MEDIA_CONTINUITY_TOLERANCE_US {
+                // abs_diff: a difference of two i64 times need not fit in an i64.
+                if s.media_start_us.abs_diff(prev_end)
+                    > MEDIA_CONTINUITY_TOLERANCE_US.unsigned_abs()
+                {
                     media_ok = false;
                     checks.push(
                         Check::new(

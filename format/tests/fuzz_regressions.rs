@@ -63,3 +63,54 @@ fn a_name_with_two_dots_inside_is_a_safe_path() {
     let m = custody_format::bundle::Manifest::parse(&data).unwrap();
     assert_eq!(m.entries[0].path, "D99..2.");
 }
+
+/// A recording whose segments are changed by `edit` and signed again, still linked, so
+/// that only what `edit` changed is wrong.
+fn relinked(edit: impl Fn(&mut custody_format::record::SegmentRecord)) -> Vec<u8> {
+    use custody_format::record::{Record, SignedRecord};
+    let key = custody_format::testkit::key("device");
+    let mut out: Vec<SignedRecord> = Vec::new();
+    for r in custody_format::testkit::recording(1, "device", 2, true).unwrap() {
+        let mut record = r.record().clone();
+        match &mut record {
+            Record::Header(_) => {}
+            Record::Segment(s) => {
+                edit(s);
+                s.prev = out.last().unwrap().hash();
+            }
+            Record::End(e) => e.prev = out.last().unwrap().hash(),
+        }
+        out.push(SignedRecord::sign(record, &key));
+    }
+    custody_format::testkit::concat(&out)
+}
+
+fn codes(bytes: &[u8]) -> Vec<&'static str> {
+    custody_format::chain::verify_chain(bytes, None).checks.iter().map(|c| c.code).collect()
+}
+
+/// Found by the chain fuzzer: a segment whose media start is i64::MIN µs away from the
+/// previous segment's end overflowed `(start - end).abs()`; it is now a discontinuity.
+#[test]
+fn a_media_gap_beyond_i64_is_a_discontinuity_not_an_overflow() {
+    let bytes = relinked(|s| {
+        if s.seq == 2 {
+            s.media_start_us = i64::MIN;
+        }
+    });
+    let codes = codes(&bytes);
+    assert!(codes.contains(&custody_format::report::code::MEDIA_DISCONTINUITY), "{codes:?}");
+}
+
+/// Beside it: the end record's totals were summed in a u64, so two segments stating
+/// u64::MAX bytes each overflowed; the sum no longer overflows and the totals mismatch.
+#[test]
+fn segment_lengths_that_overflow_u64_are_a_totals_mismatch_not_an_overflow() {
+    let bytes = relinked(|s| {
+        s.plaintext_len = u64::MAX;
+        s.ciphertext_len = u64::MAX;
+    });
+    let codes = codes(&bytes);
+    assert!(codes.contains(&custody_format::report::code::CHAIN_END_TOTALS_MISMATCH), "{codes:?}");
+    assert!(!codes.contains(&custody_format::report::code::CHAIN_LINK_BROKEN), "{codes:?}");
+}

@@ -11,7 +11,9 @@
 //! link check, storing, the log append, the signed head and the receipt), then the
 //! consistency proof from the previous receipt's tree and the inclusion proof of the new
 //! entry that a device asks for. The in-memory stores keep fsync out of the figures, so
-//! they show what grows with the recording or the log: nothing should.
+//! they show what grows with the recording or the log: nothing should. Each window of 20
+//! segments is summarised by its median and its lower quartile; the target is judged on
+//! the quartiles, which other work on the machine's shared cores disturbs least.
 
 use std::time::{Duration, Instant};
 
@@ -57,6 +59,14 @@ fn median(v: &[u64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_unstable();
     v[v.len() / 2] as f64
+}
+
+/// The lower quartile: what a segment costs when the shared cores leave it alone (another
+/// thread on the same core slows this one's CPU time too; it never speeds it up).
+fn quartile(v: &[u64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v[v.len() / 4] as f64
 }
 
 fn mean(v: &[u64]) -> f64 {
@@ -159,7 +169,8 @@ fn per_segment_server_cost_stays_flat_as_the_recording_and_the_log_grow() {
     let late = costs.len() - window..costs.len(); // the last 20, around segment 5,000
     let total = |c: &(u64, u64)| c.0 + c.1;
     let (early_total, late_total) = (part(early.clone(), total), part(late.clone(), total));
-    let ratio = median(&late_total) / median(&early_total);
+    let ratio = quartile(&late_total) / quartile(&early_total);
+    let ratio_median = median(&late_total) / median(&early_total);
     let json = serde_json::json!({
         "log_prefill": prefill,
         "segments": segments,
@@ -177,6 +188,9 @@ fn per_segment_server_cost_stays_flat_as_the_recording_and_the_log_grow() {
         "late_proofs_us": median(&part(late.clone(), |c| c.1)) / 1e3,
         "early_total_us": median(&early_total) / 1e3,
         "late_total_us": median(&late_total) / 1e3,
+        "early_q1_us": quartile(&early_total) / 1e3,
+        "late_q1_us": quartile(&late_total) / 1e3,
+        "ratio_median": ratio_median,
         "early_mean_us": mean(&early_total) / 1e3,
         "late_mean_us": mean(&late_total) / 1e3,
         "all_mean_us": mean(&costs.iter().map(total).collect::<Vec<_>>()) / 1e3,

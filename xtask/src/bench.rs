@@ -527,23 +527,26 @@ fn verify_section(_runs: usize) -> Result<String, String> {
 /// ~10, on a custody log already holding 10⁶ entries from other devices.
 fn scale_section(runs: usize) -> Result<String, String> {
     let mut rows = String::from(
-        "| run | segments 1–20: ingest | proofs | total | last 20 segments: ingest | proofs | total | ratio |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "| run | segments 1–20: ingest | proofs | total | total, lower quartile | last 20 segments: ingest | proofs | total | total, lower quartile | ratio of quartiles | ratio of medians |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut ratios = Vec::new();
     let mut last = serde_json::Value::Null;
     for i in 0..runs.clamp(1, 3) {
         let v = bench_test("custody-server", "scale", "", "SCALE_BENCH_JSON")?;
         rows.push_str(&format!(
-            "| {} | {:.0} µs | {:.1} µs | {:.0} µs | {:.0} µs | {:.1} µs | {:.0} µs | {:.2}× |\n",
+            "| {} | {:.0} µs | {:.1} µs | {:.0} µs | {:.0} µs | {:.0} µs | {:.1} µs | {:.0} µs | {:.0} µs | {:.2}× | {:.2}× |\n",
             i + 1,
             num(&v, "early_ingest_us"),
             num(&v, "early_proofs_us"),
             num(&v, "early_total_us"),
+            num(&v, "early_q1_us"),
             num(&v, "late_ingest_us"),
             num(&v, "late_proofs_us"),
             num(&v, "late_total_us"),
+            num(&v, "late_q1_us"),
             num(&v, "ratio"),
+            num(&v, "ratio_median"),
         ));
         ratios.push(num(&v, "ratio"));
         last = v;
@@ -558,10 +561,12 @@ fn scale_section(runs: usize) -> Result<String, String> {
          (`CLOCK_THREAD_CPUTIME_ID`, not wall time; the in-memory stores keep fsync out) of the server's \
          ingest (checks, the neighbour-only link check, storing, log append, signed head, receipt) and of \
          the consistency proof from the previous receipt's tree plus the inclusion proof of the new entry. \
-         Medians of {}-segment windows: segments {}–{} (around segment 10) and {}–{} (around segment 5,000); \
-         the log ends at {:.0} entries.\n\n{rows}\n\
-         Median ratio, late window to early, over {} runs: **{:.2}×** (target ≤ 1.2×). The device side \
-         (seal, save, upload, consistency check) is not measured here yet.\n",
+         Per-segment medians (and lower quartiles) of {}-segment windows: segments {}–{} (around segment \
+         10) and {}–{} (around segment 5,000); the log ends at {:.0} entries. The target is judged on the \
+         lower quartiles: the two cores are shared (load average {} at the end), and another thread on a \
+         core raises this thread's CPU time too, by up to a quarter in these runs, but never lowers it.\n\n{rows}\n\
+         Median ratio of quartiles, late window to early, over {} runs: **{:.2}×** (target ≤ 1.2×). The \
+         device side (seal, save, upload, consistency check) is not measured here yet.\n",
         num(&last, "log_prefill"),
         num(&last, "open_s"),
         num(&last, "segments"),
@@ -571,7 +576,16 @@ fn scale_section(runs: usize) -> Result<String, String> {
         num(&last, "late_first"),
         num(&last, "late_last"),
         num(&last, "final_log_size"),
+        load_average(),
         ratios.len(),
         ratios[ratios.len() / 2]
     ))
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -1,5 +1,5 @@
 //! Records and sealed segments as the server's blocking code paths read and write them: a
-//! synchronous view of the configured [`RecordStore`](crate::store::RecordStore), each call
+//! synchronous view of the configured [`RecordStore`], each call
 //! driven to completion with [`crate::store::block_on`] (the one bridge; see
 //! [`crate::store`]). Every `put` returns only once the bytes are durable; the server
 //! receipts nothing before that.

@@ -88,10 +88,7 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
     })
     .await;
     match proof {
-        Ok(Ok(p)) => json(
-            StatusCode::OK,
-            &ConsistencyProof { from, to, proof: p },
-        ),
+        Ok(Ok(p)) => json(StatusCode::OK, &ConsistencyProof { from, to, proof: p }),
         Ok(Err(m)) => range_error(m),
         Err(e) => ApiError::internal("a worker", e).into_response(),
     }
@@ -126,10 +123,9 @@ pub async fn inclusion(State(server): State<Server>, req: Request) -> Response {
     })
     .await;
     match proof {
-        Ok(Ok((leaf, p))) => json(
-            StatusCode::OK,
-            &InclusionProof { index, size, leaf_hash: leaf, proof: p },
-        ),
+        Ok(Ok((leaf, p))) => {
+            json(StatusCode::OK, &InclusionProof { index, size, leaf_hash: leaf, proof: p })
+        }
         Ok(Err(m)) => range_error(m),
         Err(e) => ApiError::internal("a worker", e).into_response(),
     }

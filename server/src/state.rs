@@ -15,7 +15,10 @@ impl Server {
         let owner =
             self.inner.index.owner(id).map_err(|e| ApiError::internal("reading the index", e))?;
         if owner != Some(device.to_bytes()) {
-            return Err(ApiError::new(Code::NotFound, format!("no recording {id} from this device")));
+            return Err(ApiError::new(
+                Code::NotFound,
+                format!("no recording {id} from this device"),
+            ));
         }
         Ok(())
     }

@@ -133,11 +133,14 @@ pub(crate) fn root() -> PathBuf {
 
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
+    let started = std::time::Instant::now();
     let status = Command::new(program)
         .args(args)
         .current_dir(root())
         .status()
         .map_err(|e| format!("could not start {program}: {e}"))?;
+    // Each step's cost, so the README's table of what the test command spends stays true.
+    eprintln!("xtask: ({:.0} s)", started.elapsed().as_secs_f64());
     if status.success() {
         Ok(())
     } else {

@@ -110,6 +110,10 @@ impl Transcoder {
                 let (id, name) = match container {
                     Container::MpegTs => (ff::codec::Id::MPEG2VIDEO, "mpeg2video"),
                     Container::FragmentedMp4 => (ff::codec::Id::MPEG4, "mpeg4"),
+                    // The recorder refuses these before any encoder is made.
+                    Container::Webm | Container::SelfContainedMp4 | Container::Photo => {
+                        return Err(EncodeError::NoEncoder("video for this container"))
+                    }
                 };
                 let c = ff::encoder::find(id).ok_or(EncodeError::NoEncoder("video"))?;
                 (c, name, Some(format!("libx264 is not available: video encoded with {name}")))

@@ -44,6 +44,8 @@ fn copyable(container: Container, codec: &str) -> bool {
         Container::FragmentedMp4 => {
             matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "ac3" | "eac3")
         }
+        // Not containers capture writes; the recorder refuses them before it gets here.
+        Container::Webm | Container::SelfContainedMp4 | Container::Photo => false,
     }
 }
 

@@ -17,6 +17,12 @@ use crate::sink::{Deferred, Hashed, SharedSink};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MuxError {
+    /// Capture does not write this container (it is one a browser records).
+    #[error("capture cannot record into the {container:?} container")]
+    UnsupportedContainer {
+        /// The container asked for.
+        container: Container,
+    },
     /// The muxer could not be created or configured.
     #[error("cannot set up the {muxer} muxer: {source}")]
     Setup {
@@ -58,12 +64,14 @@ pub(crate) struct Muxer {
     octx: ff::format::context::Output,
     sink: SharedSink,
     container: Container,
+    name: &'static str,
     cuts: u64,
 }
 
 impl Muxer {
     pub(crate) fn new(container: Container, streams: &[OutStream]) -> Result<Self, MuxError> {
-        let muxer = crate::settings::muxer_name(container);
+        let muxer = crate::settings::muxer_name(container)
+            .ok_or(MuxError::UnsupportedContainer { container })?;
         let setup = |source| MuxError::Setup { muxer, source };
         let sink = SharedSink::default();
         let io = ff::format::context::StreamIo::from_write(sink.clone()).map_err(setup)?;
@@ -94,7 +102,7 @@ impl Muxer {
             options.set("movflags", "frag_custom+delay_moov+default_base_moof");
         }
         octx.write_header_with(options).map_err(setup)?;
-        Ok(Muxer { octx, sink, container, cuts: 0 })
+        Ok(Muxer { octx, sink, container, name: muxer, cuts: 0 })
     }
 
     /// The time base the muxer chose for output stream `index`.
@@ -104,7 +112,7 @@ impl Muxer {
 
     /// The muxer's name, for messages.
     pub(crate) fn name(&self) -> &'static str {
-        crate::settings::muxer_name(self.container)
+        self.name
     }
 
     /// Writes one packet, already in the output stream's time base.

@@ -270,6 +270,9 @@ fn record(
     clock: &WallClock,
     segments: &mut u64,
 ) -> Result<(EndReason, Option<String>), CaptureError> {
+    if crate::settings::muxer_name(settings.container).is_none() {
+        return Err(MuxError::UnsupportedContainer { container: settings.container }.into());
+    }
     let mut input = input::open(source, settings, watchdog)?;
     let mut notes = Vec::new();
     let mut lanes = lane::select(&input, settings, &mut notes)?;

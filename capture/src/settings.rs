@@ -4,11 +4,14 @@ use std::time::Duration;
 
 pub use custody_format::record::Container;
 
-/// FFmpeg's muxer for a container.
-pub(crate) fn muxer_name(container: Container) -> &'static str {
+/// FFmpeg's muxer for a container capture records into; `None` for the containers a
+/// browser records (WebM, self-contained MP4, photos), which capture reads
+/// (their segments are digested whole) but does not write.
+pub(crate) fn muxer_name(container: Container) -> Option<&'static str> {
     match container {
-        Container::MpegTs => "mpegts",
-        Container::FragmentedMp4 => "mp4",
+        Container::MpegTs => Some("mpegts"),
+        Container::FragmentedMp4 => Some("mp4"),
+        Container::Webm | Container::SelfContainedMp4 | Container::Photo => None,
     }
 }
 

@@ -58,6 +58,14 @@ pub enum Container {
     MpegTs,
     /// Fragmented MP4; segment 1 carries the initialisation segment.
     FragmentedMp4,
+    /// WebM (Matroska), as a browser's MediaRecorder writes it: every segment is a complete
+    /// WebM file (the stream's initialisation data, then whole Clusters).
+    Webm,
+    /// Fragmented MP4 in which every segment is a complete file (the initialisation
+    /// segment, then whole moof+mdat fragments), as Safari's MediaRecorder writes it.
+    SelfContainedMp4,
+    /// One still photo: a single segment whose plaintext is one JPEG file.
+    Photo,
 }
 
 /// Why a segment was cut where it was.
@@ -103,7 +111,15 @@ macro_rules! code_enum {
 }
 
 code_enum!(Origin, "origin", Origin::Live = 1, Origin::Imported = 2);
-code_enum!(Container, "container", Container::MpegTs = 1, Container::FragmentedMp4 = 2);
+code_enum!(
+    Container,
+    "container",
+    Container::MpegTs = 1,
+    Container::FragmentedMp4 = 2,
+    Container::Webm = 3,
+    Container::SelfContainedMp4 = 4,
+    Container::Photo = 5
+);
 code_enum!(
     CutReason,
     "cut",

@@ -1,0 +1,353 @@
+// Cuts MediaRecorder's output into segments that are each a complete file by themselves
+// (docs/format.md, containers 3 `webm` and 4 `self-contained-mp4`): the stream's
+// initialisation data as the recorder wrote it, then whole Clusters (WebM) or moof+mdat
+// fragments (MP4) of that stream, in order.
+//
+// Cut rules (phone-interfaces.md, issue 14): a segment ends where a Cluster/fragment begins
+// whose first video frame is a keyframe once `targetMs` have passed since the segment's
+// first frame (cut 1); at the next Cluster/fragment start anyway once `maxMs` have passed
+// (cut 2); and where the recorder's stream ends (cut 3 if the recording ends there). The
+// time a Cluster/fragment "begins" at is its first frame's, in file order. Each segment
+// carries its packet counts, video frame count and packet digest (format.md section 6),
+// computed here as its frames go by, so nothing needs demuxing twice.
+
+import { MediaError } from './bytes.js';
+import { WebmParser } from './webm.js';
+import { Mp4Parser } from './mp4.js';
+import { PacketDigester, framingFromExtradata } from './digest.js';
+
+/** @typedef {import('./webm.js').MediaEvent} MediaEvent */
+/** @typedef {import('./webm-tracks.js').Track} Track */
+
+/**
+ * A header stream item (format.md section 4.1).
+ * @typedef {{kind: number, codec: string, width: number, height: number,
+ *   frameRateNum: number, frameRateDen: number, sampleRate: number, channels: number,
+ *   timeBaseNum: number, timeBaseDen: number}} Stream
+ */
+
+/**
+ * A completed segment, ready for `Recording.addSegment`. `packetDigest` is 32 bytes.
+ * @typedef {{plaintext: Uint8Array, wallFirstUs: number, wallLastUs: number,
+ *   mediaStartUs: number, mediaEndUs: number, streamPackets: number[], videoFrames: number,
+ *   packetDigest: Uint8Array, cut: number}} Segment
+ */
+
+/**
+ * @typedef {{units: Uint8Array[], bytes: number, firstOffset: number, lastEnd: number,
+ *   firstTimeUs: number | null, latest: {timeUs: number, durationUs: number | null} | null,
+ *   videoTimes: number[], videoFrames: number, digester: PacketDigester}} Open
+ */
+
+/**
+ * The container code for a MediaRecorder mimeType: 3 for WebM, 4 for MP4.
+ * @param {string} mimeType
+ */
+export function containerOf(mimeType) {
+  const type = mimeType.split(';')[0].trim().toLowerCase();
+  if (type === 'video/webm' || type === 'audio/webm') return 3;
+  if (type === 'video/mp4' || type === 'audio/mp4') return 4;
+  throw new MediaError('segmenter.mimetype', `custody cannot record ${JSON.stringify(mimeType)}: WebM or MP4 only`);
+}
+
+/** Cuts one recording's recorder streams into self-contained segments. */
+export class Segmenter {
+  /**
+   * @param {{mimeType: string, targetMs?: number, maxMs?: number, maxSegmentBytes?: number}} options
+   */
+  constructor({ mimeType, targetMs = 2000, maxMs = 4000, maxSegmentBytes = 256 << 20 }) {
+    this.code = containerOf(mimeType);
+    this.targetUs = targetMs * 1000;
+    this.maxUs = maxMs * 1000;
+    this.maxSegmentBytes = maxSegmentBytes;
+    /** @type {Track[] | null} the first stream's tracks: the header's streams */
+    this.headerTracks = null;
+    /** @type {number | null} the open stream's offset on the recording's timeline (null: not yet known) */
+    this.offsetUs = 0;
+    /** @type {number | null} the last segment's media end: where a stream without newStream() starts */
+    this.lastEndUs = null;
+    this.resetStream();
+  }
+
+  /** @private */
+  resetStream() {
+    /** @type {WebmParser | Mp4Parser | null} */
+    this.parser = null;
+    /** @type {Track[] | null} */
+    this.tracks = null;
+    /** @type {Uint8Array | null} */
+    this.init = null;
+    this.hasVideo = false;
+    /** @type {{end: number, wallUs: number}[]} where each chunk pushed ends, and when it came */
+    this.walls = [];
+    this.received = 0;
+    /** @type {Open | null} */
+    this.seg = null;
+    /** @type {{offset: number, firstTimeUs: number | null, decided: boolean, held: MediaEvent[]} | null} */
+    this.unit = null;
+    /** @type {Segment[]} */
+    this.out = [];
+  }
+
+  /** 3 (webm) or 4 (self-contained-mp4). */
+  get container() {
+    return this.code;
+  }
+
+  /** @returns {Stream[] | null} the header's stream list once the first init is parsed */
+  get streams() {
+    if (!this.headerTracks) return null;
+    return this.headerTracks.map((t) => ({
+      kind: t.kind, codec: t.codec, width: t.width, height: t.height,
+      frameRateNum: t.frameRateNum, frameRateDen: t.frameRateDen,
+      sampleRate: t.sampleRate, channels: t.channels,
+      timeBaseNum: t.timeBaseNum, timeBaseDen: t.timeBaseDen,
+    }));
+  }
+
+  /**
+   * Takes the recorder's next chunk (a `dataavailable` event's bytes).
+   * @param {Uint8Array} chunk
+   * @param {number} wallNowUs device clock when the chunk arrived
+   * @returns {Segment[]} the segments it completed
+   */
+  push(chunk, wallNowUs) {
+    if (!this.parser) {
+      this.parser = this.code === 3 ? new WebmParser() : new Mp4Parser();
+      if (this.offsetUs === null) this.offsetUs = this.lastEndUs ?? 0;
+    }
+    if (chunk.length > 0) {
+      this.received += chunk.length;
+      this.walls.push({ end: this.received, wallUs: wallNowUs });
+    }
+    this.handle(this.parser.push(chunk));
+    return this.take();
+  }
+
+  /**
+   * The recorder stopped: emits what is left of its stream. The last segment's cut is 3
+   * (the recording ends here) unless `final` is false (the page restarts its recorder and
+   * the recording goes on; the next stream begins at a keyframe, so the cut is 1). The next
+   * `push()` starts a new stream, at the `newStream()` offset or else where this one ended.
+   * @param {number} wallNowUs
+   * @param {{final?: boolean}} [options]
+   * @returns {Segment[]}
+   */
+  endStream(wallNowUs, { final = true } = {}) {
+    if (!this.parser) return [];
+    this.handle(this.parser.end());
+    if (this.seg) this.emit(final ? 3 : 1, null, wallNowUs);
+    const out = this.take();
+    this.resetStream();
+    this.offsetUs = null;
+    return out;
+  }
+
+  /**
+   * A new MediaRecorder starts at `offsetUs` on the recording's timeline (device monotonic
+   * time since the recording began). Its tracks must be the first stream's (kind and
+   * codec, in order).
+   * @param {number} offsetUs
+   */
+  newStream(offsetUs) {
+    if (this.parser && this.received > 0) {
+      throw new MediaError('segmenter.stream.open', 'newStream() while a recorder stream is open: call endStream() first');
+    }
+    this.resetStream();
+    this.offsetUs = offsetUs;
+  }
+
+  /** @private */
+  take() {
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  /**
+   * @private
+   * @param {MediaEvent[]} events
+   */
+  handle(events) {
+    for (const e of events) {
+      if (e.type === 'init') this.onInit(e.bytes, e.tracks);
+      else if (e.type === 'start') this.unit = { offset: e.offset, firstTimeUs: null, decided: false, held: [] };
+      else if (e.type === 'frame') this.onFrame(e);
+      else this.onEnd(e.offset, e.end, e.bytes);
+    }
+  }
+
+  /**
+   * @private
+   * @param {Uint8Array} bytes
+   * @param {Track[]} tracks
+   */
+  onInit(bytes, tracks) {
+    if (this.headerTracks) {
+      const same = tracks.length === this.headerTracks.length &&
+        tracks.every((t, i) => t.kind === this.headerTracks?.[i].kind && t.codec === this.headerTracks?.[i].codec);
+      if (!same) {
+        throw new MediaError('segmenter.tracks.changed', 'the restarted recorder\'s tracks differ from the recording\'s streams');
+      }
+    } else {
+      this.headerTracks = tracks;
+    }
+    this.tracks = tracks;
+    this.init = bytes;
+    this.hasVideo = tracks.some((t) => t.kind === 1);
+  }
+
+  /**
+   * @private
+   * @param {Extract<MediaEvent, {type: 'frame'}>} f
+   */
+  onFrame(f) {
+    const u = this.unit;
+    if (!u) throw new MediaError('segmenter.internal', 'a frame outside a Cluster or fragment');
+    if (u.firstTimeUs === null) u.firstTimeUs = f.timeUs;
+    if (u.decided) {
+      this.feed(f);
+      return;
+    }
+    u.held.push(f);
+    const isVideo = this.tracks?.[f.track].kind === 1;
+    if (!this.hasVideo || isVideo) this.decide(f.key);
+  }
+
+  /**
+   * @private
+   * @param {number} offset
+   * @param {number} end
+   * @param {Uint8Array} bytes
+   */
+  onEnd(offset, end, bytes) {
+    if (this.unit && !this.unit.decided) this.decide(false);
+    this.unit = null;
+    const s = this.seg;
+    if (!s) return;
+    if (s.units.length === 0) s.firstOffset = offset;
+    s.units.push(bytes);
+    s.bytes += bytes.length;
+    s.lastEnd = end;
+    if (s.bytes > this.maxSegmentBytes) {
+      throw new MediaError('segmenter.segment.too-large', `a segment passes ${this.maxSegmentBytes} bytes without a Cluster or fragment to cut at`, offset);
+    }
+  }
+
+  /**
+   * Where the open Cluster/fragment goes, once its first video frame (or its end) shows
+   * whether it begins at a keyframe.
+   * @private
+   * @param {boolean} keyLed
+   */
+  decide(keyLed) {
+    const u = /** @type {NonNullable<typeof this.unit>} */ (this.unit);
+    u.decided = true;
+    const s = this.seg;
+    if (s && s.firstTimeUs !== null && u.firstTimeUs !== null) {
+      const elapsed = u.firstTimeUs - s.firstTimeUs;
+      if (keyLed && elapsed >= this.targetUs) this.emit(1, u.firstTimeUs, null);
+      else if (elapsed >= this.maxUs) this.emit(2, u.firstTimeUs, null);
+    }
+    if (!this.seg) this.open(u.offset);
+    for (const f of u.held) this.feed(/** @type {Extract<MediaEvent, {type: 'frame'}>} */ (f));
+    u.held = [];
+  }
+
+  /**
+   * @private
+   * @param {number} offset
+   */
+  open(offset) {
+    const tracks = this.tracks ?? [];
+    this.seg = {
+      units: [], bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, latest: null,
+      videoTimes: [], videoFrames: 0,
+      digester: new PacketDigester(tracks.map((t) => ({
+        kind: t.kind, codec: t.codec, framing: framingFromExtradata(t.codec, t.extradata),
+      }))),
+    };
+  }
+
+  /**
+   * @private
+   * @param {Extract<MediaEvent, {type: 'frame'}>} f
+   */
+  feed(f) {
+    const s = /** @type {Open} */ (this.seg);
+    s.digester.push(f.track, f.key, f.data);
+    if (s.firstTimeUs === null) s.firstTimeUs = f.timeUs;
+    if (this.tracks?.[f.track].kind === 1) {
+      s.videoFrames += 1;
+      s.videoTimes.push(f.timeUs);
+    }
+    if (!s.latest || f.timeUs >= s.latest.timeUs) s.latest = { timeUs: f.timeUs, durationUs: f.durationUs };
+  }
+
+  /**
+   * Completes the open segment.
+   * @private
+   * @param {number} cut
+   * @param {number | null} nextTimeUs the next segment's first frame time, if it is known
+   * @param {number | null} wallNowUs for a segment no chunk's bytes reached (none happens)
+   */
+  emit(cut, nextTimeUs, wallNowUs) {
+    const s = /** @type {Open} */ (this.seg);
+    this.seg = null;
+    const init = /** @type {Uint8Array} */ (this.init);
+    const plaintext = new Uint8Array(init.length + s.bytes);
+    plaintext.set(init, 0);
+    let at = init.length;
+    for (const u of s.units) {
+      plaintext.set(u, at);
+      at += u.length;
+    }
+    const offset = this.offsetUs ?? 0;
+    const start = s.firstTimeUs ?? 0;
+    let end;
+    if (nextTimeUs !== null) end = nextTimeUs;
+    else if (s.latest) end = s.latest.timeUs + (s.latest.durationUs ?? meanSpacing(s.videoTimes));
+    else end = start;
+    const wallFirstUs = this.wallAt(s.firstOffset) ?? wallNowUs ?? 0;
+    const wallLastUs = this.wallAt(Math.max(s.firstOffset, s.lastEnd - 1)) ?? wallFirstUs;
+    this.walls = this.walls.filter((w) => w.end > s.lastEnd);
+    const streamPackets = s.digester.packetCounts();
+    const segment = {
+      plaintext,
+      wallFirstUs,
+      wallLastUs,
+      mediaStartUs: Math.round(offset + start),
+      mediaEndUs: Math.round(offset + end),
+      streamPackets,
+      videoFrames: s.videoFrames,
+      packetDigest: s.digester.finish(),
+      cut,
+    };
+    this.lastEndUs = segment.mediaEndUs;
+    this.out.push(segment);
+  }
+
+  /**
+   * The wall time of the chunk that brought byte `offset` of this stream.
+   * @private
+   * @param {number} offset
+   */
+  wallAt(offset) {
+    const w = this.walls.find((c) => c.end > offset);
+    return w ? w.wallUs : null;
+  }
+}
+
+/**
+ * The mean spacing of a segment's video frame times (0 with fewer than two).
+ * @param {number[]} times
+ */
+function meanSpacing(times) {
+  if (times.length < 2) return 0;
+  let lo = Infinity, hi = -Infinity;
+  for (const t of times) {
+    lo = Math.min(lo, t);
+    hi = Math.max(hi, t);
+  }
+  return (hi - lo) / (times.length - 1);
+}

@@ -43,6 +43,8 @@ pub fn router(server: Server) -> Router {
         .route("/v1/log/head", get(crate::log_api::head))
         .route("/v1/log/consistency", get(crate::log_api::consistency))
         .route("/v1/log/inclusion", get(crate::log_api::inclusion))
+        // The capture page (`web`): `/capture/` and `/enroll`.
+        .merge(crate::web::routes(crate::web::Pages::embedded()))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
         .with_state(server)
 }

@@ -27,15 +27,17 @@ mod ingest;
 pub mod log_api;
 mod member_api;
 pub mod members;
+pub mod proxy;
 pub mod serve;
 mod server;
 mod state;
 pub mod storage;
 pub mod store;
+pub mod web;
 
 pub use enroll::{issue_token, EnrollRequest, EnrollResponse};
 pub use error::{ApiError, Code};
-pub use identity::IdentityError;
+pub use identity::{IdentityError, TlsFiles};
 pub use members::{add_member, Member, MemberError, Role};
 pub use server::{Config, Device, Limits, OpenError, Opened, Server};
 

@@ -32,10 +32,15 @@
 //! segments were cut, so an original from the phone can be matched against the recording.
 //! [`remux_to_mp4`], [`thumbnails`] and [`packet_hashes`] read a recording back from its
 //! decrypted segments, in memory, for export, reports and matching.
+//!
+//! [`browser_segment`] reads a segment a browser recorded (a complete WebM or MP4 file, or
+//! a photo) and computes what its record must state; [`remux_browser`] joins such a
+//! recording into one file.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod annexb;
+mod browser;
 mod bsf;
 mod clock;
 mod digest_worker;
@@ -52,6 +57,10 @@ mod segment;
 mod settings;
 mod sink;
 
+pub use browser::{
+    browser_segment, digest_by_counts, jpeg_size, remux_browser, remux_format, BrowserError,
+    BrowserSegment, TimedSegment,
+};
 pub use bsf::BsfError;
 pub use custody_format::digest::{MediaKind, PacketDigest};
 pub use encode::EncodeError;

@@ -1,0 +1,477 @@
+//! Segments a browser recorded (`docs/format.md` section 6.4): each a complete WebM or MP4
+//! file, or one JPEG photo. The verifier recomputes a segment record's packet counts and
+//! packet digest from the plaintext alone; export joins a recording's segments into one
+//! file on the recording's timeline.
+//!
+//! Unlike the segments capture cuts itself (section 6.3), nothing is left out: every block
+//! (Matroska SimpleBlock or BlockGroup, laced blocks split into their frames as FFmpeg's
+//! demuxer splits them) or MP4 sample of the file counts, per track, in file order.
+
+use std::io::{self, Cursor};
+use std::path::Path;
+
+use custody_format::digest::{DigestStream, Framing, MediaKind, PacketDigest, PacketDigester};
+use ffmpeg_next as ff;
+
+use crate::lane::{codec_name, extradata};
+use crate::replay::{RemuxSummary, ReplayError};
+use crate::segment::StreamParams;
+use crate::settings::Container;
+
+/// Why a browser segment could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrowserError {
+    /// The container is not one a browser records (1 and 2 are cut by capture itself and
+    /// checked by `digest_file`).
+    #[error("container {0:?} is not a browser segment container")]
+    NotBrowser(Container),
+    /// The plaintext does not open as the container its header names.
+    #[error("the segment is not a {expected} file: {message}")]
+    Format {
+        /// What it should have been (`WebM`, `MP4`, `JPEG`).
+        expected: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file has no stream at all.
+    #[error("the segment has no stream")]
+    NoStreams,
+    /// Reading the file failed part-way (a truncated or damaged file).
+    #[error("reading the segment failed: {0}")]
+    Read(String),
+}
+
+/// What one browser segment holds, as a segment record states it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrowserSegment {
+    /// Its streams, in Tracks (moov track) order, as the header describes them.
+    pub streams: Vec<StreamParams>,
+    /// Packets per stream, in the order of `streams`.
+    pub packet_counts: Vec<u64>,
+    /// Packets of the video streams.
+    pub video_frames: u64,
+    /// The packet digest (section 6.2) of all its packets.
+    pub packet_digest: PacketDigest,
+    /// Presentation time of the file's first packet (in file order), µs on the file's own
+    /// timeline; `None` for a photo or a file without packets.
+    pub first_time_us: Option<i64>,
+    /// The latest presentation time plus that packet's duration, µs on the file's own
+    /// timeline.
+    pub end_time_us: Option<i64>,
+}
+
+/// Computes what the record of a browser segment must state, from its plaintext alone:
+/// a complete WebM file (container 3), a complete fragmented MP4 file (container 4) or a
+/// JPEG (container 5).
+pub fn browser_segment(
+    container: Container,
+    plaintext: &[u8],
+) -> Result<BrowserSegment, BrowserError> {
+    match container {
+        Container::Photo => photo(plaintext),
+        Container::Webm | Container::SelfContainedMp4 => {
+            let mut file = Demuxed::open(container, plaintext.to_vec())?;
+            let mut digester = PacketDigester::new(&file.digest_streams());
+            let (mut first, mut end) = (None, None::<i64>);
+            while let Some(packet) = file.next()? {
+                let t = packet.stream();
+                let tb = file.time_bases[t];
+                if let Some(ts) = packet.pts().or(packet.dts()) {
+                    let us = crate::recorder_time(ts, tb);
+                    first.get_or_insert(us);
+                    let e = us + crate::recorder_time(packet.duration(), tb);
+                    end = Some(end.map_or(e, |x| x.max(e)));
+                }
+                digester.push(t, packet.is_key(), packet.data().unwrap_or(&[]));
+            }
+            let packet_counts = digester.packet_counts();
+            let video_frames = file
+                .streams
+                .iter()
+                .zip(&packet_counts)
+                .filter(|(s, _)| s.kind == MediaKind::Video)
+                .map(|(_, n)| n)
+                .sum();
+            Ok(BrowserSegment {
+                streams: file.streams,
+                packet_counts,
+                video_frames,
+                packet_digest: digester.finish(),
+                first_time_us: first,
+                end_time_us: end,
+            })
+        }
+        other => Err(BrowserError::NotBrowser(other)),
+    }
+}
+
+/// A photo's stream and digest: the whole JPEG one packet of an "other codec" stream, key.
+fn photo(jpeg: &[u8]) -> Result<BrowserSegment, BrowserError> {
+    let (width, height) = jpeg_size(jpeg).ok_or_else(|| BrowserError::Format {
+        expected: "JPEG",
+        message: "no JPEG start-of-image and frame header".into(),
+    })?;
+    let stream = StreamParams {
+        kind: MediaKind::Video,
+        codec: "mjpeg".into(),
+        width,
+        height,
+        frame_rate: (0, 1),
+        sample_rate: 0,
+        channels: 0,
+        time_base: (1, 1),
+        encoded: false,
+    };
+    let mut digester = PacketDigester::new(&[DigestStream {
+        kind: MediaKind::Video,
+        codec: "mjpeg".into(),
+        framing: Framing::Whole,
+    }]);
+    digester.push(0, true, jpeg);
+    Ok(BrowserSegment {
+        streams: vec![stream],
+        packet_counts: vec![1],
+        video_frames: 1,
+        packet_digest: digester.finish(),
+        first_time_us: None,
+        end_time_us: None,
+    })
+}
+
+/// Width and height from a JPEG's frame header (SOF0–SOF15 but DHT, JPG and DAC), ITU-T
+/// T.81 annex B; `None` if the bytes do not begin with SOI or no frame header comes before
+/// the scan.
+pub fn jpeg_size(jpeg: &[u8]) -> Option<(u32, u32)> {
+    if jpeg.get(..2)? != [0xff, 0xd8] {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        // Fill bytes (0xff) may precede a marker.
+        while *jpeg.get(i)? == 0xff && *jpeg.get(i + 1)? == 0xff {
+            i += 1;
+        }
+        if *jpeg.get(i)? != 0xff {
+            return None;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        match marker {
+            // Markers without a length: TEM, RSTn.
+            0x01 | 0xd0..=0xd7 => {
+                i += 2;
+                continue;
+            }
+            0xd9 | 0xda => return None,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]));
+        if matches!(marker, 0xc0..=0xcf) && !matches!(marker, 0xc4 | 0xc8 | 0xcc) {
+            let h = u16::from_be_bytes([*jpeg.get(i + 5)?, *jpeg.get(i + 6)?]);
+            let w = u16::from_be_bytes([*jpeg.get(i + 7)?, *jpeg.get(i + 8)?]);
+            return Some((u32::from(w), u32::from(h)));
+        }
+        if len < 2 {
+            return None;
+        }
+        i += 2 + len;
+    }
+}
+
+/// A browser segment opened in memory with FFmpeg's demuxer.
+struct Demuxed {
+    input: ff::format::context::Input,
+    streams: Vec<StreamParams>,
+    framings: Vec<Framing>,
+    time_bases: Vec<ff::Rational>,
+}
+
+impl Demuxed {
+    fn open(container: Container, bytes: Vec<u8>) -> Result<Demuxed, BrowserError> {
+        crate::init();
+        let (expected, hint, demuxer) = match container {
+            Container::Webm => ("WebM", "segment.webm", "matroska"),
+            Container::SelfContainedMp4 => ("MP4", "segment.mp4", "mov"),
+            other => return Err(BrowserError::NotBrowser(other)),
+        };
+        let format = |message: String| BrowserError::Format { expected, message };
+        let io = ff::format::context::StreamIo::from_read_seek(Cursor::new(bytes))
+            .map_err(|e| format(e.to_string()))?;
+        let input = ff::format::input_from_stream(io, Some(hint), None)
+            .map_err(|e| format(e.to_string()))?;
+        if !input.format().name().split(',').any(|n| n == demuxer) {
+            return Err(format(format!("FFmpeg reads it as {}", input.format().name())));
+        }
+        let mut streams = Vec::new();
+        let mut framings = Vec::new();
+        let mut time_bases = Vec::new();
+        for s in input.streams() {
+            let par = s.parameters();
+            let kind = match par.medium() {
+                ff::media::Type::Video => MediaKind::Video,
+                ff::media::Type::Audio => MediaKind::Audio,
+                _ => MediaKind::Other,
+            };
+            let codec = codec_name(par.id());
+            // SAFETY: `par` wraps the stream's parameters, alive while `input` is.
+            let (framing, width, height, sample_rate, channels) = unsafe {
+                let p = par.as_ptr();
+                (
+                    Framing::from_extradata(&codec, extradata(p)),
+                    u32::try_from((*p).width).unwrap_or(0),
+                    u32::try_from((*p).height).unwrap_or(0),
+                    u32::try_from((*p).sample_rate).unwrap_or(0),
+                    u32::try_from((*p).ch_layout.nb_channels).unwrap_or(0),
+                )
+            };
+            let rate = s.avg_frame_rate();
+            let frame_rate = if kind == MediaKind::Video && rate.denominator() > 0 {
+                (rate.numerator(), rate.denominator())
+            } else {
+                (0, 1)
+            };
+            let tb = s.time_base();
+            streams.push(StreamParams {
+                kind,
+                codec,
+                width,
+                height,
+                frame_rate,
+                sample_rate,
+                channels,
+                time_base: (tb.numerator(), tb.denominator()),
+                encoded: false,
+            });
+            framings.push(framing);
+            time_bases.push(tb);
+        }
+        if streams.is_empty() {
+            return Err(BrowserError::NoStreams);
+        }
+        Ok(Demuxed { input, streams, framings, time_bases })
+    }
+
+    fn digest_streams(&self) -> Vec<DigestStream> {
+        self.streams
+            .iter()
+            .zip(&self.framings)
+            .map(|(s, f)| DigestStream { kind: s.kind, codec: s.codec.clone(), framing: *f })
+            .collect()
+    }
+
+    /// The next packet, in file order; `None` at the end. Every read error is reported
+    /// (FFmpeg's own iterator stops silently at one).
+    fn next(&mut self) -> Result<Option<ff::Packet>, BrowserError> {
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut self.input) {
+            Ok(()) => Ok(Some(packet)),
+            Err(ff::Error::Eof) => Ok(None),
+            Err(e) => Err(BrowserError::Read(e.to_string())),
+        }
+    }
+}
+
+/// One segment for [`remux_browser`]: its plaintext and its record's `media_start_us`.
+pub struct TimedSegment {
+    /// The segment's plaintext (a complete WebM or MP4 file).
+    pub plaintext: Vec<u8>,
+    /// The record's `media_start_us`: where the segment's first block lies on the
+    /// recording's timeline.
+    pub media_start_us: i64,
+}
+
+/// The file format [`remux_browser`] writes for a recording's streams: WebM when every
+/// codec is one WebM carries (VP8, VP9, AV1, Opus, Vorbis), else MP4 when MP4 carries
+/// them all (H.264, HEVC, AAC, Opus, VP9, AV1), else Matroska. Returned as FFmpeg's muxer
+/// name and the file extension to use.
+pub fn remux_format(codecs: &[&str]) -> (&'static str, &'static str) {
+    let webm = |c: &&str| matches!(*c, "vp8" | "vp9" | "av1" | "opus" | "vorbis");
+    let mp4 = |c: &&str| matches!(*c, "h264" | "hevc" | "aac" | "opus" | "vp9" | "av1" | "mp3");
+    if codecs.iter().all(webm) {
+        ("webm", "webm")
+    } else if codecs.iter().all(mp4) {
+        ("mp4", "mp4")
+    } else {
+        ("matroska", "mkv")
+    }
+}
+
+/// Joins a browser recording's segments (containers 3 and 4) into one file at `out`,
+/// without re-encoding: every packet of every stream, in order, each segment's packets
+/// moved onto the recording's timeline so that its first block lies at its record's
+/// `media_start_us` (a recording whose page restarted its recorder has streams whose own
+/// timestamps start again at 0). `muxer` is FFmpeg's muxer name ([`remux_format`]).
+/// Decode timestamps that would not increase (overlapping device claims) are moved just
+/// past the previous ones, and counted in the summary's `repaired`.
+pub fn remux_browser(
+    container: Container,
+    segments: impl Iterator<Item = io::Result<TimedSegment>>,
+    out: &Path,
+    muxer: &str,
+    progress: &mut dyn FnMut(i64),
+) -> Result<RemuxSummary, ReplayError> {
+    let write_err =
+        |e: ff::Error| ReplayError::Write { path: out.to_path_buf(), message: e.to_string() };
+    let read_err = |e: BrowserError| ReplayError::Read(e.to_string());
+    let mut octx: Option<ff::format::context::Output> = None;
+    let mut out_tb: Vec<ff::Rational> = Vec::new();
+    let mut last_dts: Vec<Option<i64>> = Vec::new();
+    let mut packets: Vec<u64> = Vec::new();
+    let (mut first, mut last) = (None::<i64>, 0i64);
+    for (n, segment) in segments.enumerate() {
+        let segment = segment.map_err(|e| ReplayError::Read(e.to_string()))?;
+        let mut file = Demuxed::open(container, segment.plaintext).map_err(read_err)?;
+        if octx.is_none() {
+            let mut o = ff::format::output_as(out, muxer).map_err(write_err)?;
+            for s in file.input.streams() {
+                let mut ost =
+                    o.add_stream(ff::encoder::find(ff::codec::Id::None)).map_err(write_err)?;
+                ost.set_parameters(s.parameters());
+                // SAFETY: `ost` is a live stream of `o`, whose parameters were just set; the
+                // input container's codec tag means nothing in the output.
+                unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
+                ost.set_time_base(s.time_base());
+            }
+            let mut options = ff::Dictionary::new();
+            if muxer == "mp4" {
+                options.set("movflags", "+faststart");
+            }
+            o.write_header_with(options).map_err(write_err)?;
+            out_tb = (0..file.streams.len())
+                .map(|i| o.stream(i).map_or(ff::Rational::new(1, 1000), |s| s.time_base()))
+                .collect();
+            last_dts = vec![None; file.streams.len()];
+            packets = vec![0; file.streams.len()];
+            octx = Some(o);
+        }
+        let Some(o) = octx.as_mut() else { break };
+        if file.streams.len() != out_tb.len() {
+            return Err(ReplayError::Read(format!(
+                "segment {} has {} streams, the recording {}",
+                n + 1,
+                file.streams.len(),
+                out_tb.len()
+            )));
+        }
+        // The shift that puts this file's first packet at the record's media_start_us.
+        let mut shift_us: Option<i64> = None;
+        while let Some(mut packet) = file.next().map_err(read_err)? {
+            let t = packet.stream();
+            let tb = file.time_bases[t];
+            let us = |v: i64| crate::recorder_time(v, tb);
+            let Some(ts) = packet.pts().or(packet.dts()) else { continue };
+            let shift = *shift_us.get_or_insert(segment.media_start_us - us(ts));
+            let to_out = |v: i64| {
+                let d = out_tb[t].denominator().max(1);
+                let n = out_tb[t].numerator().max(1);
+                let r = i128::from(v) * i128::from(d) / (i128::from(n) * 1_000_000);
+                i64::try_from(r).unwrap_or(i64::MAX)
+            };
+            let pts = packet.pts().map(|p| to_out(us(p) + shift));
+            let mut dts = packet.dts().map(|d| to_out(us(d) + shift)).or(pts);
+            if let (Some(d), Some(prev)) = (dts, last_dts[t]) {
+                if d <= prev {
+                    dts = Some(prev + 1);
+                }
+            }
+            let pts = match (pts, dts) {
+                (Some(p), Some(d)) if p < d => Some(d),
+                (p, _) => p,
+            };
+            last_dts[t] = dts;
+            packet.set_pts(pts);
+            packet.set_dts(dts);
+            let dur = packet.duration();
+            packet.set_duration(to_out(us(dur)).max(0));
+            packet.set_stream(t);
+            packet.set_position(-1);
+            if let Some(p) = pts {
+                let start = crate::recorder_time(p, out_tb[t]);
+                let end = start + us(dur);
+                first = Some(first.map_or(start, |f| f.min(start)));
+                last = last.max(end);
+                progress(last - first.unwrap_or(last));
+            }
+            packet.write_interleaved(o).map_err(write_err)?;
+            packets[t] += 1;
+        }
+    }
+    let Some(mut o) = octx else { return Err(ReplayError::NoMedia) };
+    o.write_trailer().map_err(write_err)?;
+    Ok(RemuxSummary { packets, duration_us: first.map_or(0, |f| last - f) })
+}
+
+/// The packet digest of each segment of a file written by [`remux_browser`], cut by the
+/// segments' packet counts: stream *i*'s first `counts[0][i]` packets are segment 1's, the
+/// next `counts[1][i]` segment 2's, and so on (packets beyond the last segment are left
+/// out; `digest_file` cuts by time instead, which browser segments do not follow). Every
+/// stream of the file is read, in its own order.
+pub fn digest_by_counts(
+    path: &Path,
+    counts: &[Vec<u64>],
+) -> Result<Vec<crate::FileSegmentDigest>, ReplayError> {
+    crate::init();
+    let mut input = ff::format::input(path).map_err(|e| ReplayError::Open(e.to_string()))?;
+    let mut streams = Vec::new();
+    for s in input.streams() {
+        let par = s.parameters();
+        let kind = match par.medium() {
+            ff::media::Type::Video => MediaKind::Video,
+            ff::media::Type::Audio => MediaKind::Audio,
+            _ => MediaKind::Other,
+        };
+        let codec = codec_name(par.id());
+        // SAFETY: `par` wraps the stream's parameters, alive while `input` is.
+        let framing = Framing::from_extradata(&codec, unsafe { extradata(par.as_ptr()) });
+        streams.push(DigestStream { kind, codec, framing });
+    }
+    let mut digesters: Vec<PacketDigester> =
+        counts.iter().map(|_| PacketDigester::new(&streams)).collect();
+    // Per stream: the segment its next packet goes to, and how many that one has taken.
+    let mut at = vec![(0usize, 0u64); streams.len()];
+    loop {
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(ReplayError::Read(e.to_string())),
+        }
+        let t = packet.stream();
+        let Some((seg, taken)) = at.get_mut(t) else { continue };
+        while *seg < counts.len() && *taken >= counts[*seg].get(t).copied().unwrap_or(0) {
+            *seg += 1;
+            *taken = 0;
+        }
+        if let Some(d) = digesters.get_mut(*seg) {
+            d.push(t, packet.is_key(), packet.data().unwrap_or(&[]));
+            *taken += 1;
+        }
+    }
+    Ok(digesters
+        .into_iter()
+        .map(|d| {
+            let packet_counts = d.packet_counts();
+            crate::FileSegmentDigest { packet_digest: d.finish(), packet_counts }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_size_reads_the_frame_header_after_other_segments() {
+        // SOI, APP0 (length 4), SOF0 for 1920x1080, then SOS.
+        let jpeg = [
+            0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0xaa, 0xbb, 0xff, 0xc0, 0x00, 0x11, 0x08, 0x04,
+            0x38, 0x07, 0x80, 0x03, 0xff, 0xda,
+        ];
+        assert_eq!(jpeg_size(&jpeg), Some((1920, 1080)));
+        assert_eq!(jpeg_size(&jpeg[2..]), None);
+        assert_eq!(jpeg_size(&jpeg[..10]), None);
+        // A huffman table (C4) is not a frame header.
+        let dht = [0xff, 0xd8, 0xff, 0xc4, 0x00, 0x02, 0xff, 0xda];
+        assert_eq!(jpeg_size(&dht), None);
+    }
+}

@@ -128,6 +128,7 @@ export class Mp4Parser {
     } else if (size === 0) {
       throw new MediaError('mp4.size.unbounded', `box ${JSON.stringify(type)} runs to the end of the file, which a stream cannot have`, this.pos);
     }
+    if (this.pos === 0 && type !== 'ftyp') throw new MediaError('mp4.not-mp4', 'the stream does not begin with an ftyp box', 0);
     if (!/^[\x20-\x7e]{4}$/.test(type)) throw new MediaError('mp4.box.invalid', 'not an MP4 box', this.pos);
     if (size < headerLen) throw new MediaError('mp4.size.invalid', `box ${type} is smaller than its header`, this.pos);
     return { type, size, dataStart: this.pos + headerLen };
@@ -142,7 +143,6 @@ export class Mp4Parser {
   box(h, out) {
     const at = this.pos;
     const end = at + h.size;
-    if (at === 0 && h.type !== 'ftyp') throw new MediaError('mp4.not-mp4', 'the stream does not begin with an ftyp box', 0);
     if (h.type === 'moov' || h.type === 'moof' || h.type === 'ftyp') {
       if (h.size > MAX_HEAD) throw new MediaError('mp4.size.absurd', `box ${h.type} claims ${h.size} bytes`, at);
       if (this.win.end < end) return false;
@@ -155,8 +155,18 @@ export class Mp4Parser {
       } else if (h.type === 'moof') {
         if (!this.tracks) throw new MediaError('mp4.moof.early', 'a moof before the moov', at);
         if (this.fragment) throw new MediaError('mp4.mdat.missing', 'a moof follows a moof without an mdat', at);
-        this.fragment = { start: at, samples: parseMoof(body, h.dataStart, at, this.tracks) };
-        out.push({ type: 'start', offset: at });
+        const samples = parseMoof(body, h.dataStart, at, this.tracks);
+        this.fragment = { start: at, samples };
+        // The moof already says when the fragment begins and whether at a sync sample: the
+        // segmenter can cut here without waiting for the mdat.
+        const tracks = this.tracks;
+        const first = samples.reduce((a, b) => (b.offset < a.offset ? b : a), samples[0]);
+        const video = samples.filter((x) => tracks[x.track].kind === 1).sort((a, b) => a.offset - b.offset)[0];
+        const hasVideo = tracks.some((t) => t.kind === 1);
+        const lead = first
+          ? { timeUs: (video ?? first).timeUs, firstTimeUs: first.timeUs, key: video ? video.key : !hasVideo }
+          : null;
+        out.push({ type: 'start', offset: at, lead });
       }
       return true;
     }

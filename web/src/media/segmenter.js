@@ -4,10 +4,13 @@
 // fragments (MP4) of that stream, in order.
 //
 // Cut rules (phone-interfaces.md, issue 14): a segment ends where a Cluster/fragment begins
-// whose first video frame is a keyframe once `targetMs` have passed since the segment's
-// first frame (cut 1); at the next Cluster/fragment start anyway once `maxMs` have passed
-// (cut 2); and where the recorder's stream ends (cut 3 if the recording ends there). The
-// time a Cluster/fragment "begins" at is its first frame's, in file order. Each segment
+// whose first video frame is a keyframe once `targetMs` have passed (cut 1); at the next
+// Cluster/fragment start anyway once `maxMs` have passed (cut 2); and where the recorder's
+// stream ends (cut 3 if the recording ends there). Time passed is measured from the
+// segment's first video frame to the Cluster/fragment's first video frame (first frames of
+// any track, in file order, for a recording without video; a Cluster without video frames
+// counts from its first frame). `mediaStartUs` is the stream offset plus the time of the
+// segment's first frame in file order, `mediaEndUs` the next segment's. Each segment
 // carries its packet counts, video frame count and packet digest (format.md section 6),
 // computed here as its frames go by, so nothing needs demuxing twice.
 
@@ -35,7 +38,7 @@ import { PacketDigester, framingFromExtradata } from './digest.js';
 
 /**
  * @typedef {{units: Uint8Array[], bytes: number, firstOffset: number, lastEnd: number,
- *   firstTimeUs: number | null, latest: {timeUs: number, durationUs: number | null} | null,
+ *   firstTimeUs: number | null, refTimeUs: number | null, latest: {timeUs: number, durationUs: number | null} | null,
  *   videoTimes: number[], videoFrames: number, digester: PacketDigester}} Open
  */
 
@@ -171,7 +174,13 @@ export class Segmenter {
   handle(events) {
     for (const e of events) {
       if (e.type === 'init') this.onInit(e.bytes, e.tracks);
-      else if (e.type === 'start') this.unit = { offset: e.offset, firstTimeUs: null, decided: false, held: [] };
+      else if (e.type === 'start') {
+        this.unit = { offset: e.offset, firstTimeUs: null, decided: false, held: [] };
+        if (e.lead) {
+          this.unit.firstTimeUs = e.lead.firstTimeUs;
+          this.decide(e.lead.key, e.lead.timeUs);
+        }
+      }
       else if (e.type === 'frame') this.onFrame(e);
       else this.onEnd(e.offset, e.end, e.bytes);
     }
@@ -211,7 +220,7 @@ export class Segmenter {
     }
     u.held.push(f);
     const isVideo = this.tracks?.[f.track].kind === 1;
-    if (!this.hasVideo || isVideo) this.decide(f.key);
+    if (!this.hasVideo || isVideo) this.decide(f.key, f.timeUs);
   }
 
   /**
@@ -221,7 +230,7 @@ export class Segmenter {
    * @param {Uint8Array} bytes
    */
   onEnd(offset, end, bytes) {
-    if (this.unit && !this.unit.decided) this.decide(false);
+    if (this.unit && !this.unit.decided) this.decide(false, this.unit.firstTimeUs);
     this.unit = null;
     const s = this.seg;
     if (!s) return;
@@ -236,16 +245,20 @@ export class Segmenter {
 
   /**
    * Where the open Cluster/fragment goes, once its first video frame (or its end) shows
-   * whether it begins at a keyframe.
+   * whether it begins at a keyframe. Time is measured from the segment's first video
+   * frame to this one's (first frames of any track without video), so that audio
+   * interleaved a little ahead of a keyframe does not move the cut.
    * @private
    * @param {boolean} keyLed
+   * @param {number | null} timeUs the time of the frame that decides (null: none)
    */
-  decide(keyLed) {
+  decide(keyLed, timeUs) {
     const u = /** @type {NonNullable<typeof this.unit>} */ (this.unit);
     u.decided = true;
     const s = this.seg;
-    if (s && s.firstTimeUs !== null && u.firstTimeUs !== null) {
-      const elapsed = u.firstTimeUs - s.firstTimeUs;
+    const since = s ? (s.refTimeUs ?? s.firstTimeUs) : null;
+    if (s && since !== null && timeUs !== null) {
+      const elapsed = timeUs - since;
       if (keyLed && elapsed >= this.targetUs) this.emit(1, u.firstTimeUs, null);
       else if (elapsed >= this.maxUs) this.emit(2, u.firstTimeUs, null);
     }
@@ -261,7 +274,7 @@ export class Segmenter {
   open(offset) {
     const tracks = this.tracks ?? [];
     this.seg = {
-      units: [], bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, latest: null,
+      units: [], bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, refTimeUs: null, latest: null,
       videoTimes: [], videoFrames: 0,
       digester: new PacketDigester(tracks.map((t) => ({
         kind: t.kind, codec: t.codec, framing: framingFromExtradata(t.codec, t.extradata),
@@ -277,7 +290,9 @@ export class Segmenter {
     const s = /** @type {Open} */ (this.seg);
     s.digester.push(f.track, f.key, f.data);
     if (s.firstTimeUs === null) s.firstTimeUs = f.timeUs;
-    if (this.tracks?.[f.track].kind === 1) {
+    const isVideo = this.tracks?.[f.track].kind === 1;
+    if (s.refTimeUs === null && (isVideo || !this.hasVideo)) s.refTimeUs = f.timeUs;
+    if (isVideo) {
       s.videoFrames += 1;
       s.videoTimes.push(f.timeUs);
     }

@@ -63,7 +63,7 @@ export function fromUtf8(b) {
 
 /**
  * @param {...Uint8Array} parts
- * @returns {Uint8Array}
+ * @returns {Uint8Array<ArrayBuffer>}
  */
 export function concat(...parts) {
   let n = 0;

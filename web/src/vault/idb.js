@@ -22,7 +22,9 @@ function done(req) {
   });
 }
 
-/** @implements {import('./store.js').Store} */
+/** @typedef {import('./store.js').Store} Store */
+
+/** @implements {Store} */
 export class IndexedDbStore {
   /** @param {IDBDatabase} db */
   constructor(db) {

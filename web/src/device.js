@@ -1,0 +1,418 @@
+// The device façade the capture page (web/src/app/) codes against, as
+// /work/briefs/phone-interfaces.md fixes it: enrollment, recordings sealed and saved
+// segment by segment, the background uploader and one status object. Everything below it
+// is format/ (the records, signatures and proofs), protocol/ (the HTTP API) and vault/
+// (storage, sealing, outbox, uploader, log check).
+//
+// What the phone keeps (IndexedDB "custody"): its Ed25519 key as a non-extractable
+// CryptoKey, the enrollment (server key, certificate, signed case recipients), every signed
+// record with its receipt, the log head it holds, and sealed segments until their receipt
+// is stored. DEFAULT: a segment's ciphertext is deleted once its receipt is stored, so a
+// seized phone holds nothing playable and little space is used; records, receipts and the
+// log head stay. No plaintext is written anywhere.
+
+import { equal, toHex } from './format/bytes.js';
+import { ChainBuilder } from './format/chain.js';
+import { generateKeyPair, publicKeyBytes } from './format/ed25519.js';
+import { fingerprint, fingerprintBits, keyToText, randomRecordingId } from './format/ids.js';
+import { signedRecordBytes } from './format/record.js';
+import { signedBytes } from './format/signed.js';
+import { BodyError, checkEnrollAnswer, enrollRequest, parseServerInfo } from './protocol/body.js';
+import { Api, NetworkError } from './protocol/client.js';
+import { Refusal } from './protocol/code.js';
+import { EnrollLink } from './protocol/link.js';
+import { LogCheck } from './vault/logcheck.js';
+import { Outbox } from './vault/outbox.js';
+import { SealError, seal } from './vault/sealer.js';
+import { isQuotaError } from './vault/store.js';
+import { Uploader } from './vault/uploader.js';
+
+/** An error for the page: a stable `code` (for the words shown) and a message. */
+export class DeviceError extends Error {
+  /**
+   * @param {string} code e.g. 'link.invalid', 'server.fingerprint.mismatch', 'recipients.forged',
+   *   'cert.invalid', 'network', 'quota', 'not.enrolled', 'recipients.none', or a protocol refusal code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message);
+    this.name = 'DeviceError';
+    this.code = code;
+  }
+}
+
+/**
+ * @param {unknown} e
+ * @returns {DeviceError}
+ */
+function asDeviceError(e) {
+  if (e instanceof DeviceError) return e;
+  if (e instanceof NetworkError) return new DeviceError('network', e.message);
+  if (e instanceof Refusal) return new DeviceError(e.codeText, e.message);
+  if (isQuotaError(e)) return new DeviceError('quota', 'the phone\'s storage is full: nothing more can be saved; what was sealed is kept');
+  if (e instanceof SealError) return new DeviceError(e.code, e.message);
+  return new DeviceError('internal', e instanceof Error ? e.message : String(e));
+}
+
+/** µs since the epoch now, as a Number. */
+const wallNowUs = () => Date.now() * 1000;
+
+/**
+ * @typedef {object} DeviceOptions
+ * @property {import('./vault/store.js').Store} [store] default: IndexedDB "custody"
+ * @property {typeof fetch} [fetch] for node tests
+ * @property {boolean} [useXhr]
+ * @property {Partial<import('./protocol/client.js').Limits>} [limits]
+ * @property {Partial<import('./vault/uploader.js').UploaderOptions>} [uploader]
+ * @property {boolean} [keepCiphertext] keep sealed segments after their receipt (default false)
+ */
+
+export class Device extends EventTarget {
+  /**
+   * @param {Outbox} outbox
+   * @param {DeviceOptions} options
+   */
+  constructor(outbox, options) {
+    super();
+    this.outbox = outbox;
+    this.options = options;
+    /** @type {Uploader | null} */
+    this.uploader = null;
+    /** @type {{code: string, message: string} | null} */
+    this.lastError = null;
+    this.quota = { usage: 0, quota: 0, persisted: false };
+    this.wantUpload = false;
+    this.onlineHint = () => this.uploader?.nudge();
+  }
+
+  /**
+   * Opens the device's storage (IndexedDB "custody", or `options.store`).
+   * @param {DeviceOptions} [options]
+   * @returns {Promise<Device>}
+   */
+  static async open(options = {}) {
+    let store = options.store;
+    if (!store) {
+      const { IndexedDbStore } = await import('./vault/idb.js');
+      store = await IndexedDbStore.open();
+    }
+    const d = new Device(await Outbox.open(store, { keepCiphertext: options.keepCiphertext }), options);
+    d.wire();
+    void d.refreshQuota();
+    return d;
+  }
+
+  changed() {
+    this.dispatchEvent(new Event('change'));
+  }
+
+  /** Makes the API client and the uploader for the enrollment held, if any. */
+  wire() {
+    const e = this.outbox.enrollment;
+    if (!e) return;
+    const api = new Api({ base: e.origin, fetch: this.options.fetch, useXhr: this.options.useXhr, limits: this.options.limits });
+    api.signer = { privateKey: e.privateKey, deviceKey: e.deviceKey, serverKey: e.serverKey };
+    const running = this.uploader?.running;
+    void this.uploader?.stop();
+    this.uploader = new Uploader({
+      outbox: this.outbox, api, logCheck: new LogCheck(this.outbox, api, e.serverKey), options: this.options.uploader,
+      onChange: () => {
+        void this.refreshQuota();
+        this.changed();
+      },
+    });
+    if (running || this.wantUpload) this.uploader.start();
+  }
+
+  /** @returns {{origin: string, serverKey: string, serverFingerprint: string, deviceKey: string, certificate: string, recipients: string[], label: string, enrolledAtUs: number} | null} */
+  get enrollment() {
+    const e = this.outbox.enrollment;
+    if (!e) return null;
+    return {
+      origin: e.origin, serverKey: keyToText(e.serverKey), serverFingerprint: e.serverFingerprint,
+      deviceKey: keyToText(e.deviceKey), certificate: toHex(e.certificate), recipients: [...e.recipients],
+      label: e.label, enrolledAtUs: e.enrolledAtUs,
+    };
+  }
+
+  /**
+   * Enrolls with a link `https://host/enroll#token=<64hex>&fp=<fingerprint>`: checks the
+   * server key's fingerprint before sending the token (GET /v1/server) and again in the
+   * answer, that the certificate is the server's for this device, and that the case
+   * recipients are signed by that key. The device key is made once per phone, as a
+   * non-extractable WebCrypto key, and kept in IndexedDB.
+   * @param {string} link
+   * @param {{onStep?: (step: string) => void}} [options]
+   */
+  async enroll(link, { onStep } = {}) {
+    const step = onStep ?? (() => {});
+    let parsed;
+    try {
+      step('link');
+      parsed = EnrollLink.parse(link);
+    } catch (e) {
+      throw new DeviceError('link.invalid', e instanceof Error ? e.message : String(e));
+    }
+    if (typeof location !== 'undefined' && location.origin && new URL(parsed.server).origin !== location.origin) {
+      throw new DeviceError('link.other-origin', `this page enrolls only with its own server (${location.origin}), not ${parsed.server}`);
+    }
+    const api = new Api({ base: parsed.server, fetch: this.options.fetch, useXhr: this.options.useXhr, limits: this.options.limits });
+    try {
+      step('server');
+      const info = parseServerInfo(await api.serverInfo());
+      await this.checkFingerprint(parsed, info.serverKey);
+      step('key');
+      const keys = await this.deviceKey();
+      step('enroll');
+      const answer = await api.enroll(await enrollRequest(keys.privateKey, keys.publicKey, parsed.token));
+      step('check');
+      let checked;
+      try {
+        checked = await checkEnrollAnswer(answer, keys.publicKey);
+      } catch (e) {
+        if (e instanceof BodyError && e.field === 'case_recipients') throw new DeviceError('recipients.forged', e.message);
+        if (e instanceof BodyError) throw new DeviceError('cert.invalid', e.message);
+        throw e;
+      }
+      await this.checkFingerprint(parsed, checked.serverKey);
+      step('save');
+      await this.outbox.saveEnrollment({
+        origin: parsed.server, serverKey: checked.serverKey, serverFingerprint: await fingerprint(checked.serverKey),
+        deviceKey: keys.publicKey, privateKey: keys.privateKey, certificate: signedBytes(checked.certificate),
+        caseRecipients: signedBytes(checked.caseRecipients), recipients: [...checked.caseRecipients.value.recipients],
+        tlsSha256: checked.tlsSha256, label: checked.label, enrolledAtUs: wallNowUs(),
+      });
+    } catch (e) {
+      throw asDeviceError(e);
+    }
+    this.wire();
+    this.changed();
+    return this.enrollment;
+  }
+
+  /**
+   * @param {EnrollLink} link
+   * @param {Uint8Array} serverKey
+   */
+  async checkFingerprint(link, serverKey) {
+    if (!equal(await fingerprintBits(serverKey), link.fingerprint)) {
+      throw new DeviceError('server.fingerprint.mismatch',
+        `the server's key has the fingerprint ${await fingerprint(serverKey)}, not ${link.fingerprintText} as the link says: refused`);
+    }
+  }
+
+  /** The phone's key pair, made on first use. @returns {Promise<{privateKey: CryptoKey, publicKey: Uint8Array}>} */
+  async deviceKey() {
+    const held = /** @type {{privateKey: CryptoKey, publicKey: Uint8Array} | undefined} */ (await this.outbox.store.get('meta', 'device-key'));
+    if (held) return held;
+    const pair = await generateKeyPair();
+    const k = { privateKey: pair.privateKey, publicKey: await publicKeyBytes(pair.publicKey) };
+    await this.outbox.store.write([{ op: 'put', store: 'meta', key: 'device-key', value: k }]);
+    return k;
+  }
+
+  /**
+   * Starts a recording: the header is signed and durably saved before this resolves.
+   * @param {object} p
+   * @param {number} p.container 3 webm, 4 self-contained-mp4, 5 photo
+   * @param {import('./format/record.js').StreamInfo[]} p.streams
+   * @param {string} p.input
+   * @param {string} p.software
+   * @param {number} p.targetSegmentMs
+   * @param {number} p.maxSegmentMs
+   * @param {'live' | 'imported'} [p.origin]
+   * @returns {Promise<Recording>}
+   */
+  async beginRecording({ container, streams, input, software, targetSegmentMs, maxSegmentMs, origin = 'live' }) {
+    const e = this.outbox.enrollment;
+    if (!e) throw new DeviceError('not.enrolled', 'this phone is not enrolled with a legal team\'s server yet');
+    if (!e.recipients.length) throw new DeviceError('recipients.none', 'the server names no recipient to seal to');
+    const clock = new Clock();
+    const header = {
+      type: /** @type {'header'} */ ('header'), recordingId: randomRecordingId(), deviceKey: e.deviceKey, startedAtUs: clock.nowUs(),
+      origin: origin === 'imported' ? 2 : 1, input, importedFile: null, container, targetSegmentMs, maxSegmentMs,
+      streams: streams.map((s) => ({ ...s })), recipients: [...e.recipients], software,
+    };
+    try {
+      const { builder, signed } = await ChainBuilder.start(header, e.privateKey);
+      const id = toHex(header.recordingId);
+      await this.outbox.addHeader(id, signedRecordBytes(signed), Number(header.startedAtUs));
+      this.saved();
+      return new Recording(this, id, builder, header, clock);
+    } catch (err) {
+      throw this.fail(err);
+    }
+  }
+
+  /** A record was saved: clear a storage error, wake the uploader, tell the page. */
+  saved() {
+    if (this.lastError?.code === 'quota' || this.lastError?.code === 'store') this.lastError = null;
+    this.uploader?.nudge();
+    void this.refreshQuota();
+    this.changed();
+  }
+
+  /** @param {unknown} err @returns {DeviceError} */
+  fail(err) {
+    const d = asDeviceError(err);
+    this.lastError = { code: d.code, message: d.message };
+    this.changed();
+    return d;
+  }
+
+  async refreshQuota() {
+    try {
+      if (typeof navigator === 'undefined' || !navigator.storage?.estimate) return;
+      const est = await navigator.storage.estimate();
+      const persisted = navigator.storage.persisted ? await navigator.storage.persisted() : false;
+      this.quota = { usage: est.usage ?? 0, quota: est.quota ?? 0, persisted };
+    } catch {
+      // Not available (some private modes): keep the last figures.
+    }
+  }
+
+  /**
+   * Asks the browser to keep this origin's storage under pressure; it may refuse.
+   * @returns {Promise<boolean>}
+   */
+  async requestPersistence() {
+    const ok = typeof navigator !== 'undefined' && navigator.storage?.persist ? await navigator.storage.persist() : false;
+    await this.refreshQuota();
+    this.changed();
+    return ok;
+  }
+
+  status() {
+    const s = this.outbox.summary();
+    const u = this.uploader?.status();
+    return {
+      recordings: s.recordings,
+      outbox: s.outbox,
+      online: u?.online === true,
+      lastError: this.lastError ?? u?.lastError ?? null,
+      inconsistent: u?.inconsistent ?? (this.outbox.inconsistency ? String(this.outbox.inconsistency.message) : null),
+      quota: { ...this.quota },
+    };
+  }
+
+  /** Starts the background upload loop (oldest first; `online` events only make it look now). */
+  startUploading() {
+    this.wantUpload = true;
+    if (typeof addEventListener === 'function') addEventListener('online', this.onlineHint);
+    this.uploader?.start();
+    this.changed();
+  }
+
+  async stopUploading() {
+    this.wantUpload = false;
+    if (typeof removeEventListener === 'function') removeEventListener('online', this.onlineHint);
+    await this.uploader?.stop();
+    this.changed();
+  }
+}
+
+/** The device clock of one recording: the wall clock at its start plus monotonic time since. */
+class Clock {
+  constructor() {
+    this.startUs = wallNowUs();
+    this.startMono = performance.now();
+  }
+
+  nowUs() {
+    return this.startUs + Math.round((performance.now() - this.startMono) * 1000);
+  }
+}
+
+/** One recording in progress: segments are sealed, signed and saved one at a time, in order. */
+export class Recording {
+  /**
+   * @param {Device} device
+   * @param {string} id
+   * @param {ChainBuilder} builder
+   * @param {import('./format/record.js').RecordingHeader} header
+   * @param {Clock} clock
+   */
+  constructor(device, id, builder, header, clock) {
+    this.device = device;
+    /** The recording id, 32 hex digits. */
+    this.id = id;
+    this.builder = builder;
+    this.header = header;
+    this.clock = clock;
+    this.lastWallUs = Number(header.startedAtUs);
+    this.ended = false;
+    /** @type {Promise<unknown>} */
+    this.queue = Promise.resolve();
+  }
+
+  /**
+   * @template T
+   * @param {() => Promise<T>} f
+   * @returns {Promise<T>}
+   */
+  serial(f) {
+    const run = this.queue.then(f);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Seals a segment (typage, to every case recipient), signs its record and saves both in
+   * one transaction; resolves once durable. The plaintext is not kept or written anywhere.
+   * @param {{plaintext: Uint8Array, wallFirstUs: number, wallLastUs: number, mediaStartUs: number, mediaEndUs: number,
+   *   streamPackets: number[], videoFrames: number, packetDigest: Uint8Array, cut: number}} s
+   * @returns {Promise<{seq: number}>}
+   */
+  addSegment(s) {
+    return this.serial(async () => {
+      if (this.ended) throw new DeviceError('recording.ended', 'the recording has ended');
+      if (s.streamPackets.length !== this.header.streams.length) {
+        throw new DeviceError('segment.streams', `the segment counts ${s.streamPackets.length} streams; the recording has ${this.header.streams.length}`);
+      }
+      if (!(s.packetDigest instanceof Uint8Array) || s.packetDigest.length !== 32) throw new DeviceError('segment.digest', 'the packet digest must be 32 bytes');
+      const snap = this.builder.snapshot();
+      try {
+        const sealed = await seal(s.plaintext, this.header.recipients);
+        const signed = await this.builder.segment({
+          wallFirstUs: s.wallFirstUs, wallLastUs: s.wallLastUs, mediaStartUs: s.mediaStartUs, mediaEndUs: s.mediaEndUs,
+          streamPackets: s.streamPackets, videoFrames: s.videoFrames, plaintextLen: sealed.plaintextLen,
+          plaintextSha256: sealed.plaintextSha256, ciphertextLen: sealed.ciphertextLen, ciphertextSha256: sealed.ciphertextSha256,
+          packetDigest: s.packetDigest, cut: s.cut,
+        });
+        const seq = Number(this.builder.nextSeq - 1n);
+        await this.device.outbox.addSegment(this.id, seq, signedRecordBytes(signed), sealed.ciphertext, s.mediaStartUs, s.mediaEndUs);
+        this.lastWallUs = Math.max(this.lastWallUs, s.wallLastUs);
+        this.device.saved();
+        return { seq };
+      } catch (err) {
+        // Nothing of this segment was saved: the chain goes on from the last saved record.
+        this.builder.restore(snap);
+        throw this.device.fail(err);
+      }
+    });
+  }
+
+  /**
+   * Signs and saves the end record (reason 1 stopped, 2 input ended, 3 error).
+   * @param {{reason: number, message?: string}} p
+   * @returns {Promise<{seq: number}>}
+   */
+  end({ reason, message }) {
+    return this.serial(async () => {
+      if (this.ended) throw new DeviceError('recording.ended', 'the recording has ended');
+      const snap = this.builder.snapshot();
+      try {
+        const endedAtUs = Math.max(this.clock.nowUs(), this.lastWallUs);
+        const signed = await this.builder.end(endedAtUs, reason, message ?? null);
+        const seq = Number(this.builder.nextSeq - 1n);
+        await this.device.outbox.addEnd(this.id, seq, signedRecordBytes(signed));
+        this.ended = true;
+        this.device.saved();
+        return { seq };
+      } catch (err) {
+        this.builder.restore(snap);
+        throw this.device.fail(err);
+      }
+    });
+  }
+}

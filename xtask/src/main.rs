@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -119,6 +120,16 @@ const REQUIREMENTS: &[Requirement] = &[
         present: || Path::new("/usr/bin/time").exists(),
     },
     Requirement {
+        package: "nodejs",
+        why: "the capture page: its tests, lint and build (cargo xtask web)",
+        present: || on_path("node"),
+    },
+    Requirement {
+        package: "npm",
+        why: "the capture page's npm packages, installed from web/package-lock.json",
+        present: || on_path("npm"),
+    },
+    Requirement {
         package: "age",
         why: "tests: decrypting sealed segments with a stock age tool",
         present: || on_path("age"),
@@ -180,6 +191,9 @@ pub(crate) fn install_missing() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     install_missing()?;
+    // First, so that web/dist exists when the server (which embeds it) and the browser
+    // tests are built.
+    web::web()?;
     run("cargo", &["fmt", "--all", "--check"])?;
     // The vault (keys, sealing, signing, the store) builds on its own and links no FFmpeg:
     // only capture, and the recorder that joins it to the vault, may name the media stack.
@@ -215,9 +229,12 @@ commands:
           20 s live from a synthetic camera while uploading, fetch, verify, report, export,
           and a recording killed mid-way that verifies as cut off (about a minute);
           --seconds N records N seconds instead of 20
-  test    install missing system packages (apt), then run cargo fmt --check, clippy with
-          warnings denied, the fuzz-target build, cargo doc, every test in the workspace,
-          and the demo with a 6-second recording
+  web     the capture page: npm ci (only when web/node_modules is missing or differs from
+          web/package-lock.json), eslint, tsc --checkJs, its node tests, and the build
+          into web/dist (which the server embeds)
+  test    install missing system packages (apt), then run cargo xtask web, cargo fmt
+          --check, clippy with warnings denied, the fuzz-target build, cargo doc, every
+          test in the workspace, and the demo with a 6-second recording
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
           sections: capture, import, server, upload, verify (default: all; a section not
@@ -234,6 +251,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some("web") => web::web(),
         Some("demo") => demo::Options::parse(&args[1..]).and_then(|o| demo::demo(&o)),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");

@@ -1,0 +1,96 @@
+//! `cargo xtask web`: the capture page's checks and build.
+//!
+//! Installs the page's npm packages from its lockfile (`npm ci`, only when they are
+//! missing or the lockfile changed), lints (`eslint`, `tsc --checkJs`), runs its node
+//! tests, and builds it into `web/dist`, which the server embeds (`server/build.rs`).
+//! `cargo xtask test` runs this before the cargo steps so that the server and the browser
+//! tests are built with the page.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn web_dir() -> PathBuf {
+    crate::root().join("web")
+}
+
+/// Runs `program args` in web/, saying so and what it took, as `crate::run` does.
+fn run_in_web(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: (web/) $ {program} {}", args.join(" "));
+    let started = std::time::Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(web_dir())
+        .status()
+        .map_err(|e| format!("could not start {program}: {e}"))?;
+    eprintln!("xtask: ({:.0} s)", started.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` in web/ failed ({status})", args.join(" ")))
+    }
+}
+
+/// Why `npm ci` must run, or `None` when node_modules already holds what the lockfile
+/// pins. npm keeps a copy of what it installed in `node_modules/.package-lock.json`; every
+/// package the lockfile requires (optional ones, such as esbuild's binaries for other
+/// platforms, may be absent) must be there at the version the lockfile names.
+fn install_needed(web: &Path) -> Result<Option<String>, String> {
+    let read = |p: &Path| -> Result<serde_json::Value, String> {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let lock = read(&web.join("package-lock.json"))?;
+    let installed_path = web.join("node_modules/.package-lock.json");
+    if !installed_path.exists() {
+        return Ok(Some("web/node_modules is missing".into()));
+    }
+    let Ok(installed) = read(&installed_path) else {
+        return Ok(Some("web/node_modules/.package-lock.json is unreadable".into()));
+    };
+    let empty = serde_json::Map::new();
+    let wanted = lock["packages"].as_object().unwrap_or(&empty);
+    let have = installed["packages"].as_object().unwrap_or(&empty);
+    for (path, want) in wanted {
+        if path.is_empty() {
+            continue; // the page itself
+        }
+        let optional = want["optional"].as_bool().unwrap_or(false);
+        match have.get(path) {
+            None if optional => {}
+            None => return Ok(Some(format!("{path} is not installed"))),
+            Some(got) if got["version"] != want["version"] => {
+                return Ok(Some(format!(
+                    "the lockfile changed: {path} {} is installed, the lockfile says {}",
+                    got["version"], want["version"]
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = have.keys().find(|k| !wanted.contains_key(*k)) {
+        return Ok(Some(format!("the lockfile changed: {extra} is no longer in it")));
+    }
+    Ok(None)
+}
+
+/// `cargo xtask web`.
+pub(crate) fn web() -> Result<(), String> {
+    if !crate::on_path("node") || !crate::on_path("npm") {
+        crate::install_missing()?;
+    }
+    let dir = web_dir();
+    match install_needed(&dir)? {
+        Some(why) => {
+            // What it installs: the packages web/package-lock.json pins, nothing else
+            // (age-encryption for sealing; esbuild, eslint, typescript and globals to build
+            // and check the page), with their integrity hashes checked by npm.
+            eprintln!("xtask: installing the capture page's npm packages from web/package-lock.json ({why})");
+            run_in_web("npm", &["ci", "--no-audit", "--no-fund"])?;
+        }
+        None => eprintln!("xtask: web/node_modules matches web/package-lock.json"),
+    }
+    run_in_web("npx", &["--no-install", "eslint", "."])?;
+    run_in_web("npx", &["--no-install", "tsc", "-p", "jsconfig.json"])?;
+    run_in_web("node", &["--test", "test/"])?;
+    run_in_web("node", &["build.mjs"])
+}

@@ -460,6 +460,8 @@ pub enum AdminCommand {
     /// Issue a one-time, expiring enrollment token for a device.
     ///
     /// Example: custody admin enroll-token --data /srv/custody --label observer-7
+    ///
+    /// Example (a phone): custody admin enroll-token --data /srv/custody --label phone-3 --link https://legal.example --qr
     EnrollToken(EnrollTokenArgs),
 
     /// Manage the legal team's members (who may list and retrieve evidence).
@@ -541,6 +543,11 @@ pub struct EnrollTokenArgs {
     /// reach it): the token and the server key's fingerprint in one text for the device.
     #[arg(long, value_name = "URL")]
     pub link: Option<String>,
+
+    /// Also print the enrollment link as a QR code, for a phone's camera (needs --link).
+    /// The link is printed under it.
+    #[arg(long, requires = "link", conflicts_with = "json")]
+    pub qr: bool,
 
     /// Print as JSON.
     #[arg(long)]

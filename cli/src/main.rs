@@ -13,6 +13,7 @@ mod keygen;
 mod lawyer;
 mod live_upload;
 mod media;
+mod qr;
 mod record;
 mod recordings;
 mod serve;

@@ -64,6 +64,15 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
                     v["link"] = serde_json::json!(l.to_string());
                 }
                 print(&format!("{v}\n"));
+            } else if let (Some(l), true) = (&link, a.qr) {
+                use std::io::IsTerminal;
+                let code = crate::qr::render(&l.to_string(), std::io::stdout().is_terminal())
+                    .map_err(CliError::cannot)?;
+                print(&format!(
+                    "Enrollment link for \"{}\" (single use, valid {} h; shown only now).\n\
+                     On the phone: open the camera and point it at this code.\n\n{code}\n{l}\n",
+                    a.label, a.ttl_hours
+                ));
             } else if let Some(l) = &link {
                 print(&format!(
                     "Enrollment link for \"{}\" (single use, valid {} h; shown only now):\n{l}\n\

@@ -21,6 +21,7 @@ import { BodyError, checkEnrollAnswer, enrollRequest, parseServerInfo } from './
 import { Api, NetworkError } from './protocol/client.js';
 import { Refusal } from './protocol/code.js';
 import { EnrollLink } from './protocol/link.js';
+import { IndexedDbStore } from './vault/idb.js';
 import { LogCheck } from './vault/logcheck.js';
 import { Outbox } from './vault/outbox.js';
 import { SealError, seal } from './vault/sealer.js';
@@ -91,11 +92,7 @@ export class Device extends EventTarget {
    * @returns {Promise<Device>}
    */
   static async open(options = {}) {
-    let store = options.store;
-    if (!store) {
-      const { IndexedDbStore } = await import('./vault/idb.js');
-      store = await IndexedDbStore.open();
-    }
+    const store = options.store ?? (await IndexedDbStore.open());
     const d = new Device(await Outbox.open(store, { keepCiphertext: options.keepCiphertext }), options);
     d.wire();
     void d.refreshQuota();

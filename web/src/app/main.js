@@ -295,11 +295,24 @@ async function boot() {
   document.addEventListener('visibilitychange', () => (document.visibilityState === 'hidden' ? onHidden() : onVisible()));
   window.addEventListener('pagehide', onHidden);
   document.addEventListener('freeze', onHidden);
+  // Back from frozen while still visible (Page Lifecycle): say what happened.
+  document.addEventListener('resume', onVisible);
   if ('serviceWorker' in navigator) {
     // The app shell, so the page opens offline; it never touches /v1/.
     navigator.serviceWorker.register('/capture/sw.js', { scope: '/capture/' }).catch(() => {});
   }
   app.link = takeLinkFromAddress();
+  // A link opened (or pasted into the address bar) while the page is open changes only
+  // the fragment: no reload, so read it here too.
+  window.addEventListener('hashchange', () => {
+    const link = takeLinkFromAddress();
+    if (!link) return;
+    app.link = app.device?.enrollment ? null : link;
+    if (app.device && !app.device.enrollment) {
+      setStatus('');
+      showEnroll();
+    } else history.replaceState(null, '', '/capture/');
+  });
   try {
     app.device = await Device.open();
   } catch (e) {

@@ -3,7 +3,7 @@
 // Segment and Clusters) and the way FFmpeg itself does (known sizes, SeekHead, Cues).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { tempDir, encoders, encode, checkSegments } from './media-util.js';
+import { tempDir, encoders, encode, checkSegments, decodeErrors } from './media-util.js';
 
 const dir = tempDir();
 const have = encoders();
@@ -38,8 +38,10 @@ test('sparse keyframes: a segment is cut at a Cluster start once maxMs pass (cut
     video: ['-c:v', 'libvpx', '-g', '300', '-b:v', '200k', '-deadline', 'realtime', '-cpu-used', '8'],
     audio: opus, format: 'webm', extra: ['-live', '1', '-cluster_time_limit', '1000'],
   });
-  const { segments } = checkSegments(assert, data, { mimeType: 'video/webm', ext: 'webm', dir, name: 'sparse', frameRate: 30, maxMs: 4000 });
+  const { segments, views } = checkSegments(assert, data, { mimeType: 'video/webm', ext: 'webm', dir, name: 'sparse', frameRate: 30, maxMs: 4000 });
   assert.equal(segments[0].cut, 2);
+  assert.ok(!views[1].video[0].key, 'the segment after a forced cut begins between keyframes');
+  assert.notEqual(decodeErrors(views[1].file), '', 'so it does not decode alone (the decode check can fail)');
   const first = segments[0];
   assert.ok(first.mediaEndUs - first.mediaStartUs < 5_100_000, 'cut at the first Cluster start after 4 s');
 });

@@ -1,0 +1,27 @@
+// Real MediaRecorder output from Debian's Chromium (fake camera at 20 fps and fake
+// microphone, `start(1000)`, `videoKeyFrameIntervalDuration: 2000`): the chunks exactly as
+// `dataavailable` delivered them, cut into segments that must pass every check the
+// FFmpeg-made files pass. Skipped where Chromium is not installed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tempDir, checkSegments } from './media-util.js';
+import { recordInChromium, haveChromium } from './media-chromium.js';
+
+const dir = tempDir();
+
+for (const mimeType of ['video/webm;codecs=vp8,opus', 'video/webm;codecs=vp9,opus', 'video/mp4']) {
+  test(`Chromium's MediaRecorder, ${mimeType}: segments of about 2 s from keyframes, nothing lost at a boundary`, { skip: !haveChromium && 'no Chromium here' }, async () => {
+    const { mimeType: used, chunks } = await recordInChromium({ mimeType, seconds: 7 });
+    const data = new Uint8Array(Buffer.concat(chunks));
+    const name = used.replace(/[^a-z0-9]+/gi, '-');
+    const { segments, segmenter } = checkSegments(assert, data, {
+      mimeType: used, ext: used.includes('mp4') ? 'mp4' : 'webm', dir, name, frameRate: 20, parts: chunks,
+    });
+    assert.ok(segments.length >= 3, `${used}: ${segments.length} segments of 7 s`);
+    for (const g of segments.slice(0, -1)) {
+      assert.equal(g.cut, 1, `${used}: keyframes every ~2 s give cut 1`);
+      assert.ok(g.mediaEndUs - g.mediaStartUs < 3_000_000, `${used}: about 2 s (${g.mediaEndUs - g.mediaStartUs} us)`);
+    }
+    assert.deepEqual(segmenter.streams?.map((s) => s.kind).sort(), [1, 2]);
+  });
+}

@@ -145,6 +145,8 @@ export class Capture extends EventTarget {
     /** @type {any} the first error that stopped the recording */
     this.error = null;
     this.restarting = false;
+    /** @type {Promise<void> | null} the stop in progress */
+    this.stopping = null;
     this.stats = newStats();
     this.stats.mimeType = this.mimeType;
   }
@@ -301,8 +303,18 @@ export class Capture extends EventTarget {
    * Stops: flushes the recorder, seals what there is, writes the end record.
    * @param {{reason?: number, message?: string}} [how] reason 1 stopped, 2 input ended, 3 error
    */
-  async stop(how = {}) {
+  stop(how = {}) {
+    if (this.stopping) return this.stopping;
     if (this.state !== 'recording') return this.queue;
+    this.stopping = this.finish(how);
+    return this.stopping;
+  }
+
+  /**
+   * @private
+   * @param {{reason?: number, message?: string}} how
+   */
+  async finish(how) {
     this.state = 'stopping';
     this.changed();
     const rec = this.recorder;
@@ -311,9 +323,16 @@ export class Capture extends EventTarget {
     const at = this.monoMs();
     await this.enqueue(async () => {
       if (!this.error) {
-        const rest = this.segmenter.endStream(wall, { final: true });
-        await this.begin();
-        for (const seg of rest) await this.seal(seg, at);
+        try {
+          const rest = this.segmenter.endStream(wall, { final: true });
+          await this.begin();
+          for (const seg of rest) await this.seal(seg, at);
+        } catch (e) {
+          // The last segments could not be sealed (a full quota): the end record still
+          // says why the recording ends here.
+          this.error = e;
+          this.changed();
+        }
       }
       if (this.recording) {
         const reason = this.error ? 3 : (how.reason ?? 1);

@@ -361,8 +361,6 @@ export class WebmParser {
   block(id, body, at, out) {
     let data = body;
     let key = null;
-    /** @type {number | null} */
-    let duration = null;
     if (id === ID.BlockGroup) {
       let p = 0;
       /** @type {Uint8Array | null} */
@@ -379,7 +377,6 @@ export class WebmParser {
         const c = body.subarray(s, s + csize.value);
         if (cid.value === ID.Block) block = c;
         else if (cid.value === ID.ReferenceBlock) referenced = true;
-        else if (cid.value === ID.BlockDuration) duration = readUint(c);
         p = s + csize.value;
       }
       if (!block) throw new MediaError('webm.blockgroup.invalid', 'a BlockGroup without a Block', at);
@@ -399,7 +396,9 @@ export class WebmParser {
     const t = this.tracks?.[track];
     const scale = this.timecodeScale / 1000;
     const timeUs = Math.round((this.cluster.time + rel) * scale);
-    const durationUs = duration !== null ? Math.round(duration * scale) : (t?.defaultDurationUs ?? null);
+    // One frame's duration is the track's DefaultDuration (a BlockDuration is not used:
+    // format.md section 6.4 defines a segment's end by the track's).
+    const durationUs = t?.defaultDurationUs ?? null;
     for (const frame of laces(data, tn.len + 3, (flags >> 1) & 3, at)) {
       out.push({ type: 'frame', track, timeUs, durationUs, key, data: frame });
     }

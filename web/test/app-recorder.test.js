@@ -62,7 +62,7 @@ function recorderClass(files, chunk = 4000) {
     }
 
     deliver(n) {
-      const e = new Event('dataavailable');
+      const e = /** @type {Event & {data?: Blob}} */ (new Event('dataavailable'));
       e.data = new Blob([this.bytes.subarray(this.at, this.at + n)]);
       this.at = Math.min(this.bytes.length, this.at + n);
       this.dispatchEvent(e);

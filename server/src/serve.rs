@@ -2,17 +2,23 @@
 //!
 //! axum's own `serve` does not do TLS, so connections are accepted here, put through the
 //! rustls handshake (bounded by the header timeout, so a silent client cannot hold a
-//! task), and handed to hyper's HTTP/1.1 server with a header-read timeout.
+//! task), and handed to hyper's HTTP/1.1 server with a header-read timeout. Each request
+//! carries the client's address ([`Peer`]) for the per-address limits: the connection's,
+//! or behind a configured trusted proxy the one the proxy names ([`crate::proxy`]).
 
 use std::net::SocketAddr;
-
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use crate::members::Peer;
 use crate::server::Server;
 
 /// Plain HTTP is served only on a loopback address: elsewhere it is refused, never
@@ -40,6 +46,7 @@ pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::I
         Some(tokio_rustls::TlsAcceptor::from(server.tls_config()?))
     };
     let header_timeout = server.config().limits.header_timeout;
+    let proxies = Arc::new(server.config().trusted_proxies.clone());
     let router = crate::http::router(server);
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -52,8 +59,19 @@ pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::I
             }
         };
         let _ = stream.set_nodelay(true);
-        // The peer address, for the limit on failed member logins.
-        let router = router.clone().layer(axum::Extension(crate::members::Peer(peer)));
+        // The client's address, for the per-address limits: the peer's, or behind a
+        // trusted proxy the one it forwarded for, per request (crate::proxy).
+        let router = if proxies.blocks.is_empty() {
+            router.clone().layer(axum::Extension(Peer(peer)))
+        } else {
+            let proxies = proxies.clone();
+            router.clone().layer(axum::middleware::from_fn(move |mut req: Request, next: Next| {
+                let client = proxies.client(peer.ip(), req.headers());
+                let port = if client == peer.ip() { peer.port() } else { 0 };
+                req.extensions_mut().insert(Peer(SocketAddr::new(client, port)));
+                next.run(req)
+            }))
+        };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {

@@ -64,6 +64,11 @@ pub struct Config {
     /// Where records, the log, the index, tokens, members and nonces are kept (the data
     /// directory by default).
     pub backend: Backend,
+    /// A certificate chain and key to serve instead of the self-signed certificate
+    /// (`custody serve --tls-cert --tls-key`).
+    pub tls: Option<crate::identity::TlsFiles>,
+    /// The reverse proxies whose word about a client's address is taken (none by default).
+    pub trusted_proxies: crate::proxy::TrustedProxies,
 }
 
 impl Config {
@@ -75,6 +80,8 @@ impl Config {
             limits: Limits::default(),
             insecure_http: false,
             backend: Backend::Fs,
+            tls: None,
+            trusted_proxies: crate::proxy::TrustedProxies::default(),
         }
     }
 }
@@ -148,6 +155,8 @@ pub struct Opened {
     pub identity_created: bool,
     /// Whether the index was rebuilt, and why.
     pub index_rebuilt: Option<String>,
+    /// What is wrong with the TLS certificate but does not stop the server (expired).
+    pub tls_warnings: Vec<String>,
 }
 
 /// Locks a std mutex, carrying on through poisoning: every critical section leaves the
@@ -162,7 +171,7 @@ impl Server {
     /// will not open or is behind the log.
     pub fn open(config: Config) -> Result<(Server, Opened), OpenError> {
         let dir = config.data_dir.clone();
-        let identity = Identity::load_or_create(&dir)?;
+        let identity = Identity::load(&dir, config.tls.as_ref())?;
         let (stores, index_replaced) = match &config.backend {
             Backend::Fs => crate::store::fs::open(&dir)?,
             Backend::Custom(stores) => (stores.clone(), None),
@@ -181,8 +190,11 @@ impl Server {
         }
         recipients.dedup();
 
-        let mut opened =
-            Opened { identity_created: identity.created, index_rebuilt: index_replaced };
+        let mut opened = Opened {
+            identity_created: identity.created,
+            index_rebuilt: index_replaced,
+            tls_warnings: identity.warnings.clone(),
+        };
         let index = Index::new(stores.index.clone());
         let size = index.log_size().map_err(OpenError::Index)?;
         // A new index for an empty log has nothing to rebuild.
@@ -248,9 +260,14 @@ impl Server {
         self.inner.identity.public_key
     }
 
-    /// SHA-256 of the TLS certificate, hex (what devices pin).
+    /// SHA-256 of the TLS certificate, hex (what devices compare at enrollment).
     pub fn tls_sha256(&self) -> String {
         self.inner.identity.tls_sha256()
+    }
+
+    /// The served TLS certificate's names and validity.
+    pub fn tls_certificate(&self) -> Result<crate::identity::CertificateInfo, IdentityError> {
+        self.inner.identity.certificate_info()
     }
 
     /// The configuration.

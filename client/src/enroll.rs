@@ -21,7 +21,9 @@ use crate::request::json_answer;
 use crate::tls;
 
 /// Enrolls this vault's device key with the server at `url` using a one-time `token`,
-/// saves the enrollment (pinning the server's key and TLS certificate) and makes the
+/// saves the enrollment (pinning the server's key, and its TLS certificate's key or, for a
+/// publicly trusted certificate, the certificate authorities: [`tls::first_contact_pin`])
+/// and makes the
 /// server's signed case recipients the vault's recipients. A plain `http://` URL is
 /// accepted only because the caller typed it (loopback tests); the answer must then carry
 /// no pin.
@@ -91,7 +93,7 @@ async fn enroll_with(
     {
         return Err(bad("the certificate is not the server's, for this device".into()));
     }
-    tls::check_first_contact(&url, answer.tls_sha256.as_deref(), &seen)
+    let pin = tls::first_contact_pin(&url, answer.tls_sha256.as_deref(), &seen)
         .map_err(|e| bad(e.into()))?;
     // The recipients the device encrypts to are the ones the server signed, not the plain
     // list beside them.
@@ -101,6 +103,7 @@ async fn enroll_with(
         url,
         server_key: server_key.to_string(),
         tls_sha256: answer.tls_sha256.clone(),
+        tls_pin: pin.and_then(|p| p.to_stored()),
         certificate: answer.certificate.clone(),
         label: cert.value().label.clone(),
         recipients: recipients.clone(),

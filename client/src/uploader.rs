@@ -133,10 +133,23 @@ impl Uploader {
     /// An uploader for `vault`, which must be enrolled, signing with `device_key`.
     pub fn new(vault: &Vault, device_key: SigningKey, opts: Options) -> Result<Self, UploadError> {
         let e = Enrollment::load(vault.dir())?.ok_or(UploadError::NotEnrolled)?;
-        let pin =
-            tls::stored_pin(&e.url, e.tls_sha256.as_deref()).map_err(UploadError::BadAnswer)?;
+        let pin = tls::enrollment_pin(&e.url, e.tls_pin.as_deref(), e.tls_sha256.as_deref())
+            .map_err(UploadError::BadAnswer)?;
+        // A vault enrolled before key pins keeps the key of the certificate it pinned (or
+        // the authorities, if publicly trusted) once it has met that certificate again.
+        let dir = vault.dir().to_path_buf();
+        let migrate: tls::OnNewPin = Arc::new(move |new: tls::TlsPin| {
+            if let Ok(Some(mut e)) = Enrollment::load(&dir) {
+                if e.tls_pin.is_none() {
+                    e.tls_pin = new.to_stored();
+                    // If this cannot be saved, the next uploader tries again; the
+                    // certificate pin still holds meanwhile.
+                    let _ = e.save(&dir);
+                }
+            }
+        });
         let (client, _) =
-            tls::pinned_client(pin, opts.request_timeout).map_err(UploadError::Network)?;
+            tls::client(pin, opts.request_timeout, Some(migrate)).map_err(UploadError::Network)?;
         let dir = vault.dir();
         let held = outbox::held(dir)?.filter(|h| h.server_key == e.server_key);
         let distrust =

@@ -94,9 +94,17 @@ pub struct Enrollment {
     pub url: String,
     /// The server's key, `ed25519:<hex>`: receipts must verify with it.
     pub server_key: String,
-    /// SHA-256 of the server's TLS certificate, hex; the only certificate accepted.
-    /// `None` only for a plain-HTTP loopback server enrolled with an `http://` URL.
+    /// SHA-256 of the server's TLS certificate at enrollment, hex, as the server named it.
+    /// `None` for a plain-HTTP loopback server enrolled with an `http://` URL (or a server
+    /// behind a reverse proxy). Enrollments made before `tls_pin` pinned exactly this
+    /// certificate.
     pub tls_sha256: Option<String>,
+    /// What the device accepts as the server's TLS certificate (`custody_client::tls`):
+    /// `webpki` (a certificate from an authority the device trusts, for the URL's name) or
+    /// `spki-sha256:<hex>` (the self-signed server's key). Written at enrollment, or on
+    /// the first connection of a vault enrolled before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_pin: Option<String>,
     /// Our signed device certificate, hex.
     pub certificate: String,
     /// The label the legal team gave this device.

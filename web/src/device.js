@@ -17,7 +17,7 @@ import { generateKeyPair, publicKeyBytes } from './format/ed25519.js';
 import { fingerprint, fingerprintBits, keyToText, randomRecordingId } from './format/ids.js';
 import { signedRecordBytes } from './format/record.js';
 import { signedBytes } from './format/signed.js';
-import { BodyError, checkEnrollAnswer, enrollRequest, parseServerInfo } from './protocol/body.js';
+import { BodyError, checkEnrollAnswer, checkedRecipients, enrollRequest, parseServerInfo } from './protocol/body.js';
 import { Api, NetworkError } from './protocol/client.js';
 import { Refusal } from './protocol/code.js';
 import { EnrollLink } from './protocol/link.js';
@@ -196,6 +196,31 @@ export class Device extends EventTarget {
       throw new DeviceError('server.fingerprint.mismatch',
         `the server's key has the fingerprint ${await fingerprint(serverKey)}, not ${link.fingerprintText} as the link says: refused`);
     }
+  }
+
+  /**
+   * Asks the server for its case recipients again (GET /v1/recipients) and adopts them if
+   * they are signed by the pinned server key (else 'recipients.forged', nothing changed).
+   * An empty list keeps the recipients held. Later recordings seal to the new list.
+   * @returns {Promise<string[]>} the recipients now held
+   */
+  async refreshRecipients() {
+    const e = this.outbox.enrollment;
+    if (!e) throw new DeviceError('not.enrolled', 'this phone is not enrolled with a legal team\'s server yet');
+    const api = new Api({ base: e.origin, fetch: this.options.fetch, useXhr: false, limits: this.options.limits });
+    let signed;
+    try {
+      const answer = /** @type {{case_recipients?: unknown}} */ (await api.recipients());
+      signed = await checkedRecipients(answer?.case_recipients, e.serverKey);
+    } catch (err) {
+      if (err instanceof BodyError) throw new DeviceError('recipients.forged', err.message);
+      throw asDeviceError(err);
+    }
+    if (signed.value.recipients.length) {
+      await this.outbox.saveEnrollment({ ...e, recipients: [...signed.value.recipients], caseRecipients: signedBytes(signed) });
+      this.changed();
+    }
+    return [...(this.outbox.enrollment?.recipients ?? [])];
   }
 
   /** The phone's key pair, made on first use. @returns {Promise<{privateKey: CryptoKey, publicKey: Uint8Array}>} */

@@ -94,6 +94,7 @@ test('a recording from the page reaches the real server, receipted, and the bund
     assert.deepEqual(steps, ['link', 'server', 'key', 'enroll', 'check', 'save']);
     assert.equal(e?.label, 'phone-1');
     assert.deepEqual(e?.recipients, [await identityToRecipient(identity)]);
+    assert.deepEqual(await device.refreshRecipients(), [await identityToRecipient(identity)], 'the signed recipients, fetched again');
     // The token is spent: a second enrollment with it is refused with the server's code.
     await assert.rejects(device.enroll(good), (err) => err instanceof DeviceError && err.code === 'enroll.token_used');
 

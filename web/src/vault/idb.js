@@ -12,8 +12,9 @@ export const DB_NAME = 'custody';
 const DB_VERSION = 1;
 
 /**
- * @param {IDBRequest} req
- * @returns {Promise<any>}
+ * @template T
+ * @param {IDBRequest<T>} req
+ * @returns {Promise<T>}
  */
 function done(req) {
   return new Promise((resolve, reject) => {
@@ -56,7 +57,7 @@ export class IndexedDbStore {
     const tx = this.db.transaction(store, 'readonly');
     const os = tx.objectStore(store);
     const [keys, values] = await Promise.all([done(os.getAllKeys()), done(os.getAll())]);
-    return keys.map((/** @type {string} */ key, /** @type {number} */ i) => ({ key, value: values[i] }));
+    return keys.map((key, i) => ({ key: String(key), value: /** @type {unknown} */ (values[i]) }));
   }
 
   /** @param {import('./store.js').WriteOp[]} ops */

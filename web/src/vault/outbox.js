@@ -94,8 +94,8 @@ export class Outbox {
   static async open(store, options) {
     const o = new Outbox(store, options);
     o.enrollment = /** @type {Enrollment | null} */ ((await store.get('meta', 'enrollment')) ?? null);
-    o.held = /** @type {any} */ ((await store.get('meta', 'log-head')) ?? null);
-    o.inconsistency = /** @type {any} */ ((await store.get('meta', 'log-inconsistent')) ?? null);
+    o.held = /** @type {(HeadRef & {serverKey: string}) | null} */ ((await store.get('meta', 'log-head')) ?? null);
+    o.inconsistency = /** @type {Record<string, unknown> | null} */ ((await store.get('meta', 'log-inconsistent')) ?? null);
     for (const { key, value } of await store.entries('recordings')) o.recordings.set(key, /** @type {RecordingEntry} */ (value));
     for (const { key, value } of await store.entries('records')) o.records.set(key, /** @type {RecordEntry} */ (value));
     return o;

@@ -157,7 +157,9 @@ export class Uploader {
       for (const r of due.slice(0, Math.max(0, this.opts.concurrency - this.inFlight.size))) {
         const k = `${r.id}/${r.seq}`;
         this.inFlight.add(k);
-        this.uploadOne(r).then((outcome) => this.settle(k, outcome)).finally(() => {
+        this.uploadOne(r).then((outcome) => this.settle(k, outcome), (e) => this.settle(k, {
+          kind: 'retry', code: isQuotaError(e) ? 'quota' : 'internal', message: e instanceof Error ? e.message : String(e),
+        })).finally(() => {
           this.inFlight.delete(k);
           this.nudge();
         });

@@ -143,7 +143,7 @@ export class Uploader {
           continue;
         }
       }
-      if (this.fresh && this.outbox.pending().length) {
+      if (this.fresh) {
         this.fresh = false;
         await this.startOfRun();
         if (this.reachable === false) continue;

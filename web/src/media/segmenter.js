@@ -43,12 +43,14 @@ import { PacketDigester, framingFromExtradata } from './digest.js';
  */
 
 /**
- * The container code for a MediaRecorder mimeType: 3 for WebM, 4 for MP4.
+ * The container code for a MediaRecorder mimeType: 3 for WebM (and Matroska: Chromium
+ * asked for `video/webm;codecs=h264,opus` reports `video/x-matroska;codecs=avc1,opus`),
+ * 4 for MP4.
  * @param {string} mimeType
  */
 export function containerOf(mimeType) {
   const type = mimeType.split(';')[0].trim().toLowerCase();
-  if (type === 'video/webm' || type === 'audio/webm') return 3;
+  if (/^(video|audio)\/(webm|x-matroska|matroska)$/.test(type)) return 3;
   if (type === 'video/mp4' || type === 'audio/mp4') return 4;
   throw new MediaError('segmenter.mimetype', `custody cannot record ${JSON.stringify(mimeType)}: WebM or MP4 only`);
 }

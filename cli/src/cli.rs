@@ -116,9 +116,15 @@ pub enum Command {
     /// Run the legal team's server: enrollment, authenticated ingest, receipts, custody log.
     ///
     /// On first start it makes its Ed25519 signing key and a self-signed TLS certificate
-    /// in --data and prints both fingerprints; devices pin them at enrollment.
+    /// in --data and prints both fingerprints; devices pin them at enrollment. Phones need
+    /// a certificate their browser trusts: give one with --tls-cert/--tls-key, or run
+    /// behind a reverse proxy (--trusted-proxy; see docs/deploy.md).
     ///
     /// Example: custody serve --data /srv/custody --listen 0.0.0.0:8443 --recipient age1...
+    ///
+    /// Example: custody serve --data /srv/custody --listen 0.0.0.0:443 --tls-cert /etc/letsencrypt/live/legal.example/fullchain.pem --tls-key /etc/letsencrypt/live/legal.example/privkey.pem
+    ///
+    /// Example (behind nginx): custody serve --data /srv/custody --insecure-http --listen 127.0.0.1:8080 --trusted-proxy 127.0.0.1
     Serve(ServeArgs),
 
     /// Legal-team administration of a server's data directory.
@@ -449,9 +455,30 @@ pub struct ServeArgs {
     #[arg(long, value_name = "AGE_RECIPIENT")]
     pub recipient: Vec<String>,
 
-    /// Serve plain HTTP instead of TLS. Only on a loopback address, for tests.
-    #[arg(long)]
+    /// Serve plain HTTP instead of TLS. Only on a loopback address, for tests or behind a
+    /// reverse proxy on the same machine.
+    #[arg(long, conflicts_with = "tls_cert")]
     pub insecure_http: bool,
+
+    /// Serve this certificate chain (PEM, end-entity first, as Let's Encrypt's
+    /// fullchain.pem) instead of the self-signed certificate: phones need one they trust.
+    /// Read at every start, so a renewal takes effect on restart.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A reverse proxy (IP address or CIDR block) whose X-Forwarded-For names the client's
+    /// address, for the per-address limits. Repeatable. From any other address the header
+    /// is ignored.
+    #[arg(long, value_name = "ADDR")]
+    pub trusted_proxy: Vec<custody_server::proxy::IpBlock>,
+
+    /// The header the trusted proxies name the client in.
+    #[arg(long, value_name = "HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"], requires = "trusted_proxy")]
+    pub proxy_header: String,
 }
 
 /// `custody admin` subcommands.

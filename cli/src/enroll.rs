@@ -97,10 +97,10 @@ pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
             .unwrap_or_default();
         print(&format!(
             "Enrolled as \"{}\" with {}.\nServer key fingerprint: {fp} (compare it with the legal team's)\n\
-             TLS certificate pinned: {}\nRecordings are now sealed to: {}\n",
+             TLS: {}\nRecordings are now sealed to: {}\n",
             e.label,
             e.url,
-            e.tls_sha256.as_deref().unwrap_or("none (plain HTTP)"),
+            tls_line(&e),
             if e.recipients.is_empty() {
                 "(the server names none; the vault's recipients are unchanged)".to_string()
             } else {
@@ -109,4 +109,14 @@ pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// What the enrollment trusts of the server's TLS, for people.
+fn tls_line(e: &custody_client::Enrollment) -> String {
+    match custody_client::tls::enrollment_pin(&e.url, e.tls_pin.as_deref(), e.tls_sha256.as_deref())
+    {
+        Ok(Some(pin)) => pin.describe(),
+        Ok(None) => "none (plain HTTP)".to_string(),
+        Err(why) => why,
+    }
 }

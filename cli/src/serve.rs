@@ -1,6 +1,8 @@
 //! `custody serve` and `custody admin`: the legal team's server, and its admin commands.
 
-use custody_server::{Config, Server};
+use custody_server::identity::IdentityError;
+use custody_server::proxy::{ForwardedHeader, TrustedProxies};
+use custody_server::{Config, OpenError, Server, TlsFiles};
 
 use crate::cli::{AdminCommand, ServeArgs};
 use crate::common::{print, CliError};
@@ -13,12 +15,26 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let mut config = Config::new(&args.data);
     config.insecure_http = args.insecure_http;
     config.recipients = args.recipient.clone();
-    let (server, opened) = Server::open(config).map_err(|e| CliError::cannot(e.to_string()))?;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
+    }
+    config.trusted_proxies = TrustedProxies {
+        blocks: args.trusted_proxy.clone(),
+        header: if args.proxy_header == "forwarded" {
+            ForwardedHeader::Forwarded
+        } else {
+            ForwardedHeader::XForwardedFor
+        },
+    };
+    let (server, opened) = Server::open(config).map_err(open_error)?;
     if opened.identity_created {
         eprintln!(
             "custody: created the server's signing key and TLS certificate in {}",
             args.data.display()
         );
+    }
+    for w in &opened.tls_warnings {
+        eprintln!("custody: warning: {w}");
     }
     if let Some(why) = &opened.index_rebuilt {
         eprintln!("custody: {why}; the index was rebuilt from the log and the stored records");
@@ -36,14 +52,88 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         let addr = listener.local_addr().unwrap_or(args.listen);
         let scheme = if args.insecure_http { "http" } else { "https" };
         print(&format!(
-            "Listening on {scheme}://{addr}\nServer key:  {key}\nFingerprint: {}\nTLS SHA-256: {}\n",
+            "Listening on {scheme}://{addr}\nServer key:  {key}\nFingerprint: {}\nTLS SHA-256: {}\n{}",
             key.fingerprint(),
             if args.insecure_http { "none (plain HTTP, loopback only)".to_string() } else { server.tls_sha256() },
+            if args.insecure_http { String::new() } else { certificate_lines(&server, args) },
         ));
         custody_server::serve::serve(server, listener)
             .await
             .map_err(|e| CliError::cannot(e.to_string()))
     })
+}
+
+/// A refusal to start, with what to do about the TLS files.
+fn open_error(e: OpenError) -> CliError {
+    let hint = match &e {
+        OpenError::Identity(IdentityError::KeyMismatch { .. }) => {
+            Some("give the key the certificate was issued for (Let's Encrypt: privkey.pem beside fullchain.pem)")
+        }
+        OpenError::Identity(IdentityError::Pem { .. }) => {
+            Some("--tls-cert takes the PEM chain (fullchain.pem), --tls-key its PEM private key")
+        }
+        OpenError::Identity(IdentityError::Io { .. }) => {
+            Some("check the path and that this user may read it")
+        }
+        _ => None,
+    };
+    let err = CliError::cannot(e.to_string());
+    match hint {
+        Some(h) => err.hint(h),
+        None => err,
+    }
+}
+
+/// What the served certificate covers, for the operator: the names a link may use.
+fn certificate_lines(server: &Server, args: &ServeArgs) -> String {
+    match server.tls_certificate() {
+        Ok(info) if args.tls_cert.is_none() => format!(
+            "TLS:         self-signed, for {} (CLI devices pin its key; phones need --tls-cert \
+             or a reverse proxy)\n",
+            info.names().join(", ")
+        ),
+        Ok(info) => format!(
+            "TLS:         {} for {}, valid until {}\n",
+            args.tls_cert.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            info.names().join(", "),
+            custody_format::time::utc_seconds(info.not_after_us)
+        ),
+        Err(e) => format!("TLS:         {e}\n"),
+    }
+}
+
+/// The host of an `https://host:port/...` URL, without brackets or port.
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h))
+}
+
+/// Warns when the certificate the server serves does not cover the link's host: a phone
+/// (and a device that checks it against the certificate authorities) would refuse it.
+fn warn_link_host(data: &std::path::Path, link: &str) {
+    let Ok(Some(info)) = custody_server::identity::Identity::served_certificate(data) else {
+        return;
+    };
+    let Some(host) = url_host(link) else { return };
+    if !info.covers(host) {
+        eprintln!(
+            "custody: warning: the server's TLS certificate covers {}, not {host}: a phone \
+             will refuse this link (ignore this if a reverse proxy serves {host} with its \
+             own certificate; see docs/deploy.md)",
+            info.names().join(", ")
+        );
+    } else if info.self_issued {
+        eprintln!(
+            "custody: warning: the server's TLS certificate is self-signed: a phone's browser \
+             will refuse it; serve one it trusts (custody serve --tls-cert) or use a reverse \
+             proxy (docs/deploy.md). Laptops enrolling with `custody enroll` are fine."
+        );
+    }
 }
 
 pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
@@ -58,6 +148,9 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
                 Some(url) => Some(enroll_link(&a.data, url, &token)?),
                 None => None,
             };
+            if let Some(l) = &link {
+                warn_link_host(&a.data, &l.server);
+            }
             if a.json {
                 let mut v = serde_json::json!({ "token": token, "label": a.label, "ttl_hours": a.ttl_hours });
                 if let Some(l) = &link {
@@ -135,5 +228,14 @@ mod tests {
         assert_eq!(back.token_hex(), token);
         assert!(back.names(&key));
         assert!(enroll_link(dir.path(), "ftp://h", &token).is_err());
+    }
+
+    #[test]
+    fn the_host_of_a_link() {
+        assert_eq!(url_host("https://legal.example:8443"), Some("legal.example"));
+        assert_eq!(url_host("https://legal.example/enroll#token=1"), Some("legal.example"));
+        assert_eq!(url_host("https://[::1]:8443/x"), Some("::1"));
+        assert_eq!(url_host("https://127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(url_host("legal.example"), None);
     }
 }

@@ -18,7 +18,7 @@ fn record_then_upload_gets_every_record_receipted() {
 
     let out = env.run(&["enroll", &url, &token]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("TLS certificate pinned"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("TLS: key pinned, spki-sha256:"));
 
     // The case recipient came with the enrollment: no --recipient needed. Not uploaded
     // live (cli/tests/live_upload.rs does that), so that `custody upload` has it to send.

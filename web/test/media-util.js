@@ -211,7 +211,20 @@ export function checkSegments(assert, data, o) {
   assert.ok(whole.segments.length >= 2, `${o.name}: more than one segment (${whole.segments.length})`);
   const seeds = [1, 2, 3];
   for (const seed of seeds) {
-    assert.deepEqual(segment(chunks(data, seed), opts).segments.map(record), expected, `${o.name}: chunking seed ${seed}`);
+    const parts = chunks(data, seed);
+    const got = segment(parts, opts).segments;
+    assert.deepEqual(got.map(record), expected, `${o.name}: chunking seed ${seed}`);
+    // Wall times are those of the chunks that brought the segment's first and last bytes
+    // (chunk k arrives at k ms): in order, and together they cover every chunk after the init.
+    got.forEach((g, i) => {
+      assert.ok(g.wallFirstUs <= g.wallLastUs, `${o.name}: segment ${i + 1} wall times in order`);
+      if (i > 0) assert.ok(g.wallFirstUs >= got[i - 1].wallLastUs, `${o.name}: segment ${i + 1} after ${i}`);
+    });
+    const last = got[got.length - 1].plaintext;
+    if (Buffer.from(last.subarray(-16)).equals(Buffer.from(data.subarray(-16)))) {
+      // The stream ends with its last Cluster/fragment (no trailing Cues): so does the last segment.
+      assert.equal(got[got.length - 1].wallLastUs, (parts.length - 1) * 1000, `${o.name}: the last chunk is in the last segment`);
+    }
   }
   if (o.parts) assert.deepEqual(segment(o.parts, opts).segments.map(record), expected, `${o.name}: the chunks as delivered`);
   if (o.tinyChunks) {

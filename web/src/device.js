@@ -83,6 +83,10 @@ export class Device extends EventTarget {
     this.lastError = null;
     this.quota = { usage: 0, quota: 0, persisted: false };
     this.wantUpload = false;
+    /** Another tab of the page holds the uploader's lock. */
+    this.uploadingElsewhere = false;
+    /** @type {((v: unknown) => void) | null} */
+    this.releaseLock = null;
     this.onlineHint = () => this.uploader?.nudge();
   }
 
@@ -93,7 +97,14 @@ export class Device extends EventTarget {
    */
   static async open(options = {}) {
     const store = options.store ?? (await IndexedDbStore.open());
-    const d = new Device(await Outbox.open(store, { keepCiphertext: options.keepCiphertext }), options);
+    // The page's tabs share the IndexedDB outbox and tell each other what they changed.
+    const channel = !options.store && typeof BroadcastChannel !== 'undefined' ? 'custody-outbox' : undefined;
+    const d = new Device(await Outbox.open(store, { keepCiphertext: options.keepCiphertext, channel }), options);
+    d.outbox.onRemoteChange = (keys) => {
+      if (keys.some(([s, k]) => s === 'meta' && k === 'enrollment')) d.wire();
+      d.uploader?.nudge();
+      d.changed();
+    };
     d.wire();
     void d.refreshQuota();
     return d;
@@ -118,7 +129,7 @@ export class Device extends EventTarget {
         this.changed();
       },
     });
-    if (running || this.wantUpload) this.uploader.start();
+    if (running || (this.wantUpload && !this.uploadingElsewhere)) this.uploader.start();
   }
 
   /** @returns {{origin: string, serverKey: string, serverFingerprint: string, deviceKey: string, certificate: string, recipients: string[], label: string, enrolledAtUs: number} | null} */
@@ -313,15 +324,33 @@ export class Device extends EventTarget {
       online: u?.online === true,
       lastError: this.lastError ?? u?.lastError ?? null,
       inconsistent: u?.inconsistent ?? (this.outbox.inconsistency ? String(this.outbox.inconsistency.message) : null),
+      uploadingElsewhere: this.uploadingElsewhere,
       quota: { ...this.quota },
     };
   }
 
-  /** Starts the background upload loop (oldest first; `online` events only make it look now). */
+  /**
+   * Starts the background upload loop (oldest first; `online` events only make it look
+   * now). With several tabs of the page open, one uploads at a time (a Web Lock); the
+   * others say so in `status().uploadingElsewhere` and take over when it closes.
+   */
   startUploading() {
+    if (this.wantUpload) return;
     this.wantUpload = true;
     if (typeof addEventListener === 'function') addEventListener('online', this.onlineHint);
-    this.uploader?.start();
+    const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+    if (locks && !this.options.store) {
+      this.uploadingElsewhere = true;
+      void locks.request('custody-uploader', () => new Promise((release) => {
+        this.uploadingElsewhere = false;
+        this.releaseLock = release;
+        if (this.wantUpload) this.uploader?.start();
+        else release(undefined);
+        this.changed();
+      }));
+    } else {
+      this.uploader?.start();
+    }
     this.changed();
   }
 
@@ -329,6 +358,9 @@ export class Device extends EventTarget {
     this.wantUpload = false;
     if (typeof removeEventListener === 'function') removeEventListener('online', this.onlineHint);
     await this.uploader?.stop();
+    this.releaseLock?.(undefined);
+    this.releaseLock = null;
+    this.uploadingElsewhere = false;
     this.changed();
   }
 }

@@ -54,7 +54,7 @@ test('IndexedDB keeps the non-extractable key and the sealed bytes; XMLHttpReque
   const port = /** @type {import('node:net').AddressInfo} */ (server.address()).port;
   const profile = mkdtempSync(join(tmpdir(), 'custody-core-chromium-'));
   const browser = spawn(chromium, ['--headless=new', '--no-sandbox', `--user-data-dir=${profile}`, '--no-first-run',
-    '--remote-debugging-port=0', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+    '--remote-debugging-port=0', `http://127.0.0.1:${port}/`], { stdio: 'ignore', detached: true });
   try {
     const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('no result from Chromium within 60 s')), 60000));
     const r = await Promise.race([result, timeout]);
@@ -71,11 +71,17 @@ test('IndexedDB keeps the non-extractable key and the sealed bytes; XMLHttpReque
     assert.equal(r.stall, 'stalled');
     assert.ok(r.stallMs < 5000, `abandoned after ${r.stallMs} ms`);
     assert.equal(r.refusal, 'equivocation');
+    assert.equal(r.lockA, false, 'the first tab uploads');
+    assert.equal(r.lockB, true, 'the second waits, and says so');
+    assert.equal(r.bSeesEnrollment, 'tab-a', 'what one tab saves, the other sees');
+    assert.equal(r.bTakesOver, true, 'the second uploads once the first stops');
   } finally {
+    // The browser and every process it started (its own process group).
     await new Promise((r) => {
       browser.once('exit', r);
-      browser.kill('SIGKILL');
+      process.kill(-/** @type {number} */ (browser.pid), 'SIGKILL');
     });
+    await new Promise((r) => setTimeout(r, 300));
     server.closeAllConnections();
     server.close();
     rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
@@ -91,6 +97,7 @@ import { toHex } from '../src/format/bytes.js';
 import { generateKeyPair, publicKeyBytes, sign, verify } from '../src/format/ed25519.js';
 import { Api, NetworkError } from '../src/protocol/client.js';
 import { IndexedDbStore } from '../src/vault/idb.js';
+import { Device } from '../src/device.js';
 
 const results = /** @type {Record<string, unknown>} */ ({});
 
@@ -141,6 +148,28 @@ async function main() {
   } catch (e) {
     results.refusal = /** @type {{codeText?: string}} */ (e).codeText;
   }
+
+  // Two Devices on the IndexedDB outbox, as two tabs of the page: one uploads at a time,
+  // and what one saves the other sees.
+  const a = await Device.open();
+  const b = await Device.open();
+  a.startUploading();
+  await new Promise((r) => setTimeout(r, 200));
+  b.startUploading();
+  await new Promise((r) => setTimeout(r, 200));
+  results.lockA = a.status().uploadingElsewhere;
+  results.lockB = b.status().uploadingElsewhere;
+  const seen = new Promise((r) => b.addEventListener('change', () => b.enrollment && r(undefined)));
+  const k = await generateKeyPair();
+  const kp = await publicKeyBytes(k.publicKey);
+  await a.outbox.saveEnrollment({ origin: location.origin, serverKey: kp, serverFingerprint: 'x', deviceKey: kp, privateKey: k.privateKey,
+    certificate: new Uint8Array(0), caseRecipients: new Uint8Array(0), recipients: ['age1x'], tlsSha256: null, label: 'tab-a', enrolledAtUs: 1 });
+  await Promise.race([seen, new Promise((r) => setTimeout(r, 3000))]);
+  results.bSeesEnrollment = b.enrollment?.label ?? null;
+  await a.stopUploading();
+  await new Promise((r) => setTimeout(r, 300));
+  results.bTakesOver = b.status().uploadingElsewhere === false;
+  await b.stopUploading();
 }
 
 main().catch((e) => {

@@ -69,7 +69,8 @@ const recKey = (/** @type {string} */ id, /** @type {number} */ seq) => `${id}/$
 export class Outbox {
   /**
    * @param {import('./store.js').Store} store
-   * @param {{keepCiphertext?: boolean}} [options]
+   * @param {{keepCiphertext?: boolean, channel?: string}} [options] `channel`: the
+   *   BroadcastChannel name the page's tabs share (none in node tests)
    */
   constructor(store, options = {}) {
     this.store = store;
@@ -84,12 +85,63 @@ export class Outbox {
     this.held = null;
     /** @type {Record<string, unknown> | null} */
     this.inconsistency = null;
+    /** Called after another tab's change was read in. @type {(keys: [string, string][]) => void} */
+    this.onRemoteChange = () => {};
+    /** @type {BroadcastChannel | null} */
+    this.channel = options.channel ? new BroadcastChannel(options.channel) : null;
+    if (this.channel) {
+      this.channel.onmessage = (ev) => {
+        const keys = /** @type {{keys?: [string, string][]}} */ (ev.data)?.keys;
+        if (Array.isArray(keys)) void this.reread(keys);
+      };
+    }
+  }
+
+  /** Stops listening to other tabs. */
+  close() {
+    this.channel?.close();
+    this.channel = null;
+  }
+
+  /**
+   * Writes `ops` in one durable transaction, then tells the page's other tabs which keys
+   * changed (BroadcastChannel), so that every tab's view of the outbox stays the store's.
+   * @param {import('./store.js').WriteOp[]} ops
+   */
+  async commit(ops) {
+    await this.store.write(ops);
+    const keys = ops.filter((o) => o.store !== 'ciphertext').map((o) => [o.store, o.key]);
+    if (this.channel && keys.length) this.channel.postMessage({ keys });
+  }
+
+  /**
+   * Another tab changed these keys: read them again from the store.
+   * @param {[string, string][]} keys
+   */
+  async reread(keys) {
+    for (const [store, key] of keys) {
+      const v = await this.store.get(store, key);
+      if (store === 'records') {
+        if (v === undefined) this.records.delete(key);
+        else this.records.set(key, /** @type {RecordEntry} */ (v));
+      } else if (store === 'recordings') {
+        if (v === undefined) this.recordings.delete(key);
+        else this.recordings.set(key, /** @type {RecordingEntry} */ (v));
+      } else if (store === 'meta' && key === 'enrollment') {
+        this.enrollment = /** @type {Enrollment | null} */ (v ?? null);
+      } else if (store === 'meta' && key === 'log-head') {
+        this.held = /** @type {(HeadRef & {serverKey: string}) | null} */ (v ?? null);
+      } else if (store === 'meta' && key === 'log-inconsistent') {
+        this.inconsistency = /** @type {Record<string, unknown> | null} */ (v ?? null);
+      }
+    }
+    this.onRemoteChange(keys);
   }
 
   /**
    * Opens the outbox and reads what it holds.
    * @param {import('./store.js').Store} store
-   * @param {{keepCiphertext?: boolean}} [options]
+   * @param {{keepCiphertext?: boolean, channel?: string}} [options]
    */
   static async open(store, options) {
     const o = new Outbox(store, options);
@@ -103,7 +155,7 @@ export class Outbox {
 
   /** @param {Enrollment} e */
   async saveEnrollment(e) {
-    await this.store.write([{ op: 'put', store: 'meta', key: 'enrollment', value: e }]);
+    await this.commit([{ op: 'put', store: 'meta', key: 'enrollment', value: e }]);
     this.enrollment = e;
   }
 
@@ -118,7 +170,7 @@ export class Outbox {
     /** @type {RecordingEntry} */
     const rec = { id, startedAtUs, order, endSeq: null };
     const entry = this.entry(id, 0, 'header', bytes, 0, 0, 0, false);
-    await this.store.write([
+    await this.commit([
       { op: 'put', store: 'recordings', key: id, value: rec },
       { op: 'put', store: 'records', key: recKey(id, 0), value: entry },
     ]);
@@ -137,7 +189,7 @@ export class Outbox {
    */
   async addSegment(id, seq, bytes, ciphertext, mediaStartUs, mediaEndUs) {
     const entry = this.entry(id, seq, 'segment', bytes, mediaStartUs, mediaEndUs, ciphertext.length, true);
-    await this.store.write([
+    await this.commit([
       { op: 'put', store: 'ciphertext', key: recKey(id, seq), value: ciphertext },
       { op: 'put', store: 'records', key: recKey(id, seq), value: entry },
     ]);
@@ -153,7 +205,7 @@ export class Outbox {
   async addEnd(id, seq, bytes) {
     const rec = /** @type {RecordingEntry} */ ({ ...this.recordings.get(id), endSeq: seq });
     const entry = this.entry(id, seq, 'end', bytes, 0, 0, 0, false);
-    await this.store.write([
+    await this.commit([
       { op: 'put', store: 'recordings', key: id, value: rec },
       { op: 'put', store: 'records', key: recKey(id, seq), value: entry },
     ]);
@@ -241,13 +293,13 @@ export class Outbox {
     /** @type {import('./store.js').WriteOp[]} */
     const ops = [{ op: 'put', store: 'records', key: recKey(id, seq), value: next }];
     if (drop) ops.push({ op: 'delete', store: 'ciphertext', key: recKey(id, seq) });
-    await this.store.write(ops);
+    await this.commit(ops);
     this.records.set(recKey(id, seq), next);
   }
 
   /** @param {HeadRef & {serverKey: string}} head */
   async storeHeld(head) {
-    await this.store.write([{ op: 'put', store: 'meta', key: 'log-head', value: head }]);
+    await this.commit([{ op: 'put', store: 'meta', key: 'log-head', value: head }]);
     this.held = head;
   }
 
@@ -257,7 +309,7 @@ export class Outbox {
    */
   async recordInconsistency(evidence) {
     if (this.inconsistency) return;
-    await this.store.write([{ op: 'put', store: 'meta', key: 'log-inconsistent', value: evidence }]);
+    await this.commit([{ op: 'put', store: 'meta', key: 'log-inconsistent', value: evidence }]);
     this.inconsistency = evidence;
   }
 

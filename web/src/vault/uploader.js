@@ -259,7 +259,12 @@ export class Uploader {
     let body = entry.bytes;
     if (entry.kind === 'segment') {
       const ct = await this.outbox.ciphertext(entry.id, entry.seq);
-      if (!ct) return { kind: 'refused', message: 'the sealed segment is not in the outbox' };
+      if (!ct) {
+        // Another tab of the page may have had it receipted (and its ciphertext let go).
+        await this.outbox.reread([['records', `${entry.id}/${String(entry.seq).padStart(12, '0')}`]]);
+        if (this.outbox.record(entry.id, entry.seq)?.receipt) return { kind: 'done' };
+        return { kind: 'refused', message: 'the sealed segment is not in the outbox' };
+      }
       body = concat(entry.bytes, ct);
     }
     let answer;

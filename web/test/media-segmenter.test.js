@@ -139,3 +139,19 @@ test('mutated streams give segments or a MediaError, never another exception or 
   assert.ok(refused > 0, 'some mutations are refused');
   assert.ok(Date.now() - t0 < 60_000, 'in bounded time');
 });
+
+test('a stream cut at any byte of its head is refused with a MediaError or gives whole segments', () => {
+  for (const [data, mime] of [[webmB, 'video/webm'], [mp4, 'video/mp4']]) {
+    const d = /** @type {Uint8Array} */ (data);
+    for (let n = 0; n < 3000; n += 7) {
+      const s = new Segmenter({ mimeType: /** @type {string} */ (mime) });
+      try {
+        s.push(d.subarray(0, n), 0);
+        s.endStream(0);
+      } catch (e) {
+        assert.ok(e instanceof MediaError, `${mime} cut at ${n}: ${e}`);
+        assert.match(e.code, /truncated|not-/);
+      }
+    }
+  }
+});

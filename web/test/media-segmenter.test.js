@@ -50,6 +50,13 @@ test('a restarted recorder continues the recording at its offset, each segment w
   assert.equal(s.streams?.length, 2);
 });
 
+test('a recorder stopped before its first byte ends with no segment and no error', () => {
+  const s = new Segmenter({ mimeType: 'video/webm' });
+  s.push(new Uint8Array(0), 1);
+  assert.deepEqual(s.endStream(2), []);
+  assert.ok(s.push(webmB, 3).length >= 1);
+});
+
 test('newStream while a stream is open is refused (its data would be lost)', () => {
   const s = new Segmenter({ mimeType: 'video/webm' });
   s.push(webmB.subarray(0, 1000), 1);

@@ -139,7 +139,12 @@ export class Segmenter {
    * @returns {Segment[]}
    */
   endStream(wallNowUs, { final = true } = {}) {
-    if (!this.parser) return [];
+    if (!this.parser || this.received === 0) {
+      // A recorder stopped before it gave a byte: nothing to end.
+      this.resetStream();
+      this.offsetUs = null;
+      return [];
+    }
     this.handle(this.parser.end());
     if (this.seg) this.emit(final ? 3 : 1, null, wallNowUs);
     const out = this.take();

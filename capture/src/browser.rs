@@ -178,6 +178,15 @@ pub fn jpeg_size(jpeg: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
+/// Demuxer options under which every stored sample is read: MP4 edit lists (an Opus
+/// pre-skip, an export's start offset) would otherwise make FFmpeg's MP4 demuxer hide
+/// samples that the file holds and its record counts. Other demuxers ignore the option.
+fn every_sample() -> ff::Dictionary<'static> {
+    let mut options = ff::Dictionary::new();
+    options.set("ignore_editlist", "1");
+    options
+}
+
 /// A browser segment opened in memory with FFmpeg's demuxer.
 struct Demuxed {
     input: ff::format::context::Input,
@@ -197,7 +206,7 @@ impl Demuxed {
         let format = |message: String| BrowserError::Format { expected, message };
         let io = ff::format::context::StreamIo::from_read_seek(Cursor::new(bytes))
             .map_err(|e| format(e.to_string()))?;
-        let input = ff::format::input_from_stream(io, Some(hint), None)
+        let input = ff::format::input_from_stream(io, Some(hint), Some(every_sample()))
             .map_err(|e| format(e.to_string()))?;
         if !input.format().name().split(',').any(|n| n == demuxer) {
             return Err(format(format!("FFmpeg reads it as {}", input.format().name())));
@@ -411,7 +420,8 @@ pub fn digest_by_counts(
     counts: &[Vec<u64>],
 ) -> Result<Vec<crate::FileSegmentDigest>, ReplayError> {
     crate::init();
-    let mut input = ff::format::input(path).map_err(|e| ReplayError::Open(e.to_string()))?;
+    let mut input = ff::format::input_with_dictionary(path, every_sample())
+        .map_err(|e| ReplayError::Open(e.to_string()))?;
     let mut streams = Vec::new();
     for s in input.streams() {
         let par = s.parameters();
@@ -454,6 +464,103 @@ pub fn digest_by_counts(
             crate::FileSegmentDigest { packet_digest: d.finish(), packet_counts }
         })
         .collect())
+}
+
+/// Re-encodes `remux` (a file [`remux_browser`] wrote) as an H.264/AAC MP4 at `out` for
+/// players that know only those codecs (a court's), with `label` as its title and
+/// comment metadata. The copy is not evidence: its packets are new ones, so no packet
+/// digest can tie it to the sealed segments; the remux it was made from is the proof, and
+/// the label must say so.
+pub fn viewing_copy(remux: &Path, out: &Path, label: &str) -> Result<RemuxSummary, ReplayError> {
+    use crate::encode::Transcoder;
+    crate::init();
+    let write_err =
+        |e: ff::Error| ReplayError::Write { path: out.to_path_buf(), message: e.to_string() };
+    let enc_err = |e: crate::EncodeError| ReplayError::Write {
+        path: out.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut input = ff::format::input(remux).map_err(|e| ReplayError::Open(e.to_string()))?;
+    let settings = crate::Settings::default();
+    // (input stream index, transcoder) per output stream: the best video, the best audio.
+    let mut lanes: Vec<(usize, Transcoder)> = Vec::new();
+    for (index, kind) in crate::lane::recordable_streams(&input) {
+        let Some(stream) = input.stream(index) else { continue };
+        let t =
+            Transcoder::new(&stream, kind, Container::FragmentedMp4, &settings).map_err(enc_err)?;
+        lanes.push((index, t));
+    }
+    if lanes.is_empty() {
+        return Err(ReplayError::NoMedia);
+    }
+    let mut octx = ff::format::output_as(out, "mp4").map_err(write_err)?;
+    for (_, t) in &lanes {
+        let mut ost = octx.add_stream(ff::encoder::find(ff::codec::Id::None)).map_err(write_err)?;
+        // SAFETY: `ost` is a live stream of `octx`; the transcoder's parameters outlive
+        // this call, which copies them.
+        unsafe {
+            let res =
+                ff::ffi::avcodec_parameters_copy((*ost.as_mut_ptr()).codecpar, t.parameters());
+            if res < 0 {
+                return Err(write_err(ff::Error::from(res)));
+            }
+            (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+        }
+        ost.set_time_base(t.time_base());
+    }
+    let mut meta = ff::Dictionary::new();
+    meta.set("title", label);
+    meta.set("comment", label);
+    octx.set_metadata(meta);
+    let mut options = ff::Dictionary::new();
+    options.set("movflags", "+faststart");
+    octx.write_header_with(options).map_err(write_err)?;
+    let out_tb: Vec<ff::Rational> = (0..lanes.len())
+        .map(|i| octx.stream(i).map_or(ff::Rational::new(1, 90_000), |s| s.time_base()))
+        .collect();
+    let mut packets = vec![0u64; lanes.len()];
+    let (mut first, mut last) = (None::<i64>, 0i64);
+    let mut encoded = Vec::new();
+    let mut write = |octx: &mut ff::format::context::Output,
+                     o: usize,
+                     tb: ff::Rational,
+                     encoded: &mut Vec<ff::Packet>|
+     -> Result<(), ReplayError> {
+        for mut p in encoded.drain(..) {
+            if o == 0 {
+                if let Some(pts) = p.pts() {
+                    let us = crate::recorder_time(pts, tb);
+                    first = Some(first.map_or(us, |f: i64| f.min(us)));
+                    last = last.max(us + crate::recorder_time(p.duration(), tb));
+                }
+            }
+            p.rescale_ts(tb, out_tb[o]);
+            p.set_stream(o);
+            p.set_position(-1);
+            p.write_interleaved(octx).map_err(write_err)?;
+            packets[o] += 1;
+        }
+        Ok(())
+    };
+    loop {
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut input) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(ReplayError::Read(e.to_string())),
+        }
+        let Some(o) = lanes.iter().position(|(i, _)| *i == packet.stream()) else { continue };
+        lanes[o].1.process(Some(packet), &mut encoded).map_err(enc_err)?;
+        let tb = lanes[o].1.time_base();
+        write(&mut octx, o, tb, &mut encoded)?;
+    }
+    for o in 0..lanes.len() {
+        lanes[o].1.process(None, &mut encoded).map_err(enc_err)?;
+        let tb = lanes[o].1.time_base();
+        write(&mut octx, o, tb, &mut encoded)?;
+    }
+    octx.write_trailer().map_err(write_err)?;
+    Ok(RemuxSummary { packets, duration_us: first.map_or(0, |f| last - f) })
 }
 
 #[cfg(test)]

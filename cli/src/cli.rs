@@ -110,7 +110,14 @@ pub enum Command {
     /// without re-encoding, then checks that the MP4's packets have every segment's signed
     /// packet digest, and writes FILE.report.html and FILE.report.json beside it saying so.
     ///
+    /// A recording made in a phone's browser (WebM or MP4 segments) is joined the same way
+    /// into one WebM (VP8/VP9/AV1 with Opus), MP4 or Matroska file, as FILE's extension
+    /// says; --viewing-copy also writes an H.264/AAC re-encode for players that need one,
+    /// labelled as such. A photo is written as the sealed JPEG itself.
+    ///
     /// Example: custody export --identity case.agekey --trust server.pub bundle.tar -o video.mp4
+    ///
+    /// Example: custody export --identity case.agekey --trust server.pub phone.tar -o video.webm --viewing-copy
     Export(ExportArgs),
 
     /// Run the legal team's server: enrollment, authenticated ingest, receipts, custody log.
@@ -286,9 +293,16 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FILE")]
     pub identity: PathBuf,
 
-    /// The MP4 file to write.
+    /// The file to write: an MP4; for a browser recording a .webm, .mkv or .mp4; for a
+    /// photo, the .jpg.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+
+    /// Also write FILE's stem + `.re-encoded-viewing-copy.mp4`: the recording re-encoded
+    /// to H.264/AAC for court players. It is not the evidence: its metadata and the report
+    /// say that its proof is the remux it was made from.
+    #[arg(long)]
+    pub viewing_copy: bool,
 
     /// The server key to trust: `ed25519:…`, a file holding it, or its fingerprint
     /// (XXXXX-XXXXX-XXXXX-XXXXX, as the legal team reads it out to you).

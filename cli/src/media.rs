@@ -8,7 +8,7 @@ use std::path::Path;
 
 use custody_capture::{Media, Pieces, SegmentMatch, SegmentSpan};
 use custody_format::bundle;
-use custody_format::record::{CutReason, Record, SegmentRecord, SignedRecord};
+use custody_format::record::{CutReason, Record, RecordingHeader, SegmentRecord, SignedRecord};
 use custody_format::report::{code, Check};
 use custody_verifier::html::Section;
 
@@ -49,6 +49,54 @@ pub fn segment_records(bundle_path: &Path) -> Result<Vec<SegmentRecord>, CliErro
         .collect();
     segments.sort_by_key(|s| s.seq);
     Ok(segments)
+}
+
+/// The bundle's recording header, if its records can be read.
+pub fn header(bundle_path: &Path) -> Result<Option<RecordingHeader>, CliError> {
+    let source =
+        custody_verifier::source::open(bundle_path).map_err(|e| CliError::cannot(e.to_string()))?;
+    let bytes = source
+        .read_small(bundle::RECORDS, 64 << 20)
+        .map_err(|e| CliError::cannot(format!("{}: {e}", bundle::RECORDS)))?;
+    let records = SignedRecord::parse_all(&bytes).unwrap_or_default();
+    Ok(records.iter().find_map(|r| match r.record() {
+        Record::Header(h) => Some(h.clone()),
+        _ => None,
+    }))
+}
+
+/// The plaintext of each of `segments`, decrypted in memory on a thread, one at a time,
+/// with its record's `media_start_us`: what [`custody_capture::remux_browser`] joins.
+pub fn timed_plaintext(
+    bundle_path: &Path,
+    ids: &[age::x25519::Identity],
+    segments: &[SegmentRecord],
+) -> impl Iterator<Item = io::Result<custody_capture::TimedSegment>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<custody_capture::TimedSegment>>(2);
+    let bundle_path = bundle_path.to_path_buf();
+    let ids = ids.to_vec();
+    let wanted: Vec<(u64, i64)> = segments.iter().map(|s| (s.seq, s.media_start_us)).collect();
+    std::thread::spawn(move || {
+        let source = match custody_verifier::source::open(&bundle_path) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(Err(io::Error::other(e.to_string())));
+                return;
+            }
+        };
+        for (seq, media_start_us) in wanted {
+            let piece = source
+                .read_small(&bundle::segment_path(seq), 1 << 30)
+                .and_then(|ct| custody_vault::seal::open(&ct, &ids))
+                .map(|plaintext| custody_capture::TimedSegment { plaintext, media_start_us })
+                .map_err(|e| io::Error::other(format!("segment {seq}: {e}")));
+            let failed = piece.is_err();
+            if tx.send(piece).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx.into_iter()
 }
 
 /// The recording's plaintext, segment after segment, decrypted in memory on a thread.

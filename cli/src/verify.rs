@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use custody_format::ids::{Fingerprint, PublicKey};
+use custody_format::record::Container;
 use custody_format::report::{CheckState, Verdict};
 use custody_verifier::html::HtmlExtras;
-use custody_verifier::{Opener, Options, Report, Trust};
+use custody_verifier::{MediaFacts, Opener, Options, Report, Trust};
 
 use crate::cli::VerifyArgs;
 use crate::common::{print, CliError};
@@ -16,6 +17,22 @@ struct AgeOpener(Vec<age::x25519::Identity>);
 impl Opener for AgeOpener {
     fn open(&self, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
         custody_vault::seal::open(ciphertext, &self.0).map_err(|e| e.to_string())
+    }
+
+    /// A browser's segment demuxed alone with FFmpeg (docs/format.md 6.4).
+    fn media(&self, container: Container, plaintext: &[u8]) -> Option<Result<MediaFacts, String>> {
+        Some(
+            custody_capture::browser_segment(container, plaintext)
+                .map(|b| MediaFacts {
+                    stream_packets: b.packet_counts,
+                    video_frames: b.video_frames,
+                    packet_digest: b.packet_digest.0,
+                    picture: (container == Container::Photo)
+                        .then(|| b.streams.first().map(|s| (s.width, s.height)))
+                        .flatten(),
+                })
+                .map_err(|e| e.to_string()),
+        )
     }
 }
 
@@ -62,6 +79,9 @@ pub fn text_report(r: &Report) -> String {
     out.push_str(&format!("Verdict: {headline}\n{}\n\n", r.summary));
     if let Some(id) = &r.recording_id {
         out.push_str(&format!("Recording: {id}\n"));
+    }
+    if let Some(p) = &r.photo {
+        out.push_str(&format!("{}\n", custody_verifier::html::photo_line(p)));
     }
     if let Some((fp, label)) = &r.device {
         out.push_str(&format!("Device:    {fp} (\"{label}\")\n"));

@@ -182,6 +182,12 @@ codes! {
         "A segment decrypts to bytes whose length or SHA-256 differs from its record.";
     SEGMENT_DECRYPT_FAILED = "segment.decrypt.failed", NotChecked,
         "A segment could not be decrypted with the given identity (wrong key, or damaged ciphertext).";
+    SEGMENT_MEDIA_MATCH = "segment.media.match", Ok,
+        "Every segment a browser recorded (WebM, MP4, photo), demuxed from its decrypted, hash-checked plaintext alone, has the packets per stream, video frames and packet digest its record states.";
+    SEGMENT_MEDIA_MISMATCH = "segment.media.mismatch", Failure,
+        "A browser segment's plaintext, demuxed, has other packet counts, video frames or packet digest than its signed record states, or is not a file of its header's container at all.";
+    SEGMENT_MEDIA_NOT_CHECKED = "segment.media.not_checked", NotChecked,
+        "A browser segment's packets could not be recomputed from its plaintext (the verifier was given no demuxer; `custody verify --identity` has one).";
     RECEIPT_VALID = "receipt.valid", Ok,
         "Every record has a receipt signed by the server key that matches it.";
     RECEIPT_SIGNATURE_INVALID = "receipt.signature.invalid", Failure,

@@ -8,7 +8,8 @@
 //! revocation and time consistency. The outcome is a [`Report`] with a stable code per
 //! check and a verdict; `Err` means only that verification could not run. It depends on
 //! `custody-format` alone (plus SHA-256 and serde), so that it stays small enough to audit;
-//! decryption, when wanted, is supplied by the caller through [`Opener`].
+//! decryption, when wanted, is supplied by the caller through [`Opener`], and so is demuxing
+//! a browser's segments ([`Opener::media`]) to recompute their packets.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -19,4 +20,6 @@ pub mod source;
 mod verify;
 
 pub use source::{Dir, Source, SourceError, Tar, TarIndex};
-pub use verify::{verify, Opener, Options, Report, SegmentRow, Trust, VerifyError};
+pub use verify::{
+    verify, MediaFacts, Opener, Options, Photo, Report, SegmentRow, Trust, VerifyError,
+};

@@ -10,7 +10,7 @@ use custody_format::ids::{Fingerprint, PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::merkle;
 use custody_format::receipt::Receipt;
-use custody_format::record::{Hash, Record, SignedRecord};
+use custody_format::record::{Container, Hash, Record, SegmentRecord, SignedRecord};
 use custody_format::report::{code, Check, CheckState, Verdict};
 use custody_format::signed::Signed;
 use serde::Serialize;
@@ -77,6 +77,20 @@ pub struct SegmentRow {
     pub upload_lag_us: Option<i64>,
 }
 
+/// A recording that is one still photo (container 5), as the report shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Photo {
+    /// Picture width in pixels, from the header (checked against the JPEG itself when the
+    /// segment was decrypted).
+    pub width: u32,
+    /// Picture height in pixels.
+    pub height: u32,
+    /// Device clock when the photo was taken, µs since the epoch (untrusted).
+    pub taken_at_us: i64,
+    /// Server time of its receipt, if it has one.
+    pub received_at_us: Option<i64>,
+}
+
 /// Everything verification found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -91,6 +105,10 @@ pub struct Report {
     pub recording_id: Option<String>,
     /// The device key's fingerprint and label, from its certificate.
     pub device: Option<(String, String)>,
+    /// The segments' container, if the header could be read.
+    pub container: Option<Container>,
+    /// For a photo (container 5): the picture and when it was taken and received.
+    pub photo: Option<Photo>,
     /// The segments, in chain order.
     pub segments: Vec<SegmentRow>,
     /// The custody log entries the bundle carries, with their indices.
@@ -115,7 +133,39 @@ impl Report {
 pub trait Opener: Sync {
     /// The plaintext of a sealed segment.
     fn open(&self, ciphertext: &[u8]) -> Result<Vec<u8>, String>;
+
+    /// What a browser segment's hash-checked plaintext holds (containers 3, 4 and 5,
+    /// `docs/format.md` 6.4), recomputed by demuxing it alone: the verifier decodes no
+    /// media itself, so the caller (the CLI, through `custody-capture`) provides this too.
+    /// `None` when this opener cannot demux (the check is then reported as not checked);
+    /// `Err` when the plaintext is not a file of that container.
+    fn media(&self, container: Container, plaintext: &[u8]) -> Option<Result<MediaFacts, String>> {
+        let _ = (container, plaintext);
+        None
+    }
 }
+
+/// What a browser segment's plaintext holds, as its record must state it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaFacts {
+    /// Packets per stream, in the file's track order.
+    pub stream_packets: Vec<u64>,
+    /// Packets of the video streams.
+    pub video_frames: u64,
+    /// The packet digest of all its packets (`docs/format.md` 6.2).
+    pub packet_digest: Hash,
+    /// For a photo, the JPEG's own width and height.
+    pub picture: Option<(u32, u32)>,
+}
+
+/// Whether the segments of `container` are a browser's, checked by [`Opener::media`].
+fn browser_container(container: Container) -> bool {
+    matches!(container, Container::Webm | Container::SelfContainedMp4 | Container::Photo)
+}
+
+/// What decrypting one segment found: the plaintext's length and hash, and for a browser
+/// segment whose hash matched, what demuxing it found.
+type Opened = Result<(u64, Hash, Option<Result<MediaFacts, String>>), String>;
 
 /// What to verify against.
 #[derive(Default)]
@@ -303,8 +353,10 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     let records: BTreeMap<u64, &SignedRecord> =
         chain.records.iter().map(|r| (r.record().seq(), r)).collect();
 
-    // 5. Sealed segments against their records (and, with an identity, their plaintext).
-    check_segments(source, &hashes, &records, options.opener, &mut checks);
+    // 5. Sealed segments against their records (and, with an identity, their plaintext;
+    // for a browser's segments, the packets demuxed from it).
+    let header = chain.header.as_ref();
+    check_segments(source, &hashes, &records, header, options.opener, &mut checks);
 
     // 6. The log: tree head, inclusion proofs.
     let head = read_part(source, bundle::TREE_HEAD, &mut checks)
@@ -338,6 +390,16 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     let received = check_receipts(&receipts, &records, server_key.as_ref(), &entries, &mut checks);
     check_revocation(device_key.as_ref(), &entries, &received, &mut checks);
     let (segments, skew) = timeline(&records, &received, &mut checks);
+    let photo = header.filter(|h| h.container == Container::Photo).and_then(|h| {
+        let first = segments.first()?;
+        let stream = h.streams.first()?;
+        Some(Photo {
+            width: stream.width,
+            height: stream.height,
+            taken_at_us: first.wall_first_us,
+            received_at_us: first.received_at_us,
+        })
+    });
 
     let verdict = Verdict::from_checks(&checks, chain.cut_off);
     let summary = summary(&verdict, &trust);
@@ -348,6 +410,8 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         recording_id: chain.header.as_ref().map(|h| h.recording_id.to_string()),
         device: cert
             .map(|c| (c.value().device_key.fingerprint().to_string(), c.value().label.clone())),
+        container: header.map(|h| h.container),
+        photo,
         segments,
         custody_log: entries.into_iter().map(|(i, e, _)| (i, e)).collect(),
         tree_head: head.map(|h| h.value().clone()),
@@ -374,14 +438,18 @@ fn check_segments(
     source: &dyn Source,
     hashes: &BTreeMap<String, Result<Hash, String>>,
     records: &BTreeMap<u64, &SignedRecord>,
+    header: Option<&custody_format::record::RecordingHeader>,
     opener: Option<&dyn Opener>,
     checks: &mut Vec<Check>,
 ) {
     let mut ok = true;
     let mut plain_ok = true;
+    let browser = header.map(|h| h.container).filter(|c| browser_container(*c));
+    // Browser segments whose packets were recomputed and matched; whether any could not be.
+    let (mut media_checked, mut media_ok) = (0usize, true);
     let mut named = std::collections::BTreeSet::new();
     let mut opened = match opener {
-        Some(opener) => open_all(source, records, opener),
+        Some(opener) => open_all(source, records, browser, opener),
         None => BTreeMap::new(),
     };
     for r in records.values() {
@@ -417,8 +485,19 @@ fn check_segments(
                 .remove(&s.seq)
                 .unwrap_or_else(|| Err("the segment was not decrypted".into()));
             match result {
-                Ok((plain_len, plain_sha))
-                    if plain_len == s.plaintext_len && plain_sha == s.plaintext_sha256 => {}
+                Ok((plain_len, plain_sha, media))
+                    if plain_len == s.plaintext_len && plain_sha == s.plaintext_sha256 =>
+                {
+                    if browser.is_some() {
+                        match check_media(s, header, media) {
+                            Ok(()) => media_checked += 1,
+                            Err(check) => {
+                                media_ok = false;
+                                checks.push(check.at(s.seq));
+                            }
+                        }
+                    }
+                }
                 Ok(_) => {
                     plain_ok = false;
                     checks.push(
@@ -463,6 +542,66 @@ fn check_segments(
             "every segment decrypts to the plaintext its record states",
         ));
     }
+    if let (Some(container), true, true) = (browser, media_ok, media_checked > 0) {
+        let what = match container {
+            Container::Photo => "the photo, read from its decrypted JPEG, is the picture its record states",
+            _ => "every segment, demuxed from its decrypted plaintext alone, has the packets per stream, video frames and packet digest its record states",
+        };
+        checks.push(Check::new(code::SEGMENT_MEDIA_MATCH, what));
+    }
+}
+
+/// Compares what demuxing a browser segment's plaintext found with its record.
+fn check_media(
+    s: &SegmentRecord,
+    header: Option<&custody_format::record::RecordingHeader>,
+    media: Option<Result<MediaFacts, String>>,
+) -> Result<(), Check> {
+    let facts = match media {
+        None => {
+            return Err(Check::new(
+                code::SEGMENT_MEDIA_NOT_CHECKED,
+                format!(
+                    "segment {}'s packets could not be recomputed: no demuxer was given",
+                    s.seq
+                ),
+            ))
+        }
+        Some(Err(e)) => {
+            return Err(Check::new(
+                code::SEGMENT_MEDIA_MISMATCH,
+                format!("segment {}'s plaintext is not what its record says it is: {e}", s.seq),
+            ))
+        }
+        Some(Ok(f)) => f,
+    };
+    let mut wrong = Vec::new();
+    if facts.stream_packets != s.stream_packets {
+        wrong.push(format!(
+            "{:?} packets per stream, the record {:?}",
+            facts.stream_packets, s.stream_packets
+        ));
+    }
+    if facts.video_frames != s.video_frames {
+        wrong.push(format!("{} video frames, the record {}", facts.video_frames, s.video_frames));
+    }
+    if facts.packet_digest != s.packet_digest {
+        wrong.push("another packet digest than the record's".into());
+    }
+    let stated = header.and_then(|h| h.streams.first()).map(|st| (st.width, st.height));
+    if let (Some(p), Some(st)) = (facts.picture, stated) {
+        if p != st {
+            wrong.push(format!("a {}×{} picture, the header {}×{}", p.0, p.1, st.0, st.1));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Check::new(
+            code::SEGMENT_MEDIA_MISMATCH,
+            format!("segment {}'s plaintext, demuxed, has {}", s.seq, wrong.join("; ")),
+        ))
+    }
 }
 
 /// Decrypts every sealed segment a record names, on all cores, keeping only each
@@ -471,8 +610,9 @@ fn check_segments(
 fn open_all(
     source: &dyn Source,
     records: &BTreeMap<u64, &SignedRecord>,
+    browser: Option<Container>,
     opener: &dyn Opener,
-) -> BTreeMap<u64, Result<(u64, Hash), String>> {
+) -> BTreeMap<u64, Opened> {
     let seqs: Vec<u64> = records
         .values()
         .filter_map(|r| match r.record() {
@@ -494,7 +634,18 @@ fn open_all(
                     .read_small(&bundle::segment_path(seq), 1 << 30)
                     .map_err(|e| e.to_string())
                     .and_then(|ct| opener.open(&ct))
-                    .map(|p| (p.len() as u64, <[u8; 32]>::from(Sha256::digest(&p))));
+                    .map(|p| {
+                        let sha = <[u8; 32]>::from(Sha256::digest(&p));
+                        // Only a plaintext that is the one the record names is demuxed.
+                        let stated = records.get(&seq).and_then(|r| match r.record() {
+                            Record::Segment(s) => Some(s.plaintext_sha256),
+                            _ => None,
+                        });
+                        let media = browser
+                            .filter(|_| stated == Some(sha))
+                            .and_then(|c| opener.media(c, &p));
+                        (p.len() as u64, sha, media)
+                    });
                 if let Ok(mut m) = results.lock() {
                     m.insert(seq, result);
                 }

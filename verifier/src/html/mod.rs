@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use custody_format::log::{EntryType, LogEntry};
 use custody_format::report::{Check, CheckState, Verdict};
 
-use crate::{Report, SegmentRow, Trust};
+use crate::{Photo, Report, SegmentRow, Trust};
 
 /// A further part of the report, for what the caller checked beyond the bundle (an
 /// exported file, an original from the phone): a title, a sentence and its checks.
@@ -57,6 +57,22 @@ pub fn utc(us: i64) -> String {
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03} UTC",
         c.year, c.month, c.day, c.hour, c.minute, c.second, c.millisecond
+    )
+}
+
+/// A photo recording in a sentence: "Photo, 1920×1080, taken … by the device clock,
+/// received … by the server" (the device clock is a claim; the receipt's time is the
+/// server's).
+pub fn photo_line(p: &Photo) -> String {
+    let received = match p.received_at_us {
+        Some(t) => format!("received {} by the server", utc(t)),
+        None => "no receipt from the server".to_string(),
+    };
+    format!(
+        "Photo, {}×{}, taken {} by the device clock, {received}",
+        p.width,
+        p.height,
+        utc(p.taken_at_us)
     )
 }
 
@@ -158,6 +174,9 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
 
     // 2. Keys and trust.
     o.push_str("<section><h2>Keys and trust</h2><table class=\"facts\">");
+    if let Some(p) = &report.photo {
+        let _ = write!(o, "<tr><th>Recording</th><td>{}</td></tr>", escape(&photo_line(p)));
+    }
     let (server, trust) = match &report.trust {
         Trust::Trusted { fingerprint } => (
             fingerprint.clone(),

@@ -299,14 +299,13 @@ fn read_tls_files(
             e => pem(&files.key, format!("not a usable private key: {e}")),
         })?;
     // `from_der` lets a key whose public half it cannot compute through; check it here.
-    match certified.keys_match() {
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-            return Err(IdentityError::KeyMismatch {
-                cert: files.cert.clone(),
-                key: files.key.clone(),
-            })
-        }
-        _ => {}
+    if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(IdentityError::KeyMismatch {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        });
     }
     Ok((chain, key))
 }

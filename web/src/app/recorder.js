@@ -8,6 +8,16 @@
 // is changed only by restarting the MediaRecorder (a new self-contained stream, at a segment
 // boundary), and a page going to the background ends the recording honestly instead of
 // leaving a silent hole in it.
+//
+// Measured here (Debian's Chromium 156 headless, fake camera 1280x720 at 20 fps, 2 shared
+// cores under load 6-8, 1 Dec 2026): MediaRecorder offers video/webm;codecs=vp8,opus,
+// vp9,opus, h264,opus and plain video/mp4 (not video/mp4;codecs=avc1,mp4a), so the page
+// picks VP8+Opus WebM. With videoKeyFrameIntervalDuration 2000 keyframes came every
+// 2.00-2.16 s (segments mostly 2.0-2.2 s; one of 2.9 s when the encoder lagged). Within
+// one recorder stream no frame is lost at a segment boundary by construction (segments are
+// consecutive whole Clusters); the segments' media times join exactly (0 µs). Restarting
+// the recorder (stop, then start) left 105 ms and 385 ms holes; starting the new one first
+// (restart() below) left 27 ms, under one frame.
 
 import { Segmenter } from '../media/segmenter.js';
 

@@ -56,8 +56,10 @@ test('IndexedDB keeps the non-extractable key and the sealed bytes; XMLHttpReque
   const browser = spawn(chromium, ['--headless=new', '--no-sandbox', `--user-data-dir=${profile}`, '--no-first-run',
     '--remote-debugging-port=0', `http://127.0.0.1:${port}/`], { stdio: 'ignore', detached: true });
   try {
-    const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error('no result from Chromium within 60 s')), 60000));
-    const r = await Promise.race([result, timeout]);
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    const timeout = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error('no result from Chromium within 60 s')), 60000); });
+    const r = await Promise.race([result, timeout]).finally(() => clearTimeout(timer));
     assert.equal(r.error, undefined, r.error);
     assert.equal(r.extractable, false, 'the device key is made non-extractable');
     assert.equal(r.keyIsCryptoKey, true);

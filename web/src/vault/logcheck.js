@@ -36,10 +36,13 @@ export class LogCheck {
     this.serverKey = serverKey;
     /** @type {Promise<unknown>} checks run one at a time, so heads advance in order */
     this.queue = Promise.resolve();
+    /** @type {string | null} a failure found in this session, even if it could not be stored */
+    this.failed = null;
   }
 
   /** @returns {string | null} why the server is no longer trusted */
   get distrusted() {
+    if (this.failed) return this.failed;
     const i = this.outbox.inconsistency;
     return i && i.serverKey === keyToText(this.serverKey) ? String(i.message) : null;
   }
@@ -109,6 +112,7 @@ export class LogCheck {
    * @returns {Promise<CheckOutcome>}
    */
   async fail(message, held, offered, proof) {
+    this.failed = message;
     const ref = (/** @type {import('./outbox.js').HeadRef} */ h) => ({
       treeSize: h.treeSize.toString(), rootHash: toHex(h.rootHash), source: h.source, signed: toHex(h.signed),
     });

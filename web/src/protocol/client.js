@@ -72,9 +72,10 @@ export class Api {
    * @param {Uint8Array} [options.body]
    * @param {Record<string, string>} [options.headers]
    * @param {boolean} [options.signed]
+   * @param {number} [options.deadlineMs] a fixed deadline instead of the size-scaled one
    * @returns {Promise<Uint8Array>}
    */
-  async request(method, path, { body, headers = {}, signed = false } = {}) {
+  async request(method, path, { body, headers = {}, signed = false, deadlineMs } = {}) {
     const bytes = body ?? new Uint8Array(0);
     const h = { ...headers };
     if (signed) {
@@ -86,7 +87,7 @@ export class Api {
     const url = this.base + path;
     const { status, answer } = this.useXhr && bytes.length
       ? await this.xhr(method, url, h, bytes)
-      : await this.viaFetch(method, url, h, bytes);
+      : await this.viaFetch(method, url, h, bytes, deadlineMs);
     if (status < 200 || status > 299) throw Refusal.fromBody(status, new TextDecoder().decode(answer));
     return answer;
   }
@@ -96,10 +97,11 @@ export class Api {
    * @param {string} url
    * @param {Record<string, string>} headers
    * @param {Uint8Array} body
+   * @param {number} [deadlineMs]
    * @returns {Promise<{status: number, answer: Uint8Array}>}
    */
-  async viaFetch(method, url, headers, body) {
-    const ms = this.limits.baseMs + (body.length * 1000) / this.limits.minBytesPerSecond;
+  async viaFetch(method, url, headers, body, deadlineMs) {
+    const ms = deadlineMs ?? this.limits.baseMs + (body.length * 1000) / this.limits.minBytesPerSecond;
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), ms);
     try {
@@ -160,7 +162,7 @@ export class Api {
    * A JSON answer.
    * @param {string} method
    * @param {string} path
-   * @param {{body?: Uint8Array, headers?: Record<string, string>, signed?: boolean}} [options]
+   * @param {{body?: Uint8Array, headers?: Record<string, string>, signed?: boolean, deadlineMs?: number}} [options]
    * @returns {Promise<unknown>}
    */
   async json(method, path, options) {
@@ -172,9 +174,12 @@ export class Api {
     }
   }
 
-  /** `GET /v1/server` (unauthenticated; also the uploader's cheap probe). */
-  serverInfo() {
-    return this.json('GET', '/v1/server');
+  /**
+   * `GET /v1/server` (unauthenticated; also the uploader's cheap probe, with a short deadline).
+   * @param {{deadlineMs?: number}} [options]
+   */
+  serverInfo(options = {}) {
+    return this.json('GET', '/v1/server', options);
   }
 
   /** @param {object} body the enrollment request */

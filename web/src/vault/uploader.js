@@ -30,10 +30,13 @@ import { LOG_INCONSISTENT } from './logcheck.js';
  * @property {number} maxBackoffMs longest retry delay of a record (bounded: a few seconds)
  * @property {number} probeMaxMs longest delay between probes of an unreachable server
  * @property {number} idleMs how often the queue is looked at when nothing wakes the uploader
+ * @property {number} probeTimeoutMs deadline of one probe (a dead zone may answer nothing at all)
  */
 
 /** @type {UploaderOptions} */
-export const DEFAULT_OPTIONS = Object.freeze({ concurrency: 2, baseBackoffMs: 250, maxBackoffMs: 4000, probeMaxMs: 4000, idleMs: 1000 });
+export const DEFAULT_OPTIONS = Object.freeze({
+  concurrency: 2, baseBackoffMs: 250, maxBackoffMs: 4000, probeMaxMs: 4000, idleMs: 1000, probeTimeoutMs: 3000,
+});
 
 /** @typedef {{code: string, message: string}} UploadError */
 
@@ -172,7 +175,7 @@ export class Uploader {
   /** The cheap probe: `GET /v1/server`. @returns {Promise<boolean>} */
   async probe() {
     try {
-      await this.api.serverInfo();
+      await this.api.serverInfo({ deadlineMs: this.opts.probeTimeoutMs });
       this.setReachable(true);
       return true;
     } catch (e) {

@@ -43,7 +43,11 @@ export class IndexedDbStore {
       const db = req.result;
       for (const s of STORES) if (!db.objectStoreNames.contains(s)) db.createObjectStore(s);
     };
-    return new IndexedDbStore(await done(req));
+    const db = await done(req);
+    // A newer version of the page opened in another tab: let it upgrade (this tab's next
+    // write fails and is reported; nothing already written is lost).
+    db.onversionchange = () => db.close();
+    return new IndexedDbStore(db);
   }
 
   /** @param {string} store @param {string} key */

@@ -1,6 +1,7 @@
-// Every vector file in tests/vectors/ and tests/vectors/protocol/ through the page's
-// JavaScript, expecting the answers the Rust drivers give (format/tests/vectors.rs,
-// protocol/tests/vectors.rs). A vector the JavaScript cannot judge fails; nothing is skipped.
+// Every vector file in tests/vectors/ and the folders below it (protocol/, web/) through the
+// page's JavaScript, expecting the answers the Rust drivers give (format/tests/vectors.rs,
+// protocol/tests/vectors.rs, vault/tests/typage.rs). A vector the JavaScript cannot judge
+// fails; nothing is skipped.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +23,7 @@ import { VectorFile } from '../src/format/vectors.js';
 import { requestMessage, verifyRequest } from '../src/protocol/request.js';
 import { checkEnrollAnswer, enrollRequest, enrollmentMessage, enrollProofVerifies } from '../src/protocol/body.js';
 import { EnrollLink } from '../src/protocol/link.js';
+import { Decrypter } from 'age-encryption';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'tests', 'vectors');
 
@@ -170,15 +172,30 @@ async function run(v) {
         return `error: ${codeOf(e)}`;
       }
     }
+    // --- web/ ---
+    case 'age-decrypt': {
+      const d = new Decrypter();
+      d.addIdentity(v.one('identity'));
+      let pt;
+      try {
+        pt = await d.decrypt(v.bytes('ciphertext'));
+      } catch (e) {
+        return `failure: ${e instanceof Error ? e.message : e}`;
+      }
+      return equal(pt, v.bytes('plaintext')) && toHex(await sha256(pt)) === v.one('plaintext-sha256') ? 'ok' : 'failure: plaintext differs';
+    }
     default:
       throw new Error(`unknown vector kind ${v.kind}: the JavaScript cannot judge it`);
   }
 }
 
-for (const dir of [root, join(root, 'protocol')]) {
+/** tests/vectors and every folder below it. @param {string} d @returns {string[]} */
+const folders = (d) => [d, ...readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).flatMap((e) => folders(join(d, e.name)))];
+
+for (const dir of folders(root)) {
   const files = readdirSync(dir).filter((n) => n.endsWith('.txt')).sort();
   test(`the vectors in ${dir.slice(root.length) || 'tests/vectors'} are judged as the Rust drivers judge them`, async (t) => {
-    assert.ok(files.length >= 11, `only ${files.length} vectors`);
+    assert.ok(files.length >= (dir === root ? 25 : 1), `only ${files.length} vectors`);
     for (const name of files) {
       await t.test(name, async () => {
         const v = new VectorFile(readFileSync(join(dir, name), 'utf8'));

@@ -89,6 +89,29 @@ test('a stream cut off mid-element is refused at its end, not hung on', () => {
   }
 });
 
+test('segments completed before a refusal are given; the refusal comes next, until newStream', () => {
+  const s = new Segmenter({ mimeType: 'video/webm' });
+  // A whole stream, then garbage where the next element should begin, in one chunk.
+  const done = s.push(new Uint8Array(Buffer.concat([webmA, new Uint8Array(64)])), 2);
+  assert.ok(done.length >= 1, 'the segments the chunk completed before the garbage');
+  assert.throws(() => s.push(webmA, 3), { code: 'webm.id.invalid' });
+  assert.throws(() => s.endStream(4), { code: 'webm.id.invalid' });
+  s.newStream(9_000_000);
+  const again = [...s.push(webmB, 5), ...s.endStream(6)];
+  assert.ok(again.length >= 1 && again[0].mediaStartUs === 9_000_000, 'a new stream after the refusal records again');
+  const t = new Segmenter({ mimeType: 'video/webm' });
+  const some = t.push(webmA.subarray(0, Math.floor(webmA.length * 0.6)), 1);
+  let thrown = null;
+  try {
+    t.endStream(2);
+  } catch (e) {
+    thrown = e;
+  }
+  assert.equal(thrown?.code, 'webm.truncated');
+  assert.ok(Array.isArray(thrown.segments), 'endStream gives what it completed with its error');
+  assert.ok(some.length + thrown.segments.length >= 1);
+});
+
 test('the wrong container for the mimeType is refused at once', () => {
   assert.throws(() => new Segmenter({ mimeType: 'video/mp4' }).push(webmA.subarray(0, 100), 1), { code: 'mp4.not-mp4' });
   assert.throws(() => new Segmenter({ mimeType: 'video/webm' }).push(mp4.subarray(0, 100), 1), { code: 'webm.not-webm' });
@@ -101,7 +124,9 @@ test('an element claiming an absurd size is refused without waiting for it', () 
   // A Cluster holding a SimpleBlock that claims 2^40 bytes.
   const huge = new Uint8Array([0x1f, 0x43, 0xb6, 0x75, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
     0xe7, 0x81, 0x00, 0xa3, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00]);
-  assert.throws(() => p.push(huge), { code: 'webm.size.absurd' });
+  // The Cluster's start is still reported; the refusal is kept and thrown from then on.
+  assert.deepEqual(p.push(huge).map((e) => e.type), ['start']);
+  assert.equal(p.failed?.code, 'webm.size.absurd');
   assert.throws(() => p.push(new Uint8Array(1)), { code: 'webm.size.absurd' }, 'the parser stays failed');
   const m = new Mp4Parser();
   m.push(mp4.subarray(0, Buffer.from(mp4).indexOf('moof') - 4));

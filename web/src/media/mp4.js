@@ -34,6 +34,8 @@ export class Mp4Parser {
     /** @type {MediaError | null} */
     this.failed = null;
     this.ended = false;
+    /** @type {MediaEvent[]} the events of the call in progress */
+    this.events = [];
   }
 
   /**
@@ -59,10 +61,16 @@ export class Mp4Parser {
    * @param {() => MediaEvent[]} f
    */
   guard(f) {
+    this.events = [];
     try {
       return f();
     } catch (e) {
       this.failed = e instanceof MediaError ? e : new MediaError('mp4.internal', String(e), this.pos);
+      // What was parsed before the refusal is still given; the refusal is in `failed`
+      // and every later call throws it.
+      const got = this.events;
+      this.events = [];
+      if (got.length > 0) return got;
       throw this.failed;
     }
   }
@@ -72,8 +80,7 @@ export class Mp4Parser {
    * @param {boolean} eof
    */
   run(eof) {
-    /** @type {MediaEvent[]} */
-    const out = [];
+    const out = this.events;
     for (;;) {
       if (this.skipTo >= 0) {
         this.pos = Math.min(this.skipTo, this.win.end);

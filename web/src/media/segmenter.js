@@ -71,6 +71,8 @@ export class Segmenter {
     this.offsetUs = 0;
     /** @type {number | null} the last segment's media end: where a stream without newStream() starts */
     this.lastEndUs = null;
+    /** @type {MediaError | null} a refusal not yet thrown, or thrown again until newStream() */
+    this.failed = null;
     this.resetStream();
   }
 
@@ -115,8 +117,11 @@ export class Segmenter {
    * @param {Uint8Array} chunk
    * @param {number} wallNowUs device clock when the chunk arrived
    * @returns {Segment[]} the segments it completed
+   * @throws {MediaError} when the stream is refused (after returning, first, any segments
+   *   the refused chunk completed: see `fail`)
    */
   push(chunk, wallNowUs) {
+    if (this.failed) throw this.failed;
     if (!this.parser) {
       this.parser = this.code === 3 ? new WebmParser() : new Mp4Parser();
       if (this.offsetUs === null) this.offsetUs = this.lastEndUs ?? 0;
@@ -125,7 +130,12 @@ export class Segmenter {
       this.received += chunk.length;
       this.walls.push({ end: this.received, wallUs: wallNowUs });
     }
-    this.handle(this.parser.push(chunk));
+    try {
+      this.handle(this.parser.push(chunk));
+    } catch (e) {
+      return this.fail(e, false);
+    }
+    if (this.parser.failed) return this.fail(this.parser.failed, false);
     return this.take();
   }
 
@@ -139,13 +149,19 @@ export class Segmenter {
    * @returns {Segment[]}
    */
   endStream(wallNowUs, { final = true } = {}) {
+    if (this.failed) throw this.failed;
     if (!this.parser || this.received === 0) {
       // A recorder stopped before it gave a byte: nothing to end.
       this.resetStream();
       this.offsetUs = null;
       return [];
     }
-    this.handle(this.parser.end());
+    try {
+      this.handle(this.parser.end());
+    } catch (e) {
+      return this.fail(e, true);
+    }
+    if (this.parser.failed) return this.fail(this.parser.failed, true);
     if (this.seg) this.emit(final ? 3 : 1, null, wallNowUs);
     const out = this.take();
     this.resetStream();
@@ -160,11 +176,30 @@ export class Segmenter {
    * @param {number} offsetUs
    */
   newStream(offsetUs) {
-    if (this.parser && this.received > 0) {
+    if (this.parser && this.received > 0 && !this.failed) {
       throw new MediaError('segmenter.stream.open', 'newStream() while a recorder stream is open: call endStream() first');
     }
     this.resetStream();
+    this.failed = null;
     this.offsetUs = offsetUs;
+  }
+
+  /**
+   * A stream the parser refused. The segments it completed before the refusal are not
+   * lost: `push()` returns them and the next call throws the error; `endStream()` throws
+   * it with them in `error.segments`. The stream stays refused until `newStream()`.
+   * @private
+   * @param {unknown} e
+   * @param {boolean} ending
+   * @returns {Segment[]}
+   */
+  fail(e, ending) {
+    const err = e instanceof MediaError ? e : new MediaError('segmenter.internal', String(e));
+    this.failed = err;
+    const done = this.take();
+    if (!ending && done.length > 0) return done;
+    /** @type {MediaError & {segments?: Segment[]}} */ (err).segments = done;
+    throw err;
   }
 
   /** @private */

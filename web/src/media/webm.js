@@ -69,6 +69,8 @@ export class WebmParser {
     /** @type {MediaError | null} */
     this.failed = null;
     this.ended = false;
+    /** @type {MediaEvent[]} the events of the call in progress */
+    this.events = [];
   }
 
   /**
@@ -98,11 +100,16 @@ export class WebmParser {
    * @param {() => MediaEvent[]} f
    */
   guard(f) {
+    this.events = [];
     try {
       return f();
     } catch (e) {
-      this.failed =
-        e instanceof MediaError ? e : new MediaError('webm.internal', String(e), this.pos);
+      this.failed = e instanceof MediaError ? e : new MediaError('webm.internal', String(e), this.pos);
+      // What was parsed before the refusal is still given; the refusal is in `failed`
+      // and every later call throws it.
+      const got = this.events;
+      this.events = [];
+      if (got.length > 0) return got;
       throw this.failed;
     }
   }
@@ -112,8 +119,7 @@ export class WebmParser {
    * @param {boolean} eof
    */
   run(eof) {
-    /** @type {MediaEvent[]} */
-    const out = [];
+    const out = this.events;
     for (;;) {
       this.closeEnded(out);
       if (this.win.end - this.pos === 0 && eof) {

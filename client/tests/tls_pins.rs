@@ -3,7 +3,9 @@
 //! certificate is renewed with the same key and when it is replaced by one with a new key
 //! from the same authority; a device enrolled with a self-signed server keeps uploading
 //! through a renewal with the same key and refuses a different self-signed certificate; a
-//! vault enrolled before key pins (certificate SHA-256 only) keeps working and migrates.
+//! vault enrolled before key pins (certificate SHA-256 only) keeps working and migrates;
+//! and a server moved behind a TLS-terminating reverse proxy with a publicly trusted
+//! certificate keeps its key-pinned device, and enrolls new ones through the proxy.
 //!
 //! The device's certificate authorities are the system's, which `SSL_CERT_FILE` replaces:
 //! this test points it at an authority of its own before any client is made (one test
@@ -56,11 +58,60 @@ async fn serve(
     addr: SocketAddr,
     tls: Option<TlsFiles>,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    serve_plain(data, recipient, addr, tls, false).await
+}
+
+async fn serve_plain(
+    data: &Path,
+    recipient: &str,
+    addr: SocketAddr,
+    tls: Option<TlsFiles>,
+    plain: bool,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let mut config = custody_server::Config::new(data);
     config.recipients = vec![recipient.to_string()];
     config.tls = tls;
+    config.insecure_http = plain;
     let (server, _) = custody_server::Server::open(config).unwrap();
     custody_server::serve::spawn(server, addr).await.unwrap()
+}
+
+/// A reverse proxy at `addr` that terminates TLS with `cert`/`key` (PEM) and forwards each
+/// connection's bytes to the plain-HTTP server at `upstream`, as nginx in front does.
+async fn tls_proxy(
+    addr: SocketAddr,
+    cert: &str,
+    key: &KeyPair,
+    upstream: SocketAddr,
+) -> tokio::task::JoinHandle<()> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut client) = acceptor.accept(tcp).await else { return };
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    })
 }
 
 async fn stop(task: tokio::task::JoinHandle<()>) {
@@ -213,6 +264,22 @@ fn pins_survive_renewals_and_refuse_another_self_signed_certificate() {
             TlsPin::parse_stored(&new_spki).unwrap(),
             TlsPin::Spki(sha256(&[&other.signing_key.subject_public_key_info()]))
         );
+        stop(task).await;
+
+        // --- The server moved behind a reverse proxy that holds a publicly trusted
+        // certificate for the same address (the server itself now plain HTTP on loopback):
+        // the key-pinned laptop keeps uploading, and a new device enrolling through the
+        // proxy (whose server names no certificate) pins the authorities.
+        let (inner, task) =
+            serve_plain(&data, &recipient, "127.0.0.1:0".parse().unwrap(), None, true).await;
+        let k3 = KeyPair::generate().unwrap();
+        let proxy = tls_proxy(addr, &leaf(&authority, &k3, 2025), &k3, inner).await;
+        assert_eq!(upload(&vault, &key, &recipient).await, (true, None), "through the proxy");
+        let (_v4, vault, key) = enroll(&data, &url, 4).await;
+        assert_eq!(pin(&vault).as_deref(), Some("webpki"));
+        assert_eq!(Enrollment::load(vault.dir()).unwrap().unwrap().tls_sha256, None);
+        assert_eq!(upload(&vault, &key, &recipient).await, (true, None));
+        stop(proxy).await;
         stop(task).await;
     });
 }

@@ -106,3 +106,71 @@ pub(crate) fn web() -> Result<(), String> {
     run_in_web("node", &args)?;
     run_in_web("node", &["build.mjs"])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A web/ directory with this lockfile and (if given) what npm recorded installing.
+    fn web_with(lock: &str, installed: Option<&str>) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("xtask-web-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("node_modules")).unwrap();
+        std::fs::write(dir.join("package-lock.json"), lock).unwrap();
+        if let Some(i) = installed {
+            std::fs::write(dir.join("node_modules/.package-lock.json"), i).unwrap();
+        }
+        dir
+    }
+
+    const LOCK: &str = r#"{"packages": {
+        "": {"name": "page"},
+        "node_modules/a": {"version": "1.0.0"},
+        "node_modules/b": {"version": "2.0.0"},
+        "node_modules/@x/other-os": {"version": "3.0.0", "optional": true}
+    }}"#;
+
+    #[test]
+    fn npm_ci_runs_only_when_node_modules_differs_from_the_lockfile() {
+        let same = r#"{"packages": {"node_modules/a": {"version": "1.0.0"},
+            "node_modules/b": {"version": "2.0.0"}}}"#;
+        let dir = web_with(LOCK, Some(same));
+        assert_eq!(install_needed(&dir).unwrap(), None, "optional packages may be absent");
+
+        let dir = web_with(LOCK, None);
+        assert!(install_needed(&dir).unwrap().unwrap().contains("missing"));
+
+        let older = r#"{"packages": {"node_modules/a": {"version": "0.9.0"},
+            "node_modules/b": {"version": "2.0.0"}}}"#;
+        let why = install_needed(&web_with(LOCK, Some(older))).unwrap().unwrap();
+        assert!(why.contains("node_modules/a") && why.contains("1.0.0"), "{why}");
+
+        let lacking = r#"{"packages": {"node_modules/a": {"version": "1.0.0"}}}"#;
+        let why = install_needed(&web_with(LOCK, Some(lacking))).unwrap().unwrap();
+        assert!(why.contains("node_modules/b is not installed"), "{why}");
+
+        let extra = r#"{"packages": {"node_modules/a": {"version": "1.0.0"},
+            "node_modules/b": {"version": "2.0.0"}, "node_modules/gone": {"version": "1.0.0"}}}"#;
+        let why = install_needed(&web_with(LOCK, Some(extra))).unwrap().unwrap();
+        assert!(why.contains("node_modules/gone"), "{why}");
+
+        let why = install_needed(&web_with(LOCK, Some("not json"))).unwrap().unwrap();
+        assert!(why.contains("unreadable"), "{why}");
+        assert!(install_needed(&web_with("not json", Some(same))).is_err());
+
+        let prefix = format!("xtask-web-{}-", std::process::id());
+        for e in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    #[test]
+    fn the_real_lockfile_is_read() {
+        // Whatever is installed here, the project's own lockfile parses and is judged.
+        assert!(install_needed(&web_dir()).is_ok());
+    }
+}

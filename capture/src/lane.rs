@@ -7,8 +7,9 @@ use ffmpeg_next as ff;
 
 use crate::bsf::{Bsf, BsfError};
 use crate::encode::{EncodeError, Transcoder};
+use crate::input::{InputError, Watchdog};
 use crate::segment::StreamParams;
-use crate::settings::{Container, Settings};
+use crate::settings::{Container, Settings, Source};
 
 /// Why the input's streams cannot be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +43,11 @@ fn copyable(container: Container, codec: &str) -> bool {
             matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "mp2" | "ac3" | "eac3")
         }
         Container::FragmentedMp4 => {
-            matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "ac3" | "eac3")
+            matches!(codec, "h264" | "hevc" | "aac" | "mp3" | "ac3" | "eac3" | "opus")
         }
+        Container::Webm => matches!(codec, "vp8" | "vp9" | "av1" | "opus" | "vorbis"),
         // Not containers capture writes; the recorder refuses them before it gets here.
-        Container::Webm | Container::SelfContainedMp4 | Container::Photo => false,
+        Container::SelfContainedMp4 | Container::Photo => false,
     }
 }
 
@@ -121,7 +123,8 @@ impl Lane {
                 _ => None,
             };
             (Work::Copy(bsf), codec.clone())
-        } else if encodable(&codec) {
+        } else if encodable(&codec) && container != Container::Webm {
+            // (The encoder makes H.264 and AAC, which WebM does not carry.)
             let t = Transcoder::new(stream, kind, container, settings)?;
             let name = t.codec_name();
             if let Some(note) = t.note() {
@@ -301,6 +304,29 @@ pub(crate) fn recordable_streams(input: &ff::format::context::Input) -> Vec<(usi
         }
     }
     out
+}
+
+/// The container an existing file is best imported into: MPEG-TS when it carries every
+/// stream to be recorded (copied, or encoded from raw device formats), else fragmented
+/// MP4 (H.264/HEVC with Opus, as Chromium's and Safari's MP4 recordings are), else WebM
+/// (a browser's VP8/VP9/AV1 with Opus; each segment a complete WebM file). The file is
+/// opened and probed once to see its codecs; if no container carries them all, MPEG-TS,
+/// whose recording then fails naming the codec.
+pub fn container_for(source: &Source, settings: &Settings) -> Result<Container, InputError> {
+    crate::init();
+    let watchdog = Watchdog::new();
+    let input = crate::input::open(source, settings, &watchdog)?;
+    let codecs: Vec<String> = recordable_streams(&input)
+        .into_iter()
+        .filter_map(|(i, _)| input.stream(i).map(|s| codec_name(s.parameters().id())))
+        .collect();
+    let fits = |c: Container| {
+        codecs.iter().all(|codec| copyable(c, codec) || (c != Container::Webm && encodable(codec)))
+    };
+    Ok([Container::MpegTs, Container::FragmentedMp4, Container::Webm]
+        .into_iter()
+        .find(|c| fits(*c))
+        .unwrap_or(Container::MpegTs))
 }
 
 /// The lanes for an input: its best video stream and its best audio stream.

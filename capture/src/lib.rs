@@ -66,7 +66,7 @@ pub use custody_format::digest::{MediaKind, PacketDigest};
 pub use encode::EncodeError;
 pub use file_digest::{digest_file, FileDigestError, FileSegmentDigest};
 pub use input::InputError;
-pub use lane::StreamError;
+pub use lane::{container_for, StreamError};
 pub use matching::{compare, Comparison, SegmentMatch, SegmentOutcome, SegmentSpan};
 pub use muxer::MuxError;
 pub use recorder::{Capture, CaptureError, StopHandle};

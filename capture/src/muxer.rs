@@ -55,6 +55,7 @@ pub enum MuxError {
 }
 
 /// One output stream: the parameters of the packets that will go in, and their time base.
+#[derive(Clone, Copy)]
 pub(crate) struct OutStream {
     pub(crate) parameters: *const ffi::AVCodecParameters,
     pub(crate) time_base: ff::Rational,
@@ -66,14 +67,32 @@ pub(crate) struct Muxer {
     container: Container,
     name: &'static str,
     cuts: u64,
+    /// The streams, for WebM, whose every segment is a file of its own: a cut ends one
+    /// muxer and starts the next on the same sink, so the next segment begins with its
+    /// own EBML header, Segment start, Info and Tracks (`docs/format.md` 6.4). The
+    /// parameters stay valid as long as the recording's lanes, which outlive the muxer.
+    streams: Vec<OutStream>,
 }
 
 impl Muxer {
     pub(crate) fn new(container: Container, streams: &[OutStream]) -> Result<Self, MuxError> {
         let muxer = crate::settings::muxer_name(container)
             .ok_or(MuxError::UnsupportedContainer { container })?;
-        let setup = |source| MuxError::Setup { muxer, source };
         let sink = SharedSink::default();
+        let octx = open_output(container, muxer, streams, &sink)?;
+        Ok(Muxer { octx, sink, container, name: muxer, cuts: 0, streams: streams.to_vec() })
+    }
+}
+
+/// A muxer writing into `sink`, its header written.
+fn open_output(
+    container: Container,
+    muxer: &'static str,
+    streams: &[OutStream],
+    sink: &SharedSink,
+) -> Result<ff::format::context::Output, MuxError> {
+    {
+        let setup = |source| MuxError::Setup { muxer, source };
         let io = ff::format::context::StreamIo::from_write(sink.clone()).map_err(setup)?;
         let mut octx = ff::format::output_to_stream(io, None, Some(muxer)).map_err(setup)?;
         for s in streams {
@@ -102,9 +121,11 @@ impl Muxer {
             options.set("movflags", "frag_custom+delay_moov+default_base_moof");
         }
         octx.write_header_with(options).map_err(setup)?;
-        Ok(Muxer { octx, sink, container, name: muxer, cuts: 0 })
+        Ok(octx)
     }
+}
 
+impl Muxer {
     /// The time base the muxer chose for output stream `index`.
     pub(crate) fn time_base(&self, index: usize) -> ff::Rational {
         self.octx.stream(index).map_or(ff::Rational::new(1, 90_000), |s| s.time_base())
@@ -133,6 +154,13 @@ impl Muxer {
     /// come.
     pub(crate) fn cut(&mut self) -> Result<Deferred<Hashed>, MuxError> {
         let muxer = self.name();
+        if self.container == Container::Webm {
+            // This segment's file ends here; the next one's header goes to the sink next.
+            let done = self.finish()?;
+            self.octx = open_output(self.container, muxer, &self.streams, &self.sink)?;
+            self.cuts += 1;
+            return Ok(done);
+        }
         // SAFETY: a null packet asks a muxer with AVFMT_ALLOW_FLUSH (mpegts, mp4) to write
         // out what it buffers; `pb` is our custom AVIO context.
         unsafe {

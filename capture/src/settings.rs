@@ -4,14 +4,17 @@ use std::time::Duration;
 
 pub use custody_format::record::Container;
 
-/// FFmpeg's muxer for a container capture records into; `None` for the containers a
-/// browser records (WebM, self-contained MP4, photos), which capture reads
-/// (their segments are digested whole) but does not write.
+/// FFmpeg's muxer for a container capture records into; `None` for the containers only a
+/// browser records (self-contained MP4, photos), which capture reads (their segments are
+/// digested whole) but does not write. WebM is written as a browser writes it, every
+/// segment a complete file (for importing a browser's own VP8/VP9/AV1 and Opus, which
+/// neither MPEG-TS nor MP4 carries in FFmpeg 5.1).
 pub(crate) fn muxer_name(container: Container) -> Option<&'static str> {
     match container {
         Container::MpegTs => Some("mpegts"),
         Container::FragmentedMp4 => Some("mp4"),
-        Container::Webm | Container::SelfContainedMp4 | Container::Photo => None,
+        Container::Webm => Some("webm"),
+        Container::SelfContainedMp4 | Container::Photo => None,
     }
 }
 

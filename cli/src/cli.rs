@@ -71,7 +71,14 @@ pub enum Command {
     /// The header says the recording was imported and records the file's SHA-256: the
     /// file's own times are claims, not evidence of when it was made.
     ///
+    /// The segments are MPEG-TS when it carries the file's codecs (H.264 or HEVC with AAC,
+    /// MP3 or AC-3). MPEG-TS cannot carry a browser's recordings here, so an MP4 with Opus
+    /// audio (Chromium's or Safari's) is sealed as fragmented MP4, and a WebM (VP8, VP9 or
+    /// AV1 with Opus) as WebM segments, each a complete WebM file. Nothing is re-encoded.
+    ///
     /// Example: custody import --recipient age1... phone-video.mp4
+    ///
+    /// Example: custody import --recipient age1... chrome-recording.webm
     Import(ImportArgs),
 
     /// List the recordings in this vault (or with --server, on the legal team's server).

@@ -253,10 +253,13 @@ fn export_video(
     // Read the written file back and cut it where the recording was cut (a browser
     // recording: by each segment's packet counts, as its segments were cut where the
     // browser's clusters fell): each cut must have the packet digest its signed record
-    // states.
+    // states. An MP4 with Opus is cut by packet counts too: its edit list (the Opus
+    // pre-skip and end padding) hides samples from a demuxer reading it by time.
     let reading_back =
         |e: String| CliError::cannot(format!("reading back {}: {e}", args.output.display()));
-    let digests = if browser {
+    let opus = header.is_some_and(|h| h.streams.iter().any(|s| s.codec == "opus"));
+    let by_counts = browser || opus;
+    let digests = if by_counts {
         let counts: Vec<Vec<u64>> = segments.iter().map(|s| s.stream_packets.clone()).collect();
         custody_capture::digest_by_counts(&args.output, &counts)
             .map_err(|e| reading_back(e.to_string()))?
@@ -283,7 +286,7 @@ fn export_video(
         );
     }
     if mismatched.is_empty() {
-        let how = if browser {
+        let how = if by_counts {
             "cut by each segment's packet counts"
         } else {
             "cut where the recording was cut"

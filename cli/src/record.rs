@@ -98,7 +98,14 @@ fn run(
     let recipients = recipients(&vault, seal)?;
     let sealer = Sealer::new(keys::parse_recipients(&recipients)?)
         .map_err(|e| CliError::cannot(e.to_string()))?;
-    let settings = settings(seal)?;
+    let mut settings = settings(seal)?;
+    if origin == Origin::Imported && !seal.fmp4 {
+        // A browser's recording (Opus audio, VP8/VP9/AV1 video) goes into the container
+        // that carries it; anything else stays MPEG-TS.
+        if let Ok(c) = custody_capture::container_for(&source, &settings) {
+            settings.container = c;
+        }
+    }
     if !(seal.upload_wait.is_finite() && (0.0..=3600.0).contains(&seal.upload_wait)) {
         return Err(CliError::cannot("--upload-wait must be between 0 and 3600 seconds"));
     }

@@ -97,18 +97,27 @@ pub fn login(args: &LoginArgs) -> Result<(), CliError> {
         let out = serde_json::json!({
             "url": cfg.url, "name": cfg.name, "role": cfg.role, "server_key": cfg.server_key,
             "server_fingerprint": server_key.fingerprint().to_string(),
-            "tls_sha256": cfg.tls_sha256, "config": path.display().to_string(),
+            "tls_sha256": cfg.tls_sha256, "tls_pin": cfg.tls_pin,
+            "config": path.display().to_string(),
         });
         print(&format!("{out}\n"));
     } else {
         print(&format!(
             "Logged in to {} as {} ({}).\nServer key fingerprint: {} (compare it with the legal team's)\n\
-             TLS certificate pinned: {}\nSaved in {} (readable by you only).\n",
+             TLS: {}\nSaved in {} (readable by you only).\n",
             cfg.url,
             cfg.name,
             cfg.role,
             server_key.fingerprint(),
-            cfg.tls_sha256.as_deref().unwrap_or("none (plain HTTP)"),
+            match custody_client::tls::enrollment_pin(
+                &cfg.url,
+                cfg.tls_pin.as_deref(),
+                cfg.tls_sha256.as_deref()
+            ) {
+                Ok(Some(pin)) => pin.describe(),
+                Ok(None) => "none (plain HTTP)".to_string(),
+                Err(why) => why,
+            },
             path.display()
         ));
     }

@@ -2,10 +2,12 @@
 //! signing key), list recordings, fetch an evidence bundle (resuming a broken download),
 //! unpack it, and revoke a device.
 //!
-//! [`login`] is first contact: it trusts the certificate the server presents only if the
-//! server's own answer names it, and saves the pins in a [`LawyerConfig`] (readable by its
-//! owner only: the token is a password). Every later request goes through a [`Session`],
-//! which trusts exactly the pinned certificate. Nothing here prints; `custody-cli` says
+//! [`login`] is first contact: it trusts the certificate the server presents if it is
+//! publicly trusted for the server's name, or else only if the server's own answer names
+//! it, and saves the pins in a [`LawyerConfig`] (readable by its owner only: the token is a
+//! password). Every later request goes through a [`Session`], which accepts the server's
+//! TLS as the pin says ([`tls::TlsPin`]: the authorities, or the certificate's key; a login
+//! saved before key pins, exactly its certificate). Nothing here prints; `custody-cli` says
 //! what happened.
 
 use std::io::Write;
@@ -86,8 +88,14 @@ pub struct LawyerConfig {
     pub role: String,
     /// The server's signing key, `ed25519:…` (the trust anchor for `custody verify`).
     pub server_key: String,
-    /// SHA-256 of its TLS certificate, hex; `None` for plain HTTP (loopback tests).
+    /// SHA-256 of its TLS certificate at login, hex, as the server named it; `None` for
+    /// plain HTTP (loopback tests) or behind a reverse proxy. Logins saved before
+    /// `tls_pin` pinned exactly this certificate.
     pub tls_sha256: Option<String>,
+    /// What is accepted as the server's TLS certificate: `webpki` or `spki-sha256:<hex>`
+    /// ([`tls::TlsPin`]), so that a renewal does not break the login.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_pin: Option<String>,
 }
 
 impl LawyerConfig {
@@ -146,7 +154,7 @@ pub async fn login(url: &str, token: &str) -> Result<(LawyerConfig, PublicKey), 
     let who: WhoAmI = json_answer(c.get(format!("{url}/v1/whoami")).bearer_auth(&token)).await?;
     let server_key =
         who.server_key().map_err(|_| LawyerError::BadAnswer("server_key is not a key".into()))?;
-    tls::check_first_contact(&url, who.tls_sha256.as_deref(), &seen)
+    let pin = tls::first_contact_pin(&url, who.tls_sha256.as_deref(), &seen)
         .map_err(|e| LawyerError::BadAnswer(e.into()))?;
     let cfg = LawyerConfig {
         url,
@@ -155,11 +163,12 @@ pub async fn login(url: &str, token: &str) -> Result<(LawyerConfig, PublicKey), 
         role: who.role.as_str().to_string(),
         server_key: server_key.to_string(),
         tls_sha256: who.tls_sha256,
+        tls_pin: pin.and_then(|p| p.to_stored()),
     };
     Ok((cfg, server_key))
 }
 
-/// A logged-in member's connection: every request trusts exactly the pinned certificate
+/// A logged-in member's connection: every request checks the server's TLS by the pin
 /// and carries the saved token.
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -218,10 +227,11 @@ fn content_range(text: &str) -> Option<(u64, u64)> {
 impl Session {
     /// A session for the saved login `cfg`, each request bounded by `timeout`.
     pub fn new(cfg: LawyerConfig, timeout: Duration) -> Result<Session, LawyerError> {
-        let pin = tls::stored_pin(&cfg.url, cfg.tls_sha256.as_deref()).map_err(|e| {
-            LawyerError::Config(format!("lawyer.json: {e}; run `custody login` again"))
-        })?;
-        let (client, _) = tls::pinned_client(pin, timeout)
+        let pin = tls::enrollment_pin(&cfg.url, cfg.tls_pin.as_deref(), cfg.tls_sha256.as_deref())
+            .map_err(|e| {
+                LawyerError::Config(format!("lawyer.json: {e}; run `custody login` again"))
+            })?;
+        let (client, _) = tls::client(pin, timeout, None)
             .map_err(|e| LawyerError::Config(format!("making the HTTPS client: {e}")))?;
         Ok(Session { cfg, client })
     }
@@ -393,6 +403,7 @@ mod tests {
             role: "member".into(),
             server_key: "k".into(),
             tls_sha256: Some("00".repeat(32)),
+            tls_pin: None,
         };
         cfg.save(&path).unwrap();
         cfg.save(&path).unwrap();

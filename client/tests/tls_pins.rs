@@ -191,6 +191,11 @@ fn pins_survive_renewals_and_refuse_another_self_signed_certificate() {
         let (_v, vault, key) = enroll(&data, &url, 1).await;
         assert_eq!(pin(&vault).as_deref(), Some("webpki"));
         assert_eq!(upload(&vault, &key, &recipient).await, (true, None));
+        // A lawyer's login pins the same way.
+        let member =
+            custody_server::add_member(&data, "Ana", custody_server::Role::Member).unwrap();
+        let (login, _) = custody_client::lawyer::login(&url, &member).await.unwrap();
+        assert_eq!(login.tls_pin.as_deref(), Some("webpki"));
         stop(task).await;
 
         // Renewed with the same key.
@@ -204,6 +209,9 @@ fn pins_survive_renewals_and_refuse_another_self_signed_certificate() {
         let rekeyed = files(dir.path(), "rekeyed", &leaf(&authority, &k2, 2025), &k2);
         let (_, task) = serve(&data, &recipient, addr, Some(rekeyed)).await;
         assert_eq!(upload(&vault, &key, &recipient).await, (true, None), "new key, same CA");
+        let session =
+            custody_client::lawyer::Session::new(login.clone(), Duration::from_secs(10)).unwrap();
+        assert!(session.recordings().await.is_ok(), "the login survives the new key");
         stop(task).await;
 
         // The authority is what is trusted: a self-signed certificate is not.
@@ -211,6 +219,8 @@ fn pins_survive_renewals_and_refuse_another_self_signed_certificate() {
         let (done, err) = upload(&vault, &key, &recipient).await;
         assert!(!done, "a self-signed certificate where a trusted one was");
         assert!(err.unwrap_or_default().contains("certificate"), "a TLS refusal");
+        let session = custody_client::lawyer::Session::new(login, Duration::from_secs(10)).unwrap();
+        assert!(session.recordings().await.is_err(), "nor does the lawyer's login accept it");
         stop(task).await;
 
         // --- A self-signed server (the laptop default): its key is pinned.

@@ -554,10 +554,9 @@ pub fn viewing_copy(remux: &Path, out: &Path, label: &str) -> Result<RemuxSummar
         let tb = lanes[o].1.time_base();
         write(&mut octx, o, tb, &mut encoded)?;
     }
-    for o in 0..lanes.len() {
-        lanes[o].1.process(None, &mut encoded).map_err(enc_err)?;
-        let tb = lanes[o].1.time_base();
-        write(&mut octx, o, tb, &mut encoded)?;
+    for (o, (_, lane)) in lanes.iter_mut().enumerate() {
+        lane.process(None, &mut encoded).map_err(enc_err)?;
+        write(&mut octx, o, lane.time_base(), &mut encoded)?;
     }
     octx.write_trailer().map_err(write_err)?;
     Ok(RemuxSummary { packets, duration_us: first.map_or(0, |f| last - f) })

@@ -343,8 +343,11 @@ fn a_photo_is_reported_as_a_photo_and_exported_as_it_is() {
         jpg.to_str().unwrap(),
     ]);
     let jpeg = std::fs::read(&jpg).unwrap();
-    let good =
-        write(&env, &chain(&env, Container::Photo, &[jpeg.clone()], &[jpeg.clone()]), "photo");
+    let good = write(
+        &env,
+        &chain(&env, Container::Photo, std::slice::from_ref(&jpeg), std::slice::from_ref(&jpeg)),
+        "photo",
+    );
     let html = dir.join("photo.html");
     let out = custody(&env, &["verify", good.to_str().unwrap(), "--html", html.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -369,7 +372,11 @@ fn a_photo_is_reported_as_a_photo_and_exported_as_it_is() {
     let mut other = jpeg.clone();
     let sof = other.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
     other[sof + 8] ^= 0x01; // the width's low byte
-    let bad = write(&env, &chain(&env, Container::Photo, &[other.clone()], &[jpeg.clone()]), "bad");
+    let bad = write(
+        &env,
+        &chain(&env, Container::Photo, std::slice::from_ref(&other), std::slice::from_ref(&jpeg)),
+        "bad",
+    );
     let report = json(&custody(&env, &["verify", bad.to_str().unwrap(), "--json"]));
     assert_eq!(report["verdict"], "tampered", "{report}");
     assert!(codes(&report).contains(&"segment.media.mismatch".to_string()), "{report}");

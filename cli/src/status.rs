@@ -28,9 +28,18 @@ fn text(s: &Status) -> String {
         Some(e) => {
             out.push_str(&format!("Server:    {} (enrolled as \"{}\")\n", e.url, e.label));
             out.push_str(&format!("           key fingerprint {}\n", e.server_fingerprint));
+            let tls = custody_client::tls::enrollment_pin(
+                &e.url,
+                e.tls_pin.as_deref(),
+                e.tls_sha256.as_deref(),
+            );
             out.push_str(&format!(
-                "           TLS certificate pin {}\n",
-                e.tls_sha256.as_deref().unwrap_or("none (plain HTTP)")
+                "           TLS {}\n",
+                match tls {
+                    Ok(Some(pin)) => pin.describe(),
+                    Ok(None) => "none (plain HTTP)".to_string(),
+                    Err(why) => why,
+                }
             ));
         }
         None => out.push_str(

@@ -23,8 +23,12 @@ pub struct EnrollmentStatus {
     pub server_key: String,
     /// Its fingerprint, to compare with the legal team's.
     pub server_fingerprint: String,
-    /// The pinned TLS certificate's SHA-256 (none for plain HTTP).
+    /// The TLS certificate's SHA-256 at enrollment, as the server named it (none for plain
+    /// HTTP or behind a reverse proxy).
     pub tls_sha256: Option<String>,
+    /// What is accepted of the server's TLS: `webpki` or `spki-sha256:<hex>`; none for an
+    /// enrollment that still pins the certificate by `tls_sha256`.
+    pub tls_pin: Option<String>,
 }
 
 /// The custody-log head the device holds.
@@ -102,6 +106,7 @@ pub fn status(vault: &Vault, now_us: i64) -> Result<Status, OutboxError> {
         label: e.label,
         server_key: e.server_key,
         tls_sha256: e.tls_sha256,
+        tls_pin: e.tls_pin,
     });
     let log_head = outbox::held(dir)?.map(|h| LogHeadStatus {
         tree_size: h.head.tree_size,

@@ -244,3 +244,18 @@ test('a full quota stops the recording, keeps what was sealed and says why', asy
   assert.equal(dev.ended[0].reason, 3);
   assert.equal(capture.state, 'ended');
 });
+
+test('a stream refused at its end still hands over the segments completed before it', async () => {
+  const { Segmenter } = await import('../src/media/segmenter.js');
+  const { endStreamKeeping } = await import('../src/app/recorder.js');
+  const seg = new Segmenter({ mimeType: 'video/webm;codecs=vp8,opus' });
+  const complete = seg.push(FILES[0], 1);
+  // A Cluster ID followed by a size no recorder writes: the stream is refused there.
+  const damaged = seg.push(new Uint8Array([0x1f, 0x43, 0xb6, 0x75, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]), 2);
+  const { segments, error } = endStreamKeeping(seg, 3, true);
+  assert.ok(error, 'the damaged tail is refused');
+  const all = [...complete, ...damaged, ...segments];
+  assert.ok(all.length >= 4, `9 s at 2 s keyframes gives at least 4 segments, got ${all.length}`);
+  const sealed = all.reduce((n, s) => n + s.videoFrames, 0);
+  assert.equal(sealed, videoPackets(FILES[0], 'a-check.webm'), 'every video frame of the intact stream is in a segment');
+});

@@ -35,6 +35,24 @@ export const MIME_TYPES = [
  * street cell. Bounded so the picture stays usable as evidence. */
 export const BITRATES = [1_200_000, 600_000, 300_000];
 
+/**
+ * Ends the Segmenter's stream, keeping the segments it completed before refusing the rest
+ * of the stream (it hands them over on the error as `error.segments`), so that damaged
+ * recorder output never costs the segments sealed-ready before it.
+ * @param {Segmenter} segmenter
+ * @param {number} wallUs
+ * @param {boolean} final
+ * @returns {{segments: any[], error: unknown}}
+ */
+export function endStreamKeeping(segmenter, wallUs, final) {
+  try {
+    return { segments: segmenter.endStream(wallUs, { final }), error: null };
+  } catch (e) {
+    const kept = /** @type {{segments?: unknown}} */ (e)?.segments;
+    return { segments: Array.isArray(kept) ? kept : [], error: e };
+  }
+}
+
 /** Software named in every header. */
 export const SOFTWARE = 'custody capture page 0.1.0';
 
@@ -312,9 +330,10 @@ export class Capture extends EventTarget {
         const at = this.monoMs();
         // Queued behind the old recorder's last chunk and before the new one's first.
         this.enqueue(async () => {
-          const rest = this.segmenter.endStream(wall, { final: false });
-          for (const seg of rest) await this.seal(seg, at);
+          const { segments, error } = endStreamKeeping(this.segmenter, wall, false);
+          for (const seg of segments) await this.seal(seg, at);
           this.segmenter.newStream(offsetUs);
+          if (error) throw error;
         });
       } finally {
         open();
@@ -353,9 +372,10 @@ export class Capture extends EventTarget {
     await this.enqueue(async () => {
       if (!this.error) {
         try {
-          const rest = this.segmenter.endStream(wall, { final: true });
+          const { segments, error } = endStreamKeeping(this.segmenter, wall, true);
           await this.begin();
-          for (const seg of rest) await this.seal(seg, at);
+          for (const seg of segments) await this.seal(seg, at);
+          if (error) throw error;
         } catch (e) {
           // The last segments could not be sealed (a full quota): the end record still
           // says why the recording ends here.

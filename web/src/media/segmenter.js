@@ -37,7 +37,8 @@ import { PacketDigester, framingFromExtradata } from './digest.js';
  */
 
 /**
- * @typedef {{units: Uint8Array[], bytes: number, firstOffset: number, lastEnd: number,
+ * (`unitFrames`: frames of the Cluster/fragment being read that are already in the digest.)
+ * @typedef {{units: Uint8Array[], unitFrames: number, bytes: number, firstOffset: number, lastEnd: number,
  *   firstTimeUs: number | null, refTimeUs: number | null, latest: {timeUs: number, durationUs: number | null} | null,
  *   videoTimes: number[], videoFrames: number, digester: PacketDigester}} Open
  */
@@ -198,6 +199,10 @@ export class Segmenter {
   fail(e, ending) {
     const err = e instanceof MediaError ? e : new MediaError('segmenter.internal', String(e));
     this.failed = err;
+    // At the stream's end, the open segment's whole Clusters/fragments are still a segment
+    // when nothing of the refused one reached its digest: they are sealed, not lost.
+    const s = this.seg;
+    if (ending && s && s.units.length > 0 && s.unitFrames === 0) this.emit(3, null, null);
     const done = this.take();
     if (!ending && done.length > 0) return done;
     /** @type {MediaError & {segments?: Segment[]}} */ (err).segments = done;
@@ -281,6 +286,7 @@ export class Segmenter {
     if (s.units.length === 0) s.firstOffset = offset;
     s.units.push(bytes);
     s.bytes += bytes.length;
+    s.unitFrames = 0;
     s.lastEnd = end;
     if (s.bytes > this.maxSegmentBytes) {
       throw new MediaError('segmenter.segment.too-large', `a segment passes ${this.maxSegmentBytes} bytes without a Cluster or fragment to cut at`, offset);
@@ -318,7 +324,7 @@ export class Segmenter {
   open(offset) {
     const tracks = this.tracks ?? [];
     this.seg = {
-      units: [], bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, refTimeUs: null, latest: null,
+      units: [], unitFrames: 0, bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, refTimeUs: null, latest: null,
       videoTimes: [], videoFrames: 0,
       digester: new PacketDigester(tracks.map((t) => ({
         kind: t.kind, codec: t.codec, framing: framingFromExtradata(t.codec, t.extradata),
@@ -333,6 +339,7 @@ export class Segmenter {
   feed(f) {
     const s = /** @type {Open} */ (this.seg);
     s.digester.push(f.track, f.key, f.data);
+    s.unitFrames += 1;
     if (s.firstTimeUs === null) s.firstTimeUs = f.timeUs;
     const isVideo = this.tracks?.[f.track].kind === 1;
     if (s.refTimeUs === null && (isVideo || !this.hasVideo)) s.refTimeUs = f.timeUs;

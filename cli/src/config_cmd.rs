@@ -39,6 +39,7 @@ fn observer(vault: &Path, source: &str) -> Value {
             "label": e["label"],
             "server_fingerprint": fingerprint(e["server_key"].as_str()),
             "tls_sha256": e["tls_sha256"],
+            "tls_pin": e["tls_pin"],
             "recipients": e["recipients"],
         })),
         "defaults": {
@@ -62,6 +63,7 @@ fn lawyer() -> Value {
             "role": c["role"],
             "trusted_server_fingerprint": fingerprint(c["server_key"].as_str()),
             "tls_sha256": c["tls_sha256"],
+            "tls_pin": c["tls_pin"],
         })),
         "defaults": {
             "trust": "the server key saved by `custody login`, unless --trust is given",

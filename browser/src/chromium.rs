@@ -3,7 +3,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -115,14 +115,15 @@ impl Chromium {
         let log = dir.with_extension("log");
         let log_file =
             std::fs::File::create(&log).map_err(Error::io("creating the browser log"))?;
-        let child = Command::new(CHROMIUM)
+        let mut command = Command::new(CHROMIUM);
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             // Its own process group, so that drop kills the renderers and utilities too.
-            .process_group(0)
-            .spawn()
+            .process_group(0);
+        let child = spawn_tied(command)
             .map_err(|source| Error::Spawn { program: CHROMIUM.into(), source })?;
         let mut chromium = Chromium { child: Some(child), conn: None, port: 0, log };
         let (port, path) = chromium.wait_port_file(&port_file)?;
@@ -258,6 +259,41 @@ impl Chromium {
         self.child = None;
         Ok(())
     }
+}
+
+/// Spawns `command` so that it is killed if this process dies without dropping it (a test
+/// binary killed by a timeout, a panic that aborts): the child asks the kernel for SIGKILL
+/// when its parent *thread* exits (prctl(2) `PR_SET_DEATHSIG`), so it is spawned from one
+/// thread that lives as long as the process.
+fn spawn_tied(command: Command) -> std::io::Result<Child> {
+    type Job = (Command, mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                // SAFETY: the closure runs in the forked child before exec and only calls
+                // prctl(2), which is async-signal-safe.
+                unsafe {
+                    command.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let _ = reply.send(command.spawn());
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, tx))
+        .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
+    rx.recv().map_err(|_| std::io::Error::other("the spawner thread is gone"))?
 }
 
 impl Drop for Chromium {

@@ -19,6 +19,8 @@
 pub mod cdp;
 mod chromium;
 mod error;
+pub mod fixture;
+pub mod phone;
 pub mod proc;
 mod server;
 pub mod spki;
@@ -26,6 +28,8 @@ mod tab;
 
 pub use chromium::{Chromium, LaunchOptions, Profile};
 pub use error::Error;
+pub use fixture::Fixture;
+pub use phone::Phone;
 pub use server::{custody_binary, Server, ServerOptions};
 pub use tab::Tab;
 

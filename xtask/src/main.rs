@@ -193,7 +193,8 @@ fn test() -> Result<(), String> {
     install_missing()?;
     // First, so that web/dist exists when the server (which embeds it) and the browser
     // tests are built.
-    web::web()?;
+    web::install()?;
+    web::build()?;
     run("cargo", &["fmt", "--all", "--check"])?;
     // The vault (keys, sealing, signing, the store) builds on its own and links no FFmpeg:
     // only capture, and the recorder that joins it to the vault, may name the media stack.
@@ -216,7 +217,14 @@ fn test() -> Result<(), String> {
     // Broken intra-doc links and missing docs fail the build too.
     std::env::set_var("RUSTDOCFLAGS", "-D warnings");
     run("cargo", &["doc", "--workspace", "--no-deps", "--exclude", "xtask"])?;
+    // The browser tests drive the `custody` binary this very build makes; without this
+    // they would build it again with `-p custody-cli`'s features (custody_browser::custody_binary).
+    std::env::set_var("CUSTODY_BIN", root().join("target/debug/custody"));
     run("cargo", &["test", "--workspace"])?;
+    // The page's lint and node tests, some of which drive the binary just built: here
+    // nothing they need may be missing (a skipped test proves nothing).
+    std::env::set_var("CUSTODY_REQUIRE_ALL", "1");
+    web::check()?;
     // The main job itself, shortened, on the binary the tests just built.
     demo::demo(&demo::Options { seconds: 6, build: false })
 }
@@ -232,9 +240,10 @@ commands:
   web     the capture page: npm ci (only when web/node_modules is missing or differs from
           web/package-lock.json), eslint, tsc --checkJs, its node tests, and the build
           into web/dist (which the server embeds)
-  test    install missing system packages (apt), then run cargo xtask web, cargo fmt
-          --check, clippy with warnings denied, the fuzz-target build, cargo doc, every
-          test in the workspace, and the demo with a 6-second recording
+  test    install missing system packages (apt) and the capture page's npm packages,
+          build the page, then run cargo fmt --check, clippy with warnings denied, the
+          fuzz-target build, cargo doc, every test in the workspace, the page's lint and
+          node tests (none may skip), and the demo with a 6-second recording
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
           sections: capture, import, server, upload, verify (default: all; a section not

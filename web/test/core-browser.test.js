@@ -4,6 +4,7 @@
 // stall. The code is bundled with esbuild and served from loopback (a secure context, so
 // WebCrypto Ed25519 is there). Skipped, saying so, where there is no Chromium.
 
+import { skipUnless } from './require.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,7 +17,7 @@ import * as esbuild from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const skip = existsSync(chromium) ? false : `no Chromium at ${chromium}`;
+const skip = skipUnless(existsSync(chromium), `no Chromium at ${chromium}`);
 
 test('IndexedDB keeps the non-extractable key and the sealed bytes; XMLHttpRequest uploads stop when they stall', { skip, timeout: 90000 }, async () => {
   const built = await esbuild.build({ stdin: { contents: PAGE, resolveDir: here, loader: 'js' }, bundle: true, format: 'esm', write: false, logLevel: 'silent' });

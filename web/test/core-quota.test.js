@@ -6,6 +6,7 @@
 // also read back through a second connection, as after a reload. Skipped, saying so,
 // where there is no Chromium.
 
+import { skipUnless } from './require.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -18,7 +19,7 @@ import * as esbuild from 'esbuild';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromium = process.env.CHROMIUM ?? '/usr/bin/chromium';
-const skip = existsSync(chromium) ? false : `no Chromium at ${chromium}`;
+const skip = skipUnless(existsSync(chromium), `no Chromium at ${chromium}`);
 
 const PAGE = String.raw`
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';

@@ -19,10 +19,11 @@ import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 
 import { Device } from '../src/device.js';
 import { MemoryTestStore } from '../src/vault/store.js';
+import { skipUnless } from './require.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = process.env.CUSTODY_BIN ?? join(repo, 'target', 'debug', 'custody');
-const skip = existsSync(bin) ? false : `the custody binary is not built (${bin}): cargo build -p custody-cli`;
+const skip = skipUnless(existsSync(bin), `the custody binary is not built (${bin}): cargo build -p custody-cli`);
 
 /** @param {string} data @param {string} recipient */
 async function serve(data, recipient) {

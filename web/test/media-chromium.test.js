@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tempDir, checkSegments } from './media-util.js';
 import { recordInChromium, haveChromium } from './media-chromium.js';
+import { skipUnless } from './require.js';
 
 const dir = tempDir();
 
@@ -17,7 +18,7 @@ const kinds = [
   'video/webm;codecs=h264,opus', 'video/mp4', 'video/mp4;codecs=avc1,opus',
 ];
 for (const mimeType of kinds) {
-  test(`Chromium's MediaRecorder, ${mimeType}: segments of about 2 s from keyframes, nothing lost at a boundary`, { skip: !haveChromium && 'no Chromium here' }, async (t) => {
+  test(`Chromium's MediaRecorder, ${mimeType}: segments of about 2 s from keyframes, nothing lost at a boundary`, { skip: skipUnless(haveChromium, 'no Chromium here') }, async (t) => {
     const { mimeType: used, chunks } = await recordInChromium({ mimeType, seconds: 6 });
     const data = new Uint8Array(Buffer.concat(chunks));
     const name = used.replace(/[^a-z0-9]+/gi, '-');

@@ -73,22 +73,44 @@ fn install_needed(web: &Path) -> Result<Option<String>, String> {
     Ok(None)
 }
 
-/// `cargo xtask web`.
+/// `cargo xtask web`: everything, in the order a developer wants it (checks, then the build).
 pub(crate) fn web() -> Result<(), String> {
+    install()?;
+    check()?;
+    build()
+}
+
+/// Installs the page's npm packages when web/node_modules is not what the lockfile pins.
+pub(crate) fn install() -> Result<(), String> {
     if !crate::on_path("node") || !crate::on_path("npm") {
         crate::install_missing()?;
     }
-    let dir = web_dir();
-    match install_needed(&dir)? {
+    match install_needed(&web_dir())? {
         Some(why) => {
             // What it installs: the packages web/package-lock.json pins, nothing else
             // (age-encryption for sealing; esbuild, eslint, typescript and globals to build
             // and check the page), with their integrity hashes checked by npm.
             eprintln!("xtask: installing the capture page's npm packages from web/package-lock.json ({why})");
-            run_in_web("npm", &["ci", "--no-audit", "--no-fund"])?;
+            run_in_web("npm", &["ci", "--no-audit", "--no-fund"])
         }
-        None => eprintln!("xtask: web/node_modules matches web/package-lock.json"),
+        None => {
+            eprintln!("xtask: web/node_modules matches web/package-lock.json");
+            Ok(())
+        }
     }
+}
+
+/// Builds the page into web/dist (which the server embeds).
+pub(crate) fn build() -> Result<(), String> {
+    run_in_web("node", &["build.mjs"])
+}
+
+/// Lints, type-checks and runs the page's node tests. Some of them drive the real
+/// `custody` binary (`CUSTODY_BIN`) or Chromium; `cargo xtask test` runs this after the
+/// workspace is built and sets `CUSTODY_REQUIRE_ALL`, so that a missing binary fails them
+/// instead of skipping them.
+pub(crate) fn check() -> Result<(), String> {
+    let dir = web_dir();
     run_in_web("npx", &["--no-install", "eslint", "."])?;
     run_in_web("npx", &["--no-install", "tsc", "-p", "jsconfig.json"])?;
     // The test files by name: node 20's `--test DIR` also runs every helper module under
@@ -103,8 +125,7 @@ pub(crate) fn web() -> Result<(), String> {
     tests.sort();
     let mut args = vec!["--test"];
     args.extend(tests.iter().map(String::as_str));
-    run_in_web("node", &args)?;
-    run_in_web("node", &["build.mjs"])
+    run_in_web("node", &args)
 }
 
 #[cfg(test)]

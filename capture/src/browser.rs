@@ -280,6 +280,47 @@ impl Demuxed {
     }
 }
 
+/// Every packet of a browser segment's first video and first audio stream (stream 0 the
+/// video, then the audio, as [`crate::packet_hashes`] numbers them), hashed one by one,
+/// on the recording's timeline: moved so that the file's first packet lies at
+/// `media_start_us`, as [`remux_browser`] places it. For matching an original file from
+/// the phone against a browser's recording segment by segment.
+pub fn browser_packet_hashes(
+    container: Container,
+    plaintext: &[u8],
+    media_start_us: i64,
+) -> Result<Vec<crate::PacketHash>, BrowserError> {
+    let mut file = Demuxed::open(container, plaintext.to_vec())?;
+    let digest_streams = file.digest_streams();
+    let video = file.streams.iter().position(|s| s.kind == MediaKind::Video);
+    let audio = file.streams.iter().position(|s| s.kind == MediaKind::Audio);
+    let position = |i: usize| match (video, audio) {
+        (Some(v), _) if v == i => Some(0),
+        (v, Some(a)) if a == i => Some(usize::from(v.is_some())),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    let mut shift: Option<i64> = None;
+    while let Some(packet) = file.next()? {
+        let i = packet.stream();
+        let tb = file.time_bases[i];
+        let Some(ts) = packet.pts().or(packet.dts()) else { continue };
+        let us = crate::recorder_time(ts, tb);
+        let shift = *shift.get_or_insert(media_start_us - us);
+        let Some(stream) = position(i) else { continue };
+        let mut d = PacketDigester::new(std::slice::from_ref(&digest_streams[i]));
+        d.push(0, packet.is_key(), packet.data().unwrap_or(&[]));
+        out.push(crate::PacketHash {
+            stream,
+            kind: file.streams[i].kind,
+            pts_us: us + shift,
+            duration_us: crate::recorder_time(packet.duration(), tb),
+            digest: d.finish().0,
+        });
+    }
+    Ok(out)
+}
+
 /// One segment for [`remux_browser`]: its plaintext and its record's `media_start_us`.
 pub struct TimedSegment {
     /// The segment's plaintext (a complete WebM or MP4 file).

@@ -290,3 +290,26 @@ fn remuxed_segments_hold_exactly_their_packets() {
     let swapped = digest_by_counts(&out, &[counts[1].clone(), counts[0].clone()]).unwrap();
     assert_ne!(swapped[0].packet_digest, facts[1].packet_digest);
 }
+
+/// A browser segment's packets, hashed on the recording's timeline, are found in the file
+/// they came from, packet for packet (all but the Opus priming packet that precedes the
+/// opening keyframe by more than the 10 ms the matcher allows).
+#[test]
+fn a_browser_segments_packets_are_found_in_the_file_it_came_from() {
+    let dir = TempDir::new("browser-match");
+    let whole = make(&dir, "whole.webm", "2", &["-c:v", "libvpx", "-c:a", "libopus"]);
+    let bytes = std::fs::read(&whole).unwrap();
+    let facts = browser_segment(Container::Webm, &bytes).unwrap();
+    let start = facts.first_time_us.unwrap();
+    let mine = custody_capture::browser_packet_hashes(Container::Webm, &bytes, start).unwrap();
+    let total: u64 = facts.packet_counts.iter().sum();
+    assert_eq!(mine.len() as u64, total);
+    let theirs = custody_capture::packet_hashes(custody_capture::Media::File(whole)).unwrap();
+    let spans = [custody_capture::SegmentSpan {
+        seq: 1,
+        start_us: start,
+        end_us: facts.end_time_us.unwrap(),
+    }];
+    let c = custody_capture::compare(&mine, &spans, &theirs);
+    assert!(c.segments[0].matched + 1 >= c.segments[0].packets, "{:?}", c.segments);
+}

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use custody_capture::{Media, Pieces, SegmentMatch, SegmentSpan};
 use custody_format::bundle;
-use custody_format::record::{CutReason, Record, RecordingHeader, SegmentRecord, SignedRecord};
+use custody_format::record::{
+    Container, CutReason, Record, RecordingHeader, SegmentRecord, SignedRecord,
+};
 use custody_format::report::{code, Check};
 use custody_verifier::html::Section;
 
@@ -146,11 +148,62 @@ pub fn thumbnails(
     ids: &[age::x25519::Identity],
     segments: &[SegmentRecord],
 ) -> Result<BTreeMap<u64, Vec<u8>>, CliError> {
+    if is_browser(bundle_path)? {
+        // Each segment is a file of its own: its first keyframe, read from it alone.
+        let mut out = BTreeMap::new();
+        for s in segments {
+            let media = plaintext(bundle_path, ids, vec![s.seq]);
+            let thumb = custody_capture::thumbnails(media, &[0], THUMB_WIDTH)
+                .map_err(|e| CliError::cannot(format!("thumbnails: segment {}: {e}", s.seq)))?;
+            if let Some(Some(t)) = thumb.into_iter().next() {
+                out.insert(s.seq, t);
+            }
+        }
+        return Ok(out);
+    }
     let media = plaintext(bundle_path, ids, segments.iter().map(|s| s.seq).collect());
     let starts: Vec<i64> = segments.iter().map(|s| s.media_start_us).collect();
     let thumbs = custody_capture::thumbnails(media, &starts, THUMB_WIDTH)
         .map_err(|e| CliError::cannot(format!("thumbnails: {e}")))?;
     Ok(segments.iter().zip(thumbs).filter_map(|(s, t)| t.map(|t| (s.seq, t))).collect())
+}
+
+/// Whether the bundle's segments are a browser's (WebM, self-contained MP4, photo): each
+/// a complete file, so they are read one by one rather than as one concatenated stream.
+fn is_browser(bundle_path: &Path) -> Result<bool, CliError> {
+    Ok(header(bundle_path)?.is_some_and(|h| {
+        matches!(h.container, Container::Webm | Container::SelfContainedMp4 | Container::Photo)
+    }))
+}
+
+/// The sealed recording's packets, hashed one by one, on the recording's timeline. A
+/// browser's segments are read one at a time, each moved to its record's media time.
+fn recording_hashes(
+    bundle_path: &Path,
+    ids: &[age::x25519::Identity],
+    segments: &[SegmentRecord],
+) -> Result<Vec<custody_capture::PacketHash>, CliError> {
+    let read = |seqs: Vec<u64>| {
+        custody_capture::packet_hashes(plaintext(bundle_path, ids, seqs))
+            .map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))
+    };
+    let container = header(bundle_path)?.map(|h| h.container);
+    let Some(container @ (Container::Webm | Container::SelfContainedMp4)) = container else {
+        return read(segments.iter().map(|s| s.seq).collect());
+    };
+    let mut out = Vec::new();
+    for piece in timed_plaintext(bundle_path, ids, segments) {
+        let piece =
+            piece.map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
+        let hashes = custody_capture::browser_packet_hashes(
+            container,
+            &piece.plaintext,
+            piece.media_start_us,
+        )
+        .map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
+        out.extend(hashes);
+    }
+    Ok(out)
 }
 
 fn seconds(us: i64) -> String {
@@ -164,12 +217,7 @@ pub fn match_original(
     segments: &[SegmentRecord],
     original: &Path,
 ) -> Result<(Section, serde_json::Value), CliError> {
-    let recording = custody_capture::packet_hashes(plaintext(
-        bundle_path,
-        ids,
-        segments.iter().map(|s| s.seq).collect(),
-    ))
-    .map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
+    let recording = recording_hashes(bundle_path, ids, segments)?;
     let theirs =
         custody_capture::packet_hashes(Media::File(original.to_path_buf())).map_err(|e| {
             CliError::cannot(format!("{}: {e}", original.display()))

@@ -154,6 +154,11 @@ fn chain(
             (Some(a), Some(b)) => b - a,
             _ => 0,
         };
+        // WebM pieces keep the stream's block times (one recorder stream, offset 0); MP4
+        // pieces start again at 0, as after a recorder restart, and follow on.
+        if container == Container::Webm {
+            media_us = facts.first_time_us.unwrap_or(media_us);
+        }
         let (ct, s) = sealer.seal(plain, Vec::new()).unwrap();
         let wall = testkit::T0_US + 100_000 + media_us;
         records.push(b.segment(SegmentFields {
@@ -213,6 +218,13 @@ fn a_webm_recording_from_a_browser_verifies_exports_and_catches_a_swapped_segmen
     assert_eq!(report["verdict"], "intact-complete", "{report}");
     assert!(codes(&report).contains(&"segment.media.match".to_string()), "{report}");
     assert_eq!(out.status.code(), Some(0));
+
+    // The HTML report shows each segment's first frame, read from that segment alone.
+    let html = dir.join("report.html");
+    let out = custody(&env, &["verify", good.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.matches("data:image/jpeg").count() >= 3, "thumbnails missing");
 
     // Segment 2's plaintext swapped for another valid WebM of the same codecs, sealed and
     // signed consistently (its record names the new bytes' hash), but the packets its

@@ -30,7 +30,7 @@ pub use chromium::{Chromium, LaunchOptions, Profile};
 pub use error::Error;
 pub use fixture::Fixture;
 pub use phone::Phone;
-pub use server::{custody_binary, Server, ServerOptions};
+pub use server::{check_page, custody_binary, Server, ServerOptions};
 pub use tab::Tab;
 
 use std::path::PathBuf;

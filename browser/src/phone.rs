@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{Chromium, Error, Server, Tab};
+use crate::{Chromium, Error, Tab};
 
 /// Everything the page exposes, as one JSON value: `custodyStats` with `status()` called.
 const STATS: &str = "(() => { const s = window.custodyStats; if (!s) return null;
@@ -32,15 +32,17 @@ pub struct Phone {
 impl Phone {
     /// Opens `url` (the enrollment link, or `/capture/`) in a new page of `chromium`, in
     /// the on-disk profile, or (`isolated`) in a browser context of its own.
+    /// `origin` is the server's (`https://127.0.0.1:PORT`): the page must be built into it
+    /// ([`Error::PageMissing`] says how otherwise).
     pub fn open(
         chromium: &Chromium,
-        server: &Server,
+        origin: &str,
         url: &str,
         name: &str,
         isolated: bool,
     ) -> Result<Phone, Error> {
         let tab = if isolated { chromium.open_isolated(url)? } else { chromium.open(url)? };
-        server.check_page(&tab)?;
+        crate::server::check_page(&tab, origin)?;
         let phone = Phone { tab, name: name.to_string(), shots: Default::default() };
         phone.wait_booted()?;
         Ok(phone)

@@ -355,25 +355,30 @@ impl Server {
         ])
     }
 
-    /// Checks that the server has the capture page built in: [`Error::PageMissing`]
-    /// (saying to run `cargo xtask web`) when `/capture/` does not answer 200. Asked from
-    /// `tab`, so it is the browser's own view of the server.
+    /// Checks that the server has the capture page built in (see [`check_page`]).
     pub fn check_page(&self, tab: &Tab) -> Result<(), Error> {
-        let url = serde_json::to_string(&format!("{}/capture/", self.url)).unwrap_or_default();
-        let status = tab.eval(
-            &format!("fetch({url}, {{cache: 'no-store'}}).then(r => r.status)"),
-            Duration::from_secs(30),
-        )?;
-        match status.as_u64() {
-            Some(200) => Ok(()),
-            Some(s) => Err(Error::PageMissing { status: u16::try_from(s).unwrap_or(0) }),
-            None => Err(Error::Unexpected(format!("fetching /capture/ answered {status}"))),
-        }
+        check_page(tab, &self.url)
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Checks that the server at `origin` has the capture page built in: [`Error::PageMissing`]
+/// (saying to run `cargo xtask web`) when `/capture/` does not answer 200. Asked from
+/// `tab`, so it is the browser's own view of the server.
+pub fn check_page(tab: &Tab, origin: &str) -> Result<(), Error> {
+    let url = serde_json::to_string(&format!("{origin}/capture/")).unwrap_or_default();
+    let status = tab.eval(
+        &format!("fetch({url}, {{cache: 'no-store'}}).then(r => r.status)"),
+        Duration::from_secs(30),
+    )?;
+    match status.as_u64() {
+        Some(200) => Ok(()),
+        Some(s) => Err(Error::PageMissing { status: u16::try_from(s).unwrap_or(0) }),
+        None => Err(Error::Unexpected(format!("fetching /capture/ answered {status}"))),
     }
 }

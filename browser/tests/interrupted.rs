@@ -17,7 +17,7 @@ fn a_browser_killed_mid_recording_leaves_a_chain_that_verifies_as_cut_off() {
     let f = Fixture::start().unwrap();
     let server = &f.server;
     let link = server.enroll_link("phone-killed").unwrap();
-    let phone = Phone::open(&f.chromium, server, &link, "killed", false).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &link, "killed", false).unwrap();
     ok(&phone, phone.enroll());
     let id = ok(&phone, phone.start_recording());
     // Two segments go up live; then the network goes, and two more are sealed that only
@@ -52,7 +52,7 @@ fn a_browser_killed_mid_recording_leaves_a_chain_that_verifies_as_cut_off() {
     let chromium = Chromium::launch(&profile, &launch).unwrap();
     let phone = Phone::open(
         &chromium,
-        &server,
+        server.origin(),
         &format!("{}/capture/", server.url),
         "killed-reopened",
         false,

@@ -52,7 +52,7 @@ fn the_network_away_for_10_s_mid_recording_loses_nothing_and_the_outbox_drains()
     let f = fixture::shared().unwrap();
     let server = &f.server;
     let link = server.enroll_link("phone-offline").unwrap();
-    let phone = Phone::open(&f.chromium, server, &link, "offline", true).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &link, "offline", true).unwrap();
     ok(&phone, phone.enroll());
     let id = ok(&phone, phone.start_recording());
     ok(
@@ -105,7 +105,7 @@ fn a_page_frozen_in_the_background_ends_its_recording_sealed_and_says_so() {
     let f = fixture::shared().unwrap();
     let server = &f.server;
     let link = server.enroll_link("phone-frozen").unwrap();
-    let phone = Phone::open(&f.chromium, server, &link, "frozen", true).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &link, "frozen", true).unwrap();
     ok(&phone, phone.enroll());
     let id = ok(&phone, phone.start_recording());
     ok(&phone, phone.wait_segments(2, Duration::from_secs(30)));
@@ -146,7 +146,7 @@ fn a_full_storage_quota_is_said_plainly_and_nothing_sealed_is_lost() {
     let f = fixture::shared().unwrap();
     let server = &f.server;
     let link = server.enroll_link("phone-quota").unwrap();
-    let phone = Phone::open(&f.chromium, server, &link, "quota", true).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &link, "quota", true).unwrap();
     ok(&phone, phone.enroll());
     // Offline, so sealed segments stay on the phone and fill the small quota.
     let usage =

@@ -29,7 +29,7 @@ fn a_phone_enrolls_records_20_s_and_the_lawyer_verifies_and_exports_it() {
     step("server and browser started");
     let server = &f.server;
     let link = server.enroll_link("phone-1").unwrap();
-    let phone = Phone::open(&f.chromium, server, &link, "phone", false).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &link, "phone", false).unwrap();
 
     // The enrollment screen shows the server key it will check, from the link.
     let p = &phone;
@@ -234,7 +234,7 @@ fn a_link_naming_another_server_key_is_refused_and_its_token_stays_unspent() {
     let other = custody_format::testkit::public("another server").fingerprint().to_string();
     let wrong = good.replace(&format!("fp={}", server.fingerprint), &format!("fp={other}"));
     assert_ne!(wrong, good);
-    let phone = Phone::open(&f.chromium, server, &wrong, "wrong-fp", true).unwrap();
+    let phone = Phone::open(&f.chromium, server.origin(), &wrong, "wrong-fp", true).unwrap();
     let err = phone.enroll().unwrap_err().to_string();
     ok(&phone, phone.shot("refused"));
     assert!(err.contains("Wrong server"), "{err}");
@@ -246,7 +246,8 @@ fn a_link_naming_another_server_key_is_refused_and_its_token_stays_unspent() {
 
     // The token was not spent: the right link enrolls (in a fresh context, as a fresh phone).
     drop(phone);
-    let phone = Phone::open(&f.chromium, server, &good, "wrong-fp-then-good", true).unwrap();
+    let phone =
+        Phone::open(&f.chromium, server.origin(), &good, "wrong-fp-then-good", true).unwrap();
     ok(&phone, phone.enroll());
     ok(&phone, phone.shot("enrolled"));
 }

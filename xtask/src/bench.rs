@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use crate::{root, run};
 
+mod phone;
+
 /// The benchmark media: 1080p30 H.264 + AAC, ~1 GB (shared with the capture bench).
 pub fn media() -> PathBuf {
     root().join("target/bench-cache/1080p-h264-aac.mp4")
@@ -259,6 +261,11 @@ const SECTIONS: &[Section] = &[
         name: "scale",
         title: "Per-segment server cost as the recording and the log grow (`custody-server`)",
         measure: scale_section,
+    },
+    Section {
+        name: "phone",
+        title: "The phone: the capture page in Chromium (`custody-browser`)",
+        measure: phone::section,
     },
 ];
 

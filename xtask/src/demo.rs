@@ -207,6 +207,9 @@ pub fn demo(options: &Options) -> Result<(), String> {
     install_missing()?;
     // The same profile as the tests, so `cargo xtask test` and the demo share one build.
     if options.build {
+        // The capture page first: the server embeds it, and the demo's phone records from it.
+        crate::web::install()?;
+        crate::web::build()?;
         run("cargo", &["build", "-p", "custody-cli"])?;
     }
     let bin = target_dir().join("debug/custody");
@@ -312,7 +315,32 @@ fn scenario(d: &mut Demo, options: &Options) -> Result<(), String> {
          fsynced the moment it is cut, then uploaded; the server stores it durably, logs it and \
          answers with a signed receipt. A phone seized now would lose nothing already receipted.",
     );
+    // A phone records beside the laptop, from the capture page the server serves.
+    let link = d.json(&[
+        "admin",
+        "enroll-token",
+        "--data",
+        &data,
+        "--label",
+        "phone-1",
+        "--link",
+        &url,
+        "--json",
+    ])?;
+    let link = field(&link, "link")?.to_string();
+    let cert = std::fs::read(Path::new(&data).join("tls-cert.der")).map_err(|e| e.to_string())?;
+    let spki = custody_browser::spki::spki_sha256_base64(&cert).map_err(|e| e.to_string())?;
+    let phone_seconds = d.seconds.min(10);
+    println!(
+        "          A phone (headless Chromium, fake camera) opens the enrollment link and records \
+         {phone_seconds} s from the capture page meanwhile:"
+    );
+    let phone = {
+        let url = url.clone();
+        std::thread::spawn(move || phone_records(&url, &link, &spki, phone_seconds))
+    };
     let id = record(d, &vault, &["--duration", &d.seconds.to_string()], None)?;
+    let phone_id = phone.join().map_err(|_| "the phone's thread panicked".to_string())??;
     d.show(&["--vault", &vault, "status"])?;
 
     // --- the lawyer ---
@@ -342,6 +370,21 @@ fn scenario(d: &mut Demo, options: &Options) -> Result<(), String> {
          media.",
     );
     d.show(&["export", &bundle, "--identity", &case_key, "-o", &mp4])?;
+
+    d.say(
+        "The lawyer fetches and verifies the phone's recording the same way.",
+        "Each segment was sealed on the phone itself: hashed, signed with a key the page made \
+         non-extractable in WebCrypto, encrypted with age to the case key and uploaded from the \
+         browser. With the case key, the verifier decrypts every segment and demuxes the WebM to \
+         check its packets against what the phone signed.",
+    );
+    let phone_bundle = d.path(&format!("lawyer/bundle-{phone_id}"));
+    d.show(&["fetch", &phone_id, "-o", &phone_bundle])?;
+    let out = d.show(&["verify", "--identity", &case_key, &phone_bundle])?;
+    if !String::from_utf8_lossy(&out.stdout).contains("INTACT AND COMPLETE") {
+        return Err("the phone's recording should verify as intact and complete".into());
+    }
+    println!("          Both recordings verify: the laptop's and the phone's.");
 
     // --- a seizure ---
     d.say(
@@ -374,6 +417,7 @@ fn scenario(d: &mut Demo, options: &Options) -> Result<(), String> {
     println!("  the exported video:     {mp4}");
     println!("  the export's report:    {mp4}.report.html");
     println!("  the seized recording:   {seized_bundle}");
+    println!("  the phone's bundle:     {phone_bundle}");
     println!("  the server key to trust: {fingerprint}");
     Ok(())
 }
@@ -465,5 +509,38 @@ fn record(
     if id.is_empty() {
         return Err("the recorder never started a recording".into());
     }
+    Ok(id)
+}
+
+/// The demo's phone: headless Chromium (fake camera and microphone) trusting the server's
+/// TLS key, enrolled from `link` through the capture page's own button, recording
+/// `seconds` with the big button and stopping; returns once every record is receipted.
+/// Its screenshots go to target/browser-screens/demo-phone-*.png.
+fn phone_records(url: &str, link: &str, spki: &str, seconds: u32) -> Result<String, String> {
+    use custody_browser::{Chromium, LaunchOptions, Phone, Profile};
+    let e = |e: custody_browser::Error| format!("the phone: {e}");
+    let profile = Profile::new().map_err(e)?;
+    let launch = LaunchOptions { trust_spki: vec![spki.to_string()], ..Default::default() };
+    let chromium = Chromium::launch(&profile, &launch).map_err(e)?;
+    let phone = Phone::open(&chromium, url, link, "demo-phone", false).map_err(e)?;
+    phone.enroll().map_err(e)?;
+    println!("          | phone: enrolled from the link; the server key matched its fingerprint");
+    let id = phone.start_recording().map_err(e)?;
+    println!("          | phone: recording {id} started in the browser");
+    std::thread::sleep(Duration::from_secs(u64::from(seconds)));
+    let _ = phone.shot("recording");
+    phone.stop_recording(&id).map_err(e)?;
+    let status = phone.wait_drained(Duration::from_secs(90)).map_err(e)?;
+    let segments = status["recordings"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["id"] == id.as_str()))
+        .and_then(|r| r["segments"].as_u64())
+        .unwrap_or(0);
+    println!(
+        "          | phone: stopped; {segments} segments sealed on the phone, every record receipted"
+    );
+    let _ = phone.shot("drained");
+    drop(phone);
+    chromium.close().map_err(e)?;
     Ok(id)
 }

@@ -246,7 +246,7 @@ commands:
           node tests (none may skip), and the demo with a 6-second recording
   bench [SECTION...]
           run the benchmarks against their peer tools and rewrite docs/benchmarks.md;
-          sections: capture, import, server, upload, verify (default: all; a section not
+          sections: capture, import, server, upload, verify, scale, phone (default: all; a section not
           rerun keeps its last figures); CUSTODY_BENCH_RUNS sets the runs per figure (5)
   fuzz [TARGET...] [--seconds N]
           run each fuzz target (default: all) for N seconds (60) with cargo-fuzz on the

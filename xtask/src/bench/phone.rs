@@ -1,0 +1,277 @@
+//! `cargo xtask bench phone`: the capture page in Debian's headless Chromium (fake camera)
+//! against `custody serve` on loopback with TLS, driven through custody-browser.
+//!
+//! What it measures, each from the page's own statistics (`window.custodyStats`, the
+//! read-only hook web/src/app/main.js keeps) and from /proc:
+//! - a segment's data leaving the MediaRecorder → its receipt verified and stored on the
+//!   phone (p50, p99), and the same with the page's CPU throttled 4× through DevTools;
+//! - the browser's CPU time (every Chromium process: page, camera, encoder) per second of
+//!   video recorded;
+//! - the outbox while the network is away for 60 s (largest count and bytes), and how long
+//!   it takes to drain once it is back;
+//! - frames lost at segment boundaries: frames the page's MediaRecorder produced (tapped
+//!   in the page) that the lawyer's verified export lacks, and presentation-time gaps above
+//!   1.5 frame durations at a boundary that the recorder's own output does not have;
+//! - tap on Record → the recorder's start and its first data;
+//! - the page's size, gzip-compressed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use custody_browser::{Fixture, Phone};
+use serde_json::Value;
+
+use crate::root;
+
+/// The receipt times of recording `id`'s segments, by polling the device's status every
+/// 10 ms in the page (receipts come oldest first: the k-th receipted is segment k).
+const RECEIPT_POLLER: &str = "(() => { window.__receipts = {}; setInterval(() => {
+    const st = window.custodyStats.status(); if (!st) return;
+    for (const r of st.recordings) { const a = (window.__receipts[r.id] ??= []);
+      while (a.length < r.receipted) a.push(performance.now()); } }, 10); return true; })()";
+
+fn err(e: custody_browser::Error) -> String {
+    format!("phone bench: {e}")
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct Recorded {
+    id: String,
+    latencies: Vec<f64>,
+    media_s: f64,
+    cpu_s: f64,
+    stats: Value,
+}
+
+/// Records `seconds` on `phone` (throttled by `cpu_rate`), waits for every receipt.
+fn record(f: &Fixture, phone: &Phone, seconds: u64, cpu_rate: f64) -> Result<Recorded, String> {
+    phone.tab.set_cpu_throttling(cpu_rate).map_err(err)?;
+    let cpu0 = f.chromium.cpu_time();
+    let id = phone.start_recording().map_err(err)?;
+    std::thread::sleep(Duration::from_secs(seconds));
+    phone.stop_recording(&id).map_err(err)?;
+    let cpu_s = (f.chromium.cpu_time() - cpu0).as_secs_f64();
+    phone.wait_drained(Duration::from_secs(120)).map_err(err)?;
+    phone.tab.set_cpu_throttling(1.0).map_err(err)?;
+    let stats = phone.stats().map_err(err)?;
+    let receipts = phone
+        .tab
+        .eval(
+            &format!("window.__receipts[{}] || []", Value::from(id.clone())),
+            Duration::from_secs(10),
+        )
+        .map_err(err)?;
+    let segs = stats["current"]["segments"].as_array().cloned().unwrap_or_default();
+    let mut latencies: Vec<f64> = segs
+        .iter()
+        .zip(receipts.as_array().cloned().unwrap_or_default())
+        .filter_map(|(s, r)| Some(r.as_f64()? - s["leftRecorderAtMs"].as_f64()?))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let media_s = segs
+        .last()
+        .and_then(|s| s["mediaEndUs"].as_f64())
+        .zip(segs.first().and_then(|s| s["mediaStartUs"].as_f64()))
+        .map_or(0.0, |(e, s)| (e - s) / 1e6);
+    Ok(Recorded { id, latencies, media_s, cpu_s, stats })
+}
+
+fn frame_times(file: &Path) -> Result<Vec<f64>, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "csv=p=0", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time"])
+        .arg(file)
+        .output()
+        .map_err(|e| format!("ffprobe: {e}"))?;
+    let mut t: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    Ok(t)
+}
+
+fn gaps(times: &[f64]) -> (f64, Vec<(f64, f64)>) {
+    let mut d: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    d.sort_by(f64::total_cmp);
+    let frame = d.get(d.len() / 2).copied().unwrap_or(0.0);
+    (
+        frame,
+        times
+            .windows(2)
+            .filter(|w| w[1] - w[0] > 1.5 * frame)
+            .map(|w| (w[0], w[1] - w[0]))
+            .collect(),
+    )
+}
+
+/// (frames the recorder made that the export lacks, gaps at boundaries the recorder's
+/// output lacks, boundaries, frames) for recording `r`.
+fn boundary_losses(
+    f: &Fixture,
+    phone: &Phone,
+    r: &Recorded,
+) -> Result<(usize, usize, usize, usize), String> {
+    let raw = phone.recorder_output().map_err(err)?;
+    let bundle = f.server.fetch(&r.id, "bench-bundle").map_err(err)?;
+    let video = f.server.scratch().join("bench.webm");
+    f.server.export(&bundle, &video).map_err(err)?;
+    let times = frame_times(&video)?;
+    let raw_file = f.server.scratch().join("bench-raw.webm");
+    std::fs::write(&raw_file, raw.last().cloned().unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let raw_times = frame_times(&raw_file)?;
+    let _ = std::fs::remove_file(&raw_file);
+    let (Some(first), Some(raw_first)) = (times.first(), raw_times.first()) else {
+        return Err("no video frames in the export or the recorder's output".into());
+    };
+    let shift = first - raw_first;
+    let lost = raw_times
+        .iter()
+        .filter(|&&t| !times.iter().any(|e| (e - shift - t).abs() < 0.0015))
+        .count();
+    let segs = r.stats["current"]["segments"].as_array().cloned().unwrap_or_default();
+    let t0 = segs.first().and_then(|s| s["mediaStartUs"].as_f64()).unwrap_or(0.0) / 1e6;
+    let boundaries: Vec<f64> = segs
+        .iter()
+        .skip(1)
+        .filter_map(|s| s["mediaStartUs"].as_f64())
+        .map(|m| m / 1e6 - t0 + first)
+        .collect();
+    let (frame, export_gaps) = gaps(&times);
+    let (_, raw_gaps) = gaps(&raw_times);
+    let by_page = export_gaps
+        .iter()
+        .filter(|(t, g)| boundaries.iter().any(|b| *b >= t - frame && *b <= t + g + frame))
+        .filter(|(t, g)| {
+            !raw_gaps
+                .iter()
+                .any(|(rt, rg)| (rt + shift - t).abs() < 0.0015 && (rg - g).abs() < 0.0015)
+        })
+        .count();
+    Ok((lost, by_page, boundaries.len(), times.len()))
+}
+
+/// The built page's files under web/dist, gzip -9 each: (raw bytes, compressed bytes).
+fn page_size() -> Result<(u64, u64), String> {
+    let dist = root().join("web/dist");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("find . -type f -print0 | sort -z | xargs -0 cat | wc -c; \
+              find . -type f -print0 | sort -z | while IFS= read -r -d '' f; do gzip -9 -c \"$f\"; done | wc -c")
+        .current_dir(&dist)
+        .output()
+        .map_err(|e| format!("measuring web/dist: {e}"))?;
+    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    match n[..] {
+        [raw, gz] if raw > 0 => Ok((raw, gz)),
+        _ => Err("web/dist is missing: run cargo xtask web".into()),
+    }
+}
+
+pub fn section(_runs: usize) -> Result<String, String> {
+    let seconds: u64 = std::env::var("CUSTODY_BENCH_PHONE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let offline_s: u64 = std::env::var("CUSTODY_BENCH_PHONE_OFFLINE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let (raw, gz) = page_size()?;
+    let f = Fixture::start().map_err(err)?;
+    let link = f.server.enroll_link("bench-phone").map_err(err)?;
+    let phone =
+        Phone::open(&f.chromium, f.server.origin(), &link, "bench-phone", false).map_err(err)?;
+    phone.enroll().map_err(err)?;
+    phone.tab.eval(RECEIPT_POLLER, Duration::from_secs(10)).map_err(err)?;
+    phone.tap_recorder().map_err(err)?;
+
+    let plain = record(&f, &phone, seconds, 1.0)?;
+    let (lost, gaps_by_page, boundaries, frames) = boundary_losses(&f, &phone, &plain)?;
+    let tap = &plain.stats["recordings"][0];
+    let tap_to_start = tap["recorderStartedAtMs"].as_f64().unwrap_or(f64::NAN)
+        - tap["tapAtMs"].as_f64().unwrap_or(f64::NAN);
+    let tap_to_data = tap["firstChunkAtMs"].as_f64().unwrap_or(f64::NAN)
+        - tap["tapAtMs"].as_f64().unwrap_or(f64::NAN);
+    let mime = tap["mimeType"].as_str().unwrap_or("?").to_string();
+    let throttled = record(&f, &phone, seconds, 4.0)?;
+
+    // Offline: the outbox grows while recording goes on; then the network comes back.
+    phone.tab.set_offline(true).map_err(err)?;
+    let id = phone.start_recording().map_err(err)?;
+    let (mut max_count, mut max_bytes) = (0u64, 0u64);
+    for _ in 0..offline_s {
+        std::thread::sleep(Duration::from_secs(1));
+        let st = phone.status().map_err(err)?;
+        max_count = max_count.max(st["outbox"]["count"].as_u64().unwrap_or(0));
+        max_bytes = max_bytes.max(st["outbox"]["bytes"].as_u64().unwrap_or(0));
+    }
+    let still = phone.is_recording().map_err(err)?;
+    if still {
+        phone.stop_recording(&id).map_err(err)?;
+    }
+    let line = phone.status_line().map_err(err)?;
+    phone.tab.set_offline(false).map_err(err)?;
+    let back = std::time::Instant::now();
+    phone.wait_drained(Duration::from_secs(180)).map_err(err)?;
+    let drained_s = back.elapsed().as_secs_f64();
+    let _ = phone.shot("offline-drained");
+
+    let row = |name: &str, r: &Recorded| {
+        format!(
+            "| {name} | {} | {:.1} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.2} s |\n",
+            r.latencies.len(),
+            r.media_s,
+            pct(&r.latencies, 0.5),
+            pct(&r.latencies, 0.99),
+            r.latencies.last().copied().unwrap_or(f64::NAN),
+            r.cpu_s / r.media_s.max(0.001),
+        )
+    };
+    let mut out = format!(
+        "Command: `cargo xtask bench phone` (custody-browser: Debian's Chromium headless with its fake \
+         camera, 20 fps, and microphone; the capture page from `custody serve` on loopback with TLS; \
+         {seconds} s per recording; one run per figure). The page chose `{mime}`. Latency runs from the \
+         moment a MediaRecorder chunk that completed a segment left the recorder (the page's \
+         `leftRecorderAtMs`) to the moment the device's status counts that segment's receipt as \
+         verified and stored (polled in the page every 10 ms). CPU is the user + system time of every \
+         Chromium process (page, camera, encoder, network) from /proc, per second of media.\n\n\
+         | run | segments | media | leaves recorder → receipt p50 | p99 | max | browser CPU per s of video |\n\
+         |---|---|---|---|---|---|---|\n"
+    );
+    out.push_str(&row("CPU 1×", &plain));
+    out.push_str(&row("CPU 4× throttled (DevTools)", &throttled));
+    out.push_str(&format!(
+        "\np99 target < 500 ms on loopback: **{}** (1×: {:.0} ms; 4×: {:.0} ms).\n\n\
+         | measure | value |\n|---|---|\n\
+         | frames the recorder produced missing from the verified export | **{lost}** of {frames} (target 0) |\n\
+         | gaps > 1.5 frame durations at the {boundaries} segment boundaries not in the recorder's own output | **{gaps_by_page}** (target 0) |\n\
+         | tap on Record → recorder started | {tap_to_start:.0} ms |\n\
+         | tap on Record → first recorder data (1 s timeslice) | {tap_to_data:.0} ms |\n\
+         | outbox during {offline_s} s offline: largest | {max_count} records, {:.2} MB |\n\
+         | still recording at the end of the offline spell | {} |\n\
+         | drained after the network came back | {drained_s:.1} s |\n\
+         | the page (web/dist), gzip -9 | {:.0} KB ({:.0} KB uncompressed; target < 300 KB) |\n",
+        if pct(&plain.latencies, 0.99) < 500.0 && pct(&throttled.latencies, 0.99) < 500.0 { "met" } else { "missed" },
+        pct(&plain.latencies, 0.99),
+        pct(&throttled.latencies, 0.99),
+        max_bytes as f64 / 1e6,
+        if still { "yes".to_string() } else { format!("no: the page said \"{line}\"") },
+        gz as f64 / 1e3,
+        raw as f64 / 1e3,
+    ));
+    drop(phone);
+    Ok(out)
+}

@@ -313,3 +313,38 @@ fn a_browser_segments_packets_are_found_in_the_file_it_came_from() {
     let c = custody_capture::compare(&mine, &spans, &theirs);
     assert!(c.segments[0].matched + 1 >= c.segments[0].packets, "{:?}", c.segments);
 }
+
+/// Capture records a browser's WebM into WebM segments (container 3), copying VP8 and
+/// Opus: every segment is a complete WebM file whose packets, demuxed alone, are the ones
+/// its segment reports; and a container capture does not write is refused by name.
+#[test]
+fn capture_writes_each_webm_segment_as_a_complete_file() {
+    use custody_capture::{Settings, Source};
+    let dir = TempDir::new("browser-capture");
+    let webm = make(&dir, "in.webm", "6", &["-g", "40", "-c:v", "libvpx", "-c:a", "libopus"]);
+    let settings = Settings { container: Container::Webm, ..Settings::default() };
+    let (started, segments, end) = common::record(Source::file(&webm), settings);
+    let started = started.expect("started");
+    assert_eq!(started.container, Container::Webm);
+    let codecs: Vec<&str> = started.streams.iter().map(|s| s.codec.as_str()).collect();
+    assert_eq!(codecs, ["vp8", "opus"]);
+    assert!(segments.len() >= 3, "{} segments, {end:?}", segments.len());
+    for s in &segments {
+        assert!(
+            s.bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]),
+            "segment {} has no EBML header",
+            s.seq
+        );
+        let facts = browser_segment(Container::Webm, &s.bytes).unwrap();
+        assert_eq!(facts.packet_counts, s.packet_counts, "segment {}", s.seq);
+        assert_eq!(facts.video_frames, s.video_frames, "segment {}", s.seq);
+        assert_eq!(facts.packet_digest, s.packet_digest, "segment {}", s.seq);
+    }
+    let total: u64 = segments.iter().map(|s| s.video_frames).sum();
+    assert_eq!(total, 120);
+
+    let settings = Settings { container: Container::SelfContainedMp4, ..Settings::default() };
+    let (_, segments, end) = common::record(Source::file(&webm), settings);
+    assert!(segments.is_empty());
+    assert!(end.detail.unwrap_or_default().contains("cannot record into"));
+}

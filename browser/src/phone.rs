@@ -127,33 +127,25 @@ impl Phone {
         Ok(v == true)
     }
 
-    /// Taps Record and waits until the recorder's first data has arrived (the header is
-    /// sealed with the tracks it describes); returns the recording's id.
+    /// Taps Record and waits until the new recording's header is sealed and saved (on the
+    /// recorder's first data, with the tracks it describes); returns the recording's id.
     pub fn start_recording(&self) -> Result<String, Error> {
-        let before = self.recording_count()?;
+        let before = self.tab.eval(
+            "JSON.stringify(window.custodyStats.status().recordings.map(r => r.id))",
+            Duration::from_secs(10),
+        )?;
+        let before = before.as_str().unwrap_or("[]").to_string();
         self.tab.tap("#record")?;
         let id = self.tab.wait_for(
             &format!(
-                "(() => {{ const s = window.custodyStats; if (s.recordings.length <= {before}) return null;
-                   const st = s.status(); const c = s.current;
-                   if (!c || !c.firstChunkAtMs) return null;
-                   const seg = c.segments[0];
-                   return seg ? seg.recordingId : (st.recordings.length ? st.recordings[st.recordings.length - 1].id : null); }})()"
+                "(() => {{ const old = {before}; const s = window.custodyStats;
+                   const r = s.status().recordings.find(r => !old.includes(r.id));
+                   return r && s.current && s.current.firstChunkAtMs ? r.id : null; }})()"
             ),
             "the recording to start (first data from the recorder, header sealed)",
             Duration::from_secs(30),
         )?;
-        // The header is sealed on the first data; its id is the newest recording.
-        let id = id.as_str().unwrap_or_default().to_string();
-        Ok(id)
-    }
-
-    fn recording_count(&self) -> Result<u64, Error> {
-        let v = self.tab.eval(
-            "window.custodyStats ? window.custodyStats.recordings.length : 0",
-            Duration::from_secs(10),
-        )?;
-        Ok(v.as_u64().unwrap_or(0))
+        Ok(id.as_str().unwrap_or_default().to_string())
     }
 
     /// The id of the recording the page is making (or made last), from its segments.

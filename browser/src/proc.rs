@@ -104,19 +104,29 @@ pub fn tree_cpu_by_type(root: u32) -> Vec<(String, Duration)> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     #[test]
     fn a_busy_child_counts_in_its_parents_tree() {
         let me = std::process::id();
-        let before = super::tree_cpu_time(me);
+        // Busy for a while, then idle but alive (a process that exited is not counted).
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5"])
+            .args(["-c", "i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done; exec sleep 30"])
             .spawn()
             .unwrap();
-        // Let the loop burn some CPU, then read while the child is still alive.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
-        let during = super::tree_cpu_time(me);
+        let started = Instant::now();
+        while super::tree_cpu_time(child.id()) < Duration::from_millis(300) {
+            assert!(started.elapsed() < Duration::from_secs(30), "the child never got busy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let child_cpu = super::tree_cpu_time(child.id());
+        let tree = super::tree_cpu_time(me);
+        let own = super::stat(me).map(|(_, t)| t).unwrap();
+        let own = Duration::from_millis(own * 1000 / super::ticks_per_second());
         let _ = child.kill();
         let _ = child.wait();
-        assert!(during > before, "{before:?} then {during:?}");
+        // The parent's tree is its own time plus (at least) the child's.
+        assert!(tree >= own + child_cpu, "tree {tree:?}, own {own:?}, child {child_cpu:?}");
+        assert!(!super::tree_cpu_by_type(me).is_empty());
     }
 }

@@ -162,22 +162,30 @@ fn boundary_losses(
 
 /// The built page's files under web/dist, gzip -9 each: (raw bytes, compressed bytes).
 fn page_size() -> Result<(u64, u64), String> {
-    let dist = root().join("web/dist");
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("find . -type f -print0 | sort -z | xargs -0 cat | wc -c; \
-              find . -type f -print0 | sort -z | while IFS= read -r -d '' f; do gzip -9 -c \"$f\"; done | wc -c")
-        .current_dir(&dist)
-        .output()
-        .map_err(|e| format!("measuring web/dist: {e}"))?;
-    let n: Vec<u64> = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    match n[..] {
-        [raw, gz] if raw > 0 => Ok((raw, gz)),
-        _ => Err("web/dist is missing: run cargo xtask web".into()),
+    let mut stack = vec![root().join("web/dist")];
+    let (mut raw, mut gz) = (0u64, 0u64);
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).map_err(|_| "web/dist is missing: run cargo xtask web")?;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            raw += e.metadata().map_or(0, |m| m.len());
+            let out = Command::new("gzip")
+                .args(["-9", "-c"])
+                .arg(&path)
+                .output()
+                .map_err(|e| format!("gzip: {e}"))?;
+            gz += out.stdout.len() as u64;
+        }
     }
+    if raw == 0 {
+        return Err("web/dist is empty: run cargo xtask web".into());
+    }
+    Ok((raw, gz))
 }
 
 pub fn section(_runs: usize) -> Result<String, String> {

@@ -48,7 +48,7 @@ fn assert_contiguous(segments: &[custody_format::record::SegmentRecord]) {
 }
 
 #[test]
-#[ignore = "the page's bitrate restart fails in Chromium here when the outbox grows offline (\"the restarted recorder's tracks differ from the recording's streams\"), ending the recording; run with --ignored, and un-ignore once web/src/app/recorder.js restarts cleanly"]
+
 fn the_network_away_for_10_s_mid_recording_loses_nothing_and_the_outbox_drains() {
     let f = fixture::shared().unwrap();
     let server = &f.server;
@@ -143,7 +143,7 @@ fn a_page_frozen_in_the_background_ends_its_recording_sealed_and_says_so() {
 }
 
 #[test]
-#[ignore = "the page's bitrate restart fails in Chromium here when the outbox grows offline (\"the restarted recorder's tracks differ from the recording's streams\"), ending the recording; run with --ignored, and un-ignore once web/src/app/recorder.js restarts cleanly"]
+
 fn a_full_storage_quota_is_said_plainly_and_nothing_sealed_is_lost() {
     let f = fixture::shared().unwrap();
     let server = &f.server;

@@ -72,7 +72,7 @@ pub fn browser_segment(
         Container::Photo => photo(plaintext),
         Container::Webm | Container::SelfContainedMp4 => {
             let mut file = Demuxed::open(container, plaintext.to_vec())?;
-            let mut digester = PacketDigester::new(&file.digest_streams());
+            let mut digester = PacketDigester::new(&file.canonical_digest_streams());
             let (mut first, mut end) = (None, None::<i64>);
             while let Some(packet) = file.next()? {
                 let t = packet.stream();
@@ -83,18 +83,19 @@ pub fn browser_segment(
                     let e = us + crate::recorder_time(packet.duration(), tb);
                     end = Some(end.map_or(e, |x| x.max(e)));
                 }
-                digester.push(t, packet.is_key(), packet.data().unwrap_or(&[]));
+                digester.push(file.slot[t], packet.is_key(), packet.data().unwrap_or(&[]));
             }
             let packet_counts = digester.packet_counts();
-            let video_frames = file
-                .streams
+            let streams: Vec<StreamParams> =
+                file.order.iter().map(|&i| file.streams[i].clone()).collect();
+            let video_frames = streams
                 .iter()
                 .zip(&packet_counts)
                 .filter(|(s, _)| s.kind == MediaKind::Video)
                 .map(|(_, n)| n)
                 .sum();
             Ok(BrowserSegment {
-                streams: file.streams,
+                streams,
                 packet_counts,
                 video_frames,
                 packet_digest: digester.finish(),
@@ -190,9 +191,17 @@ fn every_sample() -> ff::Dictionary<'static> {
 /// A browser segment opened in memory with FFmpeg's demuxer.
 struct Demuxed {
     input: ff::format::context::Input,
+    /// The file's streams, framings and time bases, in the file's order.
     streams: Vec<StreamParams>,
     framings: Vec<Framing>,
     time_bases: Vec<ff::Rational>,
+    /// The canonical order (format.md 6.4: video, then audio, then other, each kind in the
+    /// file's order): `order[position]` is a file stream, `slot[file stream]` its position.
+    /// Counts and digests follow it, whatever order the file lists its tracks in: a
+    /// browser's muxer lists a track when its encoder first gives output, so one recording's
+    /// restarted recorders may list audio and video the other way round.
+    order: Vec<usize>,
+    slot: Vec<usize>,
 }
 
 impl Demuxed {
@@ -257,15 +266,33 @@ impl Demuxed {
         if streams.is_empty() {
             return Err(BrowserError::NoStreams);
         }
-        Ok(Demuxed { input, streams, framings, time_bases })
+        let rank = |k: MediaKind| match k {
+            MediaKind::Video => 0,
+            MediaKind::Audio => 1,
+            _ => 2,
+        };
+        let mut order: Vec<usize> = (0..streams.len()).collect();
+        order.sort_by_key(|&i| (rank(streams[i].kind), i));
+        let mut slot = vec![0; streams.len()];
+        for (position, &i) in order.iter().enumerate() {
+            slot[i] = position;
+        }
+        Ok(Demuxed { input, streams, framings, time_bases, order, slot })
     }
 
+    /// The digest's streams, in the file's order.
     fn digest_streams(&self) -> Vec<DigestStream> {
         self.streams
             .iter()
             .zip(&self.framings)
             .map(|(s, f)| DigestStream { kind: s.kind, codec: s.codec.clone(), framing: *f })
             .collect()
+    }
+
+    /// The digest's streams, in the canonical order.
+    fn canonical_digest_streams(&self) -> Vec<DigestStream> {
+        let streams = self.digest_streams();
+        self.order.iter().map(|&i| streams[i].clone()).collect()
     }
 
     /// The next packet, in file order; `None` at the end. Every read error is reported
@@ -373,7 +400,7 @@ pub fn remux_browser(
         let mut file = Demuxed::open(container, segment.plaintext).map_err(read_err)?;
         if octx.is_none() {
             let mut o = ff::format::output_as(out, muxer).map_err(write_err)?;
-            for s in file.input.streams() {
+            for s in file.order.iter().filter_map(|&i| file.input.stream(i)) {
                 let mut ost =
                     o.add_stream(ff::encoder::find(ff::codec::Id::None)).map_err(write_err)?;
                 ost.set_parameters(s.parameters());
@@ -406,8 +433,7 @@ pub fn remux_browser(
         // The shift that puts this file's first packet at the record's media_start_us.
         let mut shift_us: Option<i64> = None;
         while let Some(mut packet) = file.next().map_err(read_err)? {
-            let t = packet.stream();
-            let tb = file.time_bases[t];
+            let (t, tb) = (file.slot[packet.stream()], file.time_bases[packet.stream()]);
             let us = |v: i64| crate::recorder_time(v, tb);
             let Some(ts) = packet.pts().or(packet.dts()) else { continue };
             let shift = *shift_us.get_or_insert(segment.media_start_us - us(ts));

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use common::{ffmpeg, TempDir};
 use custody_capture::{browser_segment, Container};
+use custody_format::digest::MediaKind;
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
@@ -56,6 +57,7 @@ fn check(dir: &TempDir, name: &str, container: Container, args: &[&str]) {
     for s in segments {
         let bytes = std::fs::read(s["file"].as_str().unwrap()).unwrap();
         let rust = browser_segment(container, &bytes).expect("capture reads the segment");
+        assert_eq!(rust.streams[0].kind, MediaKind::Video, "{name}: video is the first stream");
         let counts: Vec<u64> =
             s["streamPackets"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
         let seq = &s["seq"];
@@ -91,6 +93,67 @@ fn the_pages_segments_digest_as_capture_reads_them() {
     check(&dir, "vp8-sized.webm", Container::Webm, &[&vp8[..], &opus, &["-f", "webm"]].concat());
     check(&dir, "h264.mkv", Container::Webm, &[&x264[..], &opus, &["-f", "matroska"]].concat());
     check(&dir, "h264-opus.mp4", Container::SelfContainedMp4, &[&x264[..], &opus, &frag].concat());
+    // Audio listed first, as Chromium's muxer does when the audio encoder gives output
+    // first: counts and digest still follow the canonical order (video, then audio).
+    let audio_first = ["-map", "1:a", "-map", "0:v"];
+    check(
+        &dir,
+        "vp8-audio-first.webm",
+        Container::Webm,
+        &[&audio_first[..], &vp8, &opus, &live].concat(),
+    );
     let aac = ["-c:a", "aac"];
     check(&dir, "h264-aac.mp4", Container::SelfContainedMp4, &[&x264[..], &aac, &frag].concat());
+}
+
+#[test]
+fn a_segment_counts_and_digests_its_streams_in_the_canonical_order_whatever_the_files_order() {
+    let dir = TempDir::new("web-segmenter-order");
+    let video_first = dir.join("video-first.webm");
+    let audio_first = dir.join("audio-first.webm");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "3",
+        "-c:v",
+        "libvpx",
+        "-g",
+        "30",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-c:a",
+        "libopus",
+        "-f",
+        "webm",
+        video_first.to_str().unwrap(),
+    ]);
+    // The same packets, the tracks listed the other way round.
+    ffmpeg(&[
+        "-i",
+        video_first.to_str().unwrap(),
+        "-map",
+        "0:a",
+        "-map",
+        "0:v",
+        "-c",
+        "copy",
+        "-f",
+        "webm",
+        audio_first.to_str().unwrap(),
+    ]);
+    let a = browser_segment(Container::Webm, &std::fs::read(&video_first).unwrap()).unwrap();
+    let b = browser_segment(Container::Webm, &std::fs::read(&audio_first).unwrap()).unwrap();
+    assert_eq!(b.streams[0].kind, MediaKind::Video);
+    assert_eq!(a.packet_counts, b.packet_counts);
+    assert_eq!(a.video_frames, b.video_frames);
+    assert_eq!(a.packet_digest, b.packet_digest, "one digest whatever the file's track order");
 }

@@ -83,8 +83,12 @@ export class Segmenter {
   resetStream() {
     /** @type {WebmParser | Mp4Parser | null} */
     this.parser = null;
-    /** @type {Track[] | null} */
+    /** @type {Track[] | null} the open stream's tracks, in its file's order */
     this.tracks = null;
+    /** @type {Track[] | null} the same, in the canonical order (see onInit) */
+    this.slotTracks = null;
+    /** @type {number[]} */
+    this.slot = [];
     /** @type {Uint8Array | null} */
     this.init = null;
     this.hasVideo = false;
@@ -241,16 +245,28 @@ export class Segmenter {
    * @param {Track[]} tracks
    */
   onInit(bytes, tracks) {
+    // Streams are counted and digested in the canonical order (format.md 6.4: video, then
+    // audio, then other; ties in track order), not the file's: Chromium's muxer lists a
+    // track when its encoder first gives output, so a restarted recorder may list audio
+    // and video the other way round.
+    const order = canonicalOrder(tracks);
+    const canonical = order.map((i) => tracks[i]);
     if (this.headerTracks) {
-      const same = tracks.length === this.headerTracks.length &&
-        tracks.every((t, i) => t.kind === this.headerTracks?.[i].kind && t.codec === this.headerTracks?.[i].codec);
+      const same = canonical.length === this.headerTracks.length &&
+        canonical.every((t, i) => t.kind === this.headerTracks?.[i].kind && t.codec === this.headerTracks?.[i].codec);
       if (!same) {
         throw new MediaError('segmenter.tracks.changed', 'the restarted recorder\'s tracks differ from the recording\'s streams');
       }
     } else {
-      this.headerTracks = tracks;
+      this.headerTracks = canonical;
     }
     this.tracks = tracks;
+    /** @type {number[]} the canonical position of each of this file's tracks */
+    this.slot = [];
+    order.forEach((fileIndex, position) => {
+      this.slot[fileIndex] = position;
+    });
+    this.slotTracks = canonical;
     this.init = bytes;
     this.hasVideo = tracks.some((t) => t.kind === 1);
   }
@@ -322,7 +338,7 @@ export class Segmenter {
    * @param {number} offset
    */
   open(offset) {
-    const tracks = this.tracks ?? [];
+    const tracks = this.slotTracks ?? [];
     this.seg = {
       units: [], unitFrames: 0, bytes: 0, firstOffset: offset, lastEnd: offset, firstTimeUs: null, refTimeUs: null, latest: null,
       videoTimes: [], videoFrames: 0,
@@ -338,7 +354,7 @@ export class Segmenter {
    */
   feed(f) {
     const s = /** @type {Open} */ (this.seg);
-    s.digester.push(f.track, f.key, f.data);
+    s.digester.push(this.slot[f.track], f.key, f.data);
     s.unitFrames += 1;
     if (s.firstTimeUs === null) s.firstTimeUs = f.timeUs;
     const isVideo = this.tracks?.[f.track].kind === 1;
@@ -402,6 +418,17 @@ export class Segmenter {
     const w = this.walls.find((c) => c.end > offset);
     return w ? w.wallUs : null;
   }
+}
+
+/**
+ * The canonical stream order of a file's tracks (format.md 6.4): indices into `tracks`,
+ * video first, then audio, then other, each kind in the file's track order.
+ * @param {Track[]} tracks
+ * @returns {number[]}
+ */
+export function canonicalOrder(tracks) {
+  const rank = (/** @type {number} */ kind) => (kind === 1 ? 0 : kind === 2 ? 1 : 2);
+  return tracks.map((_, i) => i).sort((a, b) => rank(tracks[a].kind) - rank(tracks[b].kind) || a - b);
 }
 
 /**

@@ -136,18 +136,29 @@ function hexdump(dump) {
  */
 export function ffmpegDigest(file) {
   const { streams, packets } = probe(file);
-  const d = new PacketDigester(streams);
+  // Counted and digested in format.md 6.4's canonical order (video, audio, other; each kind
+  // in file order), written out here rather than taken from the segmenter under test.
+  const rank = (/** @type {number} */ k) => (k === 1 ? 0 : k === 2 ? 1 : 2);
+  const order = streams.map((_, i) => i).sort((a, b) => rank(streams[a].kind) - rank(streams[b].kind) || a - b);
+  /** @type {number[]} */
+  const slot = [];
+  order.forEach((fileIndex, position) => {
+    slot[fileIndex] = position;
+  });
+  const canonical = order.map((i) => streams[i]);
+  const d = new PacketDigester(canonical);
   streams.forEach((/** @type {{kind: number}} */ _s, i) => {
     const data = execFileSync(FFMPEG, ['-v', 'error', '-i', file, '-map', `0:${i}`, '-c', 'copy', '-copyinkf', '-f', 'data', '-'], { maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
     let at = 0;
     for (const p of packets.filter((q) => q.stream === i)) {
-      d.push(i, p.key, new Uint8Array(data.subarray(at, at + p.size)));
+      d.push(slot[i], p.key, new Uint8Array(data.subarray(at, at + p.size)));
       at += p.size;
     }
     if (at !== data.length) throw new Error(`ffmpeg gave ${data.length} bytes for stream ${i}, ffprobe's sizes add up to ${at}`);
   });
   const counts = d.packetCounts();
-  const videoFrames = streams.reduce((n, s, i) => n + (s.kind === 1 ? counts[i] : 0), 0);
+  const videoFrames = canonical.reduce((n, s, i) => n + (s.kind === 1 ? counts[i] : 0), 0);
+  // `counts` in the canonical order; `streams` (which `packets[].stream` indexes) in the file's.
   return { digest: Buffer.from(d.finish()).toString('hex'), counts, videoFrames, packets, streams };
 }
 

@@ -143,11 +143,21 @@ pub(crate) fn root() -> PathBuf {
 }
 
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: $ {program} {}", args.join(" "));
+    run_in(&root(), program, args)
+}
+
+/// Runs `program` in `dir` (the workspace root or a directory under it), printing the
+/// command and what it cost.
+pub(crate) fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let place = match dir.strip_prefix(root()) {
+        Ok(rel) if !rel.as_os_str().is_empty() => format!("({}/) ", rel.display()),
+        _ => String::new(),
+    };
+    eprintln!("xtask: {place}$ {program} {}", args.join(" "));
     let started = std::time::Instant::now();
     let status = Command::new(program)
         .args(args)
-        .current_dir(root())
+        .current_dir(dir)
         .status()
         .map_err(|e| format!("could not start {program}: {e}"))?;
     // Each step's cost, so the README's table of what the test command spends stays true.
@@ -155,7 +165,9 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+        let place = place.trim_end().trim_start_matches('(').trim_end_matches(')');
+        let place = if place.is_empty() { String::new() } else { format!(" in {place}") };
+        Err(format!("`{program} {}`{place} failed ({status})", args.join(" ")))
     }
 }
 

@@ -7,7 +7,6 @@
 //! server and the browser tests are built with the page.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn web_dir() -> PathBuf {
     crate::root().join("web")
@@ -15,19 +14,7 @@ fn web_dir() -> PathBuf {
 
 /// Runs `program args` in web/, saying so and what it took, as `crate::run` does.
 fn run_in_web(program: &str, args: &[&str]) -> Result<(), String> {
-    eprintln!("xtask: (web/) $ {program} {}", args.join(" "));
-    let started = std::time::Instant::now();
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(web_dir())
-        .status()
-        .map_err(|e| format!("could not start {program}: {e}"))?;
-    eprintln!("xtask: ({:.0} s)", started.elapsed().as_secs_f64());
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`{program} {}` in web/ failed ({status})", args.join(" ")))
-    }
+    crate::run_in(&web_dir(), program, args)
 }
 
 /// Why `npm ci` must run, or `None` when node_modules already holds what the lockfile

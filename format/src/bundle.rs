@@ -4,7 +4,7 @@
 //! everything needed to verify one recording offline:
 //!
 //! ```text
-//! BUNDLE                          the marker line "custody-bundle 1"
+//! BUNDLE                          the marker line "custody-bundle 2"
 //! README.txt                      how to verify it, in plain words
 //! MANIFEST.sha256                 SHA-256 of every other file, in `sha256sum` format
 //! recording/records.bin           the signed records, in chain order
@@ -12,6 +12,7 @@
 //! custody/server-key.txt          the server's public key (`ed25519:…`)
 //! custody/device-certificate.bin  the device's signed certificate
 //! custody/receipts.bin            a signed receipt per stored record
+//! custody/receipt-proofs.bin      consistency proofs from each receipt's tree to the head
 //! custody/tree-head.bin           the signed log head every proof is against
 //! custody/log-proofs.bin          the log entries about the recording, with inclusion proofs
 //! ```
@@ -20,6 +21,11 @@
 //! it is an index against accidental damage and missing files. What makes the bundle
 //! evidence is the signatures and proofs inside it, checked against a server key the
 //! verifier trusts.
+//!
+//! **Versions.** `custody-bundle 2` adds `custody/receipt-proofs.bin` and requires the
+//! retrieval's access entry to carry its statement ([`crate::statement`]); every object
+//! inside stays format version 1. A `custody-bundle 1` bundle, made by a server before
+//! statements existed, still verifies, but what it leaves out cannot be proven complete.
 
 use crate::encoding::{DecodeError, Field, FieldReader, FieldWriter};
 use crate::record::{kind, Hash};
@@ -27,8 +33,13 @@ use crate::report::{code, Check};
 
 /// The marker file's name.
 pub const MARKER: &str = "BUNDLE";
-/// The marker file's exact content.
-pub const MARKER_CONTENT: &str = "custody-bundle 1\n";
+/// The marker file's exact content, as this version writes it: bundle version 2, whose
+/// retrieval entry states the chain and the entries (see [`crate::statement`]) and which
+/// carries [`RECEIPT_PROOFS`].
+pub const MARKER_CONTENT: &str = "custody-bundle 2\n";
+/// The marker of a version-1 bundle (made before retrieval statements and receipt
+/// proofs): still read, but its completeness cannot be proven.
+pub const MARKER_CONTENT_V1: &str = "custody-bundle 1\n";
 /// The manifest's name.
 pub const MANIFEST: &str = "MANIFEST.sha256";
 /// The plain-language instructions.
@@ -47,8 +58,25 @@ pub const RECEIPTS: &str = "custody/receipts.bin";
 pub const TREE_HEAD: &str = "custody/tree-head.bin";
 /// The log entries with their inclusion proofs.
 pub const LOG_PROOFS: &str = "custody/log-proofs.bin";
+/// The consistency proofs from each receipt's tree to the bundle's head (bundle version 2).
+pub const RECEIPT_PROOFS: &str = "custody/receipt-proofs.bin";
+/// Object kind of a [`ConsistencyProof`].
+pub const KIND_CONSISTENCY_PROOF: u8 = 22;
 /// Longest path in a bundle (ustar's name field without a prefix).
 pub const MAX_PATH_LEN: usize = 100;
+
+/// The bundle version a marker file's content names: 1 or 2, or `None` for anything else
+/// (not a bundle this version can read). The content must be exactly one of the two
+/// marker lines, newline included.
+pub fn marker_version(content: &[u8]) -> Option<u8> {
+    if content == MARKER_CONTENT.as_bytes() {
+        Some(2)
+    } else if content == MARKER_CONTENT_V1.as_bytes() {
+        Some(1)
+    } else {
+        None
+    }
+}
 
 /// The path of the sealed segment at chain position `seq`.
 pub fn segment_path(seq: u64) -> String {
@@ -225,19 +253,35 @@ pub struct LogProof {
     pub path: Vec<Hash>,
 }
 
+/// A proof's path as list items, each one field `hash` (tag 1).
+fn path_items(path: &[Hash]) -> Vec<Vec<u8>> {
+    path.iter()
+        .map(|h| {
+            let mut item = FieldWriter::new();
+            item.raw(LP_HASH, h);
+            item.into_bytes()
+        })
+        .collect()
+}
+
+/// Reads a path written by [`path_items`].
+fn read_path(r: &mut FieldReader<'_>, field: Field) -> Result<Vec<Hash>, DecodeError> {
+    r.list(field)?
+        .into_iter()
+        .map(|item| {
+            let mut ir = FieldReader::new("proof hash", item)?;
+            let h = ir.array(LP_HASH)?;
+            ir.finish()?;
+            Ok(h)
+        })
+        .collect()
+}
+
 impl LogProof {
     /// Encodes it (object kind 20).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = FieldWriter::new();
-        let path: Vec<Vec<u8>> = self
-            .path
-            .iter()
-            .map(|h| {
-                let mut item = FieldWriter::new();
-                item.raw(LP_HASH, h);
-                item.into_bytes()
-            })
-            .collect();
+        let path = path_items(&self.path);
         w.u64(LP_INDEX, self.log_index).raw(LP_ENTRY, &self.entry).list(LP_PATH, &path);
         w.into_object(kind::LOG_PROOF)
     }
@@ -251,21 +295,62 @@ impl LogProof {
         let mut r = FieldReader::new("log proof", body)?;
         let log_index = r.u64(LP_INDEX)?;
         let entry = r.required(LP_ENTRY)?.to_vec();
-        let path = r
-            .list(LP_PATH)?
-            .into_iter()
-            .map(|item| {
-                let mut ir = FieldReader::new("proof hash", item)?;
-                let h = ir.array(LP_HASH)?;
-                ir.finish()?;
-                Ok(h)
-            })
-            .collect::<Result<_, DecodeError>>()?;
+        let path = read_path(&mut r, LP_PATH)?;
         r.finish()?;
         Ok((LogProof { log_index, entry, path }, rest))
     }
 
     /// Parses a concatenation (a bundle's `custody/log-proofs.bin`).
+    pub fn parse_all(mut input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
+        let mut out = Vec::new();
+        while !input.is_empty() {
+            let (v, rest) = Self::read(input).map_err(|e| (out.len(), e))?;
+            out.push(v);
+            input = rest;
+        }
+        Ok(out)
+    }
+}
+
+const CP_SIZE: Field = Field { tag: 1, name: "tree_size" };
+const CP_PATH: Field = Field { tag: 2, name: "path" };
+
+/// The RFC 9162 §2.1.4 consistency proof from an earlier tree of the log (a receipt's
+/// `tree_size`) to the bundle's tree head, as `custody/receipt-proofs.bin` carries it (object
+/// kind 22, unsigned: the receipt's signed root and the signed head are what it binds). With
+/// it anyone can check that the log the server receipted a record under is a prefix of the
+/// log the bundle was made from: a server that forked its log in between is caught.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The earlier tree's size (a receipt's `tree_size`).
+    pub tree_size: u64,
+    /// The proof's hashes, in RFC 9162 order.
+    pub path: Vec<Hash>,
+}
+
+impl ConsistencyProof {
+    /// Encodes it (object kind 22; `path` as a log proof's, `docs/format.md` §10.3).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = FieldWriter::new();
+        w.u64(CP_SIZE, self.tree_size).list(CP_PATH, &path_items(&self.path));
+        w.into_object(KIND_CONSISTENCY_PROOF)
+    }
+
+    /// Reads one from the front of `input`.
+    pub fn read(input: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
+        let (k, _, body, rest) = crate::encoding::split_object(input)?;
+        if k != KIND_CONSISTENCY_PROOF {
+            return Err(DecodeError::WrongKind { expected: "consistency proof", found: k });
+        }
+        let mut r = FieldReader::new("consistency proof", body)?;
+        let tree_size = r.u64(CP_SIZE)?;
+        let path = read_path(&mut r, CP_PATH)?;
+        r.finish()?;
+        Ok((ConsistencyProof { tree_size, path }, rest))
+    }
+
+    /// Parses a concatenation (a bundle's `custody/receipt-proofs.bin`); on failure, the
+    /// position of the object that failed and why.
     pub fn parse_all(mut input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
         let mut out = Vec::new();
         while !input.is_empty() {
@@ -347,5 +432,40 @@ mod tests {
         let bytes = p.encode();
         let (q, rest) = LogProof::read(&bytes).unwrap();
         assert_eq!((q, rest.len()), (p, 0));
+    }
+
+    #[test]
+    fn markers_name_their_version_exactly() {
+        assert_eq!(marker_version(b"custody-bundle 2\n"), Some(2));
+        assert_eq!(marker_version(b"custody-bundle 1\n"), Some(1));
+        for bad in [
+            &b"custody-bundle 3\n"[..],
+            &b"custody-bundle 2"[..],
+            &b"custody-bundle 2\n\n"[..],
+            &b""[..],
+        ] {
+            assert_eq!(marker_version(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn consistency_proof_round_trips_with_the_log_proofs_path_encoding() {
+        let p = ConsistencyProof { tree_size: 9, path: vec![[7; 32], [8; 32], [9; 32]] };
+        let bytes = p.encode();
+        assert_eq!(bytes[5], 22);
+        // Byte for byte: tag 1 u64, then tag 2 the list of one-field items.
+        let mut w = FieldWriter::new();
+        w.u64(CP_SIZE, 9).list(CP_PATH, &path_items(&p.path));
+        assert_eq!(bytes, w.into_object(22));
+        let lp = LogProof { log_index: 1, entry: vec![], path: p.path.clone() }.encode();
+        let tail = |b: &[u8], n: usize| b[b.len() - n..].to_vec();
+        assert_eq!(tail(&bytes, 3 * 41 + 4), tail(&lp, 3 * 41 + 4));
+        let mut two = bytes.clone();
+        two.extend(ConsistencyProof { tree_size: 0, path: vec![] }.encode());
+        let all = ConsistencyProof::parse_all(&two).unwrap();
+        assert_eq!(all, vec![p, ConsistencyProof { tree_size: 0, path: vec![] }]);
+        // A log proof is not a consistency proof.
+        assert_eq!(ConsistencyProof::read(&lp).unwrap_err().code(), "wrong-kind");
+        assert_eq!(ConsistencyProof::parse_all(&[&two[..], &lp[..]].concat()).unwrap_err().0, 2);
     }
 }

@@ -25,5 +25,6 @@ pub mod recipients;
 pub mod record;
 pub mod report;
 pub mod signed;
+pub mod statement;
 pub mod testkit;
 pub mod time;

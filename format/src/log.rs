@@ -112,6 +112,12 @@ const CONFLICTING_HASH: Field = f(8, "conflicting_hash");
 const ACTOR: Field = f(9, "actor");
 const LABEL: Field = f(10, "label");
 const DETAIL: Field = f(11, "detail");
+const CHAIN_COUNT: Field = f(12, "chain_count");
+const CHAIN_LAST_SEQ: Field = f(13, "chain_last_seq");
+const CHAIN_ENDED: Field = f(14, "chain_ended");
+const CHAIN_HASH: Field = f(15, "chain_hash");
+const ENTRIES_COUNT: Field = f(16, "entries_count");
+const ENTRIES_HASH: Field = f(17, "entries_hash");
 
 /// One entry of the custody log. Which optional fields are present depends on the type
 /// (see [`EntryType`]); a parser refuses an entry missing one its type requires.
@@ -143,6 +149,26 @@ pub struct LogEntry {
     pub label: Option<String>,
     /// A reason or an action.
     pub detail: Option<String>,
+    /// Retrieval statement: how many of the recording's records were stored and
+    /// receipted before this entry ([`crate::statement::Statement`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_count: Option<u64>,
+    /// Retrieval statement: the highest of their positions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_last_seq: Option<u64>,
+    /// Retrieval statement: whether one of them is the end record (encoded as a u8, 0 or
+    /// 1; any other value is refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain_ended: Option<bool>,
+    /// Retrieval statement: [`crate::statement::chain_hash`] over them.
+    #[serde(serialize_with = "opt_hex", skip_serializing_if = "Option::is_none")]
+    pub chain_hash: Option<Hash>,
+    /// Retrieval statement: how many earlier log entries the bundle must carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries_count: Option<u64>,
+    /// Retrieval statement: [`crate::statement::entries_hash`] over them.
+    #[serde(serialize_with = "opt_hex", skip_serializing_if = "Option::is_none")]
+    pub entries_hash: Option<Hash>,
 }
 
 fn opt_hex<S: serde::Serializer>(v: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
@@ -167,6 +193,12 @@ impl LogEntry {
             actor: None,
             label: None,
             detail: None,
+            chain_count: None,
+            chain_last_seq: None,
+            chain_ended: None,
+            chain_hash: None,
+            entries_count: None,
+            entries_hash: None,
         }
     }
 
@@ -181,6 +213,12 @@ impl LogEntry {
             "actor" => self.actor.is_some(),
             "label" => self.label.is_some(),
             "detail" => self.detail.is_some(),
+            "chain_count" => self.chain_count.is_some(),
+            "chain_last_seq" => self.chain_last_seq.is_some(),
+            "chain_ended" => self.chain_ended.is_some(),
+            "chain_hash" => self.chain_hash.is_some(),
+            "entries_count" => self.entries_count.is_some(),
+            "entries_hash" => self.entries_hash.is_some(),
             _ => false,
         }
     }
@@ -222,6 +260,23 @@ impl LogEntry {
                 w.str(field, s);
             }
         }
+        for (field, v) in [(CHAIN_COUNT, self.chain_count), (CHAIN_LAST_SEQ, self.chain_last_seq)] {
+            if let Some(n) = v {
+                w.u64(field, n);
+            }
+        }
+        if let Some(ended) = self.chain_ended {
+            w.u8(CHAIN_ENDED, u8::from(ended));
+        }
+        if let Some(h) = &self.chain_hash {
+            w.raw(CHAIN_HASH, h);
+        }
+        if let Some(n) = self.entries_count {
+            w.u64(ENTRIES_COUNT, n);
+        }
+        if let Some(h) = &self.entries_hash {
+            w.raw(ENTRIES_HASH, h);
+        }
         w.into_object(kind::LOG_ENTRY)
     }
 
@@ -247,6 +302,22 @@ impl LogEntry {
             actor: r.optional_str(ACTOR)?,
             label: r.optional_str(LABEL)?,
             detail: r.optional_str(DETAIL)?,
+            chain_count: r.optional_array::<8>(CHAIN_COUNT)?.map(u64::from_be_bytes),
+            chain_last_seq: r.optional_array::<8>(CHAIN_LAST_SEQ)?.map(u64::from_be_bytes),
+            chain_ended: match r.optional_array::<1>(CHAIN_ENDED)? {
+                None => None,
+                Some([0]) => Some(false),
+                Some([1]) => Some(true),
+                Some(_) => {
+                    return Err(DecodeError::InvalidValue {
+                        field: "chain_ended",
+                        reason: "must be 0 or 1",
+                    })
+                }
+            },
+            chain_hash: r.optional_array(CHAIN_HASH)?,
+            entries_count: r.optional_array::<8>(ENTRIES_COUNT)?.map(u64::from_be_bytes),
+            entries_hash: r.optional_array(ENTRIES_HASH)?,
         };
         r.finish()?;
         e.validate()?;
@@ -286,5 +357,72 @@ impl Object for TreeHead {
             root_hash: r.array(TH_ROOT)?,
             timestamp_us: r.i64(TH_AT)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoding::FieldWriter;
+
+    fn access() -> LogEntry {
+        let mut e = LogEntry::new(EntryType::Access, 1_700_000_000_000_000);
+        e.actor = Some("Ana Ruiz".into());
+        e.recording_id = Some(RecordingId([7; 16]));
+        e.detail = Some("bundle".into());
+        e
+    }
+
+    #[test]
+    fn an_entry_without_the_statement_encodes_as_before() {
+        // The six fields are optional: an entry without them is the same bytes as an entry
+        // written before they existed, so old logs and old bundles read unchanged.
+        let e = access();
+        let mut w = FieldWriter::new();
+        w.u8(TYPE, 8).i64(AT, e.at_us).raw(RECORDING_ID, &[7; 16]).str(ACTOR, "Ana Ruiz");
+        w.str(DETAIL, "bundle");
+        assert_eq!(e.encode(), w.into_object(kind::LOG_ENTRY));
+        assert_eq!(LogEntry::decode(&e.encode()).unwrap(), e);
+    }
+
+    #[test]
+    fn the_statement_fields_round_trip_in_tag_order() {
+        let mut e = access();
+        e.chain_count = Some(3);
+        e.chain_last_seq = Some(3);
+        e.chain_ended = Some(true);
+        e.chain_hash = Some([0x11; 32]);
+        e.entries_count = Some(5);
+        e.entries_hash = Some([0x22; 32]);
+        let bytes = e.encode();
+        assert_eq!(LogEntry::decode(&bytes).unwrap(), e);
+        let mut w = FieldWriter::new();
+        w.u8(TYPE, 8).i64(AT, e.at_us).raw(RECORDING_ID, &[7; 16]).str(ACTOR, "Ana Ruiz");
+        w.str(DETAIL, "bundle").u64(CHAIN_COUNT, 3).u64(CHAIN_LAST_SEQ, 3).u8(CHAIN_ENDED, 1);
+        w.raw(CHAIN_HASH, &[0x11; 32]).u64(ENTRIES_COUNT, 5).raw(ENTRIES_HASH, &[0x22; 32]);
+        assert_eq!(bytes, w.into_object(kind::LOG_ENTRY));
+        // In JSON, an entry carries them only when it has them.
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["chain_ended"], true);
+        assert_eq!(json["chain_hash"], hex::encode([0x11; 32]));
+        assert!(serde_json::to_value(access()).unwrap().get("chain_hash").is_none());
+    }
+
+    #[test]
+    fn chain_ended_other_than_0_or_1_and_wrong_widths_are_refused() {
+        let entry = |ended: &[u8], count: &[u8]| {
+            let mut w = FieldWriter::new();
+            w.u8(TYPE, 8).i64(AT, 1).str(ACTOR, "a").str(DETAIL, "bundle");
+            w.raw(CHAIN_COUNT, count).raw(CHAIN_ENDED, ended);
+            LogEntry::decode(&w.into_object(kind::LOG_ENTRY))
+        };
+        assert_eq!(entry(&[0], &[0; 8]).unwrap().chain_ended, Some(false));
+        assert_eq!(entry(&[1], &[0; 8]).unwrap().chain_ended, Some(true));
+        for bad in [2u8, 0xff] {
+            let e = entry(&[bad], &[0; 8]).unwrap_err();
+            assert_eq!(e.code(), "invalid-value", "{bad}");
+        }
+        assert_eq!(entry(&[1, 0], &[0; 8]).unwrap_err().code(), "field-length");
+        assert_eq!(entry(&[1], &[0; 4]).unwrap_err().code(), "field-length");
     }
 }

@@ -30,6 +30,10 @@ pub const DOMAIN_ENROLLMENT_SIGNATURE: &[u8] = b"custody/v1/enrollment-signature
 pub const DOMAIN_CASE_RECIPIENTS_SIGNATURE: &[u8] = b"custody/v1/case-recipients-signature\0";
 /// Hash behind a key fingerprint.
 pub const DOMAIN_KEY_FINGERPRINT: &[u8] = b"custody/v1/key-fingerprint\0";
+/// Hash of the chain a bundle retrieval's access entry states (`statement.rs`).
+pub const DOMAIN_CHAIN_STATEMENT: &[u8] = b"custody/v1/chain-statement\0";
+/// Hash of the log entries a bundle retrieval's access entry states (`statement.rs`).
+pub const DOMAIN_ENTRY_STATEMENT: &[u8] = b"custody/v1/entry-statement\0";
 
 /// SHA-256 (FIPS 180-4) of the concatenation of `parts`.
 pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {

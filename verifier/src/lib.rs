@@ -15,8 +15,12 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod custody_log;
 pub mod html;
+mod media;
+mod receipts;
 pub mod source;
+mod timeline;
 mod verify;
 
 pub use source::{Dir, Source, SourceError, Tar, TarIndex};

@@ -68,13 +68,24 @@ pub enum Verdict {
     },
     /// At least one check failed.
     Tampered,
+    /// Nothing failed, but the bundle is signed by another server key than the one the
+    /// verifier was told to trust: a mistyped trust anchor looks like this, and so does a
+    /// bundle made or re-signed by another server. Not tampering, and nothing proven.
+    SignerNotConfirmed {
+        /// The fingerprint of the server key the bundle is signed by.
+        found_fingerprint: String,
+        /// The fingerprint of the key the verifier was told to trust.
+        expected_fingerprint: String,
+    },
     /// Something needed for verification was missing.
     CouldNotCheck,
 }
 
 impl Verdict {
     /// The verdict that `checks` lead to. `cut_off` carries the last position and time of a
-    /// chain without an end record.
+    /// chain without an end record. (Whether the signer is the trusted key is the caller's
+    /// to add: a verifier turns a verdict other than tampered into
+    /// [`Verdict::SignerNotConfirmed`] when it is not.)
     pub fn from_checks(checks: &[Check], cut_off: Option<(u64, i64)>) -> Verdict {
         if checks.iter().any(|c| c.state == CheckState::Failure) {
             Verdict::Tampered
@@ -97,14 +108,21 @@ impl Verdict {
             }
             Verdict::IntactCutOff { last_seq, .. } => format!(
                 "Intact but cut off after record {last_seq}: everything up to there is proven \
-                 unaltered, and there is no end record, as when a device is seized or dies \
-                 while recording. This is not a sign of tampering."
+                 unaltered; there is no end record, and the server's own statement shows it \
+                 held no more than this when the bundle was made, as when a device is seized \
+                 or dies while recording."
             ),
             Verdict::Tampered => {
                 "Tampered or invalid: at least one check failed; the failures below say what \
-                 and where."
+                 and where. Damage in transit is possible: fetch the bundle again and run \
+                 `sha256sum -c MANIFEST.sha256` in it."
                     .into()
             }
+            Verdict::SignerNotConfirmed { found_fingerprint, expected_fingerprint } => format!(
+                "Signer not confirmed: the bundle is signed by server key {found_fingerprint}, \
+                 not by the key given to trust ({expected_fingerprint}); nothing in it is \
+                 proven until its signer is confirmed."
+            ),
             Verdict::CouldNotCheck => {
                 "Could not check: something needed for verification is missing; see the \
                  checks marked not-checked."
@@ -147,7 +165,7 @@ codes! {
     BUNDLE_MANIFEST_VALID = "bundle.manifest.valid", Ok,
         "Every file of the bundle is listed in its manifest with a matching SHA-256.";
     BUNDLE_MANIFEST_INVALID = "bundle.manifest.invalid", Failure,
-        "The manifest is missing or cannot be read (malformed line, unsafe path, wrong order).";
+        "The manifest cannot be read (not UTF-8 or over 4 MiB, a malformed line, an unsafe path, wrong order, listing itself).";
     BUNDLE_FILE_MISSING = "bundle.file.missing", Failure,
         "A file listed in the manifest is absent.";
     BUNDLE_FILE_MISMATCH = "bundle.file.mismatch", Failure,
@@ -158,10 +176,26 @@ codes! {
         "The bundle's server key is the key the verifier was told to trust.";
     BUNDLE_SERVER_KEY_UNCONFIRMED = "trust.server_key.unconfirmed", Warning,
         "No trusted server key was given: the bundle is consistent with itself, but who signed it is unconfirmed; compare the printed fingerprint out of band.";
-    BUNDLE_SERVER_KEY_UNTRUSTED = "trust.server_key.untrusted", Failure,
-        "The bundle is signed by a server key other than the trusted one.";
+    BUNDLE_SERVER_KEY_UNTRUSTED = "trust.server_key.untrusted", NotChecked,
+        "The bundle is signed by a server key other than the trusted one: who signed it is not confirmed (a mistyped trust anchor, or another server). With no failure besides, the verdict is \"signer not confirmed\".";
     BUNDLE_PART_MISSING = "bundle.part.missing", NotChecked,
-        "A file the bundle must hold (server key, certificate, tree head, receipts, log proofs) is absent or unreadable.";
+        "A file the bundle must hold (marker, manifest, server key, certificate, tree head, records, receipts, log proofs, receipt proofs) is absent, or cannot be read from its disk; the checks that need it are not made.";
+    BUNDLE_PART_INVALID = "bundle.part.invalid", Failure,
+        "A file the bundle must hold is present but cannot be read as what it must be (the BUNDLE marker, server key, certificate, receipts, log proofs, receipt proofs); of a file of several objects, those before the unreadable one are still checked.";
+    BUNDLE_FILE_UNEXPECTED = "bundle.file.unexpected", Failure,
+        "The bundle holds a file outside its layout (format.md 10.1), whether or not the manifest lists it.";
+    BUNDLE_TAR_NAME_MISMATCH = "bundle.tar.name.mismatch", Failure,
+        "The bundle's archive does not keep its files under custody-bundle-<recording id>/ for the recording it holds.";
+    BUNDLE_STATEMENT_OK = "bundle.statement.ok", Ok,
+        "The bundle holds exactly the records the server held for the recording when it made the bundle, and exactly the log entries it stated, as the retrieval entry under the signed head says.";
+    BUNDLE_STATEMENT_ABSENT = "bundle.statement.absent", NotChecked,
+        "The bundle (custody-bundle 1) was made by a server before completeness statements: records or log entries may have been left out of it without trace.";
+    BUNDLE_STATEMENT_MISSING = "bundle.statement.missing", Failure,
+        "The head's last log entry is not this recording's bundle retrieval with its statement of the chain and entries (custody-bundle 2).";
+    BUNDLE_STATEMENT_CHAIN = "bundle.statement.chain", Failure,
+        "The bundle's records are not the ones the server stated it held when it made the bundle: records were left out (the last ones, a run, the end record) or changed.";
+    BUNDLE_STATEMENT_ENTRIES = "bundle.statement.entries", Failure,
+        "The bundle's log entries are not the ones the server stated it must carry: one left out (a revocation, say), added, repeated or reordered.";
     CERT_SIGNATURE_VALID = "cert.signature.valid", Ok,
         "The device certificate is signed by the server key and names the device key that signed the recording.";
     CERT_SIGNATURE_INVALID = "cert.signature.invalid", Failure,
@@ -193,11 +227,23 @@ codes! {
     RECEIPT_SIGNATURE_INVALID = "receipt.signature.invalid", Failure,
         "A receipt's signature does not verify with the server key (forged, altered, or from another server).";
     RECEIPT_MISMATCH = "receipt.mismatch", Failure,
-        "A receipt names a different record hash, ciphertext hash, recording or position from the record it is for.";
+        "A receipt names a different record hash, ciphertext hash, recording or device key from the record it is for.";
     RECEIPT_MISSING = "receipt.missing", Warning,
         "A record has no receipt: the server does not vouch for having received it, so nothing proves when it existed.";
     RECEIPT_UNMATCHED = "receipt.unmatched", Failure,
         "A receipt is for a record the bundle does not hold.";
+    RECEIPT_DUPLICATE = "receipt.duplicate", Failure,
+        "A record has more than one receipt in the bundle.";
+    RECEIPT_REORDERED = "receipt.reordered", Failure,
+        "The receipts are not in chain order.";
+    RECEIPT_CONSISTENCY_OK = "receipt.consistency.ok", Ok,
+        "The log tree every receipt was signed under is a prefix of the bundle's signed head (RFC 9162 consistency proofs).";
+    RECEIPT_CONSISTENCY_FAILED = "receipt.consistency.failed", Failure,
+        "A receipt's log tree is not a prefix of the bundle's head: the server's log forked between the receipt and the retrieval.";
+    RECEIPT_CONSISTENCY_MISSING = "receipt.consistency.missing", Failure,
+        "A receipt's tree size has no consistency proof in the bundle.";
+    RECEIPT_CONSISTENCY_EXTRA = "receipt.consistency.extra", Failure,
+        "The bundle carries a consistency proof that no receipt needs, or one repeated or out of order.";
     LOG_TREE_HEAD_VALID = "log.tree_head.valid", Ok,
         "The custody log's tree head is signed by the server key.";
     LOG_TREE_HEAD_INVALID = "log.tree_head.invalid", Failure,
@@ -207,11 +253,17 @@ codes! {
     LOG_INCLUSION_INVALID = "log.inclusion.invalid", Failure,
         "A log entry's inclusion proof does not lead to the signed log head.";
     LOG_ENTRY_MISSING = "log.entry.missing", Failure,
-        "A receipt's log entry is absent from the bundle's proofs, or differs from the receipt.";
+        "A receipt's log entry is not among the bundle's proven entries, or differs from the receipt in a field both carry (type, time, device key, recording, position, record or ciphertext hash).";
+    LOG_PROOF_DUPLICATE = "log.proof.duplicate", Failure,
+        "A log entry is carried more than once.";
+    LOG_PROOF_REORDERED = "log.proof.reordered", Failure,
+        "The log entries are not carried in log order.";
+    LOG_PROOF_UNRELATED = "log.proof.unrelated", Failure,
+        "The bundle carries a log entry that concerns neither its recording nor its device.";
     DEVICE_REVOKED = "device.revoked", Warning,
         "The device key was revoked; what it uploaded before the revocation remains valid evidence.";
     SEGMENT_AFTER_REVOCATION = "segment.after_revocation", Failure,
-        "A record was received after its device key was revoked.";
+        "A record was logged after the entry revoking its device key (log order).";
     TIME_RECEIPT_CONSISTENT = "time.receipt.consistent", Ok,
         "Every record was received by the server after the device says it was captured.";
     TIME_CLOCK_SKEW = "time.clock.skew", Warning,
@@ -246,6 +298,12 @@ codes! {
         "Records follow the end record.";
     CHAIN_STREAMS_MISMATCH = "chain.streams.mismatch", Failure,
         "A segment record counts packets for a different number of streams than the header lists.";
+    RECORD_CUT_FINAL_NOT_LAST = "record.cut.final_not_last", Failure,
+        "A segment is cut as the final one (cut 3), but segments follow it.";
+    RECORD_ORIGIN_MISMATCH = "record.origin.mismatch", Failure,
+        "The header says the recording was imported (origin 2) but names no imported file, or says it is live but names one.";
+    RECORD_RECIPIENTS_EMPTY = "record.recipients.empty", Failure,
+        "The header lists no recipient: the segments are sealed to no one who could open them.";
     CHAIN_END_PRESENT = "chain.end.present", Ok,
         "The recording ends with an end record whose totals match its segments.";
     CHAIN_END_MISSING = "chain.end.missing", Warning,

@@ -649,6 +649,7 @@ fn run(f: &File) -> String {
                 Verdict::IntactComplete => "intact-complete".into(),
                 Verdict::IntactCutOff { last_seq, .. } => format!("intact-cut-off {last_seq}"),
                 Verdict::Tampered => format!("tampered: {}", fails.join(" ")),
+                Verdict::SignerNotConfirmed { .. } => "signer-not-confirmed".into(),
                 Verdict::CouldNotCheck => "could-not-check".into(),
             }
         }

@@ -6,12 +6,13 @@
 
 mod timeline;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use custody_format::log::{EntryType, LogEntry};
 use custody_format::report::{Check, CheckState, Verdict};
 
+use crate::facts::{seconds, RecordingFacts};
 use crate::{Photo, Report, SegmentRow, Trust};
 
 /// A further part of the report, for what the caller checked beyond the bundle (an
@@ -111,6 +112,7 @@ fn verdict_words(v: &Verdict) -> (&'static str, &'static str) {
         Verdict::IntactComplete => ("Intact and complete", "intact"),
         Verdict::IntactCutOff { .. } => ("Intact but cut off", "cutoff"),
         Verdict::Tampered => ("Tampered or invalid", "tampered"),
+        Verdict::SignerNotConfirmed { .. } => ("Signer not confirmed", "signer"),
         Verdict::CouldNotCheck => ("Could not check", "unchecked"),
     }
 }
@@ -172,7 +174,10 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
         report.count(CheckState::NotChecked),
     );
 
-    // 2. Keys and trust.
+    // 2. What the recording is and when, and what this report is.
+    what_and_when(&mut o, report);
+
+    // 3. Keys and trust.
     o.push_str("<section><h2>Keys and trust</h2><table class=\"facts\">");
     if let Some(p) = &report.photo {
         let _ = write!(o, "<tr><th>Recording</th><td>{}</td></tr>", escape(&photo_line(p)));
@@ -236,36 +241,169 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
         o.push_str("</section>");
     }
 
-    // 3. The timeline.
-    o.push_str("<section><h2>Timeline</h2><p class=\"note\">Each bar is one segment as the device captured it; each dot is the server's signed receipt for it. A slanted line is the upload delay.</p>");
-    o.push_str(&timeline::svg(&report.segments, &report.verdict));
+    // 4. The timeline.
+    let failed: BTreeSet<u64> = report.failed_positions.iter().copied().collect();
+    let imported = report.recording.as_ref().is_some_and(|r| r.imported.is_some());
+    let intro = if imported {
+        "Each bar is one segment as it was sealed from the imported file (the device clock at import: the file's own times are claims); each dot is the server's signed receipt for it."
+    } else {
+        "Each bar is one segment as the device captured it; each dot is the server's signed receipt for it. A slanted line is the upload delay."
+    };
+    let _ = write!(o, "<section><h2>Timeline</h2><p class=\"note\">{intro}");
+    if !failed.is_empty() {
+        o.push_str(" Segments drawn in red failed a check.");
+    }
+    o.push_str("</p>");
+    o.push_str(&timeline::svg(&report.segments, &report.verdict, &failed, imported));
     o.push_str("</section>");
 
-    // 4. The segments.
-    segments_table(&mut o, &report.segments, &extras.thumbnails);
+    // 5. The segments.
+    segments_table(&mut o, report, &failed, &extras.thumbnails);
 
-    // 5. The custody log.
+    // 6. The custody log.
     custody_log(&mut o, &report.custody_log);
 
-    // 6. Every check.
+    // 7. Every check.
     o.push_str("<section><h2>Every check</h2>");
     checks_table(&mut o, &report.checks);
     o.push_str("</section>");
 
-    o.push_str("<footer><p>Produced by <code>custody verify</code> from the evidence bundle alone, offline, with public keys only. Anyone can repeat this check with the same bundle and the legal team's server key; the codes are documented in <code>docs/verification-codes.md</code>.</p></footer></body></html>\n");
+    let about = &report.about;
+    let _ = write!(
+        o,
+        "<footer><p id=\"about\">This report was made {} by {}, over {}.</p><p>Produced by <code>custody verify</code> from the evidence bundle alone, offline, with public keys only. Anyone can repeat this check with the same bundle and the legal team's server key; the codes are documented in <code>docs/verification-codes.md</code>.</p></footer></body></html>\n",
+        escape(&about.made_at.text()),
+        escape(&about.verifier),
+        escape(&about.bundle_phrase())
+    );
     o
 }
 
-fn segments_table(o: &mut String, rows: &[SegmentRow], thumbs: &BTreeMap<u64, Vec<u8>>) {
-    o.push_str("<section><h2>Segments</h2><table class=\"grid\"><thead><tr>");
+/// The facts table: the recording (live or imported, by which device), its times in UTC
+/// and the local zone asked for, its length, a cut-off's last proven second, and when,
+/// by what and over which bundle this report was made.
+fn what_and_when(o: &mut String, report: &Report) {
+    o.push_str("<section id=\"what-and-when\"><h2>What and when</h2><table class=\"facts\">");
+    let row = |o: &mut String, th: &str, td: &str| {
+        let _ = write!(o, "<tr><th>{}</th><td>{td}</td></tr>", escape(th));
+    };
+    let moment = |m: &crate::facts::Moment| match &m.local {
+        Some(l) => format!("{}<br><span class=\"note\">{}</span>", escape(&m.utc), escape(l)),
+        None => escape(&m.utc),
+    };
+    if let Some(r) = &report.recording {
+        let who = r
+            .device_label
+            .as_deref()
+            .map_or("an unknown device".to_string(), |l| format!("“{}”", escape(l)));
+        match &r.imported {
+            Some(f) => {
+                row(
+                    o,
+                    "Recording",
+                    &format!("<strong>Imported</strong> from a file by {who}, not captured live"),
+                );
+                row(
+                    o,
+                    "Imported file",
+                    &format!(
+                        "{}<br><span class=\"note\">SHA-256 <code>{}</code>, {} bytes</span>",
+                        escape(&f.name),
+                        escape(&f.sha256),
+                        f.len
+                    ),
+                );
+                row(o, "Sealed at import", &format!("{}<br><span class=\"note\">by the device clock; when the file was filmed is not proven: its own times are claims</span>", moment(&r.started)));
+            }
+            None => {
+                row(o, "Recording", &format!("Live, captured by {who}"));
+                row(
+                    o,
+                    "Started",
+                    &format!(
+                        "{}<br><span class=\"note\">by the device clock</span>",
+                        moment(&r.started)
+                    ),
+                );
+                if let Some(e) = &r.ended {
+                    row(
+                        o,
+                        "Ended",
+                        &format!(
+                            "{}<br><span class=\"note\">by the device clock</span>",
+                            moment(e)
+                        ),
+                    );
+                }
+            }
+        }
+        row(
+            o,
+            "Duration",
+            &format!("{} of media in {} segments", seconds(r.duration_us), r.segments),
+        );
+        if let Some(l) = &r.last_proven {
+            let received = l
+                .received
+                .as_ref()
+                .map(|m| {
+                    format!(
+                        "<br><span class=\"note\">received by the server {}</span>",
+                        escape(&m.text())
+                    )
+                })
+                .unwrap_or_default();
+            row(
+                o,
+                "Last proven second",
+                &format!("{} (record {}, device clock){received}", moment(&l.device), l.seq),
+            );
+        }
+    }
+    let about = &report.about;
+    if let Some(z) = &about.time_zone {
+        row(o, "Local time", &format!("shown in {} as well as UTC (the zone was given to the verifier; the recording holds none)", escape(z)));
+    }
+    row(o, "Report made", &format!("{} by {}", moment(&about.made_at), escape(&about.verifier)));
+    row(o, "Bundle", &escape(&about.bundle_phrase()));
+    o.push_str("</table></section>");
+}
+
+fn segments_table(
+    o: &mut String,
+    report: &Report,
+    failed: &BTreeSet<u64>,
+    thumbs: &BTreeMap<u64, Vec<u8>>,
+) {
+    let rows = &report.segments;
+    let imported = report.recording.as_ref().is_some_and(|r: &RecordingFacts| r.imported.is_some());
+    o.push_str("<section><h2>Segments</h2>");
+    if !failed.is_empty() {
+        let list: Vec<String> = failed.iter().map(u64::to_string).collect();
+        let _ = write!(
+            o,
+            "<p class=\"note\">Failed a check: position {}. Every other segment below verified.</p>",
+            list.join(", ")
+        );
+    }
+    o.push_str("<table class=\"grid\"><thead><tr>");
     if !thumbs.is_empty() {
         o.push_str("<th>First frame</th>");
     }
-    o.push_str("<th>#</th><th>Captured (device clock)</th><th>Media time</th><th>Size</th><th>Received (server clock)</th><th>Upload delay</th></tr></thead><tbody>");
+    let captured =
+        if imported { "Sealed at import (device clock)" } else { "Captured (device clock)" };
+    let _ = write!(o, "<th>#</th><th>Result</th><th>{captured}</th><th>Media time</th><th>Size</th><th>Received (server clock)</th><th>Upload delay</th></tr></thead><tbody>");
     let mut prev: Option<&SegmentRow> = None;
     for s in rows {
         let gap = prev.is_some_and(|p| s.wall_first_us - p.wall_last_us > timeline::GAP_US);
-        let _ = write!(o, "<tr class=\"{}\">", if gap { "after-gap" } else { "" });
+        let bad = failed.contains(&s.seq);
+        let class = match (bad, gap) {
+            (true, true) => "failed after-gap",
+            (true, false) => "failed",
+            (false, true) => "after-gap",
+            (false, false) => "",
+        };
+        let _ = write!(o, "<tr class=\"{class}\" data-seq=\"{}\">", s.seq);
         if !thumbs.is_empty() {
             match thumbs.get(&s.seq).and_then(|b| image_type(b).map(|t| (t, b))) {
                 Some((t, b)) => {
@@ -279,11 +417,24 @@ fn segments_table(o: &mut String, rows: &[SegmentRow], thumbs: &BTreeMap<u64, Ve
                 None => o.push_str("<td class=\"note\">—</td>"),
             }
         }
+        let result = if bad {
+            let codes: BTreeSet<&str> = report
+                .checks
+                .iter()
+                .filter(|c| c.state == CheckState::Failure && c.seq == Some(s.seq))
+                .map(|c| c.code)
+                .collect();
+            let codes: Vec<String> =
+                codes.into_iter().map(|c| format!("<code>{}</code>", escape(c))).collect();
+            format!("<span class=\"badge failure\">FAILED</span><br>{}", codes.join("<br>"))
+        } else {
+            "<span class=\"badge ok\">verified</span>".to_string()
+        };
         let received = s.received_at_us.map_or("no receipt".to_string(), utc);
         let lag = s.upload_lag_us.map_or("—".to_string(), |l| format!("{:.3} s", l as f64 / 1e6));
         let _ = write!(
             o,
-            "<td>{}</td><td>{}<br><span class=\"note\">to {}</span></td><td>{:.3}–{:.3} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{result}</td><td>{}<br><span class=\"note\">to {}</span></td><td>{:.3}–{:.3} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.seq,
             utc(s.wall_first_us),
             utc(s.wall_last_us),
@@ -364,6 +515,7 @@ h2{font-size:17px;margin:28px 0 8px;padding-bottom:4px;border-bottom:1px solid v
 .verdict{border:2px solid;border-left-width:10px;padding:14px 18px;margin:8px 0 16px}
 .verdict.intact{border-color:var(--ok);background:#f1f8f3}.verdict.cutoff{border-color:var(--warn);background:#fdf7ea}
 .verdict.tampered{border-color:var(--bad);background:#fbefef}.verdict.unchecked{border-color:var(--na);background:#f3f4f6}
+.verdict.signer{border-color:var(--warn);background:#fdf7ea}
 .verdict-head{font-size:20px;margin:0 0 6px}.verdict-text{font-size:16px;margin:0 0 6px}
 .counts{font:13px system-ui,sans-serif;color:var(--muted);margin:0}
 table{border-collapse:collapse;width:100%;font-size:14px}
@@ -372,6 +524,7 @@ table{border-collapse:collapse;width:100%;font-size:14px}
 .grid th{text-align:left;font:600 12px system-ui,sans-serif;color:var(--muted);border-bottom:1px solid var(--ink);padding:4px 6px}
 .grid td{border-bottom:1px solid var(--rule);padding:5px 6px;vertical-align:top}
 tr.after-gap td{border-top:3px double var(--warn)}
+tr.failed td{background:#fbefef}tr.failed td:first-child{box-shadow:inset 4px 0 0 var(--bad)}
 code{font:13px ui-monospace,"DejaVu Sans Mono",monospace}.fp{font-size:14px;letter-spacing:.04em}
 .note{color:var(--muted);font-size:13px}
 .badge{font:600 11px system-ui,sans-serif;text-transform:uppercase;padding:2px 6px;border-radius:3px;color:#fff;white-space:nowrap}
@@ -382,7 +535,8 @@ svg.timeline{width:100%;height:auto;border:1px solid var(--rule);background:#fcf
 svg .lane{font:600 13px system-ui,sans-serif;fill:var(--ink)}svg .lane-sub{font:11px system-ui,sans-serif;fill:var(--muted)}
 svg .axis{font:11px system-ui,sans-serif;fill:var(--muted)}
 svg .baseline{stroke:var(--rule);stroke-width:1}
-svg .segment{fill:#2f5d8a}svg .segment.unreceipted{fill:#b7c3cf}
+svg .segment{fill:#2f5d8a}svg .segment.unreceipted{fill:#b7c3cf}svg .segment.failed{fill:var(--bad)}
+svg .failed-label{font:600 11px system-ui,sans-serif;fill:var(--bad)}
 svg .receipt{fill:var(--ok)}svg .lag{stroke:#9aa4ae;stroke-width:.8}
 svg .gap{fill:#f3e3bf;stroke:var(--warn);stroke-dasharray:3 2}svg .gap-label{font:11px system-ui,sans-serif;fill:var(--warn)}
 svg .cutoff{stroke:var(--bad);stroke-width:2;stroke-dasharray:5 3}svg .cutoff-label{font:600 11px system-ui,sans-serif;fill:var(--bad)}

@@ -1,6 +1,7 @@
 //! The timeline: an inline SVG of when each segment was captured (device clock) and when
 //! the server received it (server clock), with gaps and the cut-off point marked.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use custody_format::report::Verdict;
@@ -19,8 +20,15 @@ const BAR_H: f64 = 26.0;
 /// A pause in device time between consecutive segments longer than this is drawn as a gap.
 pub(crate) const GAP_US: i64 = 1_000_000;
 
-/// The SVG for `segments`; `verdict` places the cut-off mark.
-pub(crate) fn svg(segments: &[SegmentRow], verdict: &Verdict) -> String {
+/// The SVG for `segments`; `verdict` places the cut-off mark, `failed` are the positions
+/// drawn as failed, and `imported` names the first lane for what it is (the time a file was
+/// sealed, not when it was filmed).
+pub(crate) fn svg(
+    segments: &[SegmentRow],
+    verdict: &Verdict,
+    failed: &BTreeSet<u64>,
+    imported: bool,
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
@@ -41,9 +49,11 @@ pub(crate) fn svg(segments: &[SegmentRow], verdict: &Verdict) -> String {
     let x = |t: i64| LEFT + (t - start) as f64 / span * (WIDTH - LEFT - RIGHT);
 
     // Lanes and their labels.
+    let (lane, sub) =
+        if imported { ("Sealed", "at import, device clock") } else { ("Captured", "device clock") };
     let _ = write!(
         out,
-        r#"<text x="8" y="{}" class="lane">Captured</text><text x="8" y="{}" class="lane-sub">device clock</text><text x="8" y="{}" class="lane">Received</text><text x="8" y="{}" class="lane-sub">server clock, signed</text>"#,
+        r#"<text x="8" y="{}" class="lane">{lane}</text><text x="8" y="{}" class="lane-sub">{sub}</text><text x="8" y="{}" class="lane">Received</text><text x="8" y="{}" class="lane-sub">server clock, signed</text>"#,
         CAPTURE_Y + 12.0,
         CAPTURE_Y + 26.0,
         RECEIPT_Y + 12.0,
@@ -94,14 +104,30 @@ pub(crate) fn svg(segments: &[SegmentRow], verdict: &Verdict) -> String {
                 s.upload_lag_us.unwrap_or(0) as f64 / 1e6
             );
         }
-        let class = if s.received_at_us.is_some() { "segment" } else { "segment unreceipted" };
+        let bad = failed.contains(&s.seq);
+        let class = match (bad, s.received_at_us.is_some()) {
+            (true, _) => "segment failed",
+            (false, true) => "segment",
+            (false, false) => "segment unreceipted",
+        };
+        let what = if bad { " — FAILED a check" } else { "" };
         let _ = write!(
             out,
-            r#"<rect class="{class}" data-seq="{}" x="{x1:.1}" y="{CAPTURE_Y}" width="{w:.1}" height="{BAR_H}"><title>Segment {}: captured {:.1} s after the start</title></rect>"#,
+            r#"<rect class="{class}" data-seq="{}" x="{x1:.1}" y="{CAPTURE_Y}" width="{w:.1}" height="{BAR_H}"><title>Segment {}: {} {:.1} s after the start{what}</title></rect>"#,
             s.seq,
             s.seq,
+            if imported { "sealed" } else { "captured" },
             (s.wall_first_us - start) as f64 / 1e6
         );
+        if bad {
+            let _ = write!(
+                out,
+                r#"<text class="failed-label" x="{:.1}" y="{}" text-anchor="middle">✗ {}</text>"#,
+                (x1 + x2) / 2.0,
+                CAPTURE_Y + BAR_H + 14.0,
+                s.seq
+            );
+        }
     }
 
     // Where the recording was cut off.

@@ -65,6 +65,45 @@ pub fn check(data: &[u8]) {
     let torn = contents.torn.map(|t| (t.offset, t.len));
     assert_eq!(torn, (!rest.is_empty()).then_some((end, rest.len() as u64)));
 
+    // Reading past damage: with every frame accepted, and with only non-empty payloads
+    // accepted (so that zeroed stretches are damage), the frames found and the ranges
+    // skipped tile the file exactly, each frame's CRC holds, and an intact journal reads
+    // as the frame reader reads it.
+    for nonempty in [false, true] {
+        let accept = |p: &[u8], _: journal::Found| !nonempty || !p.is_empty();
+        let scan = journal::scan(&path, accept).expect("scanning the scratch journal");
+        assert_eq!(scan.file_len, data.len() as u64);
+        let mut pieces: Vec<(u64, u64, bool)> = scan
+            .frames
+            .iter()
+            .map(|f| {
+                agrees(f.offset, f);
+                assert!(!nonempty || !f.payload.is_empty());
+                (f.offset, f.end(), true)
+            })
+            .chain(scan.gaps().iter().map(|d| (d.offset, d.end(), false)))
+            .collect();
+        pieces.sort_unstable();
+        let mut at = 0;
+        for (start, end, _) in &pieces {
+            assert_eq!(*start, at, "scan: the pieces do not tile the file at {at}");
+            assert!(end > start, "scan: an empty piece at {start}");
+            at = *end;
+        }
+        assert_eq!(at, data.len() as u64, "scan: the pieces end before the file");
+        assert!(scan.frames.windows(2).all(|w| w[0].end() <= w[1].offset));
+        if scan.torn().is_some() {
+            assert!(scan.damaged.is_empty() && !scan.is_damaged());
+        }
+        if !nonempty {
+            assert_eq!(
+                &scan.payloads().take(payloads.len()).map(<[u8]>::to_vec).collect::<Vec<_>>(),
+                &payloads
+            );
+            assert_eq!(scan.is_intact(), rest.is_empty());
+        }
+    }
+
     if let Some(&pick) = data.first() {
         let from = u64::from(pick) % (data.len() as u64 + 1);
         for frame in journal::frames_from(&path, from).expect("opening the scratch journal") {

@@ -40,6 +40,7 @@ pub fn run(vault_dir: &Path, args: &RecordingsArgs) -> Result<(), CliError> {
             State::Recording => "recording",
             State::Complete => "complete",
             State::CutOff => "cut off",
+            State::Damaged => "DAMAGED",
         };
         let upload = if l.pending_upload == 0 {
             "uploaded".to_string()

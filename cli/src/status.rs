@@ -82,6 +82,7 @@ fn text(s: &Status) -> String {
             State::Recording => "recording",
             State::Complete => "complete",
             State::CutOff => "cut off",
+            State::Damaged => "DAMAGED",
         };
         out.push_str(&format!(
             "{:<32}  {:<9}  {:>8}  {:>9}  {:>7}  {:>8}  {}\n",
@@ -94,15 +95,42 @@ fn text(s: &Status) -> String {
             r.last_receipt_at_us.map(utc).unwrap_or_else(|| "-".into()),
         ));
     }
-    out.push_str(&match s.waiting {
-        0 => "\nEvery record is receipted by the server.\n".to_string(),
-        n => format!("\n{n} records wait for a receipt (`custody upload` sends them).\n"),
-    });
+    out.push('\n');
+    if s.waiting > 0 {
+        out.push_str(&format!(
+            "{} records wait for a receipt (`custody upload` sends them).\n",
+            s.waiting
+        ));
+    }
+    if s.segment_files_without_record > 0 {
+        out.push_str(&format!(
+            "{} sealed segment files have no record in their journal and cannot be receipted \
+             (`custody vault check` lists them).\n",
+            s.segment_files_without_record
+        ));
+    }
+    for r in s.recordings.iter().filter(|r| r.damaged) {
+        out.push_str(&format!(
+            "Recording {}: its journal was damaged; {} records are lost, the intact ones are kept \
+             (`custody vault check` says which).\n",
+            r.id, r.records_lost
+        ));
+    }
+    if all_receipted(s) {
+        out.push_str("Every record is receipted by the server.\n");
+    }
     out
 }
 
-/// Exit codes: 0 every record receipted; 1 something waits, or the server's log failed a
-/// consistency check; 2 the status could not be read.
+/// Whether every record and every sealed segment file in the vault is receipted: nothing
+/// waits, no segment file lacks a record, and no journal lost records to damage.
+fn all_receipted(s: &Status) -> bool {
+    s.waiting == 0 && s.segment_files_without_record == 0 && s.damaged == 0
+}
+
+/// Exit codes: 0 every record receipted; 1 something waits, cannot be receipted (a segment
+/// file without a record, a damaged journal), or the server's log failed a consistency
+/// check; 2 the status could not be read.
 pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let s = status(&vault, now_us()).map_err(|e| {
@@ -122,6 +150,13 @@ pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
         return Err(CliError::failed(format!("{} records wait for a receipt", s.waiting))
             .hint("run `custody upload` when the server is reachable"));
     }
+    if !all_receipted(&s) {
+        return Err(CliError::failed(format!(
+            "{} recordings have damaged journals and {} segment files cannot be receipted",
+            s.damaged, s.segment_files_without_record
+        ))
+        .hint("`custody vault check` says what was lost and what was kept"));
+    }
     Ok(())
 }
 
@@ -133,5 +168,42 @@ mod tests {
         assert_eq!(super::lag(61_000_000), "1m01s");
         assert_eq!(super::lag(3_720_000_000), "1h02m");
         assert_eq!(super::lag(-5), "0s");
+    }
+
+    #[test]
+    fn every_record_is_receipted_is_said_only_when_nothing_else_waits() {
+        use custody_vault::status::{RecordingStatus, Status};
+        let s = |waiting: u64, without: u64, damaged: u64| Status {
+            enrollment: None,
+            log_head: None,
+            log_inconsistent: None,
+            recordings: vec![RecordingStatus {
+                id: "00".repeat(16),
+                state: custody_vault::store::State::Complete,
+                started_at_us: 0,
+                records: 9,
+                segments: 7,
+                records_receipted: 9 - waiting,
+                segments_receipted: 7,
+                waiting,
+                oldest_waiting_seq: None,
+                oldest_waiting_age_us: None,
+                last_receipt_at_us: None,
+                segment_files_without_record: without,
+                damaged: damaged > 0,
+                records_lost: damaged,
+            }],
+            waiting,
+            segment_files_without_record: without,
+            damaged,
+        };
+        let all = "Every record is receipted by the server.";
+        assert!(super::text(&s(0, 0, 0)).contains(all));
+        for (w, f, d) in [(1, 0, 0), (0, 2, 0), (0, 0, 1)] {
+            assert!(!super::all_receipted(&s(w, f, d)), "{w} {f} {d}");
+            let text = super::text(&s(w, f, d));
+            assert!(!text.contains(all), "{text}");
+        }
+        assert!(super::text(&s(0, 2, 1)).contains("2 sealed segment files have no record"));
     }
 }

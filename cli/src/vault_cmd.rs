@@ -56,6 +56,14 @@ fn check(vault_dir: &Path, json: bool) -> Result<(), CliError> {
                         .iter()
                         .map(|p| p.display().to_string())
                         .collect::<Vec<_>>(),
+                    "damage": c.damage.iter().map(|d| serde_json::json!({
+                        "file": d.file.display().to_string(),
+                        "file_len": d.file_len,
+                        "ranges": d.ranges.iter().map(|r| [r.offset, r.end()]).collect::<Vec<_>>(),
+                        "lost": d.lost,
+                        "lost_after_last": d.lost_after_last,
+                        "kept": d.kept,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();

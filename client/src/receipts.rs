@@ -1,6 +1,7 @@
 //! The server's receipts: checked against what was sent, then kept in the recording's
 //! `receipts.bin` journal ([`custody_vault::outbox`]) before the record leaves the queue;
-//! and, for a vault that lost them, asked for again instead of sending the records again.
+//! and, for a vault that lost them (the file deleted, cut short or damaged: the vault then
+//! queues those records again), asked for again instead of sending the records again.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -12,7 +13,7 @@ use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
 use custody_protocol::body::{ReceiptsAnswer, StoredReceipt};
 use custody_protocol::Retry;
-use custody_vault::outbox::{read_receipts, HeadRef, RECEIPTS_FILE};
+use custody_vault::outbox::{open_receipts, read_receipts, HeadRef, RECEIPTS_FILE};
 
 use crate::error::{io_err, UploadError};
 use crate::log_check::Failure;
@@ -78,12 +79,8 @@ impl ReceiptBook {
     ) -> Result<(), UploadError> {
         let path = recording_dir.join(RECEIPTS_FILE);
         if !self.journals.contains_key(id) {
-            let j = if path.exists() {
-                Journal::open(&path).map(|(j, _)| j)
-            } else {
-                Journal::create(&path)
-            }
-            .map_err(io_err("opening", &path))?;
+            // Repaired first, keeping every intact receipt: one after damage is not cut off.
+            let j = open_receipts(recording_dir).map_err(io_err("opening", &path))?;
             self.journals.insert(*id, j);
         }
         if let Some(j) = self.journals.get_mut(id) {

@@ -7,6 +7,11 @@
 //! record names (a segment whose record was never saved) are listed, not removed: nothing
 //! on the device is ever thrown away. The repair is [`Vault::rebuild_index`] and the torn-
 //! tail repair [`Vault::open`] does on its own.
+//!
+//! A journal that was damaged (not merely torn by a crash) is reported on every check, from
+//! the damaged copy [`Vault::open`] kept when it recovered the intact records: the byte
+//! ranges that hold no intact record, the positions lost and the positions kept
+//! ([`JournalDamage`]). Each is a problem, so `custody vault check` exits non-zero.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -19,6 +24,7 @@ use custody_format::record::{ImportedFile, Record};
 use custody_format::report::{CheckState, Verdict};
 use sha2::{Digest, Sha256};
 
+use crate::damage::JournalDamage;
 use crate::store::{Vault, VaultError};
 
 /// What the check found a recording to be.
@@ -34,7 +40,8 @@ pub enum Condition {
         /// The last record's position.
         last_seq: u64,
     },
-    /// The chain does not hold (a bad signature, a broken link, a gap).
+    /// The chain does not hold (a bad signature, a broken link, a gap), or its journal was
+    /// damaged and records were lost.
     Damaged,
     /// The records could not be checked at all.
     Unreadable,
@@ -64,8 +71,11 @@ pub struct RecordingCheck {
     /// Every problem found, one sentence each (a failed chain check with its code, a sealed
     /// file that is missing or does not match its record).
     pub problems: Vec<String>,
-    /// Files in `segments/` that no record names; kept, not part of the chain.
+    /// Files in `segments/` that no record names; kept, not part of the chain (in a
+    /// damaged recording, most likely the segments of the records lost).
     pub files_without_record: Vec<PathBuf>,
+    /// What damage to its journal cost it (empty if its journal was never damaged).
+    pub damage: Vec<JournalDamage>,
 }
 
 /// Checks every recording in the vault, in id order.
@@ -78,12 +88,15 @@ pub fn check_recording(vault: &Vault, id: RecordingId) -> Result<RecordingCheck,
     let records = vault.records(&id)?;
     let bytes: Vec<u8> = records.iter().flat_map(|r| r.to_bytes()).collect();
     let report = verify_chain(&bytes, None);
-    let mut problems: Vec<String> = report
-        .checks
-        .iter()
-        .filter(|c| c.state == CheckState::Failure)
-        .map(|c| format!("{}: {}", c.code, c.message))
-        .collect();
+    let damage = vault.journal_damage(&id)?;
+    let mut problems: Vec<String> = damage.iter().flat_map(JournalDamage::sentences).collect();
+    problems.extend(
+        report
+            .checks
+            .iter()
+            .filter(|c| c.state == CheckState::Failure)
+            .map(|c| format!("{}: {}", c.code, c.message)),
+    );
     let mut listed = BTreeSet::new();
     for r in &records {
         if let Record::Segment(s) = r.record() {
@@ -111,12 +124,23 @@ pub fn check_recording(vault: &Vault, id: RecordingId) -> Result<RecordingCheck,
     let condition =
         match (Verdict::from_checks(&report.checks, report.cut_off), vault.is_recording(&id)) {
             (_, true) => Condition::Recording,
+            _ if !damage.is_empty() => Condition::Damaged,
             (Verdict::IntactComplete, _) => Condition::Complete,
             (Verdict::IntactCutOff { last_seq, .. }, _) => Condition::CutOff { last_seq },
             (Verdict::Tampered, _) => Condition::Damaged,
-            (Verdict::CouldNotCheck, _) => Condition::Unreadable,
+            // Never from a chain's checks alone (no server key is involved).
+            (Verdict::SignerNotConfirmed { .. } | Verdict::CouldNotCheck, _) => {
+                Condition::Unreadable
+            }
         };
-    Ok(RecordingCheck { id, records: records.len(), condition, problems, files_without_record })
+    Ok(RecordingCheck {
+        id,
+        records: records.len(),
+        condition,
+        problems,
+        files_without_record,
+        damage,
+    })
 }
 
 /// SHA-256 and length of a file, read in 1 MiB blocks (a sealed segment, or a file to

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use custody_format::ids::RecordingId;
 use custody_format::record::{EndReason, Origin, Record, SignedRecord};
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +57,36 @@ impl Summary {
             s.apply(r.record(), &mut first_start);
         }
         Some(s)
+    }
+
+    /// The summary of a recording whose journal lost its header (damaged): what its other
+    /// records say. It reads as a live recording of unknown input, started at its first
+    /// segment's device time (0 if none is left).
+    pub fn recovered(id: &RecordingId, records: &[SignedRecord], journal_len: u64) -> Summary {
+        let started_at_us = records
+            .iter()
+            .find_map(|r| match r.record() {
+                Record::Segment(s) => Some(s.wall_first_us),
+                _ => None,
+            })
+            .unwrap_or(0);
+        let mut s = Summary {
+            id: id.to_string(),
+            imported: false,
+            input: "(header lost: journal damaged)".to_string(),
+            started_at_us,
+            segments: 0,
+            last_seq: 0,
+            media_duration_us: 0,
+            ciphertext_bytes: 0,
+            ended: None,
+            journal_len,
+        };
+        let mut first_start = None;
+        for r in records.iter().filter(|r| !matches!(r.record(), Record::Header(_))) {
+            s.apply(r.record(), &mut first_start);
+        }
+        s
     }
 
     /// Updates the summary with one more record.
@@ -133,6 +164,12 @@ impl Index {
     pub fn put_summary(&self, id: &[u8; 16], s: &Summary) -> Result<(), IndexError> {
         let bytes = serde_json::to_vec(s).unwrap_or_default();
         self.recordings.insert(id, bytes)?;
+        Ok(())
+    }
+
+    /// Forgets a recording's summary (its journal no longer says what it held).
+    pub fn remove_summary(&self, id: &[u8; 16]) -> Result<(), IndexError> {
+        self.recordings.remove(id)?;
         Ok(())
     }
 

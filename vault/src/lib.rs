@@ -7,8 +7,9 @@
 //! it in append-only files that are fsynced before anything is reported as saved
 //! ([`store`], [`journal`]). A sled database ([`index`]) holds summaries and the upload
 //! queue; it is never the only copy of anything and is rebuilt from the files whenever it
-//! is missing, broken or behind. [`check`] checks every chain and sealed file on the
-//! device. [`outbox`] keeps what uploading leaves in the vault (the enrollment, the
+//! is missing, broken or behind. A journal damaged on the disk is read past the damage,
+//! keeping every intact record ([`damage`]). [`check`] checks every chain and sealed file
+//! on the device. [`outbox`] keeps what uploading leaves in the vault (the enrollment, the
 //! server's signed receipts, the custody-log head held); the network side is
 //! `custody-client`'s.
 #![deny(missing_docs)]
@@ -16,6 +17,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod check;
+pub mod damage;
 pub mod index;
 pub mod keys;
 pub mod outbox;

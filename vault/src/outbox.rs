@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use custody_durable::fsutil::replace_durable;
-use custody_durable::journal;
+use custody_durable::journal::{self, Found, Journal};
 use custody_format::ids::PublicKey;
 use custody_format::receipt::Receipt;
 use custody_format::signed::Signed;
@@ -137,14 +137,66 @@ impl Enrollment {
     }
 }
 
-/// The receipts stored in a recording's directory, in the order they came.
+/// The receipts stored in a recording's directory, in the order they came: every intact
+/// one in `receipts.bin`, read past any damage.
 pub fn read_receipts(recording_dir: &Path) -> Result<Vec<Signed<Receipt>>, OutboxError> {
     let path = recording_dir.join(RECEIPTS_FILE);
+    receipts_in(&path).map_err(io_err("reading", &path))
+}
+
+/// A frame of `receipts.bin` is a receipt if it parses as one (its signature is checked
+/// against the enrolled server's key when it is stored and when a bundle is verified).
+fn is_receipt(payload: &[u8], _: Found) -> bool {
+    Signed::<Receipt>::parse(payload).is_ok()
+}
+
+/// The receipts in the receipts journal at `path` (none if it is missing), past any damage.
+pub(crate) fn receipts_in(path: &Path) -> std::io::Result<Vec<Signed<Receipt>>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let c = journal::read(&path).map_err(io_err("reading", &path))?;
-    Ok(c.payloads.iter().filter_map(|p| Signed::<Receipt>::parse(p).ok()).collect())
+    let scan = journal::scan(path, is_receipt)?;
+    Ok(scan.payloads().filter_map(|p| Signed::<Receipt>::parse(p).ok()).collect())
+}
+
+/// What is wrong with a recording's `receipts.bin`, if anything, for a person: damage
+/// (byte ranges) or a torn tail. Changes nothing: the file is repaired by the uploader,
+/// the one writer of receipts, when it next stores one ([`open_receipts`]); until then
+/// every intact receipt in it is read past the damage.
+pub fn receipts_damage(recording_dir: &Path) -> std::io::Result<Option<String>> {
+    let path = recording_dir.join(RECEIPTS_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let scan = journal::scan(&path, is_receipt)?;
+    let gaps: Vec<String> = scan.gaps().iter().map(ToString::to_string).collect();
+    Ok((!scan.is_intact()).then(|| {
+        format!(
+            "receipts.bin holds {} intact receipts and {} that {} not a receipt ({}); \
+             it is repaired, keeping every byte aside, when the next receipt is stored",
+            scan.frames.len(),
+            if gaps.len() == 1 { "a stretch" } else { "stretches" },
+            if gaps.len() == 1 { "is" } else { "are" },
+            gaps.join(", ")
+        )
+    }))
+}
+
+/// Opens a recording's `receipts.bin` for appending, creating it if it is missing. A torn
+/// tail is cut back (kept aside as `receipts.torn-<offset>`) and damage elsewhere is
+/// recovered past (the damaged file kept as `receipts.damaged-<time>`), as the vault does
+/// with journals: every intact receipt stays, and new ones follow whole frames.
+pub fn open_receipts(recording_dir: &Path) -> std::io::Result<Journal> {
+    let path = recording_dir.join(RECEIPTS_FILE);
+    if !path.exists() {
+        return Journal::create(&path);
+    }
+    let mut scan = journal::scan(&path, is_receipt)?;
+    if scan.is_damaged() {
+        journal::recover(&path, &scan)?;
+        scan = journal::scan(&path, is_receipt)?;
+    }
+    Journal::open_scanned(&path, &scan).map(|(j, _)| j)
 }
 
 /// A tree of the server's log, as a signed statement named it.

@@ -1,7 +1,13 @@
 //! The upload state of the vault, as `custody status` shows it: per recording, what is
 //! saved, what the server has receipted and what still waits (and since when), plus the
-//! enrollment and the custody-log head the device holds. Read from the vault's files and
-//! index only; nothing is asked of the server.
+//! enrollment and the custody-log head the device holds. Nothing is asked of the server.
+//!
+//! What waits is counted from the files themselves, never from the index's queue: every
+//! record in the journal (read past damage) without a receipt in `receipts.bin` waits,
+//! whatever the queue says (a rebuilt or stale queue once made every record look
+//! waiting, and a lost `receipts.bin` made none). Sealed segment files that no record
+//! names, and records lost to a damaged journal, can never be receipted; they are counted
+//! apart so that nothing reads as "every record is receipted" while they exist.
 
 use std::collections::BTreeSet;
 
@@ -61,8 +67,15 @@ pub struct RecordingStatus {
     pub records_receipted: u64,
     /// Segments with a stored receipt.
     pub segments_receipted: u64,
-    /// Records waiting for a receipt.
+    /// Records waiting for a receipt: those in the journal without one in `receipts.bin`.
     pub waiting: u64,
+    /// Sealed segment files in `segments/` that no record in the journal names (their
+    /// records lost to damage, or never saved): kept, but they cannot be uploaded.
+    pub segment_files_without_record: u64,
+    /// Whether the journal was damaged (`custody vault check` says what was lost).
+    pub damaged: bool,
+    /// Positions known lost to that damage.
+    pub records_lost: u64,
     /// Position of the oldest record waiting.
     pub oldest_waiting_seq: Option<u64>,
     /// How long the oldest waiting record has existed (device clock: now minus the
@@ -85,6 +98,10 @@ pub struct Status {
     pub recordings: Vec<RecordingStatus>,
     /// Records waiting in the whole vault.
     pub waiting: u64,
+    /// Sealed segment files without a record, in the whole vault.
+    pub segment_files_without_record: u64,
+    /// Recordings whose journal was damaged.
+    pub damaged: u64,
 }
 
 fn record_time(r: &Record) -> i64 {
@@ -115,38 +132,75 @@ pub fn status(vault: &Vault, now_us: i64) -> Result<Status, OutboxError> {
         stored_at_us: h.stored_at_us,
     });
     let log_inconsistent = outbox::inconsistency(dir)?;
-    let pending = vault.index().pending()?;
     let mut recordings = Vec::new();
     for l in vault.listings()? {
         let Ok(id) = custody_format::ids::RecordingId::parse(&l.summary.id) else { continue };
-        let receipts = read_receipts(&vault.recording_dir(&id))?;
+        let rec_dir = vault.recording_dir(&id);
+        let receipts = read_receipts(&rec_dir)?;
         let receipted: BTreeSet<u64> = receipts.iter().map(|r| r.value().seq).collect();
-        let segments_receipted: BTreeSet<u64> = receipts
-            .iter()
-            .filter(|r| r.value().ciphertext_sha256.is_some())
-            .map(|r| r.value().seq)
-            .collect();
-        let oldest = pending.iter().filter(|(p, _)| *p == id.0).map(|(_, s)| *s).min();
         let records = vault.records(&id)?;
-        let age = oldest.and_then(|seq| {
-            records
-                .iter()
-                .find(|r| r.record().seq() == seq)
-                .map(|r| now_us.saturating_sub(record_time(r.record())))
-        });
+        let segments = records.iter().filter(|r| matches!(r.record(), Record::Segment(_)));
+        let segments_receipted = segments
+            .clone()
+            .filter(|r| {
+                receipts.iter().any(|x| {
+                    x.value().seq == r.record().seq() && x.value().ciphertext_sha256.is_some()
+                })
+            })
+            .count() as u64;
+        let waiting: Vec<&custody_format::record::SignedRecord> =
+            records.iter().filter(|r| !receipted.contains(&r.record().seq())).collect();
+        let oldest = waiting.iter().map(|r| r.record().seq()).min();
+        let age = waiting
+            .iter()
+            .find(|r| Some(r.record().seq()) == oldest)
+            .map(|r| now_us.saturating_sub(record_time(r.record())));
+        let named: BTreeSet<std::path::PathBuf> =
+            segments.clone().map(|r| vault.segment_path(&id, r.record().seq())).collect();
+        let without_record = std::fs::read_dir(rec_dir.join("segments"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.ends_with(".age")
+                            && !name.starts_with('.')
+                            && !named.contains(&e.path())
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        let damage = vault.journal_damage(&id)?;
+        let lost: BTreeSet<u64> = damage.iter().flat_map(|d| d.lost.iter().copied()).collect();
+        let lost = lost.iter().filter(|s| !records.iter().any(|r| r.record().seq() == **s)).count();
         recordings.push(RecordingStatus {
             id: l.summary.id.clone(),
             state: l.state,
             started_at_us: l.summary.started_at_us,
             records: records.len() as u64,
-            segments: l.summary.segments,
-            records_receipted: receipted.len() as u64,
-            segments_receipted: segments_receipted.len() as u64,
-            waiting: l.pending_upload,
+            segments: segments.count() as u64,
+            records_receipted: records
+                .iter()
+                .filter(|r| receipted.contains(&r.record().seq()))
+                .count() as u64,
+            segments_receipted,
+            waiting: waiting.len() as u64,
             oldest_waiting_seq: oldest,
             oldest_waiting_age_us: age,
             last_receipt_at_us: receipts.iter().map(|r| r.value().received_at_us).max(),
+            segment_files_without_record: without_record,
+            damaged: !damage.is_empty(),
+            records_lost: lost as u64,
         });
     }
-    Ok(Status { enrollment, log_head, log_inconsistent, recordings, waiting: pending.len() as u64 })
+    let sum = |f: fn(&RecordingStatus) -> u64| recordings.iter().map(f).sum::<u64>();
+    Ok(Status {
+        enrollment,
+        log_head,
+        log_inconsistent,
+        waiting: sum(|r| r.waiting),
+        segment_files_without_record: sum(|r| r.segment_files_without_record),
+        damaged: sum(|r| u64::from(r.damaged)),
+        recordings,
+    })
 }

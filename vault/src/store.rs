@@ -12,22 +12,28 @@
 //! A segment counts as saved when its sealed file has been fsynced and renamed into place
 //! (directory fsynced) *and* its signed record has been appended to the journal and
 //! fsynced, in that order: a record never names a segment file that is not there.
+//!
+//! A journal is read past damage ([`crate::damage`]): every intact record is kept,
+//! wherever it lies, and uploaded.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use custody_format::chain::{ChainBuilder, ChainError, SegmentFields};
-use custody_format::ids::RecordingId;
+use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::record::{EndReason, Record, RecordingHeader, SignedRecord};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::damage::{damaged_copies, record_filter, JournalDamage};
 use crate::index::{Index, Summary};
+use crate::outbox;
 use crate::seal::{Sealed, Sealer};
 use custody_durable::fsutil::{sync_dir, DurableFile};
-use custody_durable::journal::{self, Journal};
+use custody_durable::journal::{self, Journal, Scan};
 
 /// Vault errors.
 #[derive(Debug, Error)]
@@ -102,6 +108,9 @@ pub enum State {
     Complete,
     /// No end record and nobody recording: cut off (killed, crashed, seized).
     CutOff,
+    /// Its journal was damaged: some records are lost (`custody vault check` says which);
+    /// every intact one is kept and uploaded.
+    Damaged,
 }
 
 /// A local recording as `custody recordings` shows it.
@@ -130,9 +139,14 @@ const JOURNAL: &str = "journal.bin";
 const LOCK: &str = "LOCK";
 
 impl Vault {
-    /// Opens the vault at `dir` (creating its directories), repairing what a crash left:
-    /// torn journal tails are cut back (the cut bytes kept aside), and an index that will
-    /// not open or disagrees with the journals is moved aside and rebuilt.
+    /// Opens the vault at `dir` (creating its directories), repairing what a crash or a
+    /// damaged disk left: torn journal tails are cut back (the cut bytes kept aside); a
+    /// journal damaged elsewhere is rewritten as its intact records, the damaged file kept
+    /// beside it; an index that will not open or disagrees with the
+    /// journals is moved aside and rebuilt; and every record that has neither a stored
+    /// receipt nor a place in the upload queue (a lost or cut-short `receipts.bin`, a kill
+    /// before the index was written) is queued again, so that its receipt is asked of the
+    /// server again. Each repair is a [`Notice`].
     pub fn open(dir: &Path) -> Result<(Vault, Vec<Notice>), VaultError> {
         let recordings = dir.join(RECORDINGS_DIR);
         std::fs::create_dir_all(&recordings).map_err(io_err("creating the vault", dir))?;
@@ -176,6 +190,7 @@ impl Vault {
             notices.push(Notice(format!("{reason}; rebuilding the index from the journals")));
             vault.rebuild_index()?;
         }
+        vault.requeue_unreceipted(&mut notices)?;
         Ok((vault, notices))
     }
 
@@ -231,9 +246,48 @@ impl Vault {
         Ok(ids)
     }
 
-    /// The signed records of a recording, from its journal (whole frames only).
+    /// The signed records of a recording: every intact record in its journal, read past
+    /// any damage ([`crate::damage`]).
     pub fn records(&self, id: &RecordingId) -> Result<Vec<SignedRecord>, VaultError> {
-        Ok(self.records_from(id, 0)?.0)
+        let scan = self.scan_journal(id)?;
+        Ok(scan.payloads().filter_map(|p| SignedRecord::parse(p).ok()).collect())
+    }
+
+    /// The device's public key (`device.pub`), if the vault has one.
+    fn device_public(&self) -> Option<PublicKey> {
+        let text = std::fs::read_to_string(self.dir.join(crate::keys::DEVICE_PUB_FILE)).ok()?;
+        PublicKey::parse(text.trim()).ok()
+    }
+
+    /// Reads a recording's journal past any damage, with its records' filter.
+    pub fn scan_journal(&self, id: &RecordingId) -> Result<Scan, VaultError> {
+        let path = self.recording_dir(id).join(JOURNAL);
+        if !path.exists() {
+            return Err(VaultError::NoSuchRecording(id.to_string()));
+        }
+        journal::scan(&path, record_filter(*id, self.device_public()))
+            .map_err(io_err("reading the journal", &path))
+    }
+
+    /// What damage to a recording's journal cost it, one entry per damaged journal found:
+    /// the copies [`Vault::open`] kept when it recovered the journal, and the journal
+    /// itself if it is damaged now (nothing in it could be recovered, or it is being
+    /// recorded). Empty for a recording whose journal was never damaged; a torn tail (a
+    /// crash while saving) is not damage.
+    pub fn journal_damage(&self, id: &RecordingId) -> Result<Vec<JournalDamage>, VaultError> {
+        let dir = self.recording_dir(id);
+        let device = self.device_public();
+        let mut out = Vec::new();
+        let mut files = damaged_copies(&dir);
+        files.push(dir.join(JOURNAL));
+        for file in files {
+            if let Some(d) = JournalDamage::of_file(&file, *id, device)
+                .map_err(io_err("reading the journal", &file))?
+            {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 
     /// The signed records in the journal of a recording from byte `offset` on (0 for all;
@@ -279,19 +333,25 @@ impl Vault {
         let pending = self.index_result(self.index.pending())?;
         let mut out = Vec::new();
         for id in self.recording_ids()? {
-            let summary = match self.index_result(self.index.summary(&id.0))? {
-                Some(s) => s,
+            let (summary, headless) = match self.index_result(self.index.summary(&id.0))? {
+                Some(s) => (s, false),
                 None => {
                     let records = self.records(&id)?;
                     match Summary::from_records(&records, 0) {
-                        Some(s) => s,
-                        None => continue,
+                        Some(s) => (s, false),
+                        // No readable header: a damaged journal, still listed.
+                        None => (Summary::recovered(&id, &records, 0), true),
                     }
                 }
             };
-            let state = if summary.ended.is_some() {
+            let recording = self.is_recording(&id);
+            let state = if (headless && !recording)
+                || !damaged_copies(&self.recording_dir(&id)).is_empty()
+            {
+                State::Damaged
+            } else if summary.ended.is_some() {
                 State::Complete
-            } else if self.is_recording(&id) {
+            } else if recording {
                 State::Recording
             } else {
                 State::CutOff
@@ -310,26 +370,52 @@ impl Vault {
         })
     }
 
-    /// Cuts back torn journal tails of recordings nobody is writing.
+    /// Repairs the journals of recordings nobody is writing: a torn tail is cut back (kept
+    /// aside); damage elsewhere is recovered past, the damaged file kept beside the
+    /// rewritten one ([`journal::recover`]); a journal in which nothing could be read is
+    /// left as it is. A damaged `receipts.bin` is told of (the uploader repairs it).
     fn repair_journals(&self, notices: &mut Vec<Notice>) -> Result<(), VaultError> {
         for id in self.recording_ids()? {
             if self.is_recording(&id) {
                 continue;
             }
             let path = self.recording_dir(&id).join(JOURNAL);
-            if journal::read(&path).map_err(io_err("reading the journal", &path))?.torn.is_none() {
-                continue;
-            }
-            let (_, contents) =
-                Journal::open(&path).map_err(io_err("repairing the journal", &path))?;
-            if let Some(t) = contents.torn {
+            let scan = self.scan_journal(&id)?;
+            if let Some(damage) = JournalDamage::of_scan(&path, &scan) {
+                if scan.frames.is_empty() {
+                    // Listed from its journal (as damaged), not from a summary of before.
+                    let _ = self.index.remove_summary(&id.0);
+                    notices.push(Notice(format!(
+                        "recording {id}: the journal is damaged and holds no readable record; it is left as it is \
+                         (`custody vault check` says more)"
+                    )));
+                    continue;
+                }
+                let kept = journal::recover(&path, &scan)
+                    .map_err(io_err("recovering the damaged journal", &path))?;
+                let damage = JournalDamage { file: kept, ..damage };
                 notices.push(Notice(format!(
-                    "recording {id}: the journal ended in {} bytes of an unfinished record (a crash while saving); \
-                     they were moved to {} and the journal cut back to its {} whole records",
-                    t.len,
-                    t.kept_in.map(|p| p.display().to_string()).unwrap_or_default(),
-                    contents.payloads.len()
+                    "recording {id}: {}; the journal now holds the intact records, which are uploaded",
+                    damage.sentences().join("; ")
                 )));
+            } else if scan.torn().is_some() {
+                let (_, torn) = Journal::open_scanned(&path, &scan)
+                    .map_err(io_err("repairing the journal", &path))?;
+                if let Some(t) = torn {
+                    notices.push(Notice(format!(
+                        "recording {id}: the journal ended in {} bytes of an unfinished record (a crash while saving); \
+                         they were moved to {} and the journal cut back to its {} whole records",
+                        t.len,
+                        t.kept_in.map(|p| p.display().to_string()).unwrap_or_default(),
+                        scan.frames.len()
+                    )));
+                }
+            }
+            let dir = self.recording_dir(&id);
+            let receipts = outbox::receipts_damage(&dir)
+                .map_err(io_err("reading the receipts", &dir.join(outbox::RECEIPTS_FILE)))?;
+            if let Some(n) = receipts {
+                notices.push(Notice(format!("recording {id}: {n}")));
             }
         }
         Ok(())
@@ -341,10 +427,13 @@ impl Vault {
             if self.is_recording(&id) {
                 continue;
             }
-            let path = self.recording_dir(&id).join(JOURNAL);
-            let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
+            let scan = self.scan_journal(&id)?;
+            if scan.frames.is_empty() {
+                // Nothing readable to index (a damaged journal, listed without the index).
+                continue;
+            }
             match self.index.summary(&id.0) {
-                Ok(Some(s)) if s.journal_len == contents.good_len => {}
+                Ok(Some(s)) if s.journal_len == indexed_len(&scan) => {}
                 Ok(Some(_)) => {
                     return Ok(Some(format!("the index is behind the journal of recording {id}")))
                 }
@@ -356,26 +445,76 @@ impl Vault {
     }
 
     /// Rebuilds the index from the journals: summaries, and every record queued for upload
-    /// unless it has a stored receipt.
+    /// unless `receipts.bin` holds its receipt.
     pub fn rebuild_index(&self) -> Result<usize, VaultError> {
         self.index_result(self.index.clear())?;
         let mut n = 0;
         for id in self.recording_ids()? {
-            let path = self.recording_dir(&id).join(JOURNAL);
-            let contents = journal::read(&path).map_err(io_err("reading the journal", &path))?;
+            let scan = self.scan_journal(&id)?;
             let records: Vec<SignedRecord> =
-                contents.payloads.iter().filter_map(|p| SignedRecord::parse(p).ok()).collect();
-            let Some(summary) = Summary::from_records(&records, contents.good_len) else {
-                continue;
+                scan.payloads().filter_map(|p| SignedRecord::parse(p).ok()).collect();
+            let summary = match Summary::from_records(&records, indexed_len(&scan)) {
+                Some(s) => s,
+                None if records.is_empty() => continue,
+                None => Summary::recovered(&id, &records, indexed_len(&scan)),
             };
             self.index_result(self.index.put_summary(&id.0, &summary))?;
+            let receipted = self.receipted(&id)?;
             for r in &records {
-                self.index_result(self.index.enqueue(&id.0, r.record().seq()))?;
+                let seq = r.record().seq();
+                if !receipted.contains(&seq) {
+                    self.index_result(self.index.enqueue(&id.0, seq))?;
+                }
             }
             n += 1;
         }
         self.index_result(self.index.flush())?;
         Ok(n)
+    }
+
+    /// The positions of a recording that `receipts.bin` holds a receipt for.
+    fn receipted(&self, id: &RecordingId) -> Result<BTreeSet<u64>, VaultError> {
+        let path = self.recording_dir(id).join(outbox::RECEIPTS_FILE);
+        let receipts = outbox::receipts_in(&path).map_err(io_err("reading the receipts", &path))?;
+        Ok(receipts.iter().map(|r| r.value().seq).collect())
+    }
+
+    /// Queues again every record of a recording nobody is writing that has neither a
+    /// stored receipt nor a place in the queue (its receipt was lost with a cut-short or
+    /// missing `receipts.bin`, or a kill came before the index was written), and drops
+    /// from the queue what has a receipt. The queue is read before the receipts, so a
+    /// receipt an uploader stores meanwhile (before it dequeues) is seen.
+    fn requeue_unreceipted(&self, notices: &mut Vec<Notice>) -> Result<(), VaultError> {
+        let pending: BTreeSet<([u8; 16], u64)> =
+            self.index_result(self.index.pending())?.into_iter().collect();
+        for id in self.recording_ids()? {
+            if self.is_recording(&id) {
+                continue;
+            }
+            let receipted = self.receipted(&id)?;
+            let mut requeued = Vec::new();
+            for r in self.records(&id)? {
+                let seq = r.record().seq();
+                let queued = pending.contains(&(id.0, seq));
+                if receipted.contains(&seq) {
+                    if queued {
+                        self.index_result(self.index.dequeue(&id.0, seq))?;
+                    }
+                } else if !queued {
+                    self.index_result(self.index.enqueue(&id.0, seq))?;
+                    requeued.push(seq);
+                }
+            }
+            if !requeued.is_empty() {
+                notices.push(Notice(format!(
+                    "recording {id}: {} records had neither a stored receipt nor a place in the upload queue \
+                     (receipts.bin lost or cut short, or a kill before the index was written); they are queued again, \
+                     and the next upload asks the server for the receipts it already gave",
+                    requeued.len()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Starts a new recording: creates its directory and journal, saves the signed header.
@@ -411,6 +550,16 @@ impl Vault {
         };
         writer.saved(&signed)?;
         Ok(writer)
+    }
+}
+
+/// The journal length an up-to-date summary records: the whole file for an intact
+/// journal (what the writer's position says), else the end of the last intact record.
+fn indexed_len(scan: &Scan) -> u64 {
+    if scan.is_intact() {
+        scan.file_len
+    } else {
+        scan.frames.last().map_or(0, journal::Frame::end)
     }
 }
 

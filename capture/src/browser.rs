@@ -188,16 +188,75 @@ fn every_sample() -> ff::Dictionary<'static> {
     options
 }
 
-/// A browser segment opened in memory with FFmpeg's demuxer.
+/// A demuxed stream as a record describes it (kind, FFmpeg's codec name, picture or sound
+/// parameters, time base), and the framing its packets are normalised by (section 6.1).
+fn describe(s: &ff::format::stream::Stream<'_>) -> (StreamParams, Framing) {
+    let par = s.parameters();
+    let kind = match par.medium() {
+        ff::media::Type::Video => MediaKind::Video,
+        ff::media::Type::Audio => MediaKind::Audio,
+        _ => MediaKind::Other,
+    };
+    let codec = codec_name(par.id());
+    // SAFETY: `par` wraps the stream's parameters, alive while the stream's input is.
+    let (framing, width, height, sample_rate, channels) = unsafe {
+        let p = par.as_ptr();
+        (
+            Framing::from_extradata(&codec, extradata(p)),
+            u32::try_from((*p).width).unwrap_or(0),
+            u32::try_from((*p).height).unwrap_or(0),
+            u32::try_from((*p).sample_rate).unwrap_or(0),
+            u32::try_from((*p).ch_layout.nb_channels).unwrap_or(0),
+        )
+    };
+    let rate = s.avg_frame_rate();
+    let frame_rate = if kind == MediaKind::Video && rate.denominator() > 0 {
+        (rate.numerator(), rate.denominator())
+    } else {
+        (0, 1)
+    };
+    let tb = s.time_base();
+    let params = StreamParams {
+        kind,
+        codec,
+        width,
+        height,
+        frame_rate,
+        sample_rate,
+        channels,
+        time_base: (tb.numerator(), tb.denominator()),
+        encoded: false,
+    };
+    (params, framing)
+}
+
+/// The canonical order of `streams` (format.md 6.4: video, then audio, then other, each
+/// kind in the file's order): `order[position]` is a file stream, `slot[file stream]` its
+/// position.
+fn canonical_order(streams: &[StreamParams]) -> (Vec<usize>, Vec<usize>) {
+    let rank = |k: MediaKind| match k {
+        MediaKind::Video => 0,
+        MediaKind::Audio => 1,
+        _ => 2,
+    };
+    let mut order: Vec<usize> = (0..streams.len()).collect();
+    order.sort_by_key(|&i| (rank(streams[i].kind), i));
+    let mut slot = vec![0; streams.len()];
+    for (position, &i) in order.iter().enumerate() {
+        slot[i] = position;
+    }
+    (order, slot)
+}
+
+/// A file opened with FFmpeg's demuxer: a browser segment in memory, or a remux read back.
 struct Demuxed {
     input: ff::format::context::Input,
     /// The file's streams, framings and time bases, in the file's order.
     streams: Vec<StreamParams>,
     framings: Vec<Framing>,
     time_bases: Vec<ff::Rational>,
-    /// The canonical order (format.md 6.4: video, then audio, then other, each kind in the
-    /// file's order): `order[position]` is a file stream, `slot[file stream]` its position.
-    /// Counts and digests follow it, whatever order the file lists its tracks in: a
+    /// The canonical order ([`canonical_order`]): `order[position]` is a file stream,
+    /// `slot[file stream]` its position. Counts and digests follow it, whatever order the file lists its tracks in: a
     /// browser's muxer lists a track when its encoder first gives output, so one recording's
     /// restarted recorders may list audio and video the other way round.
     order: Vec<usize>,
@@ -205,6 +264,7 @@ struct Demuxed {
 }
 
 impl Demuxed {
+    /// Opens `bytes`, a complete file of `container`, in memory.
     fn open(container: Container, bytes: Vec<u8>) -> Result<Demuxed, BrowserError> {
         crate::init();
         let (expected, hint, demuxer) = match container {
@@ -220,63 +280,24 @@ impl Demuxed {
         if !input.format().name().split(',').any(|n| n == demuxer) {
             return Err(format(format!("FFmpeg reads it as {}", input.format().name())));
         }
+        Demuxed::new(input)
+    }
+
+    /// Describes every stream of an opened file and puts them in the canonical order.
+    fn new(input: ff::format::context::Input) -> Result<Demuxed, BrowserError> {
         let mut streams = Vec::new();
         let mut framings = Vec::new();
         let mut time_bases = Vec::new();
         for s in input.streams() {
-            let par = s.parameters();
-            let kind = match par.medium() {
-                ff::media::Type::Video => MediaKind::Video,
-                ff::media::Type::Audio => MediaKind::Audio,
-                _ => MediaKind::Other,
-            };
-            let codec = codec_name(par.id());
-            // SAFETY: `par` wraps the stream's parameters, alive while `input` is.
-            let (framing, width, height, sample_rate, channels) = unsafe {
-                let p = par.as_ptr();
-                (
-                    Framing::from_extradata(&codec, extradata(p)),
-                    u32::try_from((*p).width).unwrap_or(0),
-                    u32::try_from((*p).height).unwrap_or(0),
-                    u32::try_from((*p).sample_rate).unwrap_or(0),
-                    u32::try_from((*p).ch_layout.nb_channels).unwrap_or(0),
-                )
-            };
-            let rate = s.avg_frame_rate();
-            let frame_rate = if kind == MediaKind::Video && rate.denominator() > 0 {
-                (rate.numerator(), rate.denominator())
-            } else {
-                (0, 1)
-            };
-            let tb = s.time_base();
-            streams.push(StreamParams {
-                kind,
-                codec,
-                width,
-                height,
-                frame_rate,
-                sample_rate,
-                channels,
-                time_base: (tb.numerator(), tb.denominator()),
-                encoded: false,
-            });
+            let (params, framing) = describe(&s);
+            streams.push(params);
             framings.push(framing);
-            time_bases.push(tb);
+            time_bases.push(s.time_base());
         }
         if streams.is_empty() {
             return Err(BrowserError::NoStreams);
         }
-        let rank = |k: MediaKind| match k {
-            MediaKind::Video => 0,
-            MediaKind::Audio => 1,
-            _ => 2,
-        };
-        let mut order: Vec<usize> = (0..streams.len()).collect();
-        order.sort_by_key(|&i| (rank(streams[i].kind), i));
-        let mut slot = vec![0; streams.len()];
-        for (position, &i) in order.iter().enumerate() {
-            slot[i] = position;
-        }
+        let (order, slot) = canonical_order(&streams);
         Ok(Demuxed { input, streams, framings, time_bases, order, slot })
     }
 
@@ -481,39 +502,32 @@ pub fn remux_browser(
 /// segments' packet counts: stream *i*'s first `counts[0][i]` packets are segment 1's, the
 /// next `counts[1][i]` segment 2's, and so on (packets beyond the last segment are left
 /// out; `digest_file` cuts by time instead, which browser segments do not follow). Every
-/// stream of the file is read, in its own order.
+/// stream of the file is read; streams are numbered, counted and digested in the canonical
+/// order (video, audio, other), as the records state them, whatever order the file lists
+/// them in.
 pub fn digest_by_counts(
     path: &Path,
     counts: &[Vec<u64>],
 ) -> Result<Vec<crate::FileSegmentDigest>, ReplayError> {
     crate::init();
-    let mut input = ff::format::input_with_dictionary(path, every_sample())
+    let input = ff::format::input_with_dictionary(path, every_sample())
         .map_err(|e| ReplayError::Open(e.to_string()))?;
-    let mut streams = Vec::new();
-    for s in input.streams() {
-        let par = s.parameters();
-        let kind = match par.medium() {
-            ff::media::Type::Video => MediaKind::Video,
-            ff::media::Type::Audio => MediaKind::Audio,
-            _ => MediaKind::Other,
-        };
-        let codec = codec_name(par.id());
-        // SAFETY: `par` wraps the stream's parameters, alive while `input` is.
-        let framing = Framing::from_extradata(&codec, unsafe { extradata(par.as_ptr()) });
-        streams.push(DigestStream { kind, codec, framing });
-    }
+    let mut file = Demuxed::new(input).map_err(|e| match e {
+        BrowserError::NoStreams => ReplayError::NoMedia,
+        other => ReplayError::Open(other.to_string()),
+    })?;
+    let streams = file.canonical_digest_streams();
     let mut digesters: Vec<PacketDigester> =
         counts.iter().map(|_| PacketDigester::new(&streams)).collect();
-    // Per stream: the segment its next packet goes to, and how many that one has taken.
+    // Per stream (canonical position): the segment its next packet goes to, and how many
+    // that one has taken.
     let mut at = vec![(0usize, 0u64); streams.len()];
-    loop {
-        let mut packet = ff::Packet::empty();
-        match packet.read(&mut input) {
-            Ok(()) => {}
-            Err(ff::Error::Eof) => break,
-            Err(e) => return Err(ReplayError::Read(e.to_string())),
-        }
-        let t = packet.stream();
+    let read_err = |e: BrowserError| match e {
+        BrowserError::Read(message) => ReplayError::Read(message),
+        other => ReplayError::Read(other.to_string()),
+    };
+    while let Some(packet) = file.next().map_err(read_err)? {
+        let Some(&t) = file.slot.get(packet.stream()) else { continue };
         let Some((seg, taken)) = at.get_mut(t) else { continue };
         while *seg < counts.len() && *taken >= counts[*seg].get(t).copied().unwrap_or(0) {
             *seg += 1;

@@ -291,6 +291,27 @@ fn remuxed_segments_hold_exactly_their_packets() {
     assert_ne!(swapped[0].packet_digest, facts[1].packet_digest);
 }
 
+/// `digest_by_counts` numbers, counts and digests a file's streams in the canonical order
+/// itself (video, then audio), so a file that lists its audio track first is cut and
+/// digested as its records state it.
+#[test]
+fn digest_by_counts_follows_the_canonical_order_whatever_the_files_track_order() {
+    let dir = TempDir::new("browser-counts-order");
+    let audio_first = make(
+        &dir,
+        "audio-first.webm",
+        "2",
+        &["-map", "1:a", "-map", "0:v", "-c:v", "libvpx", "-c:a", "libopus"],
+    );
+    let probe = ffprobe_json(&audio_first, "-show_streams");
+    assert_eq!(probe["streams"][0]["codec_type"], "audio", "the file lists audio first");
+    let facts = browser_segment(Container::Webm, &std::fs::read(&audio_first).unwrap()).unwrap();
+    assert_eq!(facts.streams[0].kind, MediaKind::Video);
+    let back = digest_by_counts(&audio_first, std::slice::from_ref(&facts.packet_counts)).unwrap();
+    assert_eq!(back[0].packet_counts, facts.packet_counts);
+    assert_eq!(back[0].packet_digest, facts.packet_digest);
+}
+
 /// A browser segment's packets, hashed on the recording's timeline, are found in the file
 /// they came from, packet for packet (all but the Opus priming packet that precedes the
 /// opening keyframe by more than the 10 ms the matcher allows).

@@ -15,6 +15,7 @@ pub mod enroll;
 pub mod error;
 pub mod lawyer;
 pub mod log_check;
+mod progress;
 pub mod receipts;
 mod records;
 mod request;

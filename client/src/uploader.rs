@@ -3,12 +3,24 @@
 //!
 //! The uploader runs beside the recorder and never holds it up: it reads the journals and
 //! segment files the recorder has already made durable, and the upload queue in the index.
-//! It sends oldest recording first, in chain order, a few requests in flight, and retries
-//! failures with exponential backoff and jitter. A receipt is checked (the server's
-//! signature, and that it names exactly the record and ciphertext sent) and appended,
-//! fsynced, to the recording's `receipts.bin` journal *before* the record leaves the queue,
-//! so a kill at any moment loses no receipt and at worst sends a record again (the server
-//! answers a repeat with the same receipt).
+//! It sends oldest recording first, in chain order, a few requests in flight. A receipt is
+//! checked (the server's signature, and that it names exactly the record and ciphertext
+//! sent) and appended, fsynced, to the recording's `receipts.bin` journal *before* the
+//! record leaves the queue, so a kill at any moment loses no receipt and at worst sends a
+//! record again (the server answers a repeat with the same receipt).
+//!
+//! A record must reach the server within seconds of the server being reachable again, not
+//! tens of seconds later (`docs/api.md`, "What the device does"):
+//! - when a request gets no answer (refused, reset, stalled), sending stops and the server
+//!   is probed with a cheap `GET /v1/server`, at once and then with a backoff doubling from
+//!   [`Options::base_backoff`] to [`Options::probe_max`] (a few seconds); the first answer
+//!   resumes sending, the oldest record first, after the head check and the receipts asked
+//!   for again, as at the start of a run;
+//! - when the server answers with a failure worth retrying (busy, failing, a proxy's 5xx),
+//!   every upload waits one backoff, doubling up to [`Options::max_backoff`];
+//! - one success (a receipt, or a probe answered) resets every record's backoff;
+//! - a stalled request is found by its progress (`progress.rs`): no byte of its body
+//!   taken for [`Options::stall`], or no answer [`Options::answer`] after its last byte.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -29,6 +41,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{io_err, with_causes, UploadError};
 use crate::log_check::{self, Failure};
+use crate::progress::{watched, Progress, TrackedBody};
 use crate::receipts::{check_receipt, ReceiptBook};
 use crate::records::RecordCache;
 use crate::request::{json_answer, refusal, Signer};
@@ -39,11 +52,23 @@ use crate::tls;
 pub struct Options {
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// First retry delay; doubles per failure, with jitter, up to `max_backoff`.
+    /// First retry delay (of a record, of a server that answered with a failure, and
+    /// between probes); doubles per failure, with jitter.
     pub base_backoff: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay of a record, and of a server that answered with a failure: a
+    /// few seconds, so that no record waits long once the server is back.
     pub max_backoff: Duration,
-    /// Timeout of one request.
+    /// Longest delay between two probes (`GET /v1/server`) of a server that did not answer.
+    pub probe_max: Duration,
+    /// An upload is abandoned, and the server probed, when the connection has taken no
+    /// byte of its body for this long.
+    pub stall: Duration,
+    /// A request is abandoned, and the server probed, when no answer has come this long
+    /// after its last byte was sent (a probe or another request without a body: after it
+    /// was sent).
+    pub answer: Duration,
+    /// A backstop only: the longest any one request may take even while it keeps making
+    /// progress (stalls are found by [`Options::stall`] and [`Options::answer`]).
     pub request_timeout: Duration,
     /// How often the queue is looked at when nobody calls [`Uploader::nudge`].
     pub poll: Duration,
@@ -54,8 +79,11 @@ impl Default for Options {
         Options {
             concurrency: 4,
             base_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(60),
+            max_backoff: Duration::from_secs(4),
+            probe_max: Duration::from_secs(2),
+            stall: Duration::from_secs(3),
+            answer: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(600),
             poll: Duration::from_millis(250),
         }
     }
@@ -89,6 +117,8 @@ pub struct Flushed {
     /// Receipts the server gave back for records it already held whose receipts this vault
     /// had lost (`GET /v1/recordings/{id}/receipts`); none of those records was sent again.
     pub recovered: u64,
+    /// Probes (`GET /v1/server`) sent while the server did not answer.
+    pub probes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -124,9 +154,26 @@ fn locked(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 enum Outcome {
     Done,
+    /// This record's own trouble (its receipt does not check, the log proof could not be
+    /// had, a local failure): it waits its own backoff.
     Retry(String),
+    /// The server answered with a failure worth retrying: every upload waits a backoff.
+    ServerFailed(String),
+    /// No answer (refused, reset, stalled): sending stops until a probe is answered.
+    Unreachable(String),
     Refused(String),
     Distrust(String),
+}
+
+/// Whether the server answers, as the uploads and probes found.
+#[derive(Clone, Copy, Debug)]
+enum Link {
+    Up,
+    /// Nothing is sent; the next probe goes at `probe_at`, the one after `delay` later.
+    Down {
+        probe_at: Instant,
+        delay: Duration,
+    },
 }
 
 impl Uploader {
@@ -182,8 +229,19 @@ impl Uploader {
 
     /// A signed `GET` answered with the JSON body `T`.
     pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, UploadError> {
-        let req = self.client.get(format!("{}{path}", self.url));
+        // No body: the answer is due within the answer period of the request.
+        let req = self.client.get(format!("{}{path}", self.url)).timeout(self.opts.answer);
         json_answer(self.signer.sign(req, "GET", path, b"")).await
+    }
+
+    /// The cheap probe of a server that did not answer: `GET /v1/server` (unsigned, small).
+    /// Any HTTP answer, even a refusal, shows the server (or the way to it) is back.
+    async fn probe(&self) -> Result<(), String> {
+        let req = self.client.get(format!("{}/v1/server", self.url)).timeout(self.opts.answer);
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(UploadError::Network(with_causes(&e)).to_string()),
+        }
     }
 
     /// Sends a [`Receipted`] event for every receipt stored (for status lines and tests).
@@ -262,7 +320,11 @@ impl Uploader {
     ) -> Result<(), UploadError> {
         let dir = self.rec_dir(id);
         let mut sh = locked(&self.shared);
-        sh.receipts.append(id, &dir, receipt)?;
+        // The receipts asked for again after the server came back may have brought this one
+        // while its upload was in flight: keep one.
+        if !sh.receipts.has(id, &dir, seq)? {
+            sh.receipts.append(id, &dir, receipt)?;
+        }
         sh.records.forget(id, seq);
         sh.retry.remove(&(*id, seq));
         drop(sh);
@@ -299,26 +361,34 @@ impl Uploader {
         }
         let path = format!("/v1/recordings/{id}/records/{seq}");
         let req = self.client.put(format!("{}{path}", self.url));
-        let resp = self.signer.sign(req, "PUT", &path, &body).body(body).send().await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => return Outcome::Retry(with_causes(&e)),
+        let req = self.signer.sign(req, "PUT", &path, &body);
+        let progress = Progress::new();
+        let req = req
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(reqwest::Body::wrap(TrackedBody::new(body, progress.clone())));
+        let exchange = async {
+            let resp = req.send().await.map_err(|e| with_causes(&e))?;
+            if resp.status().as_u16() != 200 {
+                return Ok(Err(refusal(resp).await));
+            }
+            resp.bytes().await.map(Ok).map_err(|e| with_causes(&e))
         };
-        let status = resp.status().as_u16();
-        if status != 200 {
-            let err = refusal(resp).await;
-            // The record itself is refused: sending it again cannot help. Everything else
-            // (server trouble, limits, clock, a stalled body) is worth retrying.
-            let permanent = err.code().is_some_and(Code::rejects_record);
-            return if permanent {
-                Outcome::Refused(err.to_string())
-            } else {
-                Outcome::Retry(err.to_string())
-            };
-        }
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Outcome::Retry(with_causes(&e)),
+        let bytes = match watched(&progress, self.opts.stall, self.opts.answer, exchange).await {
+            Ok(Ok(Ok(bytes))) => bytes,
+            Ok(Ok(Err(err))) => {
+                // The record itself is refused: sending it again cannot help. Everything
+                // else (server trouble, limits, clock, a stalled body) is worth retrying.
+                let permanent = err.code().is_some_and(Code::rejects_record);
+                return if permanent {
+                    Outcome::Refused(err.to_string())
+                } else {
+                    Outcome::ServerFailed(err.to_string())
+                };
+            }
+            Ok(Err(e)) => return Outcome::Unreachable(UploadError::Network(e).to_string()),
+            Err(stalled) => {
+                return Outcome::Unreachable(UploadError::Network(stalled.to_string()).to_string())
+            }
         };
         let receipt = match check_receipt(&bytes, &record, &self.server_key, &self.signer.public) {
             Ok(r) => r,
@@ -354,6 +424,29 @@ impl Uploader {
         capped.mul_f64(0.5 + r / 2.0)
     }
 
+    /// The delay before the next probe after one that was not answered: doubling, with
+    /// jitter, up to [`Options::probe_max`].
+    fn next_probe(&self, delay: Duration) -> (Instant, Duration) {
+        let r = (OsRng.next_u32() % 1000) as f64 / 1000.0;
+        let at = Instant::now() + delay.mul_f64(0.5 + r / 2.0);
+        (at, delay.saturating_mul(2).min(self.opts.probe_max.max(self.opts.base_backoff)))
+    }
+
+    /// The head check and the receipts asked for again: at the start of a run, and each
+    /// time the server answers again after it did not (a record whose answer was lost on
+    /// the way is then not sent again).
+    async fn start_of_run(&self, out: &mut Flushed) {
+        if self.distrusted().is_none() {
+            match self.check_head().await {
+                Ok(()) | Err(UploadError::LogInconsistent(_)) => {}
+                Err(e) => out.last_error = Some(e.to_string()),
+            }
+        }
+        if self.distrusted().is_none() {
+            out.recovered += self.recover_receipts().await;
+        }
+    }
+
     /// Runs the queue until it is empty or `deadline` passes (`flush`), or, with `stop`,
     /// until `stop` names a grace period, and from then on as a flush bounded by it
     /// (`run`, `run_then_flush`).
@@ -366,15 +459,12 @@ impl Uploader {
         let mut set = tokio::task::JoinSet::new();
         let mut in_flight = HashSet::new();
         let mut out = Flushed::default();
-        if self.distrusted().is_none() {
-            match self.check_head().await {
-                Ok(()) | Err(UploadError::LogInconsistent(_)) => {}
-                Err(e) => out.last_error = Some(e.to_string()),
-            }
-        }
-        if self.distrusted().is_none() {
-            out.recovered = self.recover_receipts().await;
-        }
+        let mut link = Link::Up;
+        let mut probing: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+        // The server answered with failures: how many in a row, and nothing is sent before.
+        let mut gate: Option<(u32, Instant)> = None;
+        self.start_of_run(&mut out).await;
+        let mut fresh = false;
         loop {
             if let Some(grace) = stop.as_ref().and_then(|s| *s.borrow()) {
                 // Stopped: what is queued now gets the grace period to go out.
@@ -382,20 +472,40 @@ impl Uploader {
                 deadline = Some(Instant::now() + grace);
                 stop = None;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 break;
             }
             let distrusted = self.distrusted().is_some();
             if distrusted && until_empty {
                 break;
             }
+            if fresh && matches!(link, Link::Up) {
+                fresh = false;
+                self.start_of_run(&mut out).await;
+                continue;
+            }
             // A server whose log failed a check is sent nothing more; the queue stays.
             let due = if distrusted { Vec::new() } else { self.due(&in_flight)? };
-            for k in due.iter().take(self.opts.concurrency.saturating_sub(in_flight.len())) {
-                in_flight.insert(*k);
-                let this = self.clone();
-                let (id, seq) = *k;
-                set.spawn(async move { ((id, seq), this.upload_one(id, seq).await) });
+            let gate_open = gate.is_none_or(|(_, at)| at <= now);
+            match link {
+                Link::Up if gate_open => {
+                    for k in due.iter().take(self.opts.concurrency.saturating_sub(in_flight.len()))
+                    {
+                        in_flight.insert(*k);
+                        let this = self.clone();
+                        let (id, seq) = *k;
+                        set.spawn(async move { ((id, seq), this.upload_one(id, seq).await) });
+                    }
+                }
+                Link::Up => {}
+                Link::Down { probe_at, .. } => {
+                    if probing.is_none() && probe_at <= now && !distrusted {
+                        out.probes += 1;
+                        let this = self.clone();
+                        probing = Some(tokio::spawn(async move { this.probe().await }));
+                    }
+                }
             }
             if until_empty && in_flight.is_empty() && due.is_empty() {
                 let waiting = locked(&self.shared).retry.len();
@@ -403,7 +513,25 @@ impl Uploader {
                     break;
                 }
             }
-            let tick = tokio::time::sleep(self.opts.poll);
+            // Wake for the next poll, probe, open gate or record due, whichever is first.
+            let mut wake = now + self.opts.poll;
+            if let Link::Down { probe_at, .. } = link {
+                if probing.is_none() {
+                    wake = wake.min(probe_at);
+                }
+            }
+            if let Some((_, at)) = gate.filter(|(_, at)| *at > now) {
+                wake = wake.min(at);
+            }
+            let next_due =
+                locked(&self.shared).retry.values().map(|(_, at)| *at).filter(|at| *at > now).min();
+            if let Some(at) = next_due {
+                wake = wake.min(at);
+            }
+            if let Some(d) = deadline {
+                wake = wake.min(d);
+            }
+            let tick = tokio::time::sleep_until(tokio::time::Instant::from_std(wake));
             tokio::select! {
                 Some(done) = set.join_next(), if !set.is_empty() => {
                     let Ok((k, outcome)) = done else { continue };
@@ -411,7 +539,10 @@ impl Uploader {
                     match outcome {
                         Outcome::Done => {
                             out.receipted += 1;
-                            locked(&self.shared).retry.remove(&k);
+                            // One success resets every record's backoff, and the server's.
+                            locked(&self.shared).retry.clear();
+                            gate = None;
+                            link = Link::Up;
                         }
                         Outcome::Retry(why) => {
                             out.last_error = Some(why);
@@ -419,6 +550,24 @@ impl Uploader {
                             let attempts = sh.retry.get(&k).map_or(0, |(a, _)| *a);
                             let at = Instant::now() + self.backoff(attempts);
                             sh.retry.insert(k, (attempts + 1, at));
+                        }
+                        Outcome::ServerFailed(why) => {
+                            // It answered: it is there, but every upload waits a little.
+                            out.last_error = Some(why);
+                            link = Link::Up;
+                            let failures = gate.map_or(0, |(f, _)| f);
+                            gate = Some((failures + 1, Instant::now() + self.backoff(failures)));
+                        }
+                        Outcome::Unreachable(why) => {
+                            out.last_error = Some(why);
+                            if matches!(link, Link::Up) {
+                                // Probe at once: a connection that broke says little about
+                                // the next one.
+                                link = Link::Down {
+                                    probe_at: Instant::now(),
+                                    delay: self.opts.base_backoff,
+                                };
+                            }
                         }
                         Outcome::Distrust(why) => {
                             out.last_error = Some(format!("{}: {why}", log_check::CODE));
@@ -428,6 +577,33 @@ impl Uploader {
                             let mut sh = locked(&self.shared);
                             sh.retry.remove(&k);
                             sh.refused.insert(k, why);
+                        }
+                    }
+                }
+                answered = async {
+                    match probing.as_mut() {
+                        Some(p) => p.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    probing = None;
+                    match answered.unwrap_or_else(|e| Err(e.to_string())) {
+                        Ok(()) => {
+                            if matches!(link, Link::Down { .. }) {
+                                // Back: every record goes now, oldest first, after the
+                                // head check and the receipts asked for again.
+                                locked(&self.shared).retry.clear();
+                                gate = None;
+                                link = Link::Up;
+                                fresh = true;
+                            }
+                        }
+                        Err(why) => {
+                            out.last_error = Some(why);
+                            if let Link::Down { delay, .. } = link {
+                                let (probe_at, delay) = self.next_probe(delay);
+                                link = Link::Down { probe_at, delay };
+                            }
                         }
                     }
                 }
@@ -446,6 +622,9 @@ impl Uploader {
             }
         }
         set.abort_all();
+        if let Some(p) = probing {
+            p.abort();
+        }
         out.pending = self.index.pending()?.len() as u64;
         out.log_inconsistent = self.distrusted();
         Ok(out)

@@ -733,4 +733,43 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!(stopped_at, offset);
     }
+    #[test]
+    fn a_bit_flip_in_a_middle_record_is_read_past_and_the_damaged_journal_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let (vault, _) = Vault::open(dir.path()).unwrap();
+            let device = testkit::key("device");
+            let sealer = Sealer::new(vec![age::x25519::Identity::generate().to_public()]).unwrap();
+            let mut w = vault.begin(testkit::header(1, &device), device, sealer).unwrap();
+            for n in 1..=5 {
+                w.add_segment(segment(n)).unwrap();
+            }
+            let id = w.id();
+            w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+            id
+        };
+        let path = dir.path().join(RECORDINGS_DIR).join(id.to_string()).join(JOURNAL);
+        let frames: Vec<journal::Frame> =
+            journal::frames_from(&path, 0).unwrap().map(Result::unwrap).collect();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[frames[2].payload_offset() as usize + 30] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let (vault, notices) = Vault::open(dir.path()).unwrap();
+        assert!(notices.iter().any(|n| n.0.contains("records lost at positions 2")), "{notices:?}");
+        let seqs: Vec<u64> = vault.records(&id).unwrap().iter().map(|r| r.record().seq()).collect();
+        assert_eq!(seqs, vec![0, 1, 3, 4, 5, 6]);
+        let damage = vault.journal_damage(&id).unwrap();
+        assert_eq!(damage.len(), 1);
+        assert_eq!(std::fs::read(&damage[0].file).unwrap(), bytes, "kept as it was");
+        assert_eq!((damage[0].lost.clone(), damage[0].kept.len()), (vec![2], 6));
+        let listed = vault.listings().unwrap();
+        assert_eq!(listed[0].state, State::Damaged);
+        assert_eq!(listed[0].summary.segments, 4);
+        drop(vault);
+        // Repaired once: a second open has nothing to repair, and still tells of the loss.
+        let (vault, notices) = Vault::open(dir.path()).unwrap();
+        assert!(notices.is_empty(), "{notices:?}");
+        assert_eq!(vault.listings().unwrap()[0].state, State::Damaged);
+    }
 }

@@ -205,6 +205,18 @@ impl Server {
         self.spawn(&listen)
     }
 
+    /// Kills the server (SIGKILL, as a crash would), leaves it down for `down`, and starts
+    /// it again on the same port and data; how long it was away, from the kill until it
+    /// listened again (the outage a device saw).
+    pub fn kill_for(&mut self, down: Duration) -> Result<Duration, Error> {
+        let killed = std::time::Instant::now();
+        self.kill();
+        std::thread::sleep(down);
+        let listen = self.url.trim_start_matches("https://").to_string();
+        self.spawn(&listen)?;
+        Ok(killed.elapsed())
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

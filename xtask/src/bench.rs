@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use crate::{root, run};
 
+mod faults;
 mod phone;
 
 /// The benchmark media: 1080p30 H.264 + AAC, ~1 GB (shared with the capture bench).
@@ -266,6 +267,16 @@ const SECTIONS: &[Section] = &[
         name: "phone",
         title: "The phone: the capture page in Chromium (`custody-browser`)",
         measure: phone::section,
+    },
+    Section {
+        name: "faults",
+        title: "Uploads through faults: the server killed, a proxy that breaks connections (`custody record`)",
+        measure: faults::section,
+    },
+    Section {
+        name: "phone-faults",
+        title: "The phone's outbox through server kills (`custody-browser`)",
+        measure: phone::faults_section,
     },
 ];
 

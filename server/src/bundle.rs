@@ -9,14 +9,25 @@
 //! lets a broken download resume with `Range` and get the very same bytes, even while the
 //! recording is still growing. Only the small files are built in memory; sealed segments are
 //! read from storage piece by piece as the archive streams.
+//!
+//! The access entry itself states what the bundle must hold ([`Statement`]). It is computed
+//! under the log's lock, where ingest too appends a record's entry and writes its index
+//! entry, so the records it counts are exactly those logged before it; the plan checks the
+//! bundle against it before a byte is sent. Beside the receipts goes one RFC 9162
+//! consistency proof per receipt tree size, from the log's subtree hashes (O(log n) each),
+//! so that every receipt can be checked against the bundle's head. An access entry without
+//! a statement (logged by a server before `custody-bundle 2`, and resumed now) gets the
+//! version-1 bundle it was made as, byte for byte.
 
-use custody_format::bundle::{self, LogProof, Manifest, ManifestEntry};
+use custody_format::bundle::{self, ConsistencyProof, LogProof, Manifest, ManifestEntry};
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::merkle;
 use custody_format::primitives::sha256;
-use custody_format::record::{Record, SignedRecord};
+use custody_format::receipt::Receipt;
+use custody_format::record::{kind, Hash, Record, SignedRecord};
 use custody_format::signed::Signed;
+use custody_format::statement::{StatedRecord, Statement};
 
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Server};
@@ -189,6 +200,32 @@ struct ReadmeFacts<'a> {
     segments: usize,
     entries: usize,
     revoked: bool,
+    statement: Option<&'a Statement>,
+}
+
+/// What a version-2 bundle's statement proves, in words (empty for version 1, whose
+/// README must stay the bytes it was).
+fn statement_text(f: &ReadmeFacts<'_>) -> String {
+    let Some(s) = f.statement else { return String::new() };
+    let ended =
+        if s.chain_ended { "the end record among them" } else { "with no end record among them" };
+    format!(
+        "\nWHAT THE SERVER HELD\n\
+         --------------------\n\
+         The custody log entry of this retrieval (entry {access}, under the signed log head)\n\
+         states what the server itself held of this recording at that moment: {count}\n\
+         records, the last at position {last}, {ended}; and {entries} earlier log entries\n\
+         about the recording and its device. The verifier checks that this bundle holds\n\
+         exactly those records and entries: removing any of them, even the last seconds or\n\
+         the end record alone, makes the verdict TAMPERED. So if the verdict is INTACT BUT\n\
+         CUT OFF, the server itself held no more than this when the bundle was made. And\n\
+         custody/receipt-proofs.bin proves that the log each receipt was signed under is the\n\
+         beginning of the log this bundle was made from.\n",
+        access = f.access_index,
+        count = s.chain_count,
+        last = s.chain_last_seq,
+        entries = s.entries_count,
+    )
 }
 
 fn readme(f: &ReadmeFacts<'_>) -> String {
@@ -210,7 +247,7 @@ fn readme(f: &ReadmeFacts<'_>) -> String {
          Retrieved by:  {member}, {at} (custody log entry {access_index})\n\
          Contents:      {records} signed records, {segments} sealed segments,\n\
          \x20              {entries} custody log entries with inclusion proofs\n\
-         {revoked}\n\
+         {revoked}{statement}\n\
          HOW TO VERIFY\n\
          -------------\n\
          1. Check that no file was damaged or lost in transit. This needs no custody software;\n\
@@ -252,6 +289,7 @@ fn readme(f: &ReadmeFacts<'_>) -> String {
         records = f.records,
         segments = f.segments,
         entries = f.entries,
+        statement = statement_text(f),
     )
 }
 
@@ -277,6 +315,67 @@ impl Server {
             .map_err(|e| ApiError::internal("logging the access", e))
     }
 
+    /// The device that opened recording `id`.
+    fn owner_key(&self, id: &RecordingId) -> Result<PublicKey, ApiError> {
+        let owner = self
+            .inner
+            .index
+            .owner(id)
+            .map_err(|e| ApiError::internal("reading the index", e))?
+            .ok_or_else(|| {
+                ApiError::new(Code::NotFound, format!("no recording {id} on this server"))
+            })?;
+        PublicKey::from_bytes(&owner).map_err(|e| ApiError::internal("reading the index", e))
+    }
+
+    /// Logs `member`'s retrieval of recording `id` as a bundle (`detail` `bundle`), with
+    /// the statement of what the bundle must hold; returns the entry's log index. Blocking.
+    ///
+    /// The statement is computed and the entry appended under the log's lock. Ingest
+    /// appends a record's entry and writes its index entry (log index and receipt) under
+    /// that same lock, so here the index shows a log index for exactly the records logged
+    /// before this entry: a record arriving meanwhile is either counted and in the bundle,
+    /// or logged after this entry and in neither.
+    pub(crate) fn log_bundle_access(
+        &self,
+        member: &str,
+        id: &RecordingId,
+    ) -> Result<u64, ApiError> {
+        let device_key = self.owner_key(id)?;
+        let ierr = |e| ApiError::internal("reading the index", e);
+        let mut log = lock(&self.inner.log);
+        let mut positions = self.inner.index.positions(id).map_err(ierr)?;
+        positions.sort_by_key(|(seq, _)| *seq);
+        let mut records = Vec::with_capacity(positions.len());
+        for (seq, st) in positions {
+            if st.log_index.is_none() || st.receipt.is_none() {
+                continue;
+            }
+            let hash: Hash = hex::decode(&st.record_hash)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| internal("reading the index")(format!("record {seq}'s hash")))?;
+            records.push(StatedRecord { seq, hash, end: st.kind == kind::END });
+        }
+        let mut entries = Vec::new();
+        if let Some(last) = log.len().checked_sub(1) {
+            for i in log.concerning(id, &device_key, last) {
+                let leaf = log
+                    .tree()
+                    .leaf(i)
+                    .ok_or_else(|| internal("reading the log")(format!("no leaf {i}")))?;
+                entries.push((i, leaf));
+            }
+        }
+        let statement = Statement::new(records, entries);
+        let mut e = LogEntry::new(EntryType::Access, crate::now_us());
+        e.actor = Some(member.to_string());
+        e.recording_id = Some(*id);
+        e.detail = Some("bundle".into());
+        statement.write_to(&mut e);
+        log.append(&e).map(|a| a.index).map_err(|e| ApiError::internal("logging the access", e))
+    }
+
     /// Plans the bundle of recording `id` made for the access entry at `access`, which must
     /// be `member`'s bundle retrieval of that recording. Blocking.
     pub(crate) fn plan_bundle(
@@ -285,16 +384,7 @@ impl Server {
         access: u64,
         member: &str,
     ) -> Result<Plan, ApiError> {
-        let not_found =
-            || ApiError::new(Code::NotFound, format!("no recording {id} on this server"));
-        let owner = self
-            .inner
-            .index
-            .owner(id)
-            .map_err(|e| ApiError::internal("reading the index", e))?
-            .ok_or_else(not_found)?;
-        let device_key = PublicKey::from_bytes(&owner)
-            .map_err(|e| ApiError::internal("reading the index", e))?;
+        let device_key = self.owner_key(id)?;
         let device = self
             .device(&device_key)
             .ok_or_else(|| internal("finding the device")("not enrolled".into()))?;
@@ -304,71 +394,22 @@ impl Server {
                 format!("log entry {access} is not {member}'s retrieval of recording {id}"),
             )
         };
-
-        // The log as it stood just after the access entry: its root, and each entry's
-        // leaf hash and inclusion proof, all from the log's subtree hashes (O(log n) each).
         let size = access.checked_add(1).ok_or_else(bad_access)?;
-        let (root, located, store) = {
-            let log = lock(&self.inner.log);
-            let root = log.root_at(size).ok_or_else(bad_access)?;
-            let mut located = Vec::new();
-            for i in log.concerning(id, &device_key, access) {
-                let (leaf, path) = log
-                    .inclusion_proof(i, size)
-                    .map_err(|e| internal("proving an entry")(e.to_string()))?;
-                located.push((i, leaf, path));
-            }
-            (root, located, log.store())
-        };
-        let indices: Vec<u64> = located.iter().map(|(i, _, _)| *i).collect();
-        let raw = block_on(store.entries(&indices))
-            .map_err(|e| internal("reading the log")(e.to_string()))?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for ((i, leaf, path), bytes) in located.into_iter().zip(raw) {
-            if merkle::leaf_hash(&bytes) != leaf {
-                return Err(internal("reading the log")(format!(
-                    "entry {i} in the store is not the entry in the tree"
-                )));
-            }
-            let e =
-                LogEntry::decode(&bytes).map_err(|e| internal("reading the log")(e.to_string()))?;
-            entries.push((i, bytes, e, path));
-        }
-        let access_entry = match entries.last() {
-            Some((i, _, e, _))
-                if *i == access
-                    && e.entry_type == EntryType::Access
-                    && e.actor.as_deref() == Some(member)
-                    && e.recording_id.as_ref() == Some(id)
-                    && e.detail.as_deref().is_some_and(|d| d.starts_with("bundle")) =>
-            {
-                e.clone()
-            }
-            _ => return Err(bad_access()),
-        };
 
-        let head = Signed::sign(
-            TreeHead { tree_size: size, root_hash: root, timestamp_us: access_entry.at_us },
-            &self.inner.identity.signing_key,
-        );
-        let mut proofs = Vec::new();
-        for (i, bytes, _, path) in &entries {
-            proofs.extend(
-                LogProof { log_index: *i, entry: bytes.clone(), path: path.clone() }.encode(),
-            );
-        }
-
-        // The records receipted before the access.
+        // The records receipted before the access: a set that no later upload changes, so
+        // it is read without holding the log.
         let mut records = Vec::new();
         let mut receipts = Vec::new();
         let mut segments = Vec::new();
-        let mut record_count = 0;
+        let mut stated = Vec::new();
+        let mut receipt_sizes = Vec::new();
         let storage = self.storage();
-        let positions = self
+        let mut positions = self
             .inner
             .index
             .positions(id)
             .map_err(|e| ApiError::internal("reading the index", e))?;
+        positions.sort_by_key(|(seq, _)| *seq);
         for (seq, st) in positions {
             let (Some(li), Some(receipt)) = (st.log_index, &st.receipt) else { continue };
             if li >= access {
@@ -386,15 +427,102 @@ impl Server {
                 }
                 segments.push((seq, s.ciphertext_len, s.ciphertext_sha256));
             }
+            stated.push(StatedRecord {
+                seq,
+                hash: r.hash(),
+                end: matches!(r.record(), Record::End(_)),
+            });
             records.extend_from_slice(&bytes);
-            record_count += 1;
-            receipts.extend(
-                hex::decode(receipt).map_err(|e| internal("reading a receipt")(e.to_string()))?,
+            let receipt =
+                hex::decode(receipt).map_err(|e| internal("reading a receipt")(e.to_string()))?;
+            let parsed = Signed::<Receipt>::parse(&receipt)
+                .map_err(|e| internal("reading a receipt")(e.to_string()))?;
+            receipt_sizes.push(parsed.value().tree_size);
+            receipts.extend(receipt);
+        }
+        receipt_sizes.sort_unstable();
+        receipt_sizes.dedup();
+        receipt_sizes.retain(|&n| n < size);
+
+        // The log as it stood just after the access entry: its root, each entry's leaf hash
+        // and inclusion proof, and the consistency proof from each receipt's tree, all from
+        // the log's subtree hashes (O(log n) each).
+        let (root, located, consistency, store) = {
+            let log = lock(&self.inner.log);
+            let root = log.root_at(size).ok_or_else(bad_access)?;
+            let mut located = Vec::new();
+            for i in log.concerning(id, &device_key, access) {
+                let (leaf, path) = log
+                    .inclusion_proof(i, size)
+                    .map_err(|e| internal("proving an entry")(e.to_string()))?;
+                located.push((i, leaf, path));
+            }
+            let mut consistency = Vec::with_capacity(receipt_sizes.len());
+            for &n in &receipt_sizes {
+                let path = log
+                    .consistency_proof(n, size)
+                    .map_err(|e| internal("proving a receipt's tree")(e.to_string()))?;
+                consistency.push(ConsistencyProof { tree_size: n, path });
+            }
+            (root, located, consistency, log.store())
+        };
+        let indices: Vec<u64> = located.iter().map(|(i, _, _)| *i).collect();
+        let raw = block_on(store.entries(&indices))
+            .map_err(|e| internal("reading the log")(e.to_string()))?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for ((i, leaf, path), bytes) in located.into_iter().zip(raw) {
+            if merkle::leaf_hash(&bytes) != leaf {
+                return Err(internal("reading the log")(format!(
+                    "entry {i} in the store is not the entry in the tree"
+                )));
+            }
+            let e =
+                LogEntry::decode(&bytes).map_err(|e| internal("reading the log")(e.to_string()))?;
+            entries.push((i, bytes, e, path, leaf));
+        }
+        let access_entry = match entries.last() {
+            Some((i, _, e, _, _))
+                if *i == access
+                    && e.entry_type == EntryType::Access
+                    && e.actor.as_deref() == Some(member)
+                    && e.recording_id.as_ref() == Some(id)
+                    && e.detail.as_deref().is_some_and(|d| d.starts_with("bundle")) =>
+            {
+                e.clone()
+            }
+            _ => return Err(bad_access()),
+        };
+
+        // The bundle must be what its access entry states; a disagreement is the server's
+        // own fault, and it refuses rather than hand out a bundle that would verify as
+        // tampered.
+        let statement = Statement::of(&access_entry);
+        if let Some(s) = &statement {
+            let held = Statement::new(
+                stated.iter().copied(),
+                entries[..entries.len() - 1].iter().map(|(i, _, _, _, leaf)| (*i, *leaf)),
+            );
+            if held != *s {
+                return Err(internal("planning the bundle")(format!(
+                    "the bundle does not match the statement of access {access}"
+                )));
+            }
+        }
+
+        let head = Signed::sign(
+            TreeHead { tree_size: size, root_hash: root, timestamp_us: access_entry.at_us },
+            &self.inner.identity.signing_key,
+        );
+        let mut proofs = Vec::new();
+        for (i, bytes, _, path, _) in &entries {
+            proofs.extend(
+                LogProof { log_index: *i, entry: bytes.clone(), path: path.clone() }.encode(),
             );
         }
 
         let server_key = self.public_key();
-        let revoked = entries.iter().any(|(_, _, e, _)| e.entry_type == EntryType::DeviceRevoked);
+        let revoked =
+            entries.iter().any(|(_, _, e, _, _)| e.entry_type == EntryType::DeviceRevoked);
         let readme_text = readme(&ReadmeFacts {
             id,
             label: &device.label,
@@ -403,21 +531,30 @@ impl Server {
             member,
             access: &access_entry,
             access_index: access,
-            records: record_count,
+            records: stated.len(),
             segments: segments.len(),
             entries: entries.len(),
             revoked,
+            statement: statement.as_ref(),
         });
-        let small: Vec<(&str, Vec<u8>)> = vec![
-            (bundle::MARKER, bundle::MARKER_CONTENT.as_bytes().to_vec()),
+        let marker = match statement {
+            Some(_) => bundle::MARKER_CONTENT,
+            None => bundle::MARKER_CONTENT_V1,
+        };
+        let mut small: Vec<(&str, Vec<u8>)> = vec![
+            (bundle::MARKER, marker.as_bytes().to_vec()),
             (bundle::README, readme_text.into_bytes()),
             (bundle::RECORDS, records),
             (bundle::SERVER_KEY, format!("{server_key}\n").into_bytes()),
             (bundle::DEVICE_CERT, self.certificate(&device_key, &device).to_bytes()),
             (bundle::RECEIPTS, receipts),
-            (bundle::TREE_HEAD, head.to_bytes()),
-            (bundle::LOG_PROOFS, proofs),
         ];
+        if statement.is_some() {
+            let bytes = consistency.iter().flat_map(ConsistencyProof::encode).collect();
+            small.push((bundle::RECEIPT_PROOFS, bytes));
+        }
+        small.push((bundle::TREE_HEAD, head.to_bytes()));
+        small.push((bundle::LOG_PROOFS, proofs));
         let mut listed: Vec<ManifestEntry> = small
             .iter()
             .map(|(p, b)| ManifestEntry { path: (*p).to_string(), sha256: sha256(&[b]) })
@@ -454,7 +591,7 @@ impl Server {
             });
         }
         items.push(dir(format!("{top}/custody/")));
-        take(&mut items, 5);
+        take(&mut items, usize::MAX); // the custody/ files
         let total = items.iter().map(Item::span).sum::<u64>() + 1024;
         Ok(Plan {
             id: *id,

@@ -1,7 +1,8 @@
 //! The legal team's routes (specified in `docs/api.md`): who am I, list recordings, take
 //! a recording out as an evidence bundle, revoke a device. Every one needs a member's
 //! bearer token; a device key is refused on all of them. Every listing and every bundle
-//! retrieval is logged (`Access`) before anything is answered.
+//! retrieval is logged (`Access`) before anything is answered, and every bundle transfer
+//! again when it ends: how many bytes went out, and whether that was all of them.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use custody_format::ids::PublicKey;
+use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::receipt::Receipt;
 use custody_format::record::{kind, Record, SignedRecord};
 use custody_format::signed::Signed;
@@ -102,9 +103,48 @@ fn parse_range(value: Option<&HeaderValue>, total: u64) -> Result<Option<(u64, u
 
 /// The archive, streamed from a blocking writer through a small channel: at most a few
 /// chunks are in memory whatever the recording's size.
+///
+/// It counts the bytes it hands to the connection, and when the transfer ends — the last
+/// byte sent, the stream failed, or the client went away and the connection dropped the
+/// body — it logs the delivery (see [`Delivery`]). Dropping is the one end every transfer
+/// has, so that is where it is logged.
 struct ChannelBody {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     len: u64,
+    sent: u64,
+    delivery: Option<Delivery>,
+}
+
+/// Who is being sent which bundle, to log its delivery.
+struct Delivery {
+    server: Server,
+    member: String,
+    id: RecordingId,
+}
+
+impl Delivery {
+    /// The second access entry of a transfer: `delivered <sent> of <len> bytes, complete`
+    /// (or `incomplete`). It comes after the bundle's own head, so no bundle carries its
+    /// own delivery; later bundles of the recording do.
+    fn log(self, sent: u64, len: u64) {
+        let done = if sent == len { "complete" } else { "incomplete" };
+        let detail = format!("delivered {sent} of {len} bytes, {done}");
+        if let Err(e) = self.server.log_access(&self.member, Some(&self.id), detail) {
+            eprintln!("custody-server: logging the delivery of {}: {e}", self.id);
+        }
+    }
+}
+
+impl Drop for ChannelBody {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else { return };
+        let (sent, len) = (self.sent, self.len);
+        // An append fsyncs: off the async worker when there is a runtime to run it.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || delivery.log(sent, len))),
+            Err(_) => delivery.log(sent, len),
+        }
+    }
 }
 
 impl http_body::Body for ChannelBody {
@@ -115,7 +155,12 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(Ok(b))) = &polled {
+            let n = b.len() as u64;
+            self.sent += n;
+        }
+        polled.map(|o| o.map(|r| r.map(Frame::data)))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -147,6 +192,7 @@ pub(crate) async fn bundle(
             ),
         };
         let range = parts.headers.get(header::RANGE).cloned();
+        let member_name = m.name.clone();
         let s2 = s.clone();
         let (plan, span) = blocking(move || {
             if s2
@@ -163,7 +209,7 @@ pub(crate) async fn bundle(
             }
             let access = match resumed {
                 Some(i) => i,
-                None => s2.log_access(&m.name, Some(&id), "bundle".into())?,
+                None => s2.log_bundle_access(&m.name, &id)?,
             };
             let plan = s2.plan_bundle(&id, access, &m.name)?;
             let span = parse_range(range.as_ref(), plan.total)?;
@@ -194,7 +240,9 @@ pub(crate) async fn bundle(
             }
         });
         let status = if span.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
-        let mut resp = (status, Body::new(ChannelBody { rx, len: end - start })).into_response();
+        let delivery = Delivery { server: s.clone(), member: member_name, id };
+        let body = ChannelBody { rx, len: end - start, sent: 0, delivery: Some(delivery) };
+        let mut resp = (status, Body::new(body)).into_response();
         let h = resp.headers_mut();
         let mut set = |name: &str, value: String| {
             if let (Ok(n), Ok(v)) =

@@ -18,12 +18,18 @@ impl RecordingId {
         RecordingId(b)
     }
 
-    /// Parses the 32-hex-digit form.
+    /// Parses the canonical form: 32 lower-case hex digits (docs/format.md). Upper-case
+    /// digits are refused, so that one recording has one name everywhere (a file name, a
+    /// URL, a log) and two spellings are never taken for two recordings, or one.
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let bytes = hex::decode(s).map_err(|_| IdError::NotHex { what: "recording id" })?;
-        Ok(RecordingId(
+        let id = RecordingId(
             bytes.try_into().map_err(|_| IdError::WrongLength { what: "recording id", len: 16 })?,
-        ))
+        );
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(IdError::NotLowerCase { what: "recording id" });
+        }
+        Ok(id)
     }
 }
 
@@ -196,6 +202,12 @@ pub enum IdError {
         /// Bytes it must have.
         len: usize,
     },
+    /// Hex digits in upper case where the canonical form is lower-case.
+    #[error("{what} must be written in lower-case hex digits")]
+    NotLowerCase {
+        /// Which identifier.
+        what: &'static str,
+    },
     /// A public key without the `ed25519:` prefix.
     #[error("a public key is written `ed25519:` followed by 64 hex digits")]
     MissingPrefix,
@@ -262,5 +274,17 @@ mod tests {
         let id = RecordingId([0xab; 16]);
         assert_eq!(RecordingId::parse(&id.to_string()).unwrap(), id);
         assert!(RecordingId::parse("ab").is_err());
+    }
+
+    #[test]
+    fn an_upper_case_recording_id_is_refused_saying_so() {
+        let text = RecordingId([0xab; 16]).to_string();
+        for spelling in [text.to_uppercase(), format!("A{}", &text[1..])] {
+            let e = RecordingId::parse(&spelling).unwrap_err();
+            assert_eq!(e, IdError::NotLowerCase { what: "recording id" });
+            assert!(e.to_string().contains("lower-case"), "{e}");
+        }
+        // Digits have no case: an id of digits only is its own canonical form.
+        assert!(RecordingId::parse(&"01".repeat(16)).is_ok());
     }
 }

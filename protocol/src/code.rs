@@ -91,6 +91,12 @@ pub enum Code {
     RevokeMalformed,
     /// No enrolled device has that key or fingerprint.
     DeviceUnknown,
+    /// An upload declares no `Content-Length`: its length must be known before it is read.
+    BodyLength,
+    /// The server holds as many bytes of uploads in progress as it may; retry shortly.
+    ServerBusy,
+    /// The server's disk is full: nothing was stored, receipted or retrieved; retry later.
+    StorageFull,
 }
 
 /// Whether sending a refused request again can succeed: what a client does next.
@@ -148,6 +154,9 @@ impl Code {
         Code::BundleAccess,
         Code::RevokeMalformed,
         Code::DeviceUnknown,
+        Code::BodyLength,
+        Code::ServerBusy,
+        Code::StorageFull,
     ];
 
     /// The stable code string.
@@ -243,6 +252,9 @@ impl Code {
             Code::BundleAccess => ("bundle.access", 404, "`Custody-Bundle-Access` names no bundle retrieval of this recording by this member", AfterChange, "no: fetch anew"),
             Code::RevokeMalformed => ("revoke.malformed", 400, "revocation request does not parse, or no reason", Never, "no"),
             Code::DeviceUnknown => ("device.unknown", 404, "no enrolled device has that key or fingerprint", Never, "no"),
+            Code::BodyLength => ("body.length", 411, "an upload without `Content-Length`", Never, "no"),
+            Code::ServerBusy => ("server.busy", 503, "the server holds as many upload bytes as it may at once (default 512 MiB)", Later, "yes, after `Retry-After`"),
+            Code::StorageFull => ("storage.full", 507, "the server's disk is full; nothing was stored, receipted or retrieved", Later, "yes, with backoff"),
         }
     }
 }

@@ -44,6 +44,9 @@ const ROWS = [
   ['bundle.access', 404, 'after-change'],
   ['revoke.malformed', 400, 'never'],
   ['device.unknown', 404, 'never'],
+  ['body.length', 411, 'never'],
+  ['server.busy', 503, 'later'],
+  ['storage.full', 507, 'later'],
 ];
 
 /** Refusals about the record sent itself: this server can never accept that record. */

@@ -15,14 +15,19 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod completeness;
 mod custody_log;
+pub mod facts;
 pub mod html;
 mod media;
+mod parts;
 mod receipts;
+mod rules;
 pub mod source;
 mod timeline;
 mod verify;
 
+pub use facts::Zone;
 pub use source::{Dir, Source, SourceError, Tar, TarIndex};
 pub use verify::{
     verify, MediaFacts, Opener, Options, Photo, Report, SegmentRow, Trust, VerifyError,

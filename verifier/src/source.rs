@@ -51,6 +51,13 @@ pub trait Source: Sync {
         self.open(path)?.take(limit).read_to_end(&mut out)?;
         Ok(out)
     }
+
+    /// For an archive, the name of its one top-level directory (a bundle's archive keeps its
+    /// files under `custody-bundle-<recording id>/`, which the verifier checks); `None` for
+    /// a directory, whose own name is not part of the bundle.
+    fn top_directory(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A bundle directory.
@@ -131,6 +138,8 @@ pub struct TarIndex {
     /// Where each file's data starts, from the archive's first byte; the data lies wholly
     /// inside the archive.
     pub offsets: BTreeMap<String, u64>,
+    /// The name of the archive's one top-level directory, if it has any entry.
+    pub top: Option<String>,
 }
 
 fn octal(field: &[u8]) -> Option<u64> {
@@ -168,6 +177,7 @@ impl TarIndex {
                 .and_then(|_| r.read_exact(&mut header))
                 .map_err(|e| bad(&e.to_string()))?;
             if header.iter().all(|&b| b == 0) {
+                index.top = top;
                 return Ok(index);
             }
             let sum: u64 = header
@@ -240,6 +250,10 @@ impl Tar {
 impl Source for Tar {
     fn files(&self) -> &BTreeMap<String, u64> {
         &self.index.files
+    }
+
+    fn top_directory(&self) -> Option<&str> {
+        self.index.top.as_deref()
     }
 
     fn open(&self, path: &str) -> io::Result<Box<dyn Read + '_>> {

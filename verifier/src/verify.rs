@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use custody_format::bundle::{self, Manifest};
+use custody_format::bundle::{self, ConsistencyProof, Manifest};
 use custody_format::cert::DeviceCertificate;
 use custody_format::chain::verify_chain;
 use custody_format::ids::{Fingerprint, PublicKey};
@@ -15,11 +15,10 @@ use custody_format::signed::Signed;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::facts::{self, About, RecordingFacts, Zone};
+use crate::parts::{self, Version};
+use crate::rules;
 use crate::source::Source;
-
-/// The largest `records.bin`, receipts or log-proof file read into memory (64 MiB: about
-/// 100 000 segments, more than two days of 2 s segments).
-const SMALL_LIMIT: u64 = 64 << 20;
 
 /// Why verification could not run at all. Everything else is a check in the report.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +117,13 @@ pub struct Report {
     pub clock_skew_us: Option<i64>,
     /// Every check.
     pub checks: Vec<Check>,
+    /// What the recording is and when it was made (from its signed header), if the header
+    /// could be read.
+    pub recording: Option<RecordingFacts>,
+    /// The chain positions a failed check names: the segments and records to mark.
+    pub failed_positions: Vec<u64>,
+    /// When, by what and over which bundle this report was made.
+    pub about: About,
 }
 
 impl Report {
@@ -141,6 +147,12 @@ pub trait Opener: Sync {
     fn media(&self, container: Container, plaintext: &[u8]) -> Option<Result<MediaFacts, String>> {
         let _ = (container, plaintext);
         None
+    }
+
+    /// The age recipients of the identities this opener decrypts with, so that a report can
+    /// say which case key was given when none of them opens the recording.
+    fn recipients(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -168,6 +180,9 @@ pub struct Options<'a> {
     pub trust_fingerprint: Option<Fingerprint>,
     /// If given, every segment is decrypted and its plaintext checked.
     pub opener: Option<&'a dyn Opener>,
+    /// A time zone to show times in besides UTC (nothing about place enters the report
+    /// otherwise).
+    pub zone: Option<&'a dyn Zone>,
 }
 
 /// Bytes read at a time while hashing: small enough that what a read copies is still in
@@ -189,9 +204,7 @@ fn hash_file(source: &dyn Source, path: &str, buf: &mut [u8]) -> std::io::Result
 /// SHA-256 of every file, on all cores (hashing is most of the work of verifying).
 fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
     let paths: Vec<&String> = source.files().keys().collect();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
@@ -212,71 +225,248 @@ fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
     results.into_inner().unwrap_or_default()
 }
 
-pub(crate) fn read_part(
-    source: &dyn Source,
-    path: &str,
-    checks: &mut Vec<Check>,
-) -> Option<Vec<u8>> {
-    match source.read_small(path, SMALL_LIMIT) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            checks.push(Check::new(
-                code::BUNDLE_PART_MISSING,
-                format!("{path}: {e}"),
-            ));
-            None
-        }
-    }
-}
-
 /// Verifies the bundle in `source`.
+///
+/// Every part is read under the one rule of `docs/format.md` 11.2 (absent: not checked;
+/// present but unreadable: a failure; checking goes on), so what comes back is always a
+/// report, unless the source holds nothing of a bundle at all.
 pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, VerifyError> {
-    let marker = source
-        .read_small(bundle::MARKER, 64)
-        .map_err(|_| VerifyError::NotABundle)?;
-    if marker != bundle::MARKER_CONTENT.as_bytes() {
+    if ![bundle::MARKER, bundle::MANIFEST, bundle::RECORDS]
+        .iter()
+        .any(|p| source.files().contains_key(*p))
+    {
         return Err(VerifyError::NotABundle);
     }
     let mut checks = Vec::new();
 
-    // 1. The manifest, against a hash of every file.
+    // 0. The marker: which version's rules apply.
+    let version = parts::marker(source, &mut checks);
+
+    // 1. The manifest, against a hash of every file; nothing outside the layout.
     let hashes = hash_all(source);
-    let present: Vec<(String, Hash)> = hashes
-        .iter()
-        .filter_map(|(p, h)| h.as_ref().ok().map(|h| (p.clone(), *h)))
-        .collect();
-    match source
-        .read_small(bundle::MANIFEST, 4 << 20)
-        .ok()
-        .map(|b| Manifest::parse(&b))
-    {
-        Some(Ok(m)) => checks.extend(m.check(&present)),
-        Some(Err(e)) => checks.push(Check::new(code::BUNDLE_MANIFEST_INVALID, e.to_string())),
-        None => checks.push(Check::new(
-            code::BUNDLE_MANIFEST_INVALID,
-            "MANIFEST.sha256 is absent",
-        )),
+    let present: Vec<(String, Hash)> =
+        hashes.iter().filter_map(|(p, h)| h.as_ref().ok().map(|h| (p.clone(), *h))).collect();
+    if let Some(b) = parts::read(source, bundle::MANIFEST, 4 << 20, &mut checks) {
+        match Manifest::parse(&b) {
+            Ok(m) => checks.extend(m.check(&present)),
+            Err(e) => checks.push(Check::new(code::BUNDLE_MANIFEST_INVALID, e.to_string())),
+        }
     }
+    rules::check_layout(source, version, &mut checks);
 
     // 2. The server key and trust.
-    let server_key = read_part(source, bundle::SERVER_KEY, &mut checks)
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| PublicKey::parse(&t).ok());
+    let server_key =
+        parts::single(source, bundle::SERVER_KEY, 4096, &mut checks, parts::server_key);
+    let trust = trust(server_key.as_ref(), options, &mut checks);
+
+    // 3. The device certificate.
+    let cert = parts::single(source, bundle::DEVICE_CERT, 1 << 16, &mut checks, |b| {
+        Signed::<DeviceCertificate>::parse(b).map_err(|e| format!("{} ({e})", e.code()))
+    });
+    let cert_key = cert.as_ref().map(|c| c.value().device_key);
+    if let (Some(c), Some(k)) = (&cert, &server_key) {
+        if !c.verify(k) {
+            checks.push(Check::new(
+                code::CERT_SIGNATURE_INVALID,
+                "the device certificate is not signed by the server key",
+            ));
+        } else if c.value().server_key != *k {
+            checks.push(Check::new(
+                code::CERT_DEVICE_MISMATCH,
+                "the device certificate names another server",
+            ));
+        } else {
+            checks.push(Check::new(
+                code::CERT_SIGNATURE_VALID,
+                format!(
+                    "device {} (\"{}\") enrolled by this server",
+                    c.value().device_key.fingerprint(),
+                    c.value().label
+                ),
+            ));
+        }
+    }
+
+    // 4. The chain, signed by the certified device key; the header's and segments' rules.
+    let records_bytes = parts::read(source, bundle::RECORDS, parts::SMALL_LIMIT, &mut checks);
+    // A header naming another device key than the certificate's is reported by the chain
+    // check as `record.device_key.mismatch`.
+    let chain = verify_chain(records_bytes.as_deref().unwrap_or_default(), cert_key.as_ref());
+    if records_bytes.is_some() {
+        checks.extend(chain.checks.iter().cloned());
+    }
+    let records: BTreeMap<u64, &SignedRecord> =
+        chain.records.iter().rev().map(|r| (r.record().seq(), r)).collect();
+    let header = chain.header.as_ref();
+    // The key the chain is checked against: the certificate's, or the header's own.
+    let device_key = cert_key.or(header.map(|h| h.device_key));
+    let recording_id = header.map(|h| h.recording_id);
+    if let Some(h) = header {
+        rules::check_header(h, &mut checks);
+    }
+    rules::check_cuts(&chain.records, &mut checks);
+    if let (Some(top), Some(id)) = (source.top_directory(), recording_id) {
+        rules::check_tar_name(top, &id, &mut checks);
+    }
+
+    // 5. Sealed segments against their records (and, with an identity, their plaintext;
+    // for a browser's segments, the packets demuxed from it).
+    // Without records.bin nothing can be compared with the records (11.2).
+    let have_records = records_bytes.is_some();
+    if have_records {
+        crate::media::check_segments(
+            source,
+            &hashes,
+            &records,
+            header,
+            options.opener,
+            &mut checks,
+        );
+    }
+
+    // 6. The log: tree head, inclusion proofs, which entries the bundle carries.
+    let head = parts::read(source, bundle::TREE_HEAD, 1 << 16, &mut checks).and_then(|b| {
+        match Signed::<TreeHead>::parse(&b) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                checks.push(Check::new(
+                    code::LOG_TREE_HEAD_INVALID,
+                    format!("the log head cannot be read: {} ({e})", e.code()),
+                ));
+                None
+            }
+        }
+    });
+    if let (Some(h), Some(k)) = (&head, &server_key) {
+        if h.verify(k) {
+            checks.push(Check::new(
+                code::LOG_TREE_HEAD_VALID,
+                format!("log head of {} entries, signed by the server", h.value().tree_size),
+            ));
+        } else {
+            checks.push(Check::new(
+                code::LOG_TREE_HEAD_INVALID,
+                "the log head is not signed by the server key",
+            ));
+        }
+    }
+    let head = head.as_ref().map(Signed::value);
+    let log = crate::custody_log::check_log(source, head, recording_id, device_key, &mut checks);
+
+    // 7. Receipts, against records, log entries and (by consistency proofs) the head.
+    let receipts = parts::many(source, bundle::RECEIPTS, &mut checks, Signed::<Receipt>::read);
+    let received = match receipts.as_ref().filter(|_| have_records) {
+        Some(r) => crate::receipts::check_receipts(
+            r,
+            &records,
+            server_key.as_ref(),
+            device_key.as_ref(),
+            head,
+            log.as_ref().map(|l| l.proven.as_slice()),
+            &mut checks,
+        ),
+        None => BTreeMap::new(),
+    };
+    if let (Version::V2, Some(r), Some(h), true) = (version, &receipts, head, have_records) {
+        if let Some(proofs) =
+            parts::many(source, bundle::RECEIPT_PROOFS, &mut checks, ConsistencyProof::read)
+        {
+            let all: Vec<(&Receipt, bool)> = r
+                .iter()
+                .map(|x| (x.value(), server_key.as_ref().is_none_or(|k| x.verify(k))))
+                .collect();
+            crate::receipts::check_consistency(&all, h, &proofs, &mut checks);
+        }
+    }
+
+    // 8. Completeness: the chain and the entries are exactly those the server stated.
+    if version == Version::V1 {
+        crate::completeness::absent(&mut checks);
+    } else if let (Some(h), Some(l), true) = (head, &log, have_records) {
+        crate::completeness::check(h, l, &records, recording_id.as_ref(), &mut checks);
+    }
+
+    // 9. Revocation; times.
+    if let Some(l) = &log {
+        crate::custody_log::check_revocation(
+            device_key.as_ref(),
+            &l.proven,
+            &received,
+            &mut checks,
+        );
+    }
+    let times: BTreeMap<u64, i64> = received.iter().map(|(s, r)| (*s, r.at_us)).collect();
+    let (segments, skew) = crate::timeline::timeline(&records, &times, &mut checks);
+    let photo = header.filter(|h| h.container == Container::Photo).and_then(|h| {
+        let first = segments.first()?;
+        let stream = h.streams.first()?;
+        Some(Photo {
+            width: stream.width,
+            height: stream.height,
+            taken_at_us: first.wall_first_us,
+            received_at_us: first.received_at_us,
+        })
+    });
+
+    // An identity that opens none of the segments: one check, naming the recipients.
+    if let Some(o) = options.opener {
+        let attempted = records
+            .values()
+            .filter(|r| match r.record() {
+                Record::Segment(s) => source.files().contains_key(&bundle::segment_path(s.seq)),
+                _ => false,
+            })
+            .count();
+        let recipients = header.map(|h| h.recipients.clone()).unwrap_or_default();
+        facts::collapse_decrypt_failures(&mut checks, attempted, &recipients, &o.recipients());
+    }
+    let verdict = facts::verdict(&checks, chain.cut_off, &trust);
+    let ordered: Vec<&SignedRecord> = records.values().copied().collect();
+    let label = cert.as_ref().map(|c| c.value().label.clone());
+    let recording = header.map(|h| {
+        RecordingFacts::of(h, &ordered, &segments, label.as_deref(), &verdict, options.zone)
+    });
+    let summary = facts::summary(&verdict, &trust, recording.as_ref(), &checks);
+    let manifest = hashes.get(bundle::MANIFEST).and_then(|h| h.as_ref().ok());
+    let about = About::new(manifest, options.zone);
+    let failed_positions = facts::failed_positions(&checks);
+    Ok(Report {
+        verdict,
+        summary,
+        trust,
+        recording_id: recording_id.map(|id| id.to_string()),
+        device: cert
+            .map(|c| (c.value().device_key.fingerprint().to_string(), c.value().label.clone())),
+        container: header.map(|h| h.container),
+        photo,
+        segments,
+        custody_log: log
+            .map(|l| l.proven.into_iter().map(|(i, e, _)| (i, e)).collect())
+            .unwrap_or_default(),
+        tree_head: head.cloned(),
+        clock_skew_us: skew,
+        checks,
+        recording,
+        failed_positions,
+        about,
+    })
+}
+
+/// Who signed the bundle, against the trust anchor the verifier was given.
+fn trust(server_key: Option<&PublicKey>, options: &Options<'_>, checks: &mut Vec<Check>) -> Trust {
     let anchor = match (&options.trust, &options.trust_fingerprint) {
         (Some(t), _) => Some((Some(t), t.fingerprint())),
         (None, Some(f)) => Some((None, *f)),
         (None, None) => None,
     };
-    let trust = match (&server_key, anchor) {
+    match (server_key, anchor) {
         (None, _) => Trust::Unknown,
         (Some(k), Some((None, f))) if k.fingerprint() == f => {
             checks.push(Check::new(
                 code::BUNDLE_SERVER_KEY_TRUSTED,
                 format!("signed by the server key with the trusted fingerprint {f}"),
             ));
-            Trust::Trusted {
-                fingerprint: f.to_string(),
-            }
+            Trust::Trusted { fingerprint: f.to_string() }
         }
         (Some(k), Some((None, f))) => {
             checks.push(Check::new(
@@ -286,19 +476,14 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
                     k.fingerprint()
                 ),
             ));
-            Trust::Untrusted {
-                fingerprint: k.fingerprint().to_string(),
-                trusted: f.to_string(),
-            }
+            Trust::Untrusted { fingerprint: k.fingerprint().to_string(), trusted: f.to_string() }
         }
         (Some(k), Some((Some(t), _))) if k == t => {
             checks.push(Check::new(
                 code::BUNDLE_SERVER_KEY_TRUSTED,
                 format!("signed by the trusted server key {}", k.fingerprint()),
             ));
-            Trust::Trusted {
-                fingerprint: k.fingerprint().to_string(),
-            }
+            Trust::Trusted { fingerprint: k.fingerprint().to_string() }
         }
         (Some(k), Some((Some(t), _))) => {
             checks.push(Check::new(
@@ -322,162 +507,7 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
                     k.fingerprint()
                 ),
             ));
-            Trust::Unconfirmed {
-                fingerprint: k.fingerprint().to_string(),
-            }
+            Trust::Unconfirmed { fingerprint: k.fingerprint().to_string() }
         }
-    };
-    if server_key.is_none() {
-        checks.push(Check::new(
-            code::BUNDLE_PART_MISSING,
-            "custody/server-key.txt holds no readable key",
-        ));
     }
-
-    // 3. The device certificate.
-    let cert = read_part(source, bundle::DEVICE_CERT, &mut checks)
-        .and_then(|b| Signed::<DeviceCertificate>::parse(&b).ok());
-    let device_key = cert.as_ref().map(|c| c.value().device_key);
-    if let (Some(c), Some(k)) = (&cert, &server_key) {
-        if !c.verify(k) {
-            checks.push(Check::new(
-                code::CERT_SIGNATURE_INVALID,
-                "the device certificate is not signed by the server key",
-            ));
-        } else if c.value().server_key != *k {
-            checks.push(Check::new(
-                code::CERT_DEVICE_MISMATCH,
-                "the device certificate names another server",
-            ));
-        } else {
-            checks.push(Check::new(
-                code::CERT_SIGNATURE_VALID,
-                format!(
-                    "device {} (\"{}\") enrolled by this server",
-                    c.value().device_key.fingerprint(),
-                    c.value().label
-                ),
-            ));
-        }
-    } else if cert.is_none() {
-        checks.push(Check::new(
-            code::BUNDLE_PART_MISSING,
-            "the device certificate cannot be read",
-        ));
-    }
-
-    // 4. The chain, signed by the certified device key.
-    let records_bytes = read_part(source, bundle::RECORDS, &mut checks).unwrap_or_default();
-    // A header naming another device key than the certificate's is reported by the chain
-    // check as `record.device_key.mismatch`.
-    let chain = verify_chain(&records_bytes, device_key.as_ref());
-    checks.extend(chain.checks.iter().cloned());
-    let records: BTreeMap<u64, &SignedRecord> = chain
-        .records
-        .iter()
-        .map(|r| (r.record().seq(), r))
-        .collect();
-
-    // 5. Sealed segments against their records (and, with an identity, their plaintext;
-    // for a browser's segments, the packets demuxed from it).
-    let header = chain.header.as_ref();
-    crate::media::check_segments(
-        source,
-        &hashes,
-        &records,
-        header,
-        options.opener,
-        &mut checks,
-    );
-
-    // 6. The log: tree head, inclusion proofs.
-    let head = read_part(source, bundle::TREE_HEAD, &mut checks)
-        .and_then(|b| Signed::<TreeHead>::parse(&b).ok());
-    match (&head, &server_key) {
-        (Some(h), Some(k)) if h.verify(k) => checks.push(Check::new(
-            code::LOG_TREE_HEAD_VALID,
-            format!(
-                "log head of {} entries, signed by the server",
-                h.value().tree_size
-            ),
-        )),
-        _ => checks.push(Check::new(
-            code::LOG_TREE_HEAD_INVALID,
-            "the log head is unreadable or not signed by the server key",
-        )),
-    }
-    let entries =
-        crate::custody_log::check_log(source, head.as_ref().map(Signed::value), &mut checks);
-
-    // 7. Receipts, against records and log entries; revocation; times.
-    let receipts = read_part(source, bundle::RECEIPTS, &mut checks)
-        .map(|b| Signed::<Receipt>::parse_all(&b))
-        .unwrap_or(Ok(Vec::new()));
-    let receipts = match receipts {
-        Ok(r) => r,
-        Err((i, e)) => {
-            checks.push(Check::new(
-                code::RECEIPT_SIGNATURE_INVALID,
-                format!("receipt {i} cannot be read: {e}"),
-            ));
-            Vec::new()
-        }
-    };
-    let received = crate::receipts::check_receipts(
-        &receipts,
-        &records,
-        server_key.as_ref(),
-        &entries,
-        &mut checks,
-    );
-    crate::custody_log::check_revocation(device_key.as_ref(), &entries, &received, &mut checks);
-    let (segments, skew) = crate::timeline::timeline(&records, &received, &mut checks);
-    let photo = header
-        .filter(|h| h.container == Container::Photo)
-        .and_then(|h| {
-            let first = segments.first()?;
-            let stream = h.streams.first()?;
-            Some(Photo {
-                width: stream.width,
-                height: stream.height,
-                taken_at_us: first.wall_first_us,
-                received_at_us: first.received_at_us,
-            })
-        });
-
-    let verdict = Verdict::from_checks(&checks, chain.cut_off);
-    let summary = summary(&verdict, &trust);
-    Ok(Report {
-        verdict,
-        summary,
-        trust,
-        recording_id: chain.header.as_ref().map(|h| h.recording_id.to_string()),
-        device: cert.map(|c| {
-            (
-                c.value().device_key.fingerprint().to_string(),
-                c.value().label.clone(),
-            )
-        }),
-        container: header.map(|h| h.container),
-        photo,
-        segments,
-        custody_log: entries.into_iter().map(|(i, e, _)| (i, e)).collect(),
-        tree_head: head.map(|h| h.value().clone()),
-        clock_skew_us: skew,
-        checks,
-    })
-}
-
-fn summary(verdict: &Verdict, trust: &Trust) -> String {
-    let who = match trust {
-        Trust::Trusted { fingerprint } => format!(" The bundle is signed by the trusted server key {fingerprint}."),
-        Trust::Unconfirmed { fingerprint } => format!(
-            " It is consistent with itself, but no trusted server key was given: confirm the server key fingerprint {fingerprint} with the legal team before relying on it."
-        ),
-        Trust::Untrusted { fingerprint, trusted } => {
-            format!(" It is signed by server key {fingerprint}, not by the trusted key {trusted}.")
-        }
-        Trust::Unknown => " The bundle carries no readable server key.".into(),
-    };
-    format!("{}{who}", verdict.sentence())
 }

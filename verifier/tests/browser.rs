@@ -75,6 +75,7 @@ fn check(b: &common::Bundle, opener: &dyn Opener) -> Report {
         trust: Some(testkit::public("server")),
         trust_fingerprint: None,
         opener: Some(opener),
+        zone: None,
     };
     verify(&source, &options).unwrap()
 }

@@ -125,7 +125,8 @@ fn a_bad_bundle_path_says_what_a_bundle_is() {
         &env,
         &out,
         2,
-        "custody: error: this is not a custody bundle (no `BUNDLE` file reading \"custody-bundle 1\")\n",
+        "custody: error: this is not a custody bundle (it holds no `BUNDLE`, `MANIFEST.sha256` or \
+         `recording/records.bin`)\n",
     );
 }
 

@@ -72,7 +72,9 @@ fn verdicts_exit_codes_and_trust() {
 
     // As one .tar.
     let tar = tmp.path().join("good.tar");
-    bundles::parts(1, "device", "server", 4, true).bundle("device", "server").write_tar(&tar, "01");
+    bundles::parts(1, "device", "server", 4, true)
+        .bundle("device", "server")
+        .write_tar(&tar, &"01".repeat(16));
     assert_eq!(verify(&tar, &["--trust", &server]).status.code(), Some(0));
 }
 

@@ -246,7 +246,8 @@ pub struct FetchArgs {
     #[arg(num_args = 1..=2, required = true, value_name = "URL|RECORDING")]
     pub targets: Vec<String>,
 
-    /// Where to write the bundle: a new directory, or with --tar a new .tar file.
+    /// Where to write the bundle: a new (or empty) directory such as `bundle/`, or with
+    /// --tar a new .tar file. Checked before the server is asked (every retrieval is logged).
     #[arg(short, long, value_name = "PATH")]
     pub output: PathBuf,
 

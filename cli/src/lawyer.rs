@@ -47,6 +47,7 @@ fn lawyer_error(e: LawyerError) -> CliError {
         (LawyerError::Incomplete(_), _) => {
             err.hint("run the same command again to resume where it stopped")
         }
+        (LawyerError::Output(_), _) => err.hint("choose another -o PATH (nothing was fetched)"),
         (_, Some(Code::AuthToken | Code::AuthMissing | Code::AuthMalformed)) => {
             err.hint("check the token, or ask an admin for a new one (`custody admin member add`)")
         }
@@ -173,12 +174,10 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
         return Err(CliError::cannot(format!("{id:?} is not a recording id (32 hex digits)"))
             .hint("`custody recordings --server` lists them"));
     }
+    // Checked before the server is asked anything: every retrieval is logged as evidence
+    // accessed, so a typo in -o must not cost one.
+    let out = &api::check_output(&args.output, args.tar).map_err(lawyer_error)?;
     let cfg = logged_in(url)?;
-    let out = &args.output;
-    if out.exists() {
-        return Err(CliError::cannot(format!("{} already exists", out.display()))
-            .hint("choose another -o PATH, or remove it"));
-    }
     let (part, access_file) = api::part_paths(out, args.tar);
     let s = session(cfg, Duration::from_secs(24 * 3600))?;
     let progress = !args.json && std::io::stderr().is_terminal();

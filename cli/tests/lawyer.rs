@@ -1,6 +1,8 @@
 //! The lawyer's path through the real binary: `custody serve` on loopback with TLS, a device
 //! that records and uploads, `admin member add`, `login` (pinning the server), `recordings
-//! --server`, `fetch` as a directory and as a .tar (and resumed from a partial download),
+//! --server`, `fetch` as a directory (also as the README writes it, `-o bundle/`; an output
+//! path that cannot take it refused before the server logs an access) and as a .tar (and
+//! resumed from a partial download),
 //! `verify` trusting the key saved at login, and `admin revoke` as member and as admin.
 
 mod common;
@@ -62,6 +64,47 @@ fn login_list_fetch_resume_verify_and_revoke_through_the_binary() {
     let report = ok(&out);
     assert!(report.contains("INTACT AND COMPLETE") && report.contains("(trusted)"), "{report}");
     assert!(report.contains("segment.plaintext.match") || report.contains("decrypts"), "{report}");
+
+    // `-o bundle/`, as the README writes it, is a new directory too; and an output path
+    // that cannot take the bundle is refused before the server is asked anything, so it
+    // logs no access: the next bundle holds exactly one more bundle retrieval, its own.
+    let bundle_accesses = |dir: &Path| {
+        let bytes = std::fs::read(dir.join("custody/log-proofs.bin")).unwrap();
+        custody_format::bundle::LogProof::parse_all(&bytes)
+            .unwrap()
+            .iter()
+            .map(|p| custody_format::log::LogEntry::decode(&p.entry).unwrap())
+            .filter(|e| e.detail.as_deref() == Some("bundle"))
+            .count()
+    };
+    let before = bundle_accesses(&dir);
+    std::fs::write(env.dir.path().join("a-file"), b"x").unwrap();
+    for (path, tar, why) in [
+        (env.dir.path().join("missing/bundle/"), false, "cannot be used"),
+        (env.dir.path().join("a-file/bundle"), false, "is not a directory"),
+        (dir.clone(), false, "already holds an evidence bundle"),
+        (env.dir.path().join("a-file"), true, "already exists"),
+    ] {
+        let out = lawyer(
+            &env,
+            &config,
+            &["fetch", &id, "-o", path.to_str().unwrap()]
+                .into_iter()
+                .chain(tar.then_some("--tar"))
+                .collect::<Vec<_>>(),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{path:?}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains("nothing was fetched"), "{stderr}");
+    }
+    let slash = format!("{}/", env.dir.path().join("bundle-two").display());
+    let out = ok(&lawyer(&env, &config, &["fetch", &id, "-o", &slash]));
+    assert!(out.contains("custody log entry"), "{out}");
+    let two = env.dir.path().join("bundle-two");
+    assert!(two.join("BUNDLE").is_file() && !env.dir.path().join("bundle-two.tar.part").exists());
+    let report = ok(&lawyer(&env, &config, &["verify", &slash]));
+    assert!(report.contains("INTACT AND COMPLETE"), "{report}");
+    assert_eq!(bundle_accesses(&two), before + 1);
 
     // As one .tar, with the URL given.
     let tar = env.dir.path().join("bundle.tar");

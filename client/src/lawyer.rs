@@ -51,6 +51,10 @@ pub enum LawyerError {
     /// A download stopped before its end; running it again resumes it.
     #[error("the download {0}")]
     Incomplete(String),
+    /// The output path cannot take a bundle (its directory is missing or not writable, or
+    /// something is already there); found before the server is asked anything.
+    #[error("{0}")]
+    Output(String),
     /// A local file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -205,11 +209,67 @@ pub enum Progress {
     Restarting(String),
 }
 
-/// Where a download in progress is kept, and the file naming its access (log index).
+/// Where a download in progress is kept, and the file naming its access (log index):
+/// beside `output`, named after it (`bundle/` and `bundle` alike give `bundle.tar.part`).
 pub fn part_paths(output: &Path, tar: bool) -> (PathBuf, PathBuf) {
-    let part = with_suffix(output, if tar { ".part" } else { ".tar.part" });
+    let part = with_suffix(&plain(output), if tar { ".part" } else { ".tar.part" });
     let access = with_suffix(&part, ".access");
     (part, access)
+}
+
+/// `path` without a trailing `/` (or `/.`): `bundle/` names the directory `bundle`.
+fn plain(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+/// Checks, before anything is asked of the server (every retrieval is logged), that a
+/// bundle can be written at `output`: a new `.tar` file with `tar`, else a new directory
+/// (or an empty one); its parent directory must exist and take new files. Returns the path
+/// to write, without a trailing `/`.
+pub fn check_output(output: &Path, tar: bool) -> Result<PathBuf, LawyerError> {
+    let out = plain(output);
+    let bad = |why: String| Err(LawyerError::Output(why));
+    let Some(name) = out.file_name() else {
+        return bad(format!("{} names no new file or directory", output.display()));
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    match std::fs::metadata(&parent) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return bad(format!("{} is not a directory", parent.display())),
+        Err(e) => return bad(format!("the directory {} cannot be used: {e}", parent.display())),
+    }
+    match std::fs::symlink_metadata(&out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return bad(format!("{}: {e}", out.display())),
+        Ok(m) if m.is_dir() && !tar => {
+            let mut entries = std::fs::read_dir(&out)
+                .map_err(|e| LawyerError::Output(format!("{}: {e}", out.display())))?;
+            if entries.next().is_some() {
+                let what = if out.join(custody_format::bundle::MARKER).exists() {
+                    "already holds an evidence bundle"
+                } else {
+                    "is a directory that is not empty"
+                };
+                return bad(format!("{} {what}", out.display()));
+            }
+        }
+        Ok(_) => return bad(format!("{} already exists", out.display())),
+    }
+    // A file that is made and removed again: the one sure test that the directory takes
+    // new files (permissions, a read-only mount, another user's directory).
+    let mut probe = name.to_os_string();
+    probe.push(format!(".probe-{}", std::process::id()));
+    let probe = parent.join(probe);
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(out)
+        }
+        Err(e) => bad(format!("cannot write in {}: {e}", parent.display())),
+    }
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -382,6 +442,47 @@ pub fn unpack(tar: &Path, dir: &Path) -> Result<(), LawyerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_named_with_a_slash_is_kept_beside_it() {
+        let (part, access) = part_paths(Path::new("out/bundle/"), false);
+        assert_eq!(part, Path::new("out/bundle.tar.part"));
+        assert_eq!(access, Path::new("out/bundle.tar.part.access"));
+        assert_eq!(part_paths(Path::new("b.tar"), true).0, Path::new("b.tar.part"));
+    }
+
+    #[test]
+    fn an_output_path_is_checked_before_anything_is_fetched() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let why = |p: &Path, tar: bool| match check_output(p, tar) {
+            Err(LawyerError::Output(why)) => why,
+            other => panic!("{p:?}: {other:?}"),
+        };
+        assert_eq!(check_output(&d.join("new/"), false).unwrap(), d.join("new"));
+        assert_eq!(check_output(&d.join("new.tar"), true).unwrap(), d.join("new.tar"));
+        assert!(why(&d.join("missing/bundle"), false).contains("cannot be used"));
+        std::fs::write(d.join("file"), b"x").unwrap();
+        assert!(why(&d.join("file/bundle"), false).contains("not a directory"));
+        assert!(why(&d.join("file"), true).contains("already exists"));
+        assert!(why(&d.join("file"), false).contains("already exists"));
+        std::fs::create_dir(d.join("empty")).unwrap();
+        assert_eq!(check_output(&d.join("empty/"), false).unwrap(), d.join("empty"));
+        assert!(why(&d.join("empty"), true).contains("already exists"));
+        std::fs::create_dir(d.join("held")).unwrap();
+        std::fs::write(d.join("held/BUNDLE"), b"custody-bundle 2\n").unwrap();
+        assert!(why(&d.join("held/"), false).contains("already holds an evidence bundle"));
+        std::fs::create_dir(d.join("other")).unwrap();
+        std::fs::write(d.join("other/x"), b"x").unwrap();
+        assert!(why(&d.join("other"), false).contains("not empty"));
+        // Nothing was left behind by the checks.
+        let mut names: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["empty", "file", "held", "other"]);
+    }
 
     #[test]
     fn a_content_range_gives_its_start_and_total() {

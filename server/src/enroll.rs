@@ -78,11 +78,14 @@ fn malformed(what: &str) -> ApiError {
 }
 
 impl Server {
-    /// Enrolls a device for a request from `peer`: as [`Self::enroll`], but an address that
-    /// keeps failing (wrong, spent or expired tokens, bad proofs, malformed requests) is
-    /// refused with `auth.rate_limited` for a while, as failed logins are. Tokens cannot be
-    /// guessed, but each refusal of a spent or expired one is written to the custody log, and
-    /// a seized phone's spent token must not be able to fill it.
+    /// Enrolls a device for a request from `peer`: as [`Self::enroll`], but once an address
+    /// has failed too often (wrong, spent or expired tokens, bad proofs, malformed
+    /// requests; shared with failed logins), its failing requests are refused with
+    /// `auth.rate_limited` for a while, unlogged. Each refusal of a spent or expired token
+    /// is otherwise written to the custody log, and a seized phone's spent token must not be
+    /// able to fill it. An issued, unspent, unexpired token with a right proof is never
+    /// refused for what other requests from its address did: the legal team may share one
+    /// address (a NAT) with whoever is failing.
     /// `req` is the request, or why it could not be read as one.
     pub fn enroll_from(
         &self,
@@ -91,13 +94,10 @@ impl Server {
     ) -> Result<EnrollResponse, ApiError> {
         let addr = peer.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         if self.address_limited(addr) {
-            return Err(ApiError::new(
-                Code::AuthRateLimited,
-                format!(
-                    "too many failed enrollments or logins from this address; retry in {} s",
-                    crate::members::FAILURE_WINDOW_US / 1_000_000
-                ),
-            ));
+            return match req {
+                Ok(req) if self.would_enroll(&req) => self.enroll(&req),
+                _ => Err(crate::members::rate_limited("enrollments or logins")),
+            };
         }
         let result = req.and_then(|req| self.enroll(&req));
         if let Err(e) = &result {
@@ -113,6 +113,23 @@ impl Server {
             }
         }
         result
+    }
+
+    /// Whether `req` names an issued token, unspent and unexpired, with a proof that
+    /// verifies: what [`Self::enroll`] takes. Reads the token store; writes and logs
+    /// nothing.
+    fn would_enroll(&self, req: &EnrollRequest) -> bool {
+        let Ok(claim) = req.claim() else { return false };
+        let tokens = self.inner.tokens.as_ref();
+        let hash = sha256(&[&claim.token]);
+        match block_on(tokens.get(hash)) {
+            Ok(Some(t)) => {
+                crate::now_us() <= t.expires_at_us
+                    && matches!(block_on(tokens.is_spent(hash)), Ok(false))
+                    && claim.proof_verifies()
+            }
+            _ => false,
+        }
     }
 
     /// Enrolls a device. Blocking (reads and writes token files, appends to the log).

@@ -243,8 +243,12 @@ impl Server {
     }
 
     /// Authenticates a member request from its headers (blocking: may read a member file
-    /// and append to the log). Checks the address's failure count first, so a guesser is
-    /// stopped whatever it sends.
+    /// and append to the log). A right token is admitted whatever other requests from its
+    /// address did: the per-address limit holds off only what fails. A 256-bit token cannot
+    /// be guessed at any rate (one chance in 2^256 a try), so the limit is not what keeps
+    /// guessers out; it keeps a flood of bad requests from one address at a fixed,
+    /// cheap refusal, and it must never lock the legal team out from behind a shared
+    /// address (`docs/threat-model.md`).
     pub fn authenticate_member(
         &self,
         headers: &axum::http::HeaderMap,
@@ -252,15 +256,6 @@ impl Server {
     ) -> Result<Member, ApiError> {
         let addr = peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let now = crate::now_us();
-        if lock(&self.members().failures).limited(addr, now) {
-            return Err(ApiError::new(
-                Code::AuthRateLimited,
-                format!(
-                    "too many failed logins from this address; retry in {} s",
-                    FAILURE_WINDOW_US / 1_000_000
-                ),
-            ));
-        }
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             if headers.contains_key(crate::auth::H_DEVICE) {
                 return Err(ApiError::new(
@@ -273,8 +268,14 @@ impl Server {
                 "the Authorization: Bearer <token> header is missing",
             ));
         };
+        // A failure from an address already over the limit is answered with the limit,
+        // and not counted again (its window is not extended).
         let fail = |code: Code, msg: &str| {
-            lock(&self.members().failures).fail(addr, now);
+            let mut failures = lock(&self.members().failures);
+            if failures.limited(addr, now) {
+                return rate_limited("logins");
+            }
+            failures.fail(addr, now);
             ApiError::new(code, msg.to_string())
         };
         let token: [u8; 32] = match value
@@ -308,6 +309,18 @@ impl Server {
             Err(e) => Err(ApiError::internal("reading a member", e)),
         }
     }
+}
+
+/// The refusal of a request from an address over the failure limit.
+pub(crate) fn rate_limited(what: &str) -> ApiError {
+    ApiError::new(
+        Code::AuthRateLimited,
+        format!(
+            "too many failed {what} from this address; retry in {} s (a right token or \
+             enrollment is still taken)",
+            FAILURE_WINDOW_US / 1_000_000
+        ),
+    )
 }
 
 #[cfg(test)]

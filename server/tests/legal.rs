@@ -320,9 +320,10 @@ async fn failed_logins_are_rate_limited_per_address() {
     }
     let g = get(&c, url.clone(), &[bearer(&"cd".repeat(32))]).await;
     assert_eq!((g.status, g.code().as_str()), (429, "auth.rate_limited"));
-    // Even the right token waits out the window: a guesser cannot tell when it hit.
+    // The right token is still taken (issue 16: a shared address must not lock the legal
+    // team out; a 256-bit token cannot be guessed at any rate).
     let g = get(&c, url, &[bearer(&token)]).await;
-    assert_eq!((g.status, g.code().as_str()), (429, "auth.rate_limited"));
+    assert_eq!(g.status, 200, "{}", String::from_utf8_lossy(&g.body));
 }
 
 #[tokio::test]

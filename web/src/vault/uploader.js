@@ -9,8 +9,10 @@
 //   is checked, and receipts of recordings with records still waiting are asked for again
 //   (GET /v1/recordings/{id}/receipts), so a record whose answer was lost is not sent again.
 // - When a request fails for want of a network, the uploader probes the server cheaply
-//   (GET /v1/server) with a bounded backoff (250 ms doubling to 4 s); one success resets
-//   every record's backoff. `navigator.onLine` is never trusted alone (on a street it can
+//   (GET /v1/server) with a bounded backoff (250 ms doubling to 4 s); one success (the
+//   probe answered, or a receipt stored) resets every record's backoff. The rules are
+//   written once, for this page and the CLI, in docs/api.md ("What the device does while
+//   uploading"). `navigator.onLine` is never trusted alone (on a street it can
 //   stay true in a dead zone): the 'online' event only makes it probe now.
 // - A request is abandoned by its lack of progress (protocol/client.js), not a long timeout.
 // - A full storage quota while storing a receipt or the log head becomes a clear
@@ -291,7 +293,8 @@ export class Uploader {
    */
   settle(k, outcome) {
     if (outcome.kind === 'done') {
-      this.backoff.delete(k);
+      // One success resets every record's backoff: what waits goes now, oldest first.
+      this.backoff.clear();
       if (this.lastError && this.lastError.code !== LOG_INCONSISTENT) {
         this.lastError = null;
         this.onChange();

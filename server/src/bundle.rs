@@ -310,9 +310,13 @@ impl Server {
         e.actor = Some(member.to_string());
         e.recording_id = id.copied();
         e.detail = Some(detail);
-        self.append_log(&e)
-            .map(|a| a.index)
-            .map_err(|e| ApiError::internal("logging the access", e))
+        self.append_log(&e).map(|a| a.index).map_err(|e| {
+            if crate::reserve::is_no_space(&e) {
+                crate::reserve::disk_full("logging the access", &e)
+            } else {
+                ApiError::internal("logging the access", e)
+            }
+        })
     }
 
     /// The device that opened recording `id`.

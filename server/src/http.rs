@@ -13,7 +13,7 @@ use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use custody_format::ids::PublicKey;
+use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::primitives::sha256;
 use http_body_util::BodyExt;
 use tokio::sync::OwnedSemaphorePermit;
@@ -22,10 +22,22 @@ use custody_protocol::body::{EnrollRequest, ServerInfo};
 
 use crate::auth;
 use crate::error::{ApiError, Code};
-use crate::server::{lock, parse_id, Server};
+use crate::server::{lock, Server};
 
 /// Largest enrollment request body.
 const MAX_ENROLL_BODY: usize = 16 << 10;
+/// Largest body of a signed request other than an upload (they carry none: the signature
+/// covers the empty body), so that no device route but ingest reads more than this.
+const MAX_OTHER_BODY: usize = 16 << 10;
+
+/// The recording id in a route: only its canonical form, 32 lower-case hex digits
+/// (docs/format.md); any other spelling is refused, saying why.
+pub(crate) fn route_id(s: &str) -> Result<RecordingId, ApiError> {
+    RecordingId::parse(s).map_err(|e| {
+        let shown: String = s.chars().take(40).collect();
+        ApiError::new(Code::NotFound, format!("{shown:?} is not a recording id: {e}"))
+    })
+}
 
 /// The router for `server`.
 pub fn router(server: Server) -> Router {
@@ -103,7 +115,7 @@ pub(crate) async fn read_body(
 }
 
 impl Server {
-    fn permit(&self, device: &PublicKey) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub(crate) fn permit(&self, device: &PublicKey) -> Result<OwnedSemaphorePermit, ApiError> {
         let n = self.config().limits.per_device_concurrency;
         let sem = lock(&self.inner.device_permits)
             .entry(device.to_bytes())
@@ -117,9 +129,10 @@ impl Server {
         })
     }
 
-    /// Authenticates a device request and reads its body. The cheap checks (headers,
-    /// enrolment, clock) come before the body is read, so that an unenrolled client cannot
-    /// make the server read and hash a large body.
+    /// Authenticates a device request other than an upload and reads its body (at most
+    /// `MAX_OTHER_BODY` bytes; uploads are received by `upload`). The cheap checks
+    /// (headers, enrolment, clock) come before the body is read, so that an unenrolled
+    /// client cannot make the server read and hash a body.
     pub(crate) async fn authenticate(
         &self,
         parts: &Parts,
@@ -141,7 +154,7 @@ impl Server {
                 // revoked device must learn why it is refused. It is a device the server
                 // knew, held to one body limit and its concurrency permits, not a stranger.
                 let _permit = self.permit(&claimed.device)?;
-                let _ = read_body(self, body, limits.max_body_bytes).await;
+                let _ = read_body(self, body, MAX_OTHER_BODY).await;
                 return Err(ApiError::new(
                     Code::AuthRevoked,
                     format!("device {} has been revoked", claimed.device),
@@ -150,7 +163,7 @@ impl Server {
             Some(_) => {}
         }
         let permit = self.permit(&claimed.device)?;
-        let body = read_body(self, body, limits.max_body_bytes).await?;
+        let body = read_body(self, body, MAX_OTHER_BODY).await?;
         let path = parts.uri.path_and_query().map_or(parts.uri.path(), |p| p.as_str());
         auth::check_signature(
             &claimed,
@@ -224,20 +237,25 @@ async fn put_record(
     req: Request,
 ) -> Response {
     let s = server.clone();
-    with_timeout(&server, async move {
+    let mut resp = with_timeout(&server, async move {
         let (parts, body) = req.into_parts();
-        let (Some(id), Ok(seq)) = (parse_id(&id), seq.parse::<u64>()) else {
-            return Err(ApiError::new(Code::NotFound, "not a recording id and position"));
+        let id = route_id(&id)?;
+        let Ok(seq) = seq.parse::<u64>() else {
+            return Err(ApiError::new(Code::NotFound, "not a record position"));
         };
-        let (device, _permit, body) = s.authenticate(&parts, body).await?;
-        let s2 = s.clone();
-        let receipt = blocking(move || s2.ingest(&device, id, seq, &body)).await?;
+        let receipt = s.receive_record(&parts, body, id, seq).await?;
         let mut resp = (StatusCode::OK, receipt).into_response();
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
         Ok(resp)
     })
-    .await
+    .await;
+    // `server.busy` and `storage.full`: when to try again (RFC 9110 §10.2.3).
+    if matches!(resp.status().as_u16(), 503 | 507) {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(crate::upload::RETRY_AFTER_S));
+    }
+    resp
 }
 
 async fn recording_state(
@@ -248,8 +266,7 @@ async fn recording_state(
     let s = server.clone();
     with_timeout(&server, async move {
         let (parts, body) = req.into_parts();
-        let id =
-            parse_id(&id).ok_or_else(|| ApiError::new(Code::NotFound, "not a recording id"))?;
+        let id = route_id(&id)?;
         let (device, _permit, _) = s.authenticate(&parts, body).await?;
         let s2 = s.clone();
         let value = blocking(move || s2.recording_state(&device, &id)).await?;
@@ -281,8 +298,7 @@ async fn recording_receipts(
     let s = server.clone();
     with_timeout(&server, async move {
         let (parts, body) = req.into_parts();
-        let id =
-            parse_id(&id).ok_or_else(|| ApiError::new(Code::NotFound, "not a recording id"))?;
+        let id = route_id(&id)?;
         let (device, _permit, _) = s.authenticate(&parts, body).await?;
         let s2 = s.clone();
         let answer = blocking(move || s2.recording_receipts(&device, &id)).await?;

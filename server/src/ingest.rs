@@ -15,6 +15,7 @@ use custody_format::record::{kind, Record, SignedRecord};
 use crate::error::{ApiError, Code};
 use crate::index::Stored;
 use crate::server::{lock, receipt_for, stored_of, Server};
+use crate::storage::StagedSegment;
 
 fn internal<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ApiError {
     move |e| ApiError::internal(what, e)
@@ -43,6 +44,32 @@ impl Server {
         let (record, rest) = SignedRecord::read(body).map_err(|e| {
             ApiError::new(Code::RecordMalformed, format!("the body's record cannot be read: {e}"))
         })?;
+        self.check_record(device, id, seq, &record)?;
+        crate::upload::check_rest_len(&record, rest.len() as u64)?;
+        let staged = match record.record() {
+            Record::Segment(s) => {
+                if sha256(&[rest]) != s.ciphertext_sha256 {
+                    return Err(ApiError::new(
+                        Code::SegmentHash,
+                        "the sealed segment's SHA-256 is not the one its record holds",
+                    ));
+                }
+                Some(StagedSegment::whole(rest.to_vec()))
+            }
+            _ => None,
+        };
+        self.store_and_receipt(device, &record, staged)
+    }
+
+    /// The checks of a record that need nothing stored: its recording id and position are
+    /// the URL's, `device` signed it, and a header names `device`.
+    pub(crate) fn check_record(
+        &self,
+        device: &PublicKey,
+        id: RecordingId,
+        seq: u64,
+        record: &SignedRecord,
+    ) -> Result<(), ApiError> {
         let r = record.record();
         if r.recording_id() != id || r.seq() != seq {
             return Err(ApiError::new(
@@ -60,40 +87,28 @@ impl Server {
                 "the record's signature does not verify with the requesting device's key",
             ));
         }
-        match r {
-            Record::Header(h) if h.device_key != *device => {
+        if let Record::Header(h) = r {
+            if h.device_key != *device {
                 return Err(ApiError::new(
                     Code::RecordDevice,
                     format!("the header names device {}, not the requesting device", h.device_key),
-                ))
+                ));
             }
-            Record::Segment(s) => {
-                if rest.len() as u64 != s.ciphertext_len {
-                    return Err(ApiError::new(
-                        Code::SegmentLength,
-                        format!(
-                            "the sealed segment is {} bytes; its record says {}",
-                            rest.len(),
-                            s.ciphertext_len
-                        ),
-                    ));
-                }
-                if sha256(&[rest]) != s.ciphertext_sha256 {
-                    return Err(ApiError::new(
-                        Code::SegmentHash,
-                        "the sealed segment's SHA-256 is not the one its record holds",
-                    ));
-                }
-            }
-            _ if !rest.is_empty() => {
-                return Err(ApiError::new(
-                    Code::RecordMalformed,
-                    format!("{} bytes follow a record that carries no segment", rest.len()),
-                ))
-            }
-            _ => {}
         }
+        Ok(())
+    }
 
+    /// Stores, logs and receipts a checked `record` from `device`, with its sealed segment
+    /// (already checked against the record's length and hash) for a segment record.
+    /// Blocking.
+    pub(crate) fn store_and_receipt(
+        &self,
+        device: &PublicKey,
+        record: &SignedRecord,
+        segment: Option<StagedSegment>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let r = record.record();
+        let (id, seq) = (r.recording_id(), r.seq());
         let rlock = self.recording_lock(&id);
         let _held = lock(&rlock);
         let index = &self.inner.index;
@@ -120,26 +135,26 @@ impl Server {
         };
         if let Some(stored) = existing {
             if stored.record_hash == hash_hex {
-                return self.finish(device, &record, stored);
+                return self.finish(device, record, stored);
             }
-            return Err(self.equivocation(device, &record, &stored));
+            return Err(self.equivocation(device, record, &stored));
         }
-        self.check_links(&id, &record)?;
+        self.check_links(&id, record)?;
 
-        if let Record::Segment(_) = r {
+        if let Some(segment) = segment {
             self.inner
                 .storage
-                .put_segment(&id, seq, rest)
-                .map_err(internal("storing the segment"))?;
+                .commit_segment(&id, seq, segment)
+                .map_err(self.storage_failed("storing the segment"))?;
         }
         self.inner
             .storage
             .put_record(&id, seq, &record.to_bytes())
-            .map_err(internal("storing the record"))?;
+            .map_err(self.storage_failed("storing the record"))?;
         index.set_owner(&id, &device.to_bytes()).map_err(internal("writing the index"))?;
-        let stored = stored_of(&record);
+        let stored = stored_of(record);
         index.put(&id, seq, &stored).map_err(internal("writing the index"))?;
-        self.finish(device, &record, stored)
+        self.finish(device, record, stored)
     }
 
     /// Checks the links to the stored neighbours and the place of the end record. Reads
@@ -229,7 +244,8 @@ impl Server {
             ));
         }
         let mut log = lock(&self.inner.log);
-        let appended = log.append(&entry).map_err(internal("appending to the log"))?;
+        let appended =
+            self.append_to(&mut log, &entry).map_err(internal("appending to the log"))?;
         let Some(receipt) =
             receipt_for(&entry, appended.index, appended.root, &self.inner.identity.signing_key)
         else {

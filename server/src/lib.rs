@@ -28,11 +28,13 @@ pub mod log_api;
 mod member_api;
 pub mod members;
 pub mod proxy;
+mod reserve;
 pub mod serve;
 mod server;
 mod state;
 pub mod storage;
 pub mod store;
+mod upload;
 pub mod web;
 
 pub use enroll::{issue_token, EnrollRequest, EnrollResponse};

@@ -177,8 +177,9 @@ pub(crate) async fn bundle(
     let s = server.clone();
     with_timeout(&server, async move {
         let (parts, _) = req.into_parts();
-        let id =
-            parse_id(&id).ok_or_else(|| ApiError::new(Code::NotFound, "not a recording id"))?;
+        let id = parse_id(&id).ok_or_else(|| {
+            ApiError::new(Code::NotFound, "not a recording id (32 lower-case hex digits)")
+        })?;
         let m = member(&s, &parts).await?;
         let resumed = match parts.headers.get(H_BUNDLE_ACCESS) {
             None => None,

@@ -24,6 +24,10 @@ use crate::store::{Backend, MemberStore, NonceStore, TokenStore};
 pub struct Limits {
     /// Largest request body accepted, bytes (a signed record plus a sealed segment).
     pub max_body_bytes: usize,
+    /// Bytes all uploads in progress may hold at once (their declared lengths): bounds the
+    /// memory and temporary disk they take together. Past it an upload is refused with
+    /// `server.busy` before its body is read.
+    pub max_inflight_bytes: u64,
     /// Requests one device may have in progress at once.
     pub per_device_concurrency: usize,
     /// Time allowed for a request body to arrive; a stalled upload is dropped.
@@ -40,6 +44,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 64 << 20,
+            max_inflight_bytes: 512 << 20,
             per_device_concurrency: 8,
             body_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(120),
@@ -140,6 +145,10 @@ pub struct Inner {
     pub(crate) member_store: Arc<dyn MemberStore>,
     pub(crate) token_lock: Mutex<()>,
     pub(crate) lawyer: crate::catalog::Lawyer,
+    /// Uploads in progress and the budget they draw on.
+    pub(crate) uploads: crate::upload::Uploads,
+    /// The disk space kept for the custody log (the filesystem back-end only).
+    pub(crate) reserve: Option<crate::reserve::Reserve>,
 }
 
 /// The server. Cheap to clone; every clone is the same server.
@@ -157,6 +166,8 @@ pub struct Opened {
     pub index_rebuilt: Option<String>,
     /// What is wrong with the TLS certificate but does not stop the server (expired).
     pub tls_warnings: Vec<String>,
+    /// Why the server runs on a full disk, if it does: what it refuses and what goes on.
+    pub disk_full: Option<String>,
 }
 
 /// Locks a std mutex, carrying on through poisoning: every critical section leaves the
@@ -194,8 +205,9 @@ impl Server {
             identity_created: identity.created,
             index_rebuilt: index_replaced,
             tls_warnings: identity.warnings.clone(),
+            disk_full: None,
         };
-        let index = Index::new(stores.index.clone());
+        let mut index = Index::new(stores.index.clone());
         let size = index.log_size().map_err(OpenError::Index)?;
         // A new index for an empty log has nothing to rebuild.
         if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() {
@@ -206,9 +218,48 @@ impl Server {
             ));
         }
         if opened.index_rebuilt.is_some() {
-            rebuild(&index, &storage, &log, &entries, &identity.signing_key)
-                .map_err(OpenError::Index)?;
+            if let Err(e) = rebuild(&index, &storage, &log, &entries, &identity.signing_key) {
+                if !crate::reserve::is_no_space(&e) {
+                    return Err(OpenError::Index(e));
+                }
+                // The index is a cache: on a full disk it is kept in memory for this run.
+                index = Index::new(Arc::new(crate::store::memory::MemoryIndex::default()));
+                opened.index_rebuilt = Some(format!(
+                    "the index could not be rebuilt on the full disk ({e}), so it is kept in \
+                     memory until the next start"
+                ));
+                rebuild(&index, &storage, &log, &entries, &identity.signing_key)
+                    .map_err(OpenError::Index)?;
+            }
         }
+        let reserve = match &config.backend {
+            Backend::Fs => {
+                let (reserve, room) = crate::reserve::Reserve::open(&dir);
+                if let Err(why) = room {
+                    opened.disk_full = Some(format!(
+                        "the disk holding {} is full ({why}): uploads are refused \
+                         (storage.full) until there is room again; the log head and proofs are \
+                         served{}",
+                        dir.display(),
+                        if reserve.whole() {
+                            format!(
+                                ", and retrievals go on, their access entries written into the \
+                                 {} MiB kept in reserve for the custody log",
+                                crate::reserve::RESERVE_BYTES >> 20
+                            )
+                        } else {
+                            "; a retrieval is refused if its access entry cannot be logged".into()
+                        }
+                    ));
+                }
+                Some(reserve)
+            }
+            _ => None,
+        };
+        let uploads = crate::upload::Uploads::new(
+            config.limits.max_inflight_bytes,
+            config.limits.max_body_bytes as u64,
+        );
 
         let mut devices = HashMap::new();
         for e in &entries {
@@ -246,6 +297,8 @@ impl Server {
             member_store: stores.members.clone(),
             token_lock: Mutex::new(()),
             lawyer: crate::catalog::Lawyer::new(&entries),
+            uploads,
+            reserve,
         };
         let server = Server { inner: Arc::new(inner) };
         // A member file that cannot be read now is retried when its token is first used.
@@ -347,7 +400,8 @@ impl Server {
 
     /// Appends an entry to the custody log (durable when this returns).
     pub(crate) fn append_log(&self, entry: &LogEntry) -> Result<Appended, LogError> {
-        lock(&self.inner.log).append(entry)
+        let mut log = lock(&self.inner.log);
+        self.append_to(&mut log, entry)
     }
 
     /// Revokes a device: logged, and its requests refused from now on.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use custody_format::ids::RecordingId;
 
-use crate::store::{block_on, RecordStore};
+use crate::store::{block_on, RecordStore, SegmentUpload};
 
 /// Storage failures: a [`crate::store::StoreError`], which names no path as part of its type.
 pub type StorageError = crate::store::StoreError;
@@ -39,6 +39,32 @@ impl Storage {
         bytes: &[u8],
     ) -> Result<(), StorageError> {
         block_on(self.store.put_segment(*id, seq, bytes))
+    }
+
+    /// Starts receiving the sealed segment at `seq`, of `len` bytes (see [`StagedSegment`]).
+    pub fn stage_segment(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        len: u64,
+    ) -> Result<StagedSegment, StorageError> {
+        Ok(StagedSegment(match block_on(self.store.stage_segment(*id, seq))? {
+            Some(s) => Staging::Streamed(s),
+            None => Staging::Whole(Vec::with_capacity(len.min(1 << 20) as usize)),
+        }))
+    }
+
+    /// Stores a received sealed segment at `seq`, durably, as [`Storage::put_segment`].
+    pub fn commit_segment(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        staged: StagedSegment,
+    ) -> Result<(), StorageError> {
+        match staged.0 {
+            Staging::Streamed(s) => block_on(s.commit()),
+            Staging::Whole(b) => self.put_segment(id, seq, &b),
+        }
     }
 
     /// Stores the signed record at `seq`, durably; other bytes already there are
@@ -76,5 +102,36 @@ impl Storage {
     /// The positions of a recording's stored records, ascending.
     pub fn record_positions(&self, id: &RecordingId) -> Result<Vec<u64>, StorageError> {
         block_on(self.store.record_positions(*id))
+    }
+}
+
+/// A sealed segment being received ([`Storage::stage_segment`]): streamed into the store
+/// as it arrives when the store can take it so ([`crate::store::SegmentUpload`]), else
+/// gathered here and stored whole. Only [`Storage::commit_segment`] puts it where
+/// [`Storage::segment`] finds it; dropped uncommitted, it leaves nothing behind.
+#[derive(Debug)]
+pub struct StagedSegment(Staging);
+
+#[derive(Debug)]
+enum Staging {
+    Streamed(Box<dyn SegmentUpload>),
+    Whole(Vec<u8>),
+}
+
+impl StagedSegment {
+    /// A segment already received whole.
+    pub fn whole(bytes: Vec<u8>) -> StagedSegment {
+        StagedSegment(Staging::Whole(bytes))
+    }
+
+    /// Appends the next bytes of the segment. Blocking.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StorageError> {
+        match &mut self.0 {
+            Staging::Streamed(s) => block_on(s.write(bytes)),
+            Staging::Whole(b) => {
+                b.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
     }
 }

@@ -47,12 +47,26 @@ fn read_opt(path: &Path) -> StoreResult<Option<Vec<u8>>> {
 /// The filesystem stores under `data_dir` (created as needed); nonces in memory. Also
 /// says why the index was replaced, if it would not open (it must then be rebuilt).
 pub fn open(data_dir: &Path) -> StoreResult<(Stores, Option<String>)> {
-    let index = SledIndex::open(data_dir)?;
-    let replaced = index.replaced.clone();
+    let (index, replaced): (Arc<dyn IndexStore>, _) = match SledIndex::open(data_dir) {
+        Ok(index) => {
+            let replaced = index.replaced.clone();
+            (Arc::new(index), replaced)
+        }
+        // The index is a cache: on a full disk the server runs on one in memory, rebuilt
+        // from the records and the log (`crate::reserve`).
+        Err(e) if crate::reserve::is_no_space(&e) => (
+            Arc::new(super::memory::MemoryIndex::default()),
+            Some(format!(
+                "the index cannot be opened on the full disk ({e}), so it is kept in memory \
+                 until the next start"
+            )),
+        ),
+        Err(e) => return Err(e),
+    };
     let stores = Stores {
         records: Arc::new(FsRecords::open(&data_dir.join("recordings"))?),
         log: Arc::new(FsLog::open(&data_dir.join("log"))?),
-        index: Arc::new(index),
+        index,
         tokens: Arc::new(FsTokens::new(data_dir)),
         members: Arc::new(FsMembers::new(data_dir)),
         nonces: Arc::new(super::memory::MemoryNonces::default()),
@@ -220,6 +234,129 @@ impl RecordStore for FsRecords {
     fn record_positions(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Vec<u64>>> {
         Box::pin(async move { self.positions_now(&id) })
     }
+
+    fn stage_segment(
+        &self,
+        id: RecordingId,
+        seq: u64,
+    ) -> BoxFuture<'_, StoreResult<Option<Box<dyn super::SegmentUpload>>>> {
+        Box::pin(async move {
+            let upload: Box<dyn super::SegmentUpload> = Box::new(self.stage_segment_now(&id, seq)?);
+            Ok(Some(upload))
+        })
+    }
+}
+
+/// A sealed segment streamed into `<id>/.NNNNNNNN.age.part-<pid>-<n>` (a name that never
+/// counts as a stored position) and renamed into place on commit.
+#[derive(Debug)]
+struct FsSegmentUpload {
+    file: Option<std::fs::File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    /// Whether the temporary file is gone (renamed into place, or found the same).
+    done: bool,
+}
+
+impl FsRecords {
+    fn stage_segment_now(&self, id: &RecordingId, seq: u64) -> StoreResult<FsSegmentUpload> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = self.ensure_dir(id)?;
+        let path = dir.join(format!("{seq:08}.age"));
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{seq:08}.age.part-{}-{n}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(io_err("creating", &tmp))?;
+        Ok(FsSegmentUpload { file: Some(file), tmp, path, dir, done: false })
+    }
+}
+
+/// Whether the files at `a` and `b` hold the same bytes (read a block at a time).
+fn same_contents(a: &Path, b: &Path) -> StoreResult<bool> {
+    use std::io::Read;
+    let (ma, mb) = (
+        std::fs::metadata(a).map_err(io_err("reading", a))?,
+        std::fs::metadata(b).map_err(io_err("reading", b))?,
+    );
+    if ma.len() != mb.len() {
+        return Ok(false);
+    }
+    let mut fa = std::fs::File::open(a).map_err(io_err("reading", a))?;
+    let mut fb = std::fs::File::open(b).map_err(io_err("reading", b))?;
+    let (mut ba, mut bb) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    loop {
+        let n = fa.read(&mut ba).map_err(io_err("reading", a))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n]).map_err(io_err("reading", b))?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+impl FsSegmentUpload {
+    fn commit_now(&mut self) -> StoreResult<()> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Damaged("a segment upload committed twice".into()))?;
+        file.sync_all().map_err(io_err("syncing", &self.tmp))?;
+        drop(file);
+        if self.path.exists() {
+            // As put_segment: the same bytes again is a no-op; other bytes (a segment
+            // whose record never got stored) are kept aside, never deleted, and replaced.
+            if same_contents(&self.path, &self.tmp)? {
+                return Ok(());
+            }
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let aside = self.dir.join(format!("{}.orphan-{stamp}", name.unwrap_or_default()));
+            std::fs::rename(&self.path, &aside).map_err(io_err("moving aside", &self.path))?;
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(io_err("renaming", &self.tmp))?;
+        self.done = true;
+        sync_dir(&self.dir).map_err(io_err("syncing", &self.dir))
+    }
+}
+
+impl super::SegmentUpload for FsSegmentUpload {
+    fn write<'a>(&'a mut self, bytes: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            use std::io::Write;
+            let tmp = &self.tmp;
+            match self.file.as_mut() {
+                Some(f) => f.write_all(bytes).map_err(io_err("writing", tmp)),
+                None => {
+                    Err(StoreError::Damaged("a segment upload written after its commit".into()))
+                }
+            }
+        })
+    }
+
+    fn commit(mut self: Box<Self>) -> BoxFuture<'static, StoreResult<()>> {
+        Box::pin(async move { self.commit_now() })
+    }
+}
+
+impl Drop for FsSegmentUpload {
+    fn drop(&mut self) {
+        // Uncommitted (refused, the connection broke, or the same bytes were there
+        // already): nothing of it is kept.
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// [`LogStore`] as two journals in a directory. It keeps each entry's place in
@@ -372,6 +509,10 @@ impl SledIndex {
         let path = data_dir.join("index");
         match Self::open_at(&path) {
             Ok(i) => Ok(i),
+            // Not damage: nothing to move aside (see `open`).
+            Err(e) if crate::reserve::is_no_space(&e) => {
+                Err(StoreError::backend(format!("opening {}", path.display()), e))
+            }
             Err(e) => {
                 let aside = data_dir.join(format!("index.broken-{}", crate::now_us()));
                 std::fs::rename(&path, &aside).map_err(io_err("moving aside", &path))?;

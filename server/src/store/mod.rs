@@ -95,6 +95,19 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
         seq: u64,
         bytes: &'a [u8],
     ) -> BoxFuture<'a, StoreResult<()>>;
+    /// Starts a streamed write of the sealed segment at `seq`: its bytes are written as
+    /// they arrive, to a temporary place, and [`SegmentUpload::commit`] puts them in place
+    /// with the meaning of [`RecordStore::put_segment`]. `None` (the default) if this store
+    /// takes segments only whole: the server then gathers the segment and calls
+    /// `put_segment`.
+    fn stage_segment(
+        &self,
+        id: RecordingId,
+        seq: u64,
+    ) -> BoxFuture<'_, StoreResult<Option<Box<dyn SegmentUpload>>>> {
+        let _ = (id, seq);
+        Box::pin(async { Ok(None) })
+    }
     /// Stores the signed record at `seq`, durably. The same bytes again is a no-op; other
     /// bytes are [`StoreError::Conflict`].
     fn put_record<'a>(
@@ -120,6 +133,17 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     fn recordings(&self) -> BoxFuture<'_, StoreResult<Vec<RecordingId>>>;
     /// The positions of a recording's stored records, ascending.
     fn record_positions(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Vec<u64>>>;
+}
+
+/// A sealed segment being written as it arrives ([`RecordStore::stage_segment`]), so that
+/// the server never holds a whole segment in memory. Dropped without a commit, it leaves
+/// nothing where [`RecordStore::segment`] looks.
+pub trait SegmentUpload: Send + std::fmt::Debug {
+    /// Appends the next bytes.
+    fn write<'a>(&'a mut self, bytes: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Makes what was written durable and puts it in place as the segment, as
+    /// [`RecordStore::put_segment`] does with the same bytes.
+    fn commit(self: Box<Self>) -> BoxFuture<'static, StoreResult<()>>;
 }
 
 /// The custody log's entries (the Merkle leaves' data) and its signed tree heads.

@@ -13,7 +13,8 @@ Set-up:       config show, completions, man
 Exit codes:   0 success (for verify: intact, complete or cut off); 1 the command ran and
               found a problem (a recording that failed, a vault check with findings, a
               tampered bundle); 2 the command could not run, or verify could not check
-              everything (bad arguments, missing key, unreadable input).
+              everything or could not confirm the signer (bad arguments, missing key,
+              unreadable input, a bundle signed by another key than --trust).
 
 Environment:  CUSTODY_VAULT        the vault directory (default: ~/.local/share/custody/vault)
               CUSTODY_CONFIG_DIR   where `custody login` keeps lawyer.json (default: ~/.config/custody)
@@ -108,6 +109,8 @@ pub enum Command {
     /// Example: custody verify --trust 7Q2MX-0K4RT-9ZB1C-XW3HN bundle.tar --html report.html
     ///
     /// Example: custody verify --trust server.pub --identity case.agekey bundle.tar --json
+    ///
+    /// Example: custody verify bundle/ --tz America/Chicago --html report.html
     Verify(VerifyArgs),
 
     /// Export a bundle's recording as one playable MP4, with proof that it is the same media.
@@ -289,6 +292,11 @@ pub struct VerifyArgs {
     /// exit code; the result is a section of the report.
     #[arg(long, value_name = "FILE", requires = "identity")]
     pub original: Option<PathBuf>,
+
+    /// Also show the report's times in this zone's local time, beside UTC: an IANA name
+    /// such as America/Chicago. Only how times are shown; the recording holds no place.
+    #[arg(long, value_name = "ZONE")]
+    pub tz: Option<String>,
 }
 
 /// `custody export`.

@@ -41,6 +41,13 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
             ))
             .hint("run `custody verify --html FILE` on it for the full report"));
         }
+        Verdict::SignerNotConfirmed { .. } => {
+            return Err(CliError::cannot(format!(
+                "the bundle is not signed by the server key given to trust, so it is not exported: {}",
+                report.summary
+            ))
+            .hint("compare --trust with the fingerprint the legal team reads out to you"));
+        }
         Verdict::CouldNotCheck => {
             let reasons: Vec<String> = report
                 .checks

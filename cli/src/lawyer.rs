@@ -149,8 +149,14 @@ pub fn recordings(args: &RecordingsArgs) -> Result<(), CliError> {
         if r.device_revoked {
             device.push_str(" (revoked)");
         }
+        // An import's "started" is when it was sealed, not when it was filmed.
+        let imported = r
+            .imported
+            .as_ref()
+            .map(|f| format!("  imported from {} (its times are claims)", f.file_name))
+            .unwrap_or_default();
         out.push_str(&format!(
-            "{:<32}  {:<16}  {:<20}  {:>8.1}s  {:<8}  {:>8}  {}\n",
+            "{:<32}  {:<16}  {:<20}  {:>8.1}s  {:<8}  {:>8}  {}{imported}\n",
             r.recording_id,
             device,
             when(r.started_at_us),

@@ -5,6 +5,7 @@ use std::path::Path;
 use custody_format::ids::{Fingerprint, PublicKey};
 use custody_format::record::Container;
 use custody_format::report::{CheckState, Verdict};
+use custody_verifier::facts::Zone;
 use custody_verifier::html::HtmlExtras;
 use custody_verifier::{MediaFacts, Opener, Options, Report, Trust};
 
@@ -34,6 +35,44 @@ impl Opener for AgeOpener {
                 .map_err(|e| e.to_string()),
         )
     }
+
+    fn recipients(&self) -> Vec<String> {
+        self.0.iter().map(|i| i.to_public().to_string()).collect()
+    }
+}
+
+/// A time zone from the IANA database that jiff carries inside the binary (the same on
+/// every machine, whatever its own zoneinfo), for `--tz`.
+struct IanaZone {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl Zone for IanaZone {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn offset_at(&self, us: i64) -> (i32, String) {
+        match jiff::Timestamp::from_microsecond(us) {
+            Ok(ts) => {
+                let info = self.tz.to_offset_info(ts);
+                (info.offset().seconds(), info.abbreviation().to_string())
+            }
+            // Outside jiff's range (years beyond ±9999): shown in UTC only.
+            Err(_) => (0, String::new()),
+        }
+    }
+}
+
+/// The zone `--tz` names, or an error that says how to name one.
+fn zone(name: &str) -> Result<IanaZone, CliError> {
+    let tz = jiff::tz::TimeZone::get(name).map_err(|_| {
+        CliError::cannot(format!("--tz: `{name}` is not a time zone in the IANA database"))
+            .hint("give an IANA zone name such as America/Chicago, Europe/Madrid or UTC")
+    })?;
+    let name = tz.iana_name().unwrap_or(name).to_string();
+    Ok(IanaZone { name, tz })
 }
 
 /// The trust anchor as given to --trust: a key, a file holding one, or a fingerprint.
@@ -74,11 +113,52 @@ pub fn text_report(r: &Report) -> String {
         Verdict::IntactComplete => "INTACT AND COMPLETE",
         Verdict::IntactCutOff { .. } => "INTACT BUT CUT OFF",
         Verdict::Tampered => "TAMPERED",
+        Verdict::SignerNotConfirmed { .. } => "SIGNER NOT CONFIRMED",
         Verdict::CouldNotCheck => "COULD NOT CHECK",
     };
     out.push_str(&format!("Verdict: {headline}\n{}\n\n", r.summary));
     if let Some(id) = &r.recording_id {
         out.push_str(&format!("Recording: {id}\n"));
+    }
+    if let Some(f) = &r.recording {
+        let by =
+            f.device_label.as_deref().map_or("an unknown device".into(), |l| format!("\"{l}\""));
+        match &f.imported {
+            Some(file) => {
+                out.push_str(&format!(
+                    "Origin:    IMPORTED from a file by {by}, not captured live\n"
+                ));
+                out.push_str(&format!(
+                    "File:      {} (SHA-256 {}, {} bytes); its own times are claims\n",
+                    file.name, file.sha256, file.len
+                ));
+                out.push_str(&format!(
+                    "Sealed:    {} (device clock, at import)\n",
+                    f.started.full()
+                ));
+            }
+            None => {
+                out.push_str(&format!("Origin:    live, captured by {by}\n"));
+                out.push_str(&format!("Started:   {} (device clock)\n", f.started.full()));
+                // A cut-off recording's end is its last proven second, printed below.
+                if let Some(e) = f.ended.as_ref().filter(|_| f.last_proven.is_none()) {
+                    out.push_str(&format!("Ended:     {} (device clock)\n", e.full()));
+                }
+            }
+        }
+        out.push_str(&format!(
+            "Duration:  {} of media\n",
+            custody_verifier::facts::seconds(f.duration_us)
+        ));
+        if let Some(l) = &f.last_proven {
+            let received =
+                l.received.as_ref().map(|m| format!("; received {}", m.full())).unwrap_or_default();
+            out.push_str(&format!(
+                "Last proven second: {} (record {}, device clock{received})\n",
+                l.device.full(),
+                l.seq
+            ));
+        }
     }
     if let Some(p) = &r.photo {
         out.push_str(&format!("{}\n", custody_verifier::html::photo_line(p)));
@@ -104,7 +184,20 @@ pub fn text_report(r: &Report) -> String {
             skew as f64 / 1e6
         ));
     }
-    out.push_str(&format!("Segments:  {}\n\nChecks:\n", r.segments.len()));
+    let failed = if r.failed_positions.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = r.failed_positions.iter().map(u64::to_string).collect();
+        format!(" (FAILED: position {}; every other one verified)", list.join(", "))
+    };
+    out.push_str(&format!("Segments:  {}{failed}\n", r.segments.len()));
+    out.push_str(&format!(
+        "Report:    made {} by {}\nBundle:    {}\n",
+        r.about.made_at.full(),
+        r.about.verifier,
+        r.about.bundle_phrase()
+    ));
+    out.push_str("\nChecks:\n");
     for c in &r.checks {
         out.push_str(&format!("  [{}] {} — {}\n", state_word(c.state), c.code, c.message));
     }
@@ -130,6 +223,17 @@ pub fn verified(
     trust: Option<&str>,
     identity: Option<&Path>,
 ) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
+    verified_in(bundle, trust, identity, None)
+}
+
+/// [`verified`], with times also shown in `zone`'s local time. A `.tar` is named in the
+/// report by its own SHA-256, hashed while the bundle is verified.
+fn verified_in(
+    bundle: &Path,
+    trust: Option<&str>,
+    identity: Option<&Path>,
+    zone: Option<&dyn Zone>,
+) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
     let (trust, trust_fingerprint) = match trust.map(trust_anchor).transpose()? {
         Some(Anchor::Key(k)) => (Some(k), None),
         Some(Anchor::Fingerprint(f)) => (None, Some(f)),
@@ -140,16 +244,44 @@ pub fn verified(
         CliError::cannot(e.to_string()).hint("give a bundle directory or its .tar file")
     })?;
     let opener = identities.clone().map(AgeOpener);
-    let options =
-        Options { trust, trust_fingerprint, opener: opener.as_ref().map(|o| o as &dyn Opener) };
-    let report = custody_verifier::verify(source.as_ref(), &options)
-        .map_err(|e| CliError::cannot(e.to_string()))?;
+    let options = Options {
+        trust,
+        trust_fingerprint,
+        opener: opener.as_ref().map(|o| o as &dyn Opener),
+        zone,
+    };
+    let (report, archive) = std::thread::scope(|s| {
+        let archive =
+            bundle.is_file().then(|| s.spawn(|| custody_verifier::facts::file_sha256(bundle)));
+        let report = custody_verifier::verify(source.as_ref(), &options);
+        (report, archive.and_then(|h| h.join().ok()))
+    });
+    let mut report = report.map_err(|e| CliError::cannot(e.to_string()))?;
+    match archive {
+        Some(Ok(sha)) => {
+            let name = bundle
+                .file_name()
+                .map_or_else(|| bundle.display().to_string(), |n| n.to_string_lossy().into_owned());
+            report.about.set_archive(&name, &sha);
+        }
+        Some(Err(e)) => {
+            eprintln!("custody: {}: the archive's SHA-256 could not be read: {e}", bundle.display())
+        }
+        None => {}
+    }
     Ok((report, identities))
 }
 
 pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     let bundle = Path::new(&args.bundle);
-    let (report, identities) = verified(bundle, args.trust.as_deref(), args.identity.as_deref())?;
+    // Settled before anything is read: a zone that does not exist is an argument error.
+    let zone = args.tz.as_deref().map(zone).transpose()?;
+    let (report, identities) = verified_in(
+        bundle,
+        args.trust.as_deref(),
+        args.identity.as_deref(),
+        zone.as_ref().map(|z| z as &dyn Zone),
+    )?;
     let mut extras = HtmlExtras::default();
     let mut original_json = None;
     // A matching that cannot run (say, a segment that will not decrypt) does not hide the
@@ -184,7 +316,12 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
     }
     if let Some(path) = &args.html {
         if let Some(ids) = &identities {
+            // Only segments that verified are shown (a damaged one may not even decrypt).
+            let intact = |segs: Vec<custody_format::record::SegmentRecord>| -> Vec<_> {
+                segs.into_iter().filter(|s| !report.failed_positions.contains(&s.seq)).collect()
+            };
             match crate::media::segment_records(bundle)
+                .map(intact)
                 .and_then(|segs| crate::media::thumbnails(bundle, ids, &segs))
             {
                 Ok(t) => extras.thumbnails = t,
@@ -202,6 +339,10 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
             original_error.map_or(Ok(()), Err)
         }
         Verdict::Tampered => Err(CliError::failed("the bundle failed verification")),
+        Verdict::SignerNotConfirmed { .. } => Err(CliError::cannot(
+            "the bundle is not signed by the server key given to trust",
+        )
+        .hint("compare --trust with the fingerprint the legal team reads out to you; the report prints the one the bundle is signed by")),
         Verdict::CouldNotCheck => Err(CliError::cannot("the bundle could not be fully checked")),
     }
 }

@@ -35,9 +35,11 @@ fn verdicts_exit_codes_and_trust() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains("(trusted)"), "{text}");
+    // Another key than the one given to trust: the signer is not confirmed (exit 2), which
+    // is not tampering.
     let out =
         verify(&good, &["--trust", &testkit::public("someone-else").fingerprint().to_string()]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let out = verify(&good, &["--trust", "not-a-key"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("neither a server key nor a fingerprint"));
@@ -47,9 +49,9 @@ fn verdicts_exit_codes_and_trust() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("UNCONFIRMED"));
 
     let out = verify(&good, &["--trust", &testkit::public("someone-else").to_string(), "--json"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["verdict"], "tampered");
+    assert_eq!(report["verdict"], "signer-not-confirmed");
     assert_eq!(report["trust"]["trust"], "untrusted");
 
     let cut = tmp.path().join("cut");

@@ -378,7 +378,8 @@ pub struct RecordingSummary {
     pub device_revoked: bool,
     /// The header's device time, µs; `null` without a header.
     pub started_at_us: Option<i64>,
-    /// To the end record, else to the last segment, µs.
+    /// To the end record, else to the last segment, µs; for an import, the media's length
+    /// (its device times span only the sealing).
     pub duration_us: Option<i64>,
     /// Where it stands.
     pub state: RecordingStatus,
@@ -390,6 +391,21 @@ pub struct RecordingSummary {
     pub gaps: Vec<[u64; 2]>,
     /// Server time of the latest receipt, µs.
     pub last_receipt_at_us: Option<i64>,
+    /// For a recording imported from a file (header origin 2), the file as the header
+    /// names it; absent for a live one. Its times are claims, not capture times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<ImportedSummary>,
+}
+
+/// The file an imported recording was sealed from, as its signed header names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportedSummary {
+    /// The file's name when it was imported.
+    pub file_name: String,
+    /// SHA-256 of the whole file, hex.
+    pub sha256: String,
+    /// Its length in bytes.
+    pub len: u64,
 }
 
 /// `POST /v1/devices/revoke` (admin).

@@ -13,7 +13,7 @@ use axum::http::{header, request::Parts, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::receipt::Receipt;
-use custody_format::record::{kind, Record, SignedRecord};
+use custody_format::record::{kind, Origin, Record, SignedRecord};
 use custody_format::signed::Signed;
 use custody_protocol::body::{
     self, RecordingList, RecordingStatus, RecordingSummary, RevokeAnswer, RevokeRequest, WhoAmI,
@@ -358,10 +358,22 @@ impl Server {
                 }
                 expect = s + 1;
             }
-            let started = match record(0) {
-                Some(Record::Header(h)) => Some(h.started_at_us),
+            let header = match record(0) {
+                Some(Record::Header(h)) => Some(h),
                 _ => None,
             };
+            let started = header.as_ref().map(|h| h.started_at_us);
+            let imported = header.as_ref().filter(|h| h.origin == Origin::Imported).map(|h| {
+                body::ImportedSummary {
+                    file_name: h.input.clone(),
+                    sha256: h
+                        .imported_file
+                        .as_ref()
+                        .map(|f| hex::encode(f.sha256))
+                        .unwrap_or_default(),
+                    len: h.imported_file.as_ref().map_or(0, |f| f.len),
+                }
+            });
             let end =
                 positions.iter().find(|(_, st)| st.kind == kind::END).and_then(|(s, _)| record(*s));
             let last_seg = positions
@@ -398,13 +410,22 @@ impl Server {
                 device_label: device.as_ref().map(|d| d.label.clone()),
                 device_revoked: device.is_some_and(|d| d.revoked),
                 started_at_us: started,
-                duration_us: started.zip(finished).map(|(a, b)| (b - a).max(0)),
+                duration_us: match (&imported, &end, &last_seg) {
+                    // An import is sealed as fast as the file is read, so its device times
+                    // span the sealing (0.0 s): its length is the media's.
+                    (Some(_), Some(Record::End(e)), _) => {
+                        Some(i64::try_from(e.media_duration_us).unwrap_or(i64::MAX))
+                    }
+                    (Some(_), _, Some(Record::Segment(s))) => Some(s.media_end_us.max(0)),
+                    _ => started.zip(finished).map(|(a, b)| (b - a).max(0)),
+                },
                 state,
                 segments: positions.iter().filter(|(_, st)| st.kind == kind::SEGMENT).count()
                     as u64,
                 records: positions.len() as u64,
                 gaps,
                 last_receipt_at_us: last_receipt,
+                imported,
             });
         }
         Ok(out)

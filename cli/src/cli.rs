@@ -506,6 +506,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub trusted_proxy: Vec<custody_server::proxy::IpBlock>,
 
+    /// The largest upload accepted, MiB: a signed record and its sealed segment (2 s
+    /// segments are about 2 MB). A larger one is refused before its body is read.
+    #[arg(long, value_name = "MiB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_upload_mib: u64,
+
+    /// The bytes of all uploads in progress together, MiB: bounds the server's memory and
+    /// temporary disk for them. Past it, uploads are told to retry shortly (server.busy).
+    #[arg(long, value_name = "MiB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=1048576))]
+    pub uploads_in_flight_mib: u64,
+
     /// The header the trusted proxies name the client in.
     #[arg(long, value_name = "HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"], requires = "trusted_proxy")]
     pub proxy_header: String,

@@ -176,9 +176,11 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
         [url, id] => (Some(url.as_str()), id.as_str()),
         _ => return Err(CliError::cannot("give [URL] RECORDING")),
     };
-    if custody_format::ids::RecordingId::parse(id).is_err() {
-        return Err(CliError::cannot(format!("{id:?} is not a recording id (32 hex digits)"))
-            .hint("`custody recordings --server` lists them"));
+    if let Err(e) = custody_format::ids::RecordingId::parse(id) {
+        return Err(CliError::cannot(format!(
+            "{id:?} is not a recording id (32 lower-case hex digits): {e}"
+        ))
+        .hint("`custody recordings --server` lists them"));
     }
     // Checked before the server is asked anything: every retrieval is logged as evidence
     // accessed, so a typo in -o must not cost one.

@@ -231,6 +231,27 @@ fn run(
         }
         l.finish(Duration::from_secs_f64(seal.upload_wait))
     });
+    if let (Err(e), true) = (&outcome, seal.json) {
+        // Every recording that started ends with an `ended` event, whatever ended it (a full
+        // disk, a failing input): a script reading the events learns how it ended.
+        let id = match e {
+            recorder::RecordError::Save { id, .. } => Some(*id),
+            _ => current,
+        };
+        if let Some(id) = id {
+            print(&format!(
+                "{}\n",
+                serde_json::json!({
+                    "event": "ended",
+                    "recording": id.to_string(),
+                    "segments": count,
+                    "ended": "error",
+                    "message": e.to_string(),
+                    "sealed_bytes": sealed_bytes,
+                })
+            ));
+        }
+    }
     let outcome = outcome.map_err(|e| match e {
         recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(
             "nothing was recorded: {m}"

@@ -15,6 +15,8 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let mut config = Config::new(&args.data);
     config.insecure_http = args.insecure_http;
     config.recipients = args.recipient.clone();
+    config.limits.max_body_bytes = usize::try_from(args.max_upload_mib << 20).unwrap_or(usize::MAX);
+    config.limits.max_inflight_bytes = args.uploads_in_flight_mib << 20;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
     }
@@ -38,6 +40,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     }
     if let Some(why) = &opened.index_rebuilt {
         eprintln!("custody: {why}; the index was rebuilt from the log and the stored records");
+    }
+    if let Some(why) = &opened.disk_full {
+        eprintln!("custody: warning: {why}");
     }
     let key = server.public_key();
     let rt = tokio::runtime::Builder::new_multi_thread()

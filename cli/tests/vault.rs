@@ -269,6 +269,13 @@ fn a_full_disk_ends_the_recording_with_an_error_and_keeps_what_was_saved() {
     let id = recording_id(&ev).unwrap();
     let saved = ev.iter().filter(|e| e["event"] == "saved").count();
     assert!(saved >= 1, "some segments fit before the disk filled");
+    // Regression (issue 16 §5): the full disk ended the recording without an `ended` event.
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("an ended event");
+    assert_eq!(
+        (ended["ended"].as_str(), ended["segments"].as_u64()),
+        (Some("error"), Some(saved as u64))
+    );
+    assert!(ended["message"].as_str().unwrap_or("").contains("No space left"), "{ended}");
 
     let vault = env.open_vault();
     let records = vault.records(&id).unwrap();

@@ -24,8 +24,12 @@ use crate::source::Source;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// There is no `BUNDLE` marker with the expected content.
-    #[error("this is not a custody bundle (no `BUNDLE` file reading \"custody-bundle 1\")")]
+    /// The source holds none of `BUNDLE`, `MANIFEST.sha256` and `recording/records.bin`:
+    /// nothing of a bundle. (A bundle whose marker is missing or wrong is checked and
+    /// reported like any other, `docs/format.md` 11.1.)
+    #[error(
+        "this is not a custody bundle (it holds no `BUNDLE`, `MANIFEST.sha256` or `recording/records.bin`)"
+    )]
     NotABundle,
 }
 

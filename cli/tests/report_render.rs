@@ -1,6 +1,8 @@
 //! The HTML court report rendered by a real browser (headless Chromium): the verdict is
 //! in the DOM and visible on the page, the timeline has one mark per segment, and the
-//! screenshot is a real, non-blank picture.
+//! screenshot is a real, non-blank picture; for a live recording, an import, a cut-off one
+//! and a tampered one (whose failed segment is marked and whose intact ones keep their
+//! thumbnails). `CUSTODY_KEEP_SCREENSHOTS=DIR` keeps them (docs/screens/report-*.png).
 //!
 //! Needs the Debian package `chromium` (`apt-get install -y chromium`). Without it this
 //! test fails and says so: a report nobody has seen rendered is not a tested report.
@@ -89,18 +91,34 @@ fn near(p: &[u8], rgb: (u8, u8, u8)) -> bool {
     p[0].abs_diff(rgb.0) < 12 && p[1].abs_diff(rgb.1) < 12 && p[2].abs_diff(rgb.2) < 12
 }
 
-/// Renders the report and checks it; returns the screenshot's path.
-fn render_and_check(
-    real: &Real,
-    bundle: &Path,
-    name: &str,
-    verdict: &str,
+const GREEN: (u8, u8, u8) = (0x1e, 0x6b, 0x3a);
+const AMBER: (u8, u8, u8) = (0x8a, 0x5a, 0x00);
+const RED: (u8, u8, u8) = (0xa1, 0x1d, 0x1d);
+
+/// What a rendered report must show.
+struct Expect<'a> {
+    verdict: &'a str,
     border: (u8, u8, u8),
-) -> PathBuf {
+    exit: i32,
+    /// Segments that failed a check: marked, and without a thumbnail.
+    failed: &'a [u64],
+    /// Text the page must hold.
+    shows: &'a [&'a str],
+}
+
+/// Renders the report and checks it; returns the screenshot's path.
+fn render_and_check(real: &Real, bundle: &Path, name: &str, expect: &Expect<'_>) -> PathBuf {
+    let Expect { verdict, border, exit, failed, shows } = *expect;
     let html = real.dir().join(format!("{name}.html"));
-    let out =
-        real.run_with_keys(&["verify", bundle.to_str().unwrap(), "--html", html.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = real.run_with_keys(&[
+        "verify",
+        bundle.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--tz",
+        "America/Chicago",
+    ]);
+    assert_eq!(out.status.code(), Some(exit), "{}", String::from_utf8_lossy(&out.stderr));
     let profile = real.dir().join("chromium-profile");
 
     let dom = String::from_utf8(run_chromium(&html, &profile, &["--dump-dom"])).unwrap();
@@ -108,11 +126,21 @@ fn render_and_check(
     let text = dom.find(verdict).expect("verdict text missing from the DOM");
     assert!(section < text && text < dom.find("<svg").unwrap(), "the verdict must come first");
     assert_eq!(
-        dom.matches("class=\"segment\"").count(),
+        dom.matches("<rect class=\"segment").count(),
         real.segments.len(),
         "one mark per segment"
     );
-    assert_eq!(dom.matches("<img class=\"thumb\"").count(), real.segments.len());
+    assert_eq!(dom.matches("<rect class=\"segment failed\"").count(), failed.len());
+    for seq in failed {
+        assert!(
+            dom.contains(&format!("<tr class=\"failed\" data-seq=\"{seq}\">")),
+            "{seq} not marked"
+        );
+    }
+    assert_eq!(dom.matches("<img class=\"thumb\"").count(), real.segments.len() - failed.len());
+    for text in shows {
+        assert!(dom.contains(text), "the page does not show {text:?}");
+    }
 
     let shot = real.dir().join(format!("{name}.png"));
     run_chromium(&html, &profile, &[&format!("--screenshot={}", shot.display())]);
@@ -141,22 +169,85 @@ fn render_and_check(
 fn the_report_renders_in_chromium() {
     chromium();
     let tmp = tempfile::tempdir().unwrap();
-    let clip = tmp.path().join("clip.mp4");
+
+    let live = Real::record(6);
+    let whole = live.write(&live.bundle, "bundle");
+    let complete = render_and_check(
+        &live,
+        &whole,
+        "complete",
+        &Expect {
+            verdict: "Intact and complete",
+            border: GREEN,
+            exit: 0,
+            failed: &[],
+            shows: &["Live, captured by", "America/Chicago", "Report made"],
+        },
+    );
+    let cut = live.write(&live.cut_off(), "cut");
+    let cut_off = render_and_check(
+        &live,
+        &cut,
+        "cut",
+        &Expect {
+            verdict: "Intact but cut off",
+            border: AMBER,
+            exit: 0,
+            failed: &[],
+            shows: &["Last proven second"],
+        },
+    );
+    // Damaged in transit: one byte of segment 2, the manifest left as it was.
+    let mut damaged = live.bundle.clone();
+    damaged.files.get_mut(&custody_format::bundle::segment_path(2)).unwrap()[200] ^= 1;
+    let bad = live.write(&damaged, "tampered");
+    let tampered = render_and_check(
+        &live,
+        &bad,
+        "tampered",
+        &Expect {
+            verdict: "Tampered: segment 2",
+            border: RED,
+            exit: 1,
+            failed: &[2],
+            shows: &["sha256sum -c MANIFEST.sha256"],
+        },
+    );
+
+    let clip = tmp.path().join("phone-video.mp4");
     make_clip(&clip, 8, 1);
-    let real = Real::import(&clip);
-    let whole = real.write(&real.bundle, "bundle");
-    let shot =
-        render_and_check(&real, &whole, "complete", "Intact and complete", (0x1e, 0x6b, 0x3a));
-    let cut = real.write(&real.cut_off(), "cut");
-    let shot_cut = render_and_check(&real, &cut, "cut", "Intact but cut off", (0x8a, 0x5a, 0x00));
+    let import = Real::import(&clip);
+    let imported_bundle = import.write(&import.bundle, "imported");
+    let imported = render_and_check(
+        &import,
+        &imported_bundle,
+        "imported",
+        &Expect {
+            verdict: "Intact and complete",
+            border: GREEN,
+            exit: 0,
+            failed: &[],
+            shows: &[
+                "<strong>Imported</strong> from a file",
+                "phone-video.mp4",
+                "Sealed at import",
+            ],
+        },
+    );
     // Kept for a person to look at when asked to.
     if let Ok(dir) = std::env::var("CUSTODY_KEEP_SCREENSHOTS") {
-        std::fs::copy(&shot, Path::new(&dir).join("report-complete.png")).unwrap();
-        std::fs::copy(&shot_cut, Path::new(&dir).join("report-cut-off.png")).unwrap();
-        std::fs::copy(
-            real.dir().join("complete.html"),
-            Path::new(&dir).join("report-complete.html"),
-        )
-        .unwrap();
+        for (real, shot, name, html) in [
+            (&live, &complete, "report-complete", "complete"),
+            (&live, &cut_off, "report-cut-off", "cut"),
+            (&live, &tampered, "report-tampered", "tampered"),
+            (&import, &imported, "report-imported", "imported"),
+        ] {
+            std::fs::copy(shot, Path::new(&dir).join(format!("{name}.png"))).unwrap();
+            std::fs::copy(
+                real.dir().join(format!("{html}.html")),
+                Path::new(&dir).join(format!("{name}.html")),
+            )
+            .unwrap();
+        }
     }
 }

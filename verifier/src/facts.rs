@@ -35,50 +35,97 @@ pub struct Moment {
     pub us: i64,
     /// `2024-05-01 12:00:00 UTC`.
     pub utc: String,
-    /// `2024-05-01 07:00:00 -05:00 CDT (America/Chicago)`, with a zone only.
+    /// `2024-05-01 07:00:00 -05:00 CDT, America/Chicago`, with a zone only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub local: Option<String>,
+    /// The pieces the short forms of sentences are made of.
+    #[serde(skip)]
+    parts: Parts,
+}
+
+/// A moment's date and time of day in UTC and in the local zone.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+struct Parts {
+    date: String,
+    time: String,
+    /// Local date, time of day, and `CDT, America/Chicago` (or `-03:00, America/Sao_Paulo`
+    /// where the zone has no abbreviation).
+    local: Option<(String, String, String)>,
 }
 
 impl Moment {
     /// `us` in UTC and, given a zone, in its local time.
     pub fn new(us: i64, zone: Option<&dyn Zone>) -> Moment {
-        Moment { us, utc: format!("{} UTC", civil_text(us)), local: zone.map(|z| local(us, z)) }
+        let (date, time) = civil_text(us);
+        let local = zone.map(|z| {
+            let (offset, abbreviation) = z.offset_at(us);
+            let sign = if offset < 0 { '-' } else { '+' };
+            let abs = offset.unsigned_abs();
+            let numeric = format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60);
+            let (d, t) = civil_text(us.saturating_add(i64::from(offset) * 1_000_000));
+            // A numeric "abbreviation" (`-03`) only repeats the offset.
+            let named = match abbreviation.trim() {
+                a if a.is_empty() || a.starts_with(['+', '-']) => None,
+                a => Some(a.to_string()),
+            };
+            let full = match &named {
+                Some(a) => format!("{d} {t} {numeric} {a}, {}", z.name()),
+                None => format!("{d} {t} {numeric}, {}", z.name()),
+            };
+            (full, (d, t, format!("{}, {}", named.unwrap_or(numeric), z.name())))
+        });
+        Moment {
+            us,
+            utc: format!("{date} {time} UTC"),
+            local: local.as_ref().map(|(full, _)| full.clone()),
+            parts: Parts { date, time, local: local.map(|(_, p)| p) },
+        }
     }
 
-    /// Both forms in one phrase: `2024-05-01 12:00:00 UTC (07:00:00 … local)`.
+    /// Both forms in one phrase, the local one short:
+    /// `2024-05-01 12:00:00 UTC (07:00:00 CDT, America/Chicago)`.
     pub fn text(&self) -> String {
-        match &self.local {
-            Some(l) => format!("{} ({l})", self.utc),
+        match &self.parts.local {
+            Some((d, t, zone)) if *d == self.parts.date => format!("{} ({t} {zone})", self.utc),
+            Some((d, t, zone)) => format!("{} ({d} {t} {zone})", self.utc),
             None => self.utc.clone(),
+        }
+    }
+
+    /// Both forms in full: `2024-05-01 12:00:00 UTC = 2024-05-01 07:00:00 -05:00 CDT,
+    /// America/Chicago`.
+    pub fn full(&self) -> String {
+        match &self.local {
+            Some(l) => format!("{} = {l}", self.utc),
+            None => self.utc.clone(),
+        }
+    }
+
+    /// From this moment to `end`, without repeating the date:
+    /// `2024-05-01 12:00:00 to 12:00:14 UTC (07:00:00 to 07:00:14 CDT, America/Chicago)`.
+    pub fn until(&self, end: &Moment) -> String {
+        let (a, b) = (&self.parts, &end.parts);
+        let utc_end =
+            if b.date == a.date { b.time.clone() } else { format!("{} {}", b.date, b.time) };
+        let utc = format!("{} {} to {utc_end} UTC", a.date, a.time);
+        match (&a.local, &b.local) {
+            (Some((ad, at, az)), Some((bd, bt, bz))) => {
+                let start = if *ad == a.date { at.clone() } else { format!("{ad} {at}") };
+                let start = if az == bz { start } else { format!("{start} {az}") };
+                let end = if bd == ad { bt.clone() } else { format!("{bd} {bt}") };
+                format!("{utc} ({start} to {end} {bz})")
+            }
+            _ => utc,
         }
     }
 }
 
-fn civil_text(us: i64) -> String {
+/// `2024-05-01` and `12:00:00`.
+fn civil_text(us: i64) -> (String, String) {
     let c = custody_format::time::civil(us);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
-    )
-}
-
-fn local(us: i64, zone: &dyn Zone) -> String {
-    let (offset, abbreviation) = zone.offset_at(us);
-    let sign = if offset < 0 { '-' } else { '+' };
-    let abs = offset.unsigned_abs();
-    let shifted = us.saturating_add(i64::from(offset) * 1_000_000);
-    // A numeric "abbreviation" (`-03`) only repeats the offset.
-    let abbreviation = match abbreviation.trim() {
-        a if a.is_empty() || a.starts_with(['+', '-']) => String::new(),
-        a => format!(" {a}"),
-    };
-    format!(
-        "{} {sign}{:02}:{:02}{abbreviation} ({})",
-        civil_text(shifted),
-        abs / 3600,
-        abs % 3600 / 60,
-        zone.name()
+    (
+        format!("{:04}-{:02}-{:02}", c.year, c.month, c.day),
+        format!("{:02}:{:02}:{:02}", c.hour, c.minute, c.second),
     )
 }
 
@@ -185,9 +232,11 @@ impl RecordingFacts {
         }
     }
 
-    /// The recording in a phrase: "the live recording by “observer-7” from … to … by the
+    /// The recording in a phrase: "the live recording by “observer-7”, … to … UTC by the
     /// device clock (20.0 s)", or for an import, the file it was sealed from and when.
-    pub fn phrase(&self) -> String {
+    /// Without `with_end`, a live recording is named by its start alone (a cut-off one's
+    /// end is its last proven second, said on its own).
+    pub fn phrase(&self, with_end: bool) -> String {
         let by = match &self.device_label {
             Some(l) => format!("by “{l}”"),
             None => "by a device with no readable certificate".into(),
@@ -201,14 +250,13 @@ impl RecordingFacts {
                 f.len,
                 self.started.text()
             ),
-            None => match &self.ended {
+            None => match self.ended.as_ref().filter(|_| with_end) {
                 Some(end) => format!(
-                    "the live recording {by} from {} to {} by the device clock ({length})",
-                    self.started.text(),
-                    end.text()
+                    "the live recording {by}, {} by the device clock ({length})",
+                    self.started.until(end)
                 ),
                 None => format!(
-                    "the live recording {by} started {} by the device clock",
+                    "the live recording {by}, started {} by the device clock ({length})",
                     self.started.text()
                 ),
             },
@@ -382,7 +430,7 @@ pub(crate) fn summary(
     facts: Option<&RecordingFacts>,
     checks: &[Check],
 ) -> String {
-    let what = facts.map(RecordingFacts::phrase);
+    let what = facts.map(|f| f.phrase(true));
     let signer = match trust {
         Trust::Trusted { fingerprint } => {
             format!("It is signed by the trusted server key {fingerprint}.")
@@ -403,7 +451,7 @@ pub(crate) fn summary(
         Verdict::IntactComplete => {
             out.push(match &what {
                 Some(w) => format!(
-                    "Intact and complete: {w} is proven present and unaltered: every record is signed, every segment matches its record, and it ends with its end record."
+                    "Intact and complete: {w}, is proven present and unaltered: every record is signed, every segment matches its record, and it ends with its end record."
                 ),
                 None => verdict.sentence(),
             });
@@ -412,7 +460,7 @@ pub(crate) fn summary(
         }
         Verdict::IntactCutOff { last_seq, .. } => {
             let last = facts.and_then(|f| f.last_proven.as_ref());
-            let first = match (&what, last) {
+            let first = match (facts.map(|f| f.phrase(false)), last) {
                 (Some(w), Some(l)) => {
                     let received = l
                         .received
@@ -420,7 +468,7 @@ pub(crate) fn summary(
                         .map(|r| format!(", received by the server {}", r.text()))
                         .unwrap_or_default();
                     format!(
-                        "Intact but cut off after record {last_seq}: {w} is proven unaltered up to there, and its last proven second is {} by the device clock{received}.",
+                        "Intact but cut off after record {last_seq}: {w}, is proven unaltered up to there; its last proven second is {} by the device clock{received}.",
                         l.device.text()
                     )
                 }
@@ -528,7 +576,27 @@ mod tests {
     fn moments_in_utc_and_local_time() {
         let m = Moment::new(1_714_564_800_000_000, Some(&Chicago));
         assert_eq!(m.utc, "2024-05-01 12:00:00 UTC");
-        assert_eq!(m.local.as_deref(), Some("2024-05-01 07:00:00 -05:00 CDT (America/Chicago)"));
+        assert_eq!(m.local.as_deref(), Some("2024-05-01 07:00:00 -05:00 CDT, America/Chicago"));
+        assert_eq!(m.text(), "2024-05-01 12:00:00 UTC (07:00:00 CDT, America/Chicago)");
+        assert_eq!(
+            m.full(),
+            "2024-05-01 12:00:00 UTC = 2024-05-01 07:00:00 -05:00 CDT, America/Chicago"
+        );
+        // Late in the evening in Chicago is the next day in UTC: the local date is given.
+        let late = Moment::new(1_714_564_800_000_000 + 12 * 3_600_000_000, Some(&Chicago));
+        assert_eq!(
+            late.text(),
+            "2024-05-02 00:00:00 UTC (2024-05-01 19:00:00 CDT, America/Chicago)"
+        );
+        assert_eq!(
+            m.until(&late),
+            "2024-05-01 12:00:00 to 2024-05-02 00:00:00 UTC (07:00:00 to 19:00:00 CDT, America/Chicago)"
+        );
+        let utc = Moment::new(0, None);
+        assert_eq!(
+            utc.until(&Moment::new(61_000_000, None)),
+            "1970-01-01 00:00:00 to 00:01:01 UTC"
+        );
         assert_eq!(Moment::new(0, None).text(), "1970-01-01 00:00:00 UTC");
     }
 

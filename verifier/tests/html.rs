@@ -154,8 +154,8 @@ fn the_verdict_says_what_and_when() {
     // the media's length.
     assert!(
         report.summary.starts_with(
-            "Intact and complete: the live recording by “observer-7” from 2024-05-01 12:00:00 UTC \
-             to 2024-05-01 12:00:14 UTC by the device clock (14.0 s) is proven present and unaltered"
+            "Intact and complete: the live recording by “observer-7”, 2024-05-01 12:00:00 to \
+             12:00:14 UTC by the device clock (14.0 s), is proven present and unaltered"
         ),
         "{}",
         report.summary
@@ -195,7 +195,8 @@ fn a_time_zone_adds_local_times_and_nothing_else() {
     let report = report_with(&b, "server", Some(&Chicago), None);
     assert!(
         report.summary.contains(
-            "from 2024-05-01 12:00:00 UTC (2024-05-01 07:00:00 -05:00 CDT (America/Chicago)) to"
+            "2024-05-01 12:00:00 to 12:00:06 UTC (07:00:00 to 07:00:06 CDT, America/Chicago) by \
+             the device clock"
         ),
         "{}",
         report.summary
@@ -204,7 +205,7 @@ fn a_time_zone_adds_local_times_and_nothing_else() {
     assert_eq!(report.verdict, utc_only.verdict);
     assert_eq!(report.checks, utc_only.checks);
     let html = render(&report, &HtmlExtras::default());
-    assert!(html.contains("2024-05-01 07:00:00 -05:00 CDT (America/Chicago)"));
+    assert!(html.contains("2024-05-01 07:00:00 -05:00 CDT, America/Chicago"));
     assert!(html.contains("<tr><th>Local time</th><td>shown in America/Chicago"));
 }
 
@@ -219,10 +220,10 @@ fn a_cut_off_names_its_last_proven_second_and_what_proves_it() {
     // Segment 4's last packet, by the device clock, and its receipt by the server's.
     assert!(
         report.summary.contains(
-            "Intact but cut off after record 4: the live recording by “observer-7” from 2024-05-01 \
-             12:00:00 UTC to 2024-05-01 12:00:08 UTC by the device clock (8.0 s) is proven \
-             unaltered up to there, and its last proven second is 2024-05-01 12:00:08 UTC by the \
-             device clock, received by the server 2024-05-01 12:00:08 UTC."
+            "Intact but cut off after record 4: the live recording by “observer-7”, started \
+             2024-05-01 12:00:00 UTC by the device clock (8.0 s), is proven unaltered up to \
+             there; its last proven second is 2024-05-01 12:00:08 UTC by the device clock, \
+             received by the server 2024-05-01 12:00:08 UTC."
         ),
         "{}",
         report.summary
@@ -231,7 +232,7 @@ fn a_cut_off_names_its_last_proven_second_and_what_proves_it() {
     assert!(!report.summary.contains("not a sign of tampering"));
     let html = render(&report, &HtmlExtras::default());
     assert!(html.contains(
-        "<tr><th>Last proven second</th><td>2024-05-01 12:00:08 UTC (record 4, device clock)"
+        "<tr><th>Last proven second</th><td>2024-05-01 12:00:08 UTC<br><span class=\"note\">record 4, by the device clock</span>"
     ));
 }
 
@@ -278,6 +279,7 @@ fn a_tampered_verdict_says_what_and_where_first_and_marks_it() {
             && html.contains("alt=\"first frame of segment 3\"")
     );
     assert!(html.contains("Failed a check: position 2. Every other segment below verified."));
+    assert!(html.contains("<code>sha256sum -c MANIFEST.sha256</code>"));
 }
 
 #[test]

@@ -24,6 +24,18 @@ impl Real {
     pub fn import(clip: &Path) -> Real {
         let env = Env::new();
         let out = env.run(&["import", "--json", "-r", &env.recipient, clip.to_str().unwrap()]);
+        Real::from_output(env, clip, out)
+    }
+
+    /// Records `seconds` of a synthetic camera live (`custody record`) and builds its
+    /// bundle, receipted by the test key "server".
+    pub fn record(seconds: u32) -> Real {
+        let env = Env::new();
+        let out = env.record_synthetic(seconds, &[]);
+        Real::from_output(env, Path::new("lavfi"), out)
+    }
+
+    fn from_output(env: Env, clip: &Path, out: std::process::Output) -> Real {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let id = recording_id(&events(&out.stdout)).unwrap();
         let vault = env.open_vault();

@@ -52,6 +52,19 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Escaped text in which `backquoted` parts (commands to run) are set as code.
+fn prose(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 32);
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{}</code>", escape(part));
+        } else {
+            out.push_str(&escape(part));
+        }
+    }
+    out
+}
+
 /// A UTC date and time, `2026-11-27 06:10:03.250 UTC`.
 pub fn utc(us: i64) -> String {
     let c = custody_format::time::civil(us);
@@ -167,7 +180,7 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
         o,
         "<section id=\"verdict\" class=\"verdict {class}\"><p class=\"verdict-head\">Verdict: <strong>{}</strong></p><p class=\"verdict-text\">{}</p><p class=\"counts\">{} checks passed · {} warnings · {} failed · {} not checked</p></section>",
         escape(headline),
-        escape(&report.summary),
+        prose(&report.summary),
         report.count(CheckState::Ok),
         report.count(CheckState::Warning),
         report.count(CheckState::Failure),
@@ -269,9 +282,9 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
     o.push_str("</section>");
 
     let about = &report.about;
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<footer><p id=\"about\">This report was made {} by {}, over {}.</p><p>Produced by <code>custody verify</code> from the evidence bundle alone, offline, with public keys only. Anyone can repeat this check with the same bundle and the legal team's server key; the codes are documented in <code>docs/verification-codes.md</code>.</p></footer></body></html>\n",
+        "<footer><p id=\"about\">This report was made {} by {}, over {}.</p><p>Produced by <code>custody verify</code> from the evidence bundle alone, offline, with public keys only. Anyone can repeat this check with the same bundle and the legal team's server key; the codes are documented in <code>docs/verification-codes.md</code>.</p></footer></body></html>",
         escape(&about.made_at.text()),
         escape(&about.verifier),
         escape(&about.bundle_phrase())
@@ -325,7 +338,8 @@ fn what_and_when(o: &mut String, report: &Report) {
                         moment(&r.started)
                     ),
                 );
-                if let Some(e) = &r.ended {
+                // A cut-off recording's end is its last proven second, shown below.
+                if let Some(e) = r.ended.as_ref().filter(|_| r.last_proven.is_none()) {
                     row(
                         o,
                         "Ended",
@@ -356,7 +370,11 @@ fn what_and_when(o: &mut String, report: &Report) {
             row(
                 o,
                 "Last proven second",
-                &format!("{} (record {}, device clock){received}", moment(&l.device), l.seq),
+                &format!(
+                    "{}<br><span class=\"note\">record {}, by the device clock</span>{received}",
+                    moment(&l.device),
+                    l.seq
+                ),
             );
         }
     }
@@ -364,7 +382,7 @@ fn what_and_when(o: &mut String, report: &Report) {
     if let Some(z) = &about.time_zone {
         row(o, "Local time", &format!("shown in {} as well as UTC (the zone was given to the verifier; the recording holds none)", escape(z)));
     }
-    row(o, "Report made", &format!("{} by {}", moment(&about.made_at), escape(&about.verifier)));
+    row(o, "Report made", &format!("by {}<br>{}", escape(&about.verifier), moment(&about.made_at)));
     row(o, "Bundle", &escape(&about.bundle_phrase()));
     o.push_str("</table></section>");
 }

@@ -114,19 +114,10 @@ impl Reserve {
             return Ok(());
         }
         let tmp = self.path.with_file_name(format!(".{NAME}.tmp"));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            let zeros = vec![0u8; 64 << 10];
-            let mut left = RESERVE_BYTES;
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                f.write_all(&zeros[..n])?;
-                left -= n as u64;
-            }
-            f.sync_all()?;
+        let result = write_zeros(&tmp, RESERVE_BYTES).and_then(|()| {
             std::fs::rename(&tmp, &self.path)?;
             sync_dir(parent_dir(&self.path))
-        })();
+        });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -183,13 +174,22 @@ impl Reserve {
 /// Whether a small file can be written in `dir` (a full disk refuses it).
 fn probe(dir: &Path) -> std::io::Result<()> {
     let path = dir.join(".space-probe");
-    let result = (|| {
-        let mut f = std::fs::File::create(&path)?;
-        f.write_all(&[0u8; 64 << 10])?;
-        f.sync_all()
-    })();
+    let result = write_zeros(&path, 64 << 10);
     let _ = std::fs::remove_file(&path);
     result
+}
+
+/// Writes a new file of `len` zero bytes at `path` and fsyncs it.
+fn write_zeros(path: &Path, len: u64) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    let zeros = vec![0u8; 64 << 10];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()
 }
 
 impl Server {

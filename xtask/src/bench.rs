@@ -259,6 +259,11 @@ const SECTIONS: &[Section] = &[
         measure: verify_section,
     },
     Section {
+        name: "hostile",
+        title: "Hostile enrolled devices: the server's memory and an honest device's receipts (`custody-server`)",
+        measure: hostile_section,
+    },
+    Section {
         name: "scale",
         title: "Per-segment server cost as the recording and the log grow (`custody-server`)",
         measure: scale_section,
@@ -370,6 +375,57 @@ fn server_section(_runs: usize) -> Result<String, String> {
          receipts each. The disk's own figure is 2 MB files written and fsynced one after another in the same run.\n\n\
          {rows}\n\
          Largest count measured with nothing refused and p99 receipt latency under 1 s: **{held} devices** (target: at least 200).\n"
+    ))
+}
+
+/// Hostile enrolled devices (issue 16 §4): the server's memory and an honest device's
+/// receipt latency while 50 devices flood it with oversized uploads.
+fn hostile_section(_runs: usize) -> Result<String, String> {
+    let v =
+        bench_test("custody-server", "limits", "hostile_devices_benchmark", "HOSTILE_BENCH_JSON")?;
+    let answers = v["answers"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, n)| {
+                    let what = match k.as_str() {
+                        "0" => "connection closed before an answer was read",
+                        "413" => "body.too_large",
+                        "422" => "segment.length",
+                        "429" => "device.busy",
+                        "503" => "server.busy",
+                        other => other,
+                    };
+                    format!("{n} × {k} ({what})")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    Ok(format!(
+        "Command: `cargo xtask bench hostile` (runs `cargo test --release -p custody-server --test limits -- \
+         --ignored hostile_devices_benchmark`). `custody-server` runs in its own process with the default limits \
+         (64 MiB body maximum, 512 MiB of uploads in flight), plain HTTP on loopback. {} enrolled devices each keep \
+         {} oversized uploads going at once for {} s — half declaring 1 GiB, half declaring 32 MiB behind a signed \
+         record whose segment is 1 MiB — sending body bytes as fast as the server takes them; meanwhile an honest \
+         device uploads a 2 MB segment every 500 ms. Memory is the server process's resident set, read from \
+         `/proc/<pid>/status`. Measured on a shared 2-core machine with other work running.\n\n\
+         | server RSS idle | peak (sampled) | peak (VmHWM) | honest receipts | p50 | p99 | max | hostile requests |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {:.0} MiB | {:.0} MiB | {:.0} MiB | {} | {:.0} ms | {:.0} ms | {:.0} ms | {} |\n\n\
+         Answers to the hostile requests: {answers}.\n\n\
+         Targets: RSS under 256 MiB, the honest device's receipt p99 under 1 s.\n",
+        v["devices"],
+        v["per_device"],
+        v["seconds"],
+        num(&v, "rss_idle_mib"),
+        num(&v, "rss_peak_mib"),
+        num(&v, "hwm_mib"),
+        v["honest_receipts"],
+        num(&v, "p50_ms"),
+        num(&v, "p99_ms"),
+        num(&v, "max_ms"),
+        v["hostile_requests"],
     ))
 }
 

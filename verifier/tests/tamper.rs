@@ -422,11 +422,7 @@ fn the_server_key_file_replaced() {
     b.remanifest();
     assert_fails(
         &b,
-        &[
-            "cert.signature.invalid",
-            "log.tree_head.invalid",
-            "receipt.signature.invalid",
-        ],
+        &["cert.signature.invalid", "log.tree_head.invalid", "receipt.signature.invalid"],
     );
 }
 

@@ -97,6 +97,9 @@ pub enum Code {
     ServerBusy,
     /// The server's disk is full: nothing was stored, receipted or retrieved; retry later.
     StorageFull,
+    /// The server's custody log is damaged in the middle: it serves what it can prove and
+    /// refuses whatever would append to the log until it is restored from a backup.
+    LogDamaged,
 }
 
 /// Whether sending a refused request again can succeed: what a client does next.
@@ -157,6 +160,7 @@ impl Code {
         Code::BodyLength,
         Code::ServerBusy,
         Code::StorageFull,
+        Code::LogDamaged,
     ];
 
     /// The stable code string.
@@ -255,6 +259,7 @@ impl Code {
             Code::BodyLength => ("body.length", 411, "an upload without `Content-Length`", Never, "no"),
             Code::ServerBusy => ("server.busy", 503, "the server holds as many upload bytes as it may at once (default 512 MiB)", Later, "yes, after `Retry-After`"),
             Code::StorageFull => ("storage.full", 507, "the server's disk is full; nothing was stored, receipted or retrieved", Later, "yes, with backoff"),
+            Code::LogDamaged => ("log.damaged", 503, "the custody log is damaged: read-only (log head, proofs, receipts) until restored from a backup; nothing was stored", Later, "yes, once the legal team restores the log"),
         }
     }
 }

@@ -47,6 +47,7 @@ const ROWS = [
   ['body.length', 411, 'never'],
   ['server.busy', 503, 'later'],
   ['storage.full', 507, 'later'],
+  ['log.damaged', 503, 'later'],
 ];
 
 /** Refusals about the record sent itself: this server can never accept that record. */

@@ -36,6 +36,37 @@ pub enum LogError {
         /// The parse error.
         reason: String,
     },
+    /// The stored log is damaged in the middle, so nothing is appended to it: an entry
+    /// appended after the damage would take an index the damaged entry (or one after it)
+    /// already had, forking a log the server signed.
+    #[error("{0}")]
+    ReadOnly(LogDamage),
+}
+
+/// Where the stored log is damaged: past a torn tail, an entry that cannot be read with
+/// intact entries (or more than one unfinished entry) after it. The log is then served
+/// read-only: the entries before the damage, their tree head and proofs; nothing is
+/// appended until the log is restored from a backup (`docs/deploy.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogDamage {
+    /// The index of the first entry that cannot be read: the entries before it are the
+    /// ones served and proven.
+    pub index: u64,
+    /// Its byte offset in the store (`<data>/log/entries.bin`).
+    pub offset: u64,
+    /// Every damaged byte range, and what is known to follow, for the operator.
+    pub detail: String,
+}
+
+impl std::fmt::Display for LogDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the custody log is damaged at entry {} (byte offset {}): {}; the server serves the {} entries \
+             before it read-only and appends nothing until the log is restored from a backup",
+            self.index, self.offset, self.detail, self.index
+        )
+    }
 }
 
 /// Where an entry went.
@@ -57,6 +88,8 @@ pub struct CustodyLog {
     catalog: Catalog,
     key: SigningKey,
     head: Signed<TreeHead>,
+    /// Set when the stored log is damaged: every append is refused.
+    damage: Option<LogDamage>,
 }
 
 impl CustodyLog {
@@ -66,12 +99,15 @@ impl CustodyLog {
         CustodyLog::open_store(Arc::new(store), key)
     }
 
-    /// Opens the log kept in `store`; returns it and every entry, in order.
+    /// Opens the log kept in `store`; returns it and every entry, in order. If the store
+    /// reports damage ([`LogStore::damage`]) the log holds the entries before it and is
+    /// read-only ([`CustodyLog::damage`]).
     pub fn open_store(
         store: Arc<dyn LogStore>,
         key: SigningKey,
     ) -> Result<(CustodyLog, Vec<LogEntry>), LogError> {
         let payloads = block_on(store.load())?;
+        let damage = store.damage();
         let mut tree = Tree::new();
         let mut catalog = Catalog::default();
         let mut entries = Vec::with_capacity(payloads.len());
@@ -90,11 +126,14 @@ impl CustodyLog {
             },
             &key,
         );
-        Ok((CustodyLog { store, tree, catalog, key, head }, entries))
+        Ok((CustodyLog { store, tree, catalog, key, head, damage }, entries))
     }
 
     /// Appends `entry` durably, signs and stores the new tree head.
     pub fn append(&mut self, entry: &LogEntry) -> Result<Appended, LogError> {
+        if let Some(d) = &self.damage {
+            return Err(LogError::ReadOnly(d.clone()));
+        }
         let bytes = entry.encode();
         block_on(self.store.append(&bytes))?;
         let index = self.tree.len();
@@ -113,6 +152,11 @@ impl CustodyLog {
         }
         self.head = head;
         Ok(Appended { index, tree_size, root })
+    }
+
+    /// Where the stored log is damaged, if it is: the log is then read-only.
+    pub fn damage(&self) -> Option<&LogDamage> {
+        self.damage.as_ref()
     }
 
     /// Number of entries.

@@ -58,6 +58,10 @@ pub fn router(server: Server) -> Router {
         // The capture page (`web`): `/capture/` and `/enroll`.
         .merge(crate::web::routes(crate::web::Pages::embedded()))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route").into_response() })
+        .layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            crate::log_damage::refuse_appends,
+        ))
         .with_state(server)
 }
 

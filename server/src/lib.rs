@@ -25,6 +25,7 @@ pub mod identity;
 pub mod index;
 mod ingest;
 pub mod log_api;
+mod log_damage;
 mod member_api;
 pub mod members;
 pub mod proxy;

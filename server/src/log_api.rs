@@ -23,6 +23,13 @@ fn range_error(message: String) -> Response {
     ApiError::new(Code::LogRange, message).into_response()
 }
 
+/// A proof reaching past the entries a damaged log can prove (`log.damaged`): not
+/// `log.range`, which tells a device the server lost entries it signed, but a refusal
+/// to retry once the log is restored.
+fn damaged(d: &crate::custody_log::LogDamage, size: u64) -> ApiError {
+    ApiError::new(Code::LogDamaged, format!("no proof reaching a tree of {size} entries: {d}"))
+}
+
 /// The two numbers of `A=x&B=y` named `names` (either order of the pairs); any other
 /// parameter is refused.
 fn two_numbers(query: Option<&str>, names: [&str; 2]) -> Result<(u64, u64), String> {
@@ -78,18 +85,23 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
     let proof = tokio::task::spawn_blocking(move || {
         let log = lock(&s.inner.log);
         let len = log.len();
+        if from <= to && to > len {
+            if let Some(d) = log.damage() {
+                return Err(damaged(d, to));
+            }
+        }
         if from > to || to > len {
-            return Err(format!(
+            return Err(ApiError::new(Code::LogRange, format!(
                 "no consistency proof from {from} to {to}: the log has {len} entries and from must not exceed to"
-            ));
+            )));
         }
         // O(log n) from the log's subtree hashes, so it is done under the lock.
-        log.consistency_proof(from, to).map_err(|e| e.to_string())
+        log.consistency_proof(from, to).map_err(|e| ApiError::new(Code::LogRange, e.to_string()))
     })
     .await;
     match proof {
         Ok(Ok(p)) => json(StatusCode::OK, &ConsistencyProof { from, to, proof: p }),
-        Ok(Err(m)) => range_error(m),
+        Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a worker", e).into_response(),
     }
 }
@@ -114,19 +126,27 @@ pub async fn inclusion(State(server): State<Server>, req: Request) -> Response {
     let proof = tokio::task::spawn_blocking(move || {
         let log = lock(&s.inner.log);
         let len = log.len();
+        if index < size && size > len {
+            if let Some(d) = log.damage() {
+                return Err(damaged(d, size));
+            }
+        }
         if index >= size || size > len {
-            return Err(format!(
+            return Err(ApiError::new(
+                Code::LogRange,
+                format!(
                 "no inclusion proof of entry {index} in a tree of {size}: the log has {len} entries"
+            ),
             ));
         }
-        log.inclusion_proof(index, size).map_err(|e| e.to_string())
+        log.inclusion_proof(index, size).map_err(|e| ApiError::new(Code::LogRange, e.to_string()))
     })
     .await;
     match proof {
         Ok(Ok((leaf, p))) => {
             json(StatusCode::OK, &InclusionProof { index, size, leaf_hash: leaf, proof: p })
         }
-        Ok(Err(m)) => range_error(m),
+        Ok(Err(e)) => e.into_response(),
         Err(e) => ApiError::internal("a worker", e).into_response(),
     }
 }

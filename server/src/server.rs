@@ -13,7 +13,7 @@ use custody_format::receipt::Receipt;
 use custody_format::record::{Record, SignedRecord};
 use custody_format::signed::Signed;
 
-use crate::custody_log::{Appended, CustodyLog, LogError};
+use crate::custody_log::{Appended, CustodyLog, LogDamage, LogError};
 use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, Stored};
 use crate::storage::{Storage, StorageError};
@@ -149,6 +149,8 @@ pub struct Inner {
     pub(crate) uploads: crate::upload::Uploads,
     /// The disk space kept for the custody log (the filesystem back-end only).
     pub(crate) reserve: Option<crate::reserve::Reserve>,
+    /// Where the stored custody log is damaged, if it is: the server is then read-only.
+    pub(crate) log_damage: Option<LogDamage>,
 }
 
 /// The server. Cheap to clone; every clone is the same server.
@@ -168,6 +170,8 @@ pub struct Opened {
     pub tls_warnings: Vec<String>,
     /// Why the server runs on a full disk, if it does: what it refuses and what goes on.
     pub disk_full: Option<String>,
+    /// Where the custody log is damaged, if it is: the server runs read-only.
+    pub log_damage: Option<LogDamage>,
 }
 
 /// Locks a std mutex, carrying on through poisoning: every critical section leaves the
@@ -189,6 +193,16 @@ impl Server {
         };
         let (log, entries) =
             CustodyLog::open_store(stores.log.clone(), identity.signing_key.clone())?;
+        let log_damage = log.damage().cloned();
+        if let Some(d) = &log_damage {
+            eprintln!("custody-server: {d}");
+            eprintln!(
+                "custody-server: to restore it, stop the server, keep {} aside (it is evidence), \
+                 copy the log directory of the latest backup in its place and start again \
+                 (docs/deploy.md, \"Restoring the custody log\")",
+                dir.join("log").display()
+            );
+        }
         let storage = Storage::new(stores.records.clone());
         let mut recipients = config.recipients.clone();
         let rpath = dir.join("recipients.txt");
@@ -206,11 +220,14 @@ impl Server {
             index_rebuilt: index_replaced,
             tls_warnings: identity.warnings.clone(),
             disk_full: None,
+            log_damage: log_damage.clone(),
         };
         let mut index = Index::new(stores.index.clone());
         let size = index.log_size().map_err(OpenError::Index)?;
-        // A new index for an empty log has nothing to rebuild.
-        if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() {
+        // A new index for an empty log has nothing to rebuild. Nor is an index rebuilt from
+        // a damaged log's first entries: it still holds the receipts given after them.
+        if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() && log_damage.is_none()
+        {
             opened.index_rebuilt = Some(format!(
                 "the index covers {} of {} log entries",
                 size.unwrap_or(0),
@@ -299,6 +316,7 @@ impl Server {
             lawyer: crate::catalog::Lawyer::new(&entries),
             uploads,
             reserve,
+            log_damage,
         };
         let server = Server { inner: Arc::new(inner) };
         // A member file that cannot be read now is retried when its token is first used.
@@ -366,6 +384,12 @@ impl Server {
     /// The latest signed tree head.
     pub fn tree_head(&self) -> Signed<custody_format::log::TreeHead> {
         lock(&self.inner.log).head().clone()
+    }
+
+    /// Where the custody log is damaged, if it is: the server then serves what it can prove
+    /// and refuses whatever would append (`log.damaged`) until the log is restored.
+    pub fn log_damage(&self) -> Option<&LogDamage> {
+        self.inner.log_damage.as_ref()
     }
 
     /// Number of log entries.

@@ -21,13 +21,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use custody_durable::fsutil::{sync_dir, write_durable};
-use custody_durable::journal::{Journal, FRAME_HEADER};
+use custody_durable::journal::{self, Found, Journal, Scan};
 use custody_format::ids::{PublicKey, RecordingId};
+use custody_format::log::{LogEntry, TreeHead};
+use custody_format::signed::Signed;
 
 use super::{
     BoxFuture, IndexStore, LogStore, MemberEntry, MemberStore, RecordStore, StoreError,
     StoreResult, Stores, TokenRecord, TokenStore,
 };
+use crate::custody_log::LogDamage;
 use crate::index::Stored;
 use crate::members::Member;
 use crate::server::lock;
@@ -374,46 +377,114 @@ struct FsLogInner {
     heads: Option<Journal>,
     /// (payload offset, payload length) of each entry.
     places: Vec<(u64, u32)>,
+    /// Where `entries.bin` is damaged, if it is: then neither journal is open to append.
+    damage: Option<LogDamage>,
 }
 
 impl FsLog {
     /// The log in `dir` (created if missing); its journals are opened by [`LogStore::load`].
     pub fn open(dir: &Path) -> StoreResult<FsLog> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let inner = FsLogInner { entries: None, heads: None, places: Vec::new() };
+        let inner = FsLogInner { entries: None, heads: None, places: Vec::new(), damage: None };
         Ok(FsLog { dir: dir.to_path_buf(), inner: Mutex::new(inner) })
     }
 
-    fn open_journal(path: &Path) -> StoreResult<(Journal, Vec<Vec<u8>>)> {
-        if path.exists() {
-            let (j, contents) = Journal::open(path).map_err(io_err("opening", path))?;
-            Ok((j, contents.payloads))
-        } else {
-            Ok((Journal::create(path).map_err(io_err("creating", path))?, Vec::new()))
+    /// Opens a journal of the log for appending (creating it if missing) after `scan`:
+    /// a torn tail (a crash mid-append) is cut back and kept aside, as always.
+    fn open_scanned(path: &Path, scan: Option<&Scan>) -> StoreResult<Journal> {
+        match scan {
+            Some(scan) => {
+                Journal::open_scanned(path, scan).map(|(j, _)| j).map_err(io_err("opening", path))
+            }
+            None => Journal::create(path).map_err(io_err("creating", path)),
         }
     }
 
+    /// Reads the log. A bad frame in the middle of `entries.bin` is never cut: the entries
+    /// before it are returned, the damage is kept ([`LogStore::damage`]) and nothing is
+    /// opened for appending, so no index is ever given twice. A torn tail is cut as
+    /// before. `heads.bin` (signed heads, any of which the next append replaces) damaged
+    /// in the middle is rewritten as its intact heads, the damaged file kept beside it.
     fn load_now(&self) -> StoreResult<Vec<Vec<u8>>> {
-        let (entries, payloads) = Self::open_journal(&self.dir.join("entries.bin"))?;
-        let (heads, _) = Self::open_journal(&self.dir.join("heads.bin"))?;
-        let mut places = Vec::with_capacity(payloads.len());
-        let mut at = 0u64;
-        for p in &payloads {
-            places.push((at + FRAME_HEADER, p.len() as u32));
-            at += FRAME_HEADER + p.len() as u64;
+        let path = self.dir.join("entries.bin");
+        let scan = if path.exists() {
+            let is_entry = |p: &[u8], _: Found| LogEntry::decode(p).is_ok();
+            Some(journal::scan(&path, is_entry).map_err(io_err("reading", &path))?)
+        } else {
+            None
+        };
+        if let Some(scan) = scan.as_ref().filter(|s| s.is_damaged()) {
+            let first = scan.gaps().first().map_or(0, |d| d.offset);
+            let before: Vec<&journal::Frame> =
+                scan.frames.iter().take_while(|f| f.offset < first).collect();
+            let gaps: Vec<String> = scan.gaps().iter().map(ToString::to_string).collect();
+            let damage = LogDamage {
+                index: before.len() as u64,
+                offset: first,
+                detail: format!(
+                    "{} of {} {} no readable entry ({}), and {} intact entries follow",
+                    if gaps.len() == 1 {
+                        "one stretch".to_string()
+                    } else {
+                        format!("{} stretches", gaps.len())
+                    },
+                    path.display(),
+                    if gaps.len() == 1 { "holds" } else { "hold" },
+                    gaps.join(", "),
+                    scan.frames.len() - before.len()
+                ),
+            };
+            let places = before.iter().map(|f| (f.payload_offset(), f.payload.len() as u32));
+            let payloads = before.iter().map(|f| f.payload.clone()).collect();
+            *lock(&self.inner) = FsLogInner {
+                entries: None,
+                heads: None,
+                places: places.collect(),
+                damage: Some(damage),
+            };
+            return Ok(payloads);
         }
-        *lock(&self.inner) = FsLogInner { entries: Some(entries), heads: Some(heads), places };
+        let entries = Self::open_scanned(&path, scan.as_ref())?;
+        let heads_path = self.dir.join("heads.bin");
+        let heads_scan = if heads_path.exists() {
+            let is_head = |p: &[u8], _: Found| Signed::<TreeHead>::parse(p).is_ok();
+            let mut s =
+                journal::scan(&heads_path, is_head).map_err(io_err("reading", &heads_path))?;
+            if s.is_damaged() {
+                let kept =
+                    journal::recover(&heads_path, &s).map_err(io_err("recovering", &heads_path))?;
+                eprintln!(
+                    "custody-server: {} was damaged; its {} intact heads are kept, the damaged file as {}",
+                    heads_path.display(),
+                    s.frames.len(),
+                    kept.display()
+                );
+                s = journal::scan(&heads_path, is_head).map_err(io_err("reading", &heads_path))?;
+            }
+            Some(s)
+        } else {
+            None
+        };
+        let heads = Self::open_scanned(&heads_path, heads_scan.as_ref())?;
+        let frames = scan.map(|s| s.frames).unwrap_or_default();
+        let places = frames.iter().map(|f| (f.payload_offset(), f.payload.len() as u32)).collect();
+        let payloads = frames.into_iter().map(|f| f.payload).collect();
+        *lock(&self.inner) =
+            FsLogInner { entries: Some(entries), heads: Some(heads), places, damage: None };
         Ok(payloads)
     }
 
     fn append_now(&self, entry: &[u8]) -> StoreResult<()> {
         let mut inner = lock(&self.inner);
+        if let Some(d) = &inner.damage {
+            return Err(StoreError::Damaged(d.to_string()));
+        }
         let j = inner.entries.as_mut().ok_or_else(|| {
             StoreError::Damaged("the custody log was appended to before it was loaded".into())
         })?;
         let at = j.position();
         j.append(entry).map_err(io_err("appending to", &self.dir.join("entries.bin")))?;
-        inner.places.push((at + FRAME_HEADER, entry.len() as u32));
+        inner.places.push((at + journal::FRAME_HEADER, entry.len() as u32));
         Ok(())
     }
 
@@ -465,6 +536,10 @@ impl LogStore for FsLog {
 
     fn entries<'a>(&'a self, indices: &'a [u64]) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>> {
         Box::pin(async move { self.entries_now(indices) })
+    }
+
+    fn damage(&self) -> Option<LogDamage> {
+        lock(&self.inner).damage.clone()
     }
 }
 

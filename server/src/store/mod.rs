@@ -158,6 +158,12 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     /// The bytes of the entries at `indices` (each below the number appended), in the
     /// order asked.
     fn entries<'a>(&'a self, indices: &'a [u64]) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>>;
+    /// Where the stored log is damaged in the middle, once [`LogStore::load`] found it so:
+    /// `load` then returned only the entries before the damage, and every append is
+    /// refused. A store that cannot be damaged that way keeps the default, `None`.
+    fn damage(&self) -> Option<crate::custody_log::LogDamage> {
+        None
+    }
 }
 
 /// The server's index of stored records: a cache, rebuilt from the records and the log

@@ -514,8 +514,11 @@ pub(crate) fn summary(
             }
         }
         Verdict::CouldNotCheck => {
-            let missing: Vec<&Check> =
+            // A bundle from before completeness statements is said first: it is why nothing
+            // here can be called complete.
+            let mut missing: Vec<&Check> =
                 checks.iter().filter(|c| c.state == CheckState::NotChecked).collect();
+            missing.sort_by_key(|c| c.code != code::BUNDLE_STATEMENT_ABSENT);
             out.push(match missing.first() {
                 Some(c) => format!(
                     "Could not check: {} ({}){}.",

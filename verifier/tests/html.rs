@@ -402,3 +402,20 @@ fn a_wrong_identity_is_said_once_with_the_key_the_bundle_is_sealed_to() {
         report.summary
     );
 }
+
+#[test]
+fn a_bundle_from_before_completeness_statements_says_so_first() {
+    let b = parts(18, "device", "server", 3, true).bundle_v1("device", "server");
+    let report = report_of(&b);
+    assert_eq!(report.verdict, Verdict::CouldNotCheck, "{:#?}", report.checks);
+    assert!(
+        report.summary.starts_with(
+            "Could not check: this bundle (custody-bundle 1) was made by a server before \
+             completeness statements: records or log entries may have been left out of it \
+             without trace (bundle.statement.absent)"
+        ),
+        "{}",
+        report.summary
+    );
+    assert!(report.summary.contains("It holds the live recording by “observer-7”"));
+}

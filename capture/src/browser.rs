@@ -53,11 +53,11 @@ pub struct BrowserSegment {
     pub video_frames: u64,
     /// The packet digest (section 6.2) of all its packets.
     pub packet_digest: PacketDigest,
-    /// Presentation time of the file's first packet (in file order), µs on the file's own
-    /// timeline; `None` for a photo or a file without packets.
+    /// Time of the file's first block (in file order) as the file stores it, µs on the
+    /// file's own timeline (section 6.4's block time: for Matroska, before FFmpeg's demuxer
+    /// subtracts the track's CodecDelay); `None` for a photo or a file without packets.
     pub first_time_us: Option<i64>,
-    /// The latest presentation time plus that packet's duration, µs on the file's own
-    /// timeline.
+    /// The latest block time plus that packet's duration, µs on the file's own timeline.
     pub end_time_us: Option<i64>,
 }
 
@@ -78,7 +78,7 @@ pub fn browser_segment(
                 let t = packet.stream();
                 let tb = file.time_bases[t];
                 if let Some(ts) = packet.pts().or(packet.dts()) {
-                    let us = crate::recorder_time(ts, tb);
+                    let us = file.block_time_us(t, ts);
                     first.get_or_insert(us);
                     let e = us + crate::recorder_time(packet.duration(), tb);
                     end = Some(end.map_or(e, |x| x.max(e)));
@@ -230,6 +230,24 @@ fn describe(s: &ff::format::stream::Stream<'_>) -> (StreamParams, Framing) {
     (params, framing)
 }
 
+/// The CodecDelay that FFmpeg's Matroska demuxer subtracts from every block time of `s`, in
+/// its time base. The demuxer reports it as the stream's initial padding, in samples at
+/// 48 kHz for Opus (whose pre-skip is counted at 48 kHz, RFC 7845 section 4.2) and at the
+/// sample rate otherwise; rounded to the nearest unit, as the demuxer rounds it.
+fn codec_delay(s: &ff::format::stream::Stream<'_>, params: &StreamParams) -> i64 {
+    // SAFETY: the parameters are alive while the stream's input is.
+    let padding = unsafe { (*s.parameters().as_ptr()).initial_padding };
+    let rate = if params.codec == "opus" { 48_000 } else { params.sample_rate };
+    let tb = s.time_base();
+    if padding <= 0 || rate == 0 || tb.numerator() <= 0 || tb.denominator() <= 0 {
+        return 0;
+    }
+    // padding / rate seconds in units of num/den seconds.
+    let n = i128::from(padding) * i128::from(tb.denominator());
+    let d = i128::from(rate) * i128::from(tb.numerator());
+    i64::try_from((2 * n + d) / (2 * d)).unwrap_or(0)
+}
+
 /// The canonical order of `streams` (format.md 6.4: video, then audio, then other, each
 /// kind in the file's order): `order[position]` is a file stream, `slot[file stream]` its
 /// position.
@@ -255,6 +273,9 @@ struct Demuxed {
     streams: Vec<StreamParams>,
     framings: Vec<Framing>,
     time_bases: Vec<ff::Rational>,
+    /// Per file stream, what FFmpeg's demuxer subtracted from every stored time, in the
+    /// stream's time base ([`codec_delay`]).
+    delays: Vec<i64>,
     /// The canonical order ([`canonical_order`]): `order[position]` is a file stream,
     /// `slot[file stream]` its position. Counts and digests follow it, whatever order the file lists its tracks in: a
     /// browser's muxer lists a track when its encoder first gives output, so one recording's
@@ -285,11 +306,14 @@ impl Demuxed {
 
     /// Describes every stream of an opened file and puts them in the canonical order.
     fn new(input: ff::format::context::Input) -> Result<Demuxed, BrowserError> {
+        let matroska = input.format().name().split(',').any(|n| n == "matroska");
         let mut streams = Vec::new();
         let mut framings = Vec::new();
         let mut time_bases = Vec::new();
+        let mut delays = Vec::new();
         for s in input.streams() {
             let (params, framing) = describe(&s);
+            delays.push(if matroska { codec_delay(&s, &params) } else { 0 });
             streams.push(params);
             framings.push(framing);
             time_bases.push(s.time_base());
@@ -298,7 +322,15 @@ impl Demuxed {
             return Err(BrowserError::NoStreams);
         }
         let (order, slot) = canonical_order(&streams);
-        Ok(Demuxed { input, streams, framings, time_bases, order, slot })
+        Ok(Demuxed { input, streams, framings, time_bases, delays, order, slot })
+    }
+
+    /// A timestamp `ts` of file stream `stream` as the file stores it (its block time,
+    /// section 6.4), µs: FFmpeg's time plus what its demuxer subtracted.
+    fn block_time_us(&self, stream: usize, ts: i64) -> i64 {
+        let delay = self.delays.get(stream).copied().unwrap_or(0);
+        let tb = self.time_bases.get(stream).copied().unwrap_or(ff::Rational::new(1, 1000));
+        crate::recorder_time(ts.saturating_add(delay), tb)
     }
 
     /// The digest's streams, in the file's order.
@@ -330,8 +362,11 @@ impl Demuxed {
 
 /// Every packet of a browser segment's first video and first audio stream (stream 0 the
 /// video, then the audio, as [`crate::packet_hashes`] numbers them), hashed one by one,
-/// on the recording's timeline: moved so that the file's first packet lies at
-/// `media_start_us`, as [`remux_browser`] places it. For matching an original file from
+/// on the recording's timeline: moved so that the file's first block lies at
+/// `media_start_us`, as [`remux_browser`] places it. The shift is taken from that block's
+/// time as the file stores it, as the record's `media_start_us` is (for Matroska, with the
+/// track's CodecDelay that FFmpeg's demuxer subtracts added back: a segment opening with
+/// an Opus block would otherwise be placed 7 ms off from one opening with a video block). For matching an original file from
 /// the phone against a browser's recording segment by segment.
 pub fn browser_packet_hashes(
     container: Container,
@@ -354,7 +389,7 @@ pub fn browser_packet_hashes(
         let tb = file.time_bases[i];
         let Some(ts) = packet.pts().or(packet.dts()) else { continue };
         let us = crate::recorder_time(ts, tb);
-        let shift = *shift.get_or_insert(media_start_us - us);
+        let shift = *shift.get_or_insert(media_start_us - file.block_time_us(i, ts));
         let Some(stream) = position(i) else { continue };
         let mut d = PacketDigester::new(std::slice::from_ref(&digest_streams[i]));
         d.push(0, packet.is_key(), packet.data().unwrap_or(&[]));
@@ -364,6 +399,7 @@ pub fn browser_packet_hashes(
             pts_us: us + shift,
             duration_us: crate::recorder_time(packet.duration(), tb),
             digest: d.finish().0,
+            segment: None,
         });
     }
     Ok(out)
@@ -451,13 +487,15 @@ pub fn remux_browser(
                 out_tb.len()
             )));
         }
-        // The shift that puts this file's first packet at the record's media_start_us.
+        // The shift that puts this file's first block at the record's media_start_us (its
+        // time as stored, as in `browser_packet_hashes`).
         let mut shift_us: Option<i64> = None;
         while let Some(mut packet) = file.next().map_err(read_err)? {
             let (t, tb) = (file.slot[packet.stream()], file.time_bases[packet.stream()]);
             let us = |v: i64| crate::recorder_time(v, tb);
             let Some(ts) = packet.pts().or(packet.dts()) else { continue };
-            let shift = *shift_us.get_or_insert(segment.media_start_us - us(ts));
+            let stored = file.block_time_us(packet.stream(), ts);
+            let shift = *shift_us.get_or_insert(segment.media_start_us - stored);
             let to_out = |v: i64| {
                 let d = out_tb[t].denominator().max(1);
                 let n = out_tb[t].numerator().max(1);

@@ -4,12 +4,21 @@
 //!
 //! Both sides are lists of [`PacketHash`]es, so the containers do not matter. The two
 //! copies may start at different points (a trimmed copy starts later), so the original's
-//! timeline is first aligned to the recording's: the most common time difference between
-//! packets with equal digests. A recording packet matches when the original holds a packet
-//! with the same digest, of the same stream, at the same aligned time (within
-//! [`TOLERANCE_US`], the coarsest time base a container rounds to).
+//! timeline is first aligned to the recording's, stream by stream: for each stream, the
+//! most common time difference between its packets with equal digests. A recording packet
+//! matches when the original holds a packet with the same digest, of the same stream, at
+//! the same aligned time (within [`TOLERANCE_US`], the coarsest time base a container
+//! rounds to).
+//!
+//! Each stream is aligned on its own because containers and muxers move a stream's times
+//! as a whole, against the other streams: FFmpeg's Matroska demuxer subtracts an Opus
+//! track's CodecDelay (its pre-skip, 6.5 ms, rounded to 7 ms) from every block time, while
+//! its Matroska muxer (FFmpeg 5.1) writes the CodecDelay without adding it to the blocks,
+//! so every remux through FFmpeg moves Opus 7 ms earlier against the video; an MP4 edit
+//! list shifts one track. One offset for all streams then leaves one stream's every
+//! packet 7 ms off, beyond the tolerance.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::replay::PacketHash;
 
@@ -19,6 +28,15 @@ pub const TOLERANCE_US: i64 = 2_000;
 /// How close to the edge of what the original covers a packet may be missing without the
 /// segment counting as changed.
 const EDGE_US: i64 = 100_000;
+/// How far one segment's own alignment of a stream may lie from the stream's alignment over
+/// the whole recording. A segment is placed on the recording's timeline by its record's
+/// `media_start_us`, which a browser's segment measures from its first block in file order
+/// and a segment capture cut (section 6.3) from its earliest packet, up to 10 ms of audio
+/// lead before its opening keyframe: the recording's packets of one segment may so lie a
+/// few milliseconds off from the next segment's. A segment's own packets are still
+/// compared with one another at one alignment, so a frame taken out of the original in
+/// the middle of a segment leaves those on one side of it out of line.
+const SEGMENT_SLACK_US: i64 = 20_000;
 /// Unmatched stretches closer than this are reported as one range.
 const JOIN_US: i64 = 100_000;
 
@@ -63,9 +81,14 @@ pub struct SegmentOutcome {
 /// The comparison.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Comparison {
-    /// The original's time minus the recording's, for the same packet, µs (`None` if no
-    /// packet is common to both, and then the two are compared as if both started at 0).
+    /// The original's time minus the recording's, for the same packet of the first stream
+    /// (the video, if any) that has packets in common, µs (`None` if no packet is common to
+    /// both, and then the two are compared as if both started at 0).
     pub offset_us: Option<i64>,
+    /// The same, for each stream (0 the video, then the audio, as [`PacketHash::stream`]
+    /// numbers them); `None` for a stream with no packet in common. A stream without one is
+    /// compared at `offset_us`.
+    pub stream_offsets_us: Vec<Option<i64>>,
     /// Per segment, in chain order.
     pub segments: Vec<SegmentOutcome>,
     /// Time ranges (recording timeline, µs) whose packets only the recording has.
@@ -106,26 +129,79 @@ pub fn compare(
     for (i, p) in original.iter().enumerate() {
         at.entry((p.stream, p.digest)).or_default().push(i);
     }
-    // The alignment: the most common time difference between equal packets (a packet
-    // that occurs many times, like silent audio, says little and is skipped).
-    let mut votes: HashMap<i64, u64> = HashMap::new();
+    // The alignment, per stream: the most common time difference between equal packets (a
+    // packet that occurs many times, like silent audio, says little and is skipped).
+    let mut votes: BTreeMap<usize, HashMap<i64, u64>> = BTreeMap::new();
     for p in recording {
         if let Some(idx) = at.get(&(p.stream, p.digest)).filter(|v| v.len() <= 4) {
             for &i in idx {
                 let d = original[i].pts_us - p.pts_us;
-                *votes.entry((d + 500).div_euclid(1000)).or_default() += 1;
+                *votes
+                    .entry(p.stream)
+                    .or_default()
+                    .entry((d + 500).div_euclid(1000))
+                    .or_default() += 1;
             }
         }
     }
-    let offset_ms = votes.into_iter().max_by_key(|&(d, n)| (n, -d.abs())).map(|(d, _)| d);
-    let offset = offset_ms.map_or(0, |ms| ms * 1000);
+    let stream_offsets: BTreeMap<usize, i64> = votes
+        .into_iter()
+        .filter_map(|(stream, v)| {
+            let best = v.into_iter().max_by_key(|&(d, n)| (n, -d.abs()));
+            best.map(|(d, _)| (stream, d * 1000))
+        })
+        .collect();
+    let main_offset = stream_offsets.values().next().copied();
+    let offset = main_offset.unwrap_or(0);
+    let offset_of = |stream: usize| stream_offsets.get(&stream).copied().unwrap_or(offset);
+
+    let in_segment = |s: &SegmentSpan, p: &PacketHash| {
+        let last = segments.last().is_some_and(|l| l.seq == s.seq);
+        p.pts_us >= s.start_us - crate::interleave::AUDIO_LEAD_US
+            && (p.pts_us < s.end_us - crate::interleave::AUDIO_LEAD_US || last)
+    };
+    // Each recording packet's segment (by position in `segments`), if any: the one it was
+    // read from, else the one its time falls in.
+    let position: HashMap<u64, usize> =
+        segments.iter().enumerate().map(|(k, s)| (s.seq, k)).collect();
+    let seg_of: Vec<Option<usize>> = recording
+        .iter()
+        .map(|p| match p.segment {
+            Some(seq) => position.get(&seq).copied(),
+            None => segments.iter().position(|s| in_segment(s, p)),
+        })
+        .collect();
+    // Each segment's own alignment of each stream, within SEGMENT_SLACK_US of the stream's.
+    let mut local_votes: HashMap<(usize, usize), HashMap<i64, u64>> = HashMap::new();
+    for (p, seg) in recording.iter().zip(&seg_of) {
+        let Some(seg) = *seg else { continue };
+        let Some(idx) = at.get(&(p.stream, p.digest)).filter(|v| v.len() <= 4) else { continue };
+        for &i in idx {
+            let d = (original[i].pts_us - p.pts_us + 500).div_euclid(1000);
+            if (d * 1000 - offset_of(p.stream)).abs() <= SEGMENT_SLACK_US {
+                *local_votes.entry((seg, p.stream)).or_default().entry(d).or_default() += 1;
+            }
+        }
+    }
+    let local: HashMap<(usize, usize), i64> = local_votes
+        .into_iter()
+        .filter_map(|(key, v)| {
+            let global = offset_of(key.1);
+            let best = v.into_iter().max_by_key(|&(d, n)| (n, -(d * 1000 - global).abs()));
+            best.map(|(d, _)| (key, d * 1000))
+        })
+        .collect();
+    let offset_at = |seg: Option<usize>, stream: usize| {
+        seg.and_then(|seg| local.get(&(seg, stream)).copied()).unwrap_or(offset_of(stream))
+    };
 
     let mut used = vec![false; original.len()];
     let mut matched = vec![false; recording.len()];
     for (r, p) in recording.iter().enumerate() {
         let Some(idx) = at.get(&(p.stream, p.digest)) else { continue };
+        let o = offset_at(seg_of[r], p.stream);
         let hit = idx.iter().copied().find(|&i| {
-            !used[i] && (original[i].pts_us - offset - p.pts_us).abs() <= TOLERANCE_US + 1000
+            !used[i] && (original[i].pts_us - o - p.pts_us).abs() <= TOLERANCE_US + 1000
         });
         if let Some(i) = hit {
             used[i] = true;
@@ -134,9 +210,11 @@ pub fn compare(
     }
 
     // The time the original covers, on the recording's timeline.
-    let covered = ranges(
-        original.iter().map(|p| (span(p).0 - offset, span(p).1 - offset)).collect::<Vec<_>>(),
-    );
+    let aligned = |p: &PacketHash| {
+        let o = offset_of(p.stream);
+        (span(p).0 - o, span(p).1 - o)
+    };
+    let covered = ranges(original.iter().map(aligned).collect::<Vec<_>>());
     let overlaps = |a: i64, b: i64| covered.iter().any(|&(x, y)| x < b && a < y);
     // Well inside what the original covers: a packet missing there was changed, not cut
     // off by a trim (whose edges fall within a frame or two of a packet boundary).
@@ -144,15 +222,9 @@ pub fn compare(
         let (a, b) = span(p);
         covered.iter().any(|&(x, y)| x + EDGE_US <= a && b <= y - EDGE_US)
     };
-    let in_segment = |s: &SegmentSpan, p: &PacketHash| {
-        let last = segments.last().is_some_and(|l| l.seq == s.seq);
-        p.pts_us >= s.start_us - crate::interleave::AUDIO_LEAD_US
-            && (p.pts_us < s.end_us - crate::interleave::AUDIO_LEAD_US || last)
-    };
     let mut outcomes = Vec::new();
-    for s in segments {
-        let mine: Vec<usize> =
-            (0..recording.len()).filter(|&i| in_segment(s, &recording[i])).collect();
+    for (k, s) in segments.iter().enumerate() {
+        let mine: Vec<usize> = (0..recording.len()).filter(|&i| seg_of[i] == Some(k)).collect();
         let hits = mine.iter().filter(|&&i| matched[i]).count();
         let unmatched_covered =
             mine.iter().filter(|&&i| !matched[i]).any(|&i| inside(&recording[i]));
@@ -175,14 +247,14 @@ pub fn compare(
         });
     }
     let only_rec = recording.iter().zip(&matched).filter(|(_, m)| !**m).map(|(p, _)| span(p));
-    let only_orig = original
-        .iter()
-        .zip(&used)
-        .filter(|(_, u)| !**u)
-        .map(|(p, _)| (span(p).0 - offset, span(p).1 - offset));
+    let only_orig = original.iter().zip(&used).filter(|(_, u)| !**u).map(|(p, _)| aligned(p));
     let count = |v: &[bool]| v.iter().filter(|m| **m).count() as u64;
+    let streams = recording.iter().chain(original).map(|p| p.stream + 1).max().unwrap_or(0);
     Comparison {
-        offset_us: offset_ms.map(|_| offset),
+        offset_us: main_offset,
+        stream_offsets_us: (0..streams)
+            .map(|stream| stream_offsets.get(&stream).copied())
+            .collect(),
         segments: outcomes,
         only_in_recording: ranges(only_rec.collect()),
         only_in_original: ranges(only_orig.collect()),
@@ -203,6 +275,7 @@ mod tests {
             pts_us: pts_ms * 1000,
             duration_us: 40_000,
             digest: [tag; 32],
+            segment: None,
         }
     }
 
@@ -240,6 +313,60 @@ mod tests {
         );
         assert_eq!(c.only_in_recording, [(0, 2_000_000), (6_000_000, 8_000_000)]);
         assert!(c.only_in_original.is_empty());
+    }
+
+    #[test]
+    fn a_stream_moved_against_the_others_is_aligned_on_its_own() {
+        // Video every 40 ms, audio every 20 ms; in the original the audio lies 7 ms earlier
+        // against the video (what an FFmpeg remux of Opus does), and both 2 s later.
+        let both = |audio_shift: i64| -> Vec<PacketHash> {
+            let mut v = clip(0, 200, 0);
+            v.extend((0..400).map(|i| PacketHash {
+                duration_us: 20_000,
+                ..p(1, i * 20 - audio_shift, 100 + (i % 150) as u8)
+            }));
+            for x in &mut v {
+                x.pts_us += 2_000_000;
+            }
+            v
+        };
+        let recording: Vec<PacketHash> = both(0)
+            .into_iter()
+            .map(|mut x| {
+                x.pts_us -= 2_000_000;
+                x
+            })
+            .collect();
+        let c = compare(&recording, &segs(), &both(7));
+        assert!(c.segments.iter().all(|s| s.outcome == SegmentMatch::Match), "{c:?}");
+        assert_eq!(c.offset_us, Some(2_000_000));
+        assert_eq!(c.stream_offsets_us, [Some(2_000_000), Some(1_993_000)]);
+        assert!(c.only_in_original.is_empty() && c.only_in_recording.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn a_segment_placed_a_few_ms_off_still_matches_but_not_one_placed_a_frame_off() {
+        // Segment 2 (2 s to 4 s) of the recording placed 6 ms late, as a segment whose
+        // media time was measured from an audio packet ahead of its keyframe would be.
+        let shifted = |by: i64| -> Vec<PacketHash> {
+            clip(0, 200, 0)
+                .into_iter()
+                .map(|mut x| {
+                    if (2_000_000..4_000_000).contains(&x.pts_us) {
+                        x.pts_us += by;
+                    }
+                    x
+                })
+                .collect()
+        };
+        let c = compare(&shifted(6_000), &segs(), &clip(0, 200, 0));
+        assert!(c.segments.iter().all(|s| s.outcome == SegmentMatch::Match), "{c:?}");
+        // 40 ms (a frame) off is not an anchor's rounding: that segment differs.
+        let c = compare(&shifted(40_000), &segs(), &clip(0, 200, 0));
+        // (Its last packet, moved past 4 s, counts in segment 3 and is out of line there.)
+        let o: Vec<_> = c.segments.iter().map(|s| s.outcome).collect();
+        assert_eq!(o[1], SegmentMatch::Differs, "{c:?}");
+        assert_eq!((o[0], o[3]), (SegmentMatch::Match, SegmentMatch::Match), "{c:?}");
     }
 
     #[test]

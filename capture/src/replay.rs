@@ -210,6 +210,10 @@ pub struct PacketHash {
     pub pts_us: i64,
     /// Its duration, µs (0 if the container does not say).
     pub duration_us: i64,
+    /// The chain position of the segment it was read from, when it was read from one
+    /// segment alone (a browser's, [`crate::browser_packet_hashes`]); `None` when it was read
+    /// from a whole stream, and the matcher places it in a segment by its time.
+    pub segment: Option<u64>,
     /// The packet digest of this one packet alone: container-independent, so the same
     /// coded packet hashes alike in MP4, MPEG-TS or Matroska.
     pub digest: [u8; 32],
@@ -246,6 +250,7 @@ pub fn packet_hashes(media: Media) -> Result<Vec<PacketHash>, ReplayError> {
             pts_us: crate::recorder_time(ts, tb),
             duration_us: crate::recorder_time(packet.duration(), tb),
             digest: d.finish().0,
+            segment: None,
         };
         match origin {
             Some(_) => out.push(hash),

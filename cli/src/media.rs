@@ -192,7 +192,7 @@ fn recording_hashes(
         return read(segments.iter().map(|s| s.seq).collect());
     };
     let mut out = Vec::new();
-    for piece in timed_plaintext(bundle_path, ids, segments) {
+    for (piece, s) in timed_plaintext(bundle_path, ids, segments).zip(segments) {
         let piece =
             piece.map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
         let hashes = custody_capture::browser_packet_hashes(
@@ -201,7 +201,10 @@ fn recording_hashes(
             piece.media_start_us,
         )
         .map_err(|e| CliError::cannot(format!("reading the sealed recording: {e}")))?;
-        out.extend(hashes);
+        // Each packet is compared as part of the segment it was read from.
+        out.extend(
+            hashes.into_iter().map(|h| custody_capture::PacketHash { segment: Some(s.seq), ..h }),
+        );
     }
     Ok(out)
 }

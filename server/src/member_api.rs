@@ -4,6 +4,7 @@
 //! retrieval is logged (`Access`) before anything is answered, and every bundle transfer
 //! again when it ends: how many bytes went out, and whether that was all of them.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -104,15 +105,20 @@ fn parse_range(value: Option<&HeaderValue>, total: u64) -> Result<Option<(u64, u
 /// The archive, streamed from a blocking writer through a small channel: at most a few
 /// chunks are in memory whatever the recording's size.
 ///
-/// It counts the bytes it hands to the connection, and when the transfer ends — the last
-/// byte sent, the stream failed, or the client went away and the connection dropped the
-/// body — it logs the delivery (see [`Delivery`]). Dropping is the one end every transfer
-/// has, so that is where it is logged.
+/// It counts the bytes it hands to the connection and logs the delivery (see
+/// [`Delivery`]) when the transfer ends. A transfer that completes is logged before its last
+/// chunk is handed over, so that a client holding every byte knows the delivery is in the
+/// log; one that does not (the client went away and the connection dropped the body, or the
+/// stream failed) is logged when the body is dropped, the one end every transfer has.
+/// "Handed over" is what the count means: the connection may still lose what it buffers,
+/// and a client gone during that last append leaves "complete" one chunk early.
 struct ChannelBody {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
     len: u64,
     sent: u64,
     delivery: Option<Delivery>,
+    /// The last chunk, held back until the completed delivery is logged.
+    last: Option<(tokio::task::JoinHandle<()>, Bytes)>,
 }
 
 /// Who is being sent which bundle, to log its delivery.
@@ -133,16 +139,23 @@ impl Delivery {
             eprintln!("custody-server: logging the delivery of {}: {e}", self.id);
         }
     }
+
+    /// Logs it off the async workers (an append fsyncs), when there is a runtime.
+    fn spawn(self, sent: u64, len: u64) -> Option<tokio::task::JoinHandle<()>> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => Some(rt.spawn_blocking(move || self.log(sent, len))),
+            Err(_) => {
+                self.log(sent, len);
+                None
+            }
+        }
+    }
 }
 
 impl Drop for ChannelBody {
     fn drop(&mut self) {
-        let Some(delivery) = self.delivery.take() else { return };
-        let (sent, len) = (self.sent, self.len);
-        // An append fsyncs: off the async worker when there is a runtime to run it.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(move || delivery.log(sent, len))),
-            Err(_) => delivery.log(sent, len),
+        if let Some(delivery) = self.delivery.take() {
+            drop(delivery.spawn(self.sent, self.len));
         }
     }
 }
@@ -155,12 +168,33 @@ impl http_body::Body for ChannelBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(Ok(b))) = &polled {
-            let n = b.len() as u64;
-            self.sent += n;
+        let this = &mut *self;
+        if let Some((logging, _)) = &mut this.last {
+            // The delivery is logged (or failed to be, which it says on stderr): hand over
+            // the last chunk.
+            if Pin::new(logging).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let Some((_, b)) = this.last.take() else { return Poll::Ready(None) };
+            this.sent += b.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(b))));
         }
-        polled.map(|o| o.map(|r| r.map(Frame::data)))
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                let n = b.len() as u64;
+                if this.sent + n == this.len {
+                    if let Some(logging) =
+                        this.delivery.take().and_then(|d| d.spawn(this.len, this.len))
+                    {
+                        this.last = Some((logging, b));
+                        return Pin::new(this).poll_frame(cx);
+                    }
+                }
+                this.sent += n;
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            other => other.map(|o| o.map(|r| r.map(Frame::data))),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -242,7 +276,8 @@ pub(crate) async fn bundle(
         });
         let status = if span.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         let delivery = Delivery { server: s.clone(), member: member_name, id };
-        let body = ChannelBody { rx, len: end - start, sent: 0, delivery: Some(delivery) };
+        let body =
+            ChannelBody { rx, len: end - start, sent: 0, delivery: Some(delivery), last: None };
         let mut resp = (status, Body::new(body)).into_response();
         let h = resp.headers_mut();
         let mut set = |name: &str, value: String| {

@@ -120,6 +120,11 @@ async fn a_bundle_verifies_before_and_after_the_index_is_rebuilt(back: Back) {
     assert_eq!(report.segments.len(), 4);
     let (_, last) = report.custody_log.last().unwrap();
     assert_eq!(last.entry_type, EntryType::Access);
+    // The transfer's delivery entry was logged before its last bytes were sent, so the old
+    // server is not still appending to the log when the new one opens it.
+    assert!(ts.logged_entries().iter().any(|e| {
+        e.detail.as_deref().is_some_and(|d| d.starts_with("delivered ") && d.ends_with("complete"))
+    }));
 
     let ts = ts.lose_index().await;
     let key = ts.server.public_key();
@@ -132,9 +137,16 @@ async fn a_bundle_verifies_before_and_after_the_index_is_rebuilt(back: Back) {
     assert_eq!(ts.server.log_len(), log_len, "nothing logged twice");
     let report = fetch_and_verify(&ts).await;
     assert!(matches!(report.verdict, Verdict::IntactComplete), "{:?}", report.verdict);
-    let accesses =
-        report.custody_log.iter().filter(|(_, e)| e.entry_type == EntryType::Access).count();
-    assert_eq!(accesses, 2, "both retrievals are in the second bundle's log");
+    let accesses = |detail: &str| {
+        report
+            .custody_log
+            .iter()
+            .filter(|(_, e)| e.entry_type == EntryType::Access)
+            .filter(|(_, e)| e.detail.as_deref().is_some_and(|d| d.starts_with(detail)))
+            .count()
+    };
+    assert_eq!(accesses("bundle"), 2, "both retrievals are in the second bundle's log");
+    assert_eq!(accesses("delivered "), 1, "and the first one's delivery");
 }
 
 /// An enrollment token is spent once, whichever store keeps it.

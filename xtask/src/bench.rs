@@ -628,6 +628,7 @@ fn scale_section(runs: usize) -> Result<String, String> {
     }
     ratios.sort_by(f64::total_cmp);
     let device = device_scale(runs)?;
+    let bundle = bundle_scale()?;
     Ok(format!(
         "Command: `cargo xtask bench scale` (runs `cargo test --release -p custody-server --test scale -- \
          --ignored`). The custody log first holds {:.0} entries from 1,000 other devices (appended to the \
@@ -642,7 +643,7 @@ fn scale_section(runs: usize) -> Result<String, String> {
          lower quartiles: the two cores are shared (load average {} at the end), and another thread on a \
          core raises this thread's CPU time too, by up to a quarter in these runs, but never lowers it.\n\n{rows}\n\
          Median ratio of quartiles, late window to early, over {} runs: **{:.2}×** (target ≤ 1.2×).\n\n\
-         {device}",
+         {device}\n\n{bundle}",
         num(&last, "log_prefill"),
         num(&last, "open_s"),
         num(&last, "segments"),
@@ -661,6 +662,30 @@ fn scale_section(runs: usize) -> Result<String, String> {
 /// The device's CPU time per segment (seal and save, then the uploader's work for it) at
 /// segment ~5,000 of one recording against segment ~10, uploading to a real server on
 /// loopback whose log already holds 10⁶ entries.
+/// A long recording's bundle (issue 15): its size, its receipt consistency proofs, and how
+/// long it takes to build and send.
+fn bundle_scale() -> Result<String, String> {
+    let v = bench_test("custody-server", "bundle_scale", "", "BUNDLE_SCALE_JSON")?;
+    Ok(format!(
+        "A long recording's bundle: `cargo test --release -p custody-server --test bundle_scale -- \
+         --ignored`. A server on the filesystem back-end ingests a recording of {:.0} segments (4 KiB \
+         sealed segments; the log ends at {:.0} entries), then a member fetches its bundle over loopback \
+         HTTP three times. The bundle is {:.1} MB, {:.2} MB of it the {:.0} receipt consistency proofs \
+         (`custody/receipt-proofs.bin`, one per receipt tree size, from the log's subtree hashes). Median \
+         time to the response's headers (the retrieval statement under the log's lock, the access entry's \
+         append, and the plan: every record read, every proof made): {:.2} s; to the last byte: {:.2} s. \
+         `custody verify` of the bundle took {:.1} s.\n",
+        num(&v, "segments"),
+        num(&v, "log_size"),
+        num(&v, "bundle_bytes") / 1e6,
+        num(&v, "receipt_proofs_bytes") / 1e6,
+        num(&v, "receipt_proofs"),
+        num(&v, "headers_s_median"),
+        num(&v, "total_s_median"),
+        num(&v, "verify_s"),
+    ))
+}
+
 fn device_scale(runs: usize) -> Result<String, String> {
     let mut rows = String::from(
         "| run | segments 1–20: seal and save | upload | total | total, lower quartile | last 20 segments: seal and save | upload | total | total, lower quartile | ratio of quartiles | ratio of medians |\n\

@@ -307,8 +307,14 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 
 /// The section's body.
 pub fn section(runs: usize) -> Result<String, String> {
-    run("cargo", &["build", "--release", "-p", "custody-cli"])?;
-    let bin = root().join("target/release/custody");
+    // CUSTODY_BIN names a binary already built (while the tree does not build, say).
+    let bin = match std::env::var_os("CUSTODY_BIN") {
+        Some(b) => PathBuf::from(b),
+        None => {
+            run("cargo", &["build", "--release", "-p", "custody-cli"])?;
+            root().join("target/release/custody")
+        }
+    };
     let mut rows = String::from(
         "| pattern | run | records | outages | longest outage | sealed → receipt p50 | p99 | max | over 5 s | lost | duplicated | target p99 ≤ longest outage + 3 s |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -340,7 +346,7 @@ pub fn section(runs: usize) -> Result<String, String> {
         }
     }
     Ok(format!(
-        "Command: `cargo xtask bench faults` (release build). `custody record` records live from a \
+        "Command: `cargo xtask bench faults` (release build; `CUSTODY_BIN` names another binary). `custody record` records live from a \
          synthetic camera (1280×720 test pattern at real time, and a tone; 2 s segments) and uploads \
          to `custody serve` on loopback while {FAULTS} faults of 0–{LONGEST} s each (spread evenly, \
          shuffled, 1–3 s apart) hit it: **server killed**: SIGKILL, then `custody serve` started \

@@ -50,6 +50,10 @@ async fn a_log_damaged_in_the_middle_is_served_read_only_and_no_index_is_reused(
     let damaged_file = std::fs::read(ts.dir.path().join("log/entries.bin")).unwrap();
     let damage = ts.server.log_damage().expect("read-only").clone();
     assert_eq!((damage.index, damage.offset), (3, damaged_at.offset));
+    // What the start-up log says (stderr): the entry, where it is, that the rest follows.
+    let said = damage.to_string();
+    assert!(said.contains(&format!("at entry 3 (byte offset {})", damaged_at.offset)), "{said}");
+    assert!(said.contains("2 intact entries follow"), "{said}");
     assert_eq!(ts.server.log_len(), 3, "the entries before the damage");
 
     // The head and the proofs of the entries before the damage are served.

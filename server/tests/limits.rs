@@ -528,25 +528,29 @@ fn rss_mib(pid: u32, field: &str) -> f64 {
 async fn hostile_upload(
     addr: std::net::SocketAddr,
     head: String,
-    body: &[u8],
+    chunk: &[u8],
     declared: u64,
 ) -> u16 {
     let Ok(s) = tokio::net::TcpStream::connect(addr).await else { return 0 };
-    let mut out = head.into_bytes();
+    let out = head.into_bytes();
     let mut sent_body = 0u64;
+    let mut off = 0usize;
     let mut answer = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if Instant::now() > deadline {
             return 0;
         }
-        if out.is_empty() && sent_body < declared {
-            let n = (declared - sent_body).min(64 << 10) as usize;
-            let off = (sent_body as usize) % body.len().max(1);
-            out.extend(body.iter().cycle().skip(off).take(n));
-            sent_body += n as u64;
-        }
-        let want_write = !out.is_empty();
+        // The head first, then the body: the same bytes again and again, as fast as the
+        // server takes them.
+        let pending: &[u8] = if off < out.len() {
+            &out[off..]
+        } else if sent_body < declared {
+            &chunk[..(declared - sent_body).min(chunk.len() as u64) as usize]
+        } else {
+            &[]
+        };
+        let want_write = !pending.is_empty();
         let ready = if want_write {
             s.ready(tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE).await
         } else {
@@ -568,10 +572,9 @@ async fn hostile_upload(
             }
         }
         if want_write && ready.is_writable() {
-            match s.try_write(&out) {
-                Ok(n) => {
-                    out.drain(..n);
-                }
+            match s.try_write(pending) {
+                Ok(n) if off < out.len() => off += n,
+                Ok(n) => sent_body += n as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return parse_status(&answer),
             }
@@ -679,6 +682,9 @@ async fn hostile_devices_benchmark() {
             let (d, record, stop, refused) =
                 (d.clone(), record.clone(), stop.clone(), refused.clone());
             let key = server_key;
+            // The record, then filler: what a device lying about its segment sends.
+            let mut chunk = record.clone();
+            chunk.resize(64 << 10, 0);
             tasks.push(tokio::spawn(async move {
                 let path = format!("/v1/recordings/{id}/records/1");
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -691,7 +697,7 @@ async fn hostile_devices_benchmark() {
                         head.push_str(&format!("{k}: {v}\r\n"));
                     }
                     head.push_str("\r\n");
-                    let status = hostile_upload(addr, head, &record, declared).await;
+                    let status = hostile_upload(addr, head, &chunk, declared).await;
                     *refused.lock().unwrap().entry(status).or_default() += 1;
                 }
             }));
@@ -709,25 +715,36 @@ async fn hostile_devices_benchmark() {
         })
     };
 
-    // Meanwhile the honest device: header, then a segment every 500 ms, each timed.
-    let s = honest.put(&c, &base, &server_key, hid, 0, bodies[0].clone()).await;
-    assert_eq!(s.status, 200);
-    let mut lat = Vec::new();
-    let mut failed = 0u64;
-    let started = Instant::now();
-    let mut n = 1usize;
-    while started.elapsed() < Duration::from_secs(seconds) && n < bodies.len() {
-        let at = Instant::now();
-        let s = honest.put(&c, &base, &server_key, hid, n as u64, bodies[n].clone()).await;
-        if s.status == 200 {
-            lat.push(at.elapsed().as_secs_f64() * 1000.0);
-            n += 1;
-        } else {
-            failed += 1;
-        }
-        let next = at + Duration::from_millis(500);
-        tokio::time::sleep_until(next.into()).await;
-    }
+    // Meanwhile the honest device, on a thread and runtime of its own (so that the hostile
+    // clients' tasks do not delay it here): header, then a segment every 500 ms, each timed.
+    let honest_base = base.clone();
+    let (mut lat, failed) = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let c = client();
+            let s = honest.put(&c, &honest_base, &server_key, hid, 0, bodies[0].clone()).await;
+            assert_eq!(s.status, 200);
+            let mut lat = Vec::new();
+            let mut failed = 0u64;
+            let started = Instant::now();
+            let mut n = 1usize;
+            while started.elapsed() < Duration::from_secs(seconds) && n < bodies.len() {
+                let at = Instant::now();
+                let body = bodies[n].clone();
+                let s = honest.put(&c, &honest_base, &server_key, hid, n as u64, body).await;
+                if s.status == 200 {
+                    lat.push(at.elapsed().as_secs_f64() * 1000.0);
+                    n += 1;
+                } else {
+                    failed += 1;
+                }
+                tokio::time::sleep_until((at + Duration::from_millis(500)).into()).await;
+            }
+            (lat, failed)
+        })
+    })
+    .await
+    .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.await.unwrap();
     for t in tasks {

@@ -623,4 +623,87 @@ mod tests {
         assert_eq!(u32::from_str_radix(field, 8).unwrap(), sum);
         assert_eq!(&h[257..262], b"ustar");
     }
+
+    /// A server with one device that has stored a header and two segments.
+    fn server_with_a_recording() -> (tempfile::TempDir, Server, RecordingId) {
+        use custody_format::chain::ChainBuilder;
+        use custody_format::primitives::{sign, DOMAIN_ENROLLMENT_SIGNATURE};
+        use custody_format::testkit;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::Config::new(dir.path());
+        config.backend = crate::store::Backend::Custom(crate::store::Stores::memory());
+        let (server, _) = Server::open(config).unwrap();
+        let device = testkit::key("bundle-unit");
+        let public = PublicKey::from(device.verifying_key());
+        let token = server.issue_token("unit", std::time::Duration::from_secs(60)).unwrap();
+        let t: [u8; 32] = hex::decode(&token).unwrap().try_into().unwrap();
+        let msg = crate::enroll::enrollment_message(&t, &public);
+        let req: crate::enroll::EnrollRequest = serde_json::from_value(serde_json::json!({
+            "token": token, "device_key": public.to_string(),
+            "signature": hex::encode(sign(&device, DOMAIN_ENROLLMENT_SIGNATURE, &msg)),
+        }))
+        .unwrap();
+        server.enroll(&req).unwrap();
+        let header = testkit::header(9, &device);
+        let id = header.recording_id;
+        let (mut chain, h) = ChainBuilder::start(header, device.clone()).unwrap();
+        server.ingest(&public, id, 0, &h.to_bytes()).unwrap();
+        for n in 1..=2u64 {
+            let ct = vec![n as u8; 1000];
+            let mut f = testkit::segment(9, n);
+            f.ciphertext_len = ct.len() as u64;
+            f.ciphertext_sha256 = sha256(&[&ct]);
+            let mut body = chain.segment(f).to_bytes();
+            body.extend_from_slice(&ct);
+            server.ingest(&public, id, n, &body).unwrap();
+        }
+        (dir, server, id)
+    }
+
+    /// The archive's file names (under its top directory) and contents.
+    fn archive(server: &Server, plan: &Plan) -> Vec<(String, Vec<u8>)> {
+        let mut tar = Vec::new();
+        plan.write_range(server.storage(), 0, plan.total, &mut |b| {
+            tar.extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(tar.len() as u64, plan.total);
+        let mut out = Vec::new();
+        let mut rest = &tar[..];
+        while rest[..512].iter().any(|&b| b != 0) {
+            let name = std::str::from_utf8(&rest[..100]).unwrap().trim_end_matches('\0');
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[124..135]).unwrap(), 8);
+            let size = size.unwrap();
+            let name = name.split_once('/').unwrap().1.to_string();
+            out.push((name, rest[512..512 + size].to_vec()));
+            rest = &rest[512 + size.div_ceil(512) * 512..];
+        }
+        out
+    }
+
+    #[test]
+    fn an_access_logged_without_a_statement_is_served_as_the_version_1_bundle_it_began_as() {
+        let (_dir, server, id) = server_with_a_recording();
+        // What a server before custody-bundle 2 logged for a retrieval (and a download of it
+        // may be resumed after the upgrade): no statement.
+        let old = server.log_access("Ana", Some(&id), "bundle".into()).unwrap();
+        let v1 = archive(&server, &server.plan_bundle(&id, old, "Ana").unwrap());
+        let file = |a: &[(String, Vec<u8>)], p: &str| a.iter().find(|(n, _)| n == p).cloned();
+        assert_eq!(file(&v1, bundle::MARKER).unwrap().1, bundle::MARKER_CONTENT_V1.as_bytes());
+        assert!(file(&v1, bundle::RECEIPT_PROOFS).is_none());
+        let readme = String::from_utf8(file(&v1, bundle::README).unwrap().1).unwrap();
+        assert!(!readme.contains("WHAT THE SERVER HELD"), "{readme}");
+
+        let new = server.log_bundle_access("Ana", &id).unwrap();
+        let v2 = archive(&server, &server.plan_bundle(&id, new, "Ana").unwrap());
+        assert_eq!(file(&v2, bundle::MARKER).unwrap().1, bundle::MARKER_CONTENT.as_bytes());
+        let proofs = file(&v2, bundle::RECEIPT_PROOFS).unwrap().1;
+        assert_eq!(ConsistencyProof::parse_all(&proofs).unwrap().len(), 3);
+        let readme = String::from_utf8(file(&v2, bundle::README).unwrap().1).unwrap();
+        assert!(readme.contains("WHAT THE SERVER HELD"), "{readme}");
+        // The old access, planned again, is still the same bytes.
+        let again = archive(&server, &server.plan_bundle(&id, old, "Ana").unwrap());
+        assert_eq!(again, v1);
+    }
 }

@@ -71,40 +71,108 @@ pub fn browser_segment(
     match container {
         Container::Photo => photo(plaintext),
         Container::Webm | Container::SelfContainedMp4 => {
-            let mut file = Demuxed::open(container, plaintext.to_vec())?;
-            let mut digester = PacketDigester::new(&file.canonical_digest_streams());
-            let (mut first, mut end) = (None, None::<i64>);
-            while let Some(packet) = file.next()? {
-                let t = packet.stream();
-                let tb = file.time_bases[t];
-                if let Some(ts) = packet.pts().or(packet.dts()) {
-                    let us = file.block_time_us(t, ts);
-                    first.get_or_insert(us);
-                    let e = us + crate::recorder_time(packet.duration(), tb);
-                    end = Some(end.map_or(e, |x| x.max(e)));
-                }
-                digester.push(file.slot[t], packet.is_key(), packet.data().unwrap_or(&[]));
-            }
-            let packet_counts = digester.packet_counts();
-            let streams: Vec<StreamParams> =
-                file.order.iter().map(|&i| file.streams[i].clone()).collect();
-            let video_frames = streams
-                .iter()
-                .zip(&packet_counts)
-                .filter(|(s, _)| s.kind == MediaKind::Video)
-                .map(|(_, n)| n)
-                .sum();
-            Ok(BrowserSegment {
-                streams,
-                packet_counts,
-                video_frames,
-                packet_digest: digester.finish(),
-                first_time_us: first,
-                end_time_us: end,
-            })
+            facts(Demuxed::open(container, plaintext.to_vec())?)
         }
         other => Err(BrowserError::NotBrowser(other)),
     }
+}
+
+/// Computes what the record of any segment must state (its packet counts per stream,
+/// video frames and packet digest), from its plaintext alone: a browser's segment as
+/// [`browser_segment`] does; an MPEG-TS segment (container 1) demuxed alone, as it starts
+/// with the tables that describe its streams; a fragmented MP4 segment (container 2)
+/// demuxed after `init`, the recording's initialisation segment ([`mp4_init`] of segment
+/// 1), when it does not begin with one itself. The packets a segment capture cut are
+/// exactly those its muxer wrote between two cuts (section 6.3), so they are every packet
+/// of every stream of the file.
+pub fn segment_media(
+    container: Container,
+    init: Option<&[u8]>,
+    plaintext: &[u8],
+) -> Result<BrowserSegment, BrowserError> {
+    match container {
+        Container::MpegTs => facts(Demuxed::open(container, plaintext.to_vec())?),
+        Container::FragmentedMp4 => {
+            let bytes = if top_level_box(plaintext) == Some(*b"moof") {
+                let init = init.ok_or_else(|| BrowserError::Format {
+                    expected: "MP4",
+                    message: "a fragment, and no initialisation segment to read it with".into(),
+                })?;
+                [init, plaintext].concat()
+            } else {
+                plaintext.to_vec()
+            };
+            facts(Demuxed::open(container, bytes)?)
+        }
+        other => browser_segment(other, plaintext),
+    }
+}
+
+/// The type of the first box of an MP4 file (ISO/IEC 14496-12 4.2: a 32-bit size, then
+/// the four-character type).
+fn top_level_box(bytes: &[u8]) -> Option<[u8; 4]> {
+    bytes.get(4..8)?.try_into().ok()
+}
+
+/// A fragmented MP4 file's initialisation segment: its bytes before the first top-level
+/// `moof` box (`ftyp`, `moov`, …), or `None` if it has none before a fragment or its box
+/// sizes run past the end (ISO/IEC 14496-12 4.2: a size of 1 means a 64-bit size follows
+/// the type; 0, a box that runs to the end of the file).
+pub fn mp4_init(segment: &[u8]) -> Option<&[u8]> {
+    let mut at = 0usize;
+    while at < segment.len() {
+        let kind = top_level_box(segment.get(at..)?)?;
+        if &kind == b"moof" {
+            return (at > 0).then(|| &segment[..at]);
+        }
+        let size = u32::from_be_bytes(segment.get(at..at + 4)?.try_into().ok()?);
+        let size = match size {
+            0 => return None,
+            1 => {
+                usize::try_from(u64::from_be_bytes(segment.get(at + 8..at + 16)?.try_into().ok()?))
+                    .ok()?
+            }
+            n => usize::try_from(n).ok()?,
+        };
+        if size < 8 {
+            return None;
+        }
+        at = at.checked_add(size)?;
+    }
+    None
+}
+
+/// Counts and digests every packet of an opened segment in the canonical stream order.
+fn facts(mut file: Demuxed) -> Result<BrowserSegment, BrowserError> {
+    let mut digester = PacketDigester::new(&file.canonical_digest_streams());
+    let (mut first, mut end) = (None, None::<i64>);
+    while let Some(packet) = file.next()? {
+        let t = packet.stream();
+        let tb = file.time_bases[t];
+        if let Some(ts) = packet.pts().or(packet.dts()) {
+            let us = file.block_time_us(t, ts);
+            first.get_or_insert(us);
+            let e = us + crate::recorder_time(packet.duration(), tb);
+            end = Some(end.map_or(e, |x| x.max(e)));
+        }
+        digester.push(file.slot[t], packet.is_key(), packet.data().unwrap_or(&[]));
+    }
+    let packet_counts = digester.packet_counts();
+    let streams: Vec<StreamParams> = file.order.iter().map(|&i| file.streams[i].clone()).collect();
+    let video_frames = streams
+        .iter()
+        .zip(&packet_counts)
+        .filter(|(s, _)| s.kind == MediaKind::Video)
+        .map(|(_, n)| n)
+        .sum();
+    Ok(BrowserSegment {
+        streams,
+        packet_counts,
+        video_frames,
+        packet_digest: digester.finish(),
+        first_time_us: first,
+        end_time_us: end,
+    })
 }
 
 /// A photo's stream and digest: the whole JPEG one packet of an "other codec" stream, key.
@@ -290,7 +358,8 @@ impl Demuxed {
         crate::init();
         let (expected, hint, demuxer) = match container {
             Container::Webm => ("WebM", "segment.webm", "matroska"),
-            Container::SelfContainedMp4 => ("MP4", "segment.mp4", "mov"),
+            Container::SelfContainedMp4 | Container::FragmentedMp4 => ("MP4", "segment.mp4", "mov"),
+            Container::MpegTs => ("MPEG-TS", "segment.ts", "mpegts"),
             other => return Err(BrowserError::NotBrowser(other)),
         };
         let format = |message: String| BrowserError::Format { expected, message };
@@ -684,6 +753,30 @@ pub fn viewing_copy(remux: &Path, out: &Path, label: &str) -> Result<RemuxSummar
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mp4_init_is_what_comes_before_the_first_fragment() {
+        let boxed = |kind: &[u8; 4], body: usize| {
+            let mut b = u32::try_from(8 + body).unwrap().to_be_bytes().to_vec();
+            b.extend_from_slice(kind);
+            b.resize(b.len() + body, 0);
+            b
+        };
+        let init = [boxed(b"ftyp", 8), boxed(b"moov", 20)].concat();
+        let file = [init.clone(), boxed(b"moof", 4), boxed(b"mdat", 9)].concat();
+        assert_eq!(mp4_init(&file), Some(&init[..]));
+        // A fragment alone, no fragment at all, a size running past the end: none.
+        assert_eq!(mp4_init(&file[init.len()..]), None);
+        assert_eq!(mp4_init(&init), None);
+        assert_eq!(mp4_init(&file[..init.len() - 1]), None);
+        // A 64-bit box size (size 1, then the size after the type).
+        let mut large = 1u32.to_be_bytes().to_vec();
+        large.extend_from_slice(b"moov");
+        large.extend_from_slice(&20u64.to_be_bytes());
+        large.extend_from_slice(&[0; 4]);
+        let file = [boxed(b"ftyp", 0), large.clone(), boxed(b"moof", 0)].concat();
+        assert_eq!(mp4_init(&file).map(<[u8]>::len), Some(8 + large.len()));
+    }
 
     #[test]
     fn jpeg_size_reads_the_frame_header_after_other_segments() {

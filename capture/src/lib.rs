@@ -58,8 +58,8 @@ mod settings;
 mod sink;
 
 pub use browser::{
-    browser_packet_hashes, browser_segment, digest_by_counts, jpeg_size, remux_browser,
-    remux_format, viewing_copy, BrowserError, BrowserSegment, TimedSegment,
+    browser_packet_hashes, browser_segment, digest_by_counts, jpeg_size, mp4_init, remux_browser,
+    remux_format, segment_media, viewing_copy, BrowserError, BrowserSegment, TimedSegment,
 };
 pub use bsf::BsfError;
 pub use custody_format::digest::{MediaKind, PacketDigest};

@@ -128,6 +128,52 @@ pub fn plaintext(bundle_path: &Path, ids: &[age::x25519::Identity], seqs: Vec<u6
     Media::Pieces(Pieces::new(rx.into_iter()))
 }
 
+/// What a segment's plaintext holds, recomputed by demuxing it alone with FFmpeg
+/// (docs/format.md 6.3, 6.4): the facts `custody verify --identity` compares with each
+/// record. `init` is a fragmented MP4 recording's initialisation segment
+/// ([`mp4_init_segment`]); a fragment read without one is not checked (`None`).
+pub fn segment_facts(
+    container: Container,
+    init: Option<&[u8]>,
+    plaintext: &[u8],
+) -> Option<Result<custody_verifier::MediaFacts, String>> {
+    let fragment = plaintext.get(4..8) == Some(&b"moof"[..]);
+    if container == Container::FragmentedMp4 && init.is_none() && fragment {
+        return None;
+    }
+    Some(
+        custody_capture::segment_media(container, init, plaintext)
+            .map(|b| custody_verifier::MediaFacts {
+                stream_packets: b.packet_counts,
+                video_frames: b.video_frames,
+                packet_digest: b.packet_digest.0,
+                picture: (container == Container::Photo)
+                    .then(|| b.streams.first().map(|s| (s.width, s.height)))
+                    .flatten(),
+            })
+            .map_err(|e| e.to_string()),
+    )
+}
+
+/// A fragmented MP4 recording's initialisation segment (`ftyp`, `moov`), which its later
+/// segments need to be demuxed: the bytes of segment 1 before its first fragment, taken
+/// only if that segment decrypts to the plaintext its record states. `None` for any other
+/// container, or when segment 1 is missing, does not decrypt or differs from its record
+/// (the verifier reports that segment itself).
+pub fn mp4_init_segment(bundle_path: &Path, ids: &[age::x25519::Identity]) -> Option<Vec<u8>> {
+    if header(bundle_path).ok()??.container != Container::FragmentedMp4 {
+        return None;
+    }
+    let first = segment_records(bundle_path).ok()?.into_iter().find(|s| s.seq == 1)?;
+    let source = custody_verifier::source::open(bundle_path).ok()?;
+    let ct = source.read_small(&bundle::segment_path(1), 1 << 30).ok()?;
+    let plain = custody_vault::seal::open(&ct, ids).ok()?;
+    if custody_format::primitives::sha256(&[&plain]) != first.plaintext_sha256 {
+        return None;
+    }
+    custody_capture::mp4_init(&plain).map(<[u8]>::to_vec)
+}
+
 /// Where each segment starts, as [`custody_capture::digest_file`] cuts another copy.
 pub fn boundaries(segments: &[SegmentRecord]) -> Vec<custody_capture::Boundary> {
     let mut prev_forced = false;

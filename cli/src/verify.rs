@@ -13,27 +13,18 @@ use crate::cli::VerifyArgs;
 use crate::common::{print, CliError};
 
 /// Decrypts with the legal team's age identities, in memory.
-struct AgeOpener(Vec<age::x25519::Identity>);
+/// The second field is a fragmented MP4 recording's initialisation segment, which its
+/// later segments are demuxed with.
+struct AgeOpener(Vec<age::x25519::Identity>, Option<Vec<u8>>);
 
 impl Opener for AgeOpener {
     fn open(&self, ciphertext: &[u8]) -> Result<Vec<u8>, String> {
         custody_vault::seal::open(ciphertext, &self.0).map_err(|e| e.to_string())
     }
 
-    /// A browser's segment demuxed alone with FFmpeg (docs/format.md 6.4).
+    /// A segment demuxed alone with FFmpeg (docs/format.md 6.3, 6.4).
     fn media(&self, container: Container, plaintext: &[u8]) -> Option<Result<MediaFacts, String>> {
-        Some(
-            custody_capture::browser_segment(container, plaintext)
-                .map(|b| MediaFacts {
-                    stream_packets: b.packet_counts,
-                    video_frames: b.video_frames,
-                    packet_digest: b.packet_digest.0,
-                    picture: (container == Container::Photo)
-                        .then(|| b.streams.first().map(|s| (s.width, s.height)))
-                        .flatten(),
-                })
-                .map_err(|e| e.to_string()),
-        )
+        crate::media::segment_facts(container, self.1.as_deref(), plaintext)
     }
 
     fn recipients(&self) -> Vec<String> {
@@ -243,7 +234,10 @@ fn verified_in(
     let source = custody_verifier::source::open(bundle).map_err(|e| {
         CliError::cannot(e.to_string()).hint("give a bundle directory or its .tar file")
     })?;
-    let opener = identities.clone().map(AgeOpener);
+    let opener = identities.clone().map(|ids| {
+        let init = crate::media::mp4_init_segment(bundle, &ids);
+        AgeOpener(ids, init)
+    });
     let options = Options {
         trust,
         trust_fingerprint,

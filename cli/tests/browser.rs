@@ -426,8 +426,9 @@ fn importing_a_browsers_webm_and_mp4_with_opus_copies_them_into_a_container_that
         let out = real.run_with_keys(&["verify", bundle.to_str().unwrap(), "--json"]);
         let report = json(&out);
         assert_eq!(report["verdict"], "intact-complete", "{name}: {report}");
+        // --identity recomputes every segment's packets, fragmented MP4 ones too.
         let has_media_check = codes(&report).contains(&"segment.media.match".to_string());
-        assert_eq!(has_media_check, container == Container::Webm, "{name}: {report}");
+        assert!(has_media_check, "{name}: {report}");
         let ext = if container == Container::Webm { "webm" } else { "mp4" };
         let exported = real.dir().join(format!("exported.{ext}"));
         let out = real.run_with_keys(&[

@@ -23,7 +23,9 @@ use common::Env;
 use custody_capture::browser_segment;
 use custody_format::chain::{ChainBuilder, SegmentFields};
 use custody_format::primitives::sha256;
-use custody_format::record::{Container, CutReason, EndReason, Origin, Record, StreamInfo};
+use custody_format::record::{
+    Container, CutReason, EndReason, Origin, Record, RecordingHeader, StreamInfo,
+};
 use custody_format::testkit;
 use real::{ffmpeg, Real};
 
@@ -252,4 +254,113 @@ fn an_android_phones_webm_matches_its_import_and_ffmpeg_remuxes_of_it() {
     ffmpeg(&["-i", a, "-c:v", "libvpx", "-b:v", "300k", "-c:a", "libopus", again_s]);
     let v = verify_original(&real.env, &bundle, &again);
     assert!(outcomes(&v).iter().all(|o| o == "differs"), "{:?}", outcomes(&v));
+}
+/// A chain re-signed by a device key the test holds: every record of `real` as it was,
+/// each sealed segment unchanged (so its ciphertext hash is still right), but segment
+/// `wrong`'s packet digest altered before signing.
+fn resigned(real: &Real, wrong: u64) -> bundles::Bundle {
+    let device = testkit::key("phone");
+    let Record::Header(h) = real.records[0].record() else { panic!("no header") };
+    let header = RecordingHeader { device_key: testkit::public("phone"), ..h.clone() };
+    let (mut b, h) = ChainBuilder::start(header, device).unwrap();
+    let mut records = vec![h];
+    let mut sealed = BTreeMap::new();
+    for s in &real.segments {
+        let mut packet_digest = s.packet_digest;
+        if s.seq == wrong {
+            packet_digest[0] ^= 1;
+        }
+        records.push(b.segment(SegmentFields {
+            wall_first_us: s.wall_first_us,
+            wall_last_us: s.wall_last_us,
+            media_start_us: s.media_start_us,
+            media_end_us: s.media_end_us,
+            stream_packets: s.stream_packets.clone(),
+            video_frames: s.video_frames,
+            plaintext_len: s.plaintext_len,
+            plaintext_sha256: s.plaintext_sha256,
+            ciphertext_len: s.ciphertext_len,
+            ciphertext_sha256: s.ciphertext_sha256,
+            packet_digest,
+            cut: s.cut,
+        }));
+        let path = custody_format::bundle::segment_path(s.seq);
+        sealed.insert(s.seq, real.bundle.files[&path].clone());
+    }
+    let Some(Record::End(e)) = real.records.last().map(|r| r.record()) else { panic!("no end") };
+    records.push(b.end(e.ended_at_us, e.reason, e.message.clone()));
+    bundles::receipted(records, sealed, testkit::public("phone"), "server")
+        .bundle_for(testkit::public("phone"), "server")
+}
+
+/// `--identity` recomputes every segment's packet counts and digest from its decrypted
+/// plaintext for the containers capture cuts too: MPEG-TS (each segment alone) and
+/// fragmented MP4 (each after segment 1's initialisation segment). A record re-signed with
+/// a wrong packet digest but the right ciphertext hash verifies without the identity, and
+/// is caught, named by its segment, with it.
+#[test]
+fn identity_recomputes_the_packet_digest_of_mpeg_ts_and_fragmented_mp4_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ts_clip = tmp.path().join("laptop.mp4");
+    common::make_clip(&ts_clip, 6, 2);
+    let opus_clip = tmp.path().join("opus.mp4");
+    let video = "testsrc2=size=320x240:rate=25";
+    let audio = "sine=frequency=440:sample_rate=48000";
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        video,
+        "-f",
+        "lavfi",
+        "-i",
+        audio,
+        "-t",
+        "6",
+        "-g",
+        "50",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "libopus",
+        opus_clip.to_str().unwrap(),
+    ]);
+    for (clip, container) in [(&ts_clip, Container::MpegTs), (&opus_clip, Container::FragmentedMp4)]
+    {
+        let real = Real::import(clip);
+        let Record::Header(h) = real.records[0].record() else { panic!("no header") };
+        assert_eq!(h.container, container);
+        assert!(real.segments.len() >= 3, "{} segments", real.segments.len());
+        let good = real.write(&resigned(&real, 0), "good");
+        let bad = real.write(&resigned(&real, 2), "bad");
+        let verify = |bundle: &Path, identity: bool| {
+            let server = testkit::public("server").to_string();
+            let key = real.env.case_key.to_str().unwrap();
+            let mut args = vec!["verify", bundle.to_str().unwrap(), "--json", "--trust", &server];
+            if identity {
+                args.extend_from_slice(&["--identity", key]);
+            }
+            json(&real.env.run(&args))
+        };
+        let codes = |v: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| (c["code"].as_str().unwrap().to_string(), c["seq"].clone()))
+                .collect()
+        };
+        let v = verify(&good, true);
+        assert_eq!(v["verdict"], "intact-complete", "{container:?}: {v}");
+        assert!(codes(&v).iter().any(|(c, _)| c == "segment.media.match"), "{container:?}: {v}");
+        let v = verify(&bad, false);
+        assert_eq!(v["verdict"], "intact-complete", "{container:?}: without the identity: {v}");
+        let v = verify(&bad, true);
+        assert_eq!(v["verdict"], "tampered", "{container:?}: {v}");
+        let failed: Vec<_> =
+            codes(&v).into_iter().filter(|(c, _)| c == "segment.media.mismatch").collect();
+        assert_eq!(failed, [("segment.media.mismatch".to_string(), serde_json::json!(2))], "{v}");
+    }
 }

@@ -33,12 +33,13 @@ pub(crate) fn check_segments(
 ) {
     let mut ok = true;
     let mut plain_ok = true;
-    let browser = header.map(|h| h.container).filter(|c| browser_container(*c));
+    let container = header.map(|h| h.container);
+    let browser = container.filter(|c| browser_container(*c));
     // Browser segments whose packets were recomputed and matched; whether any could not be.
     let (mut media_checked, mut media_ok) = (0usize, true);
     let mut named = std::collections::BTreeSet::new();
     let mut opened = match opener {
-        Some(opener) => open_all(source, records, browser, opener),
+        Some(opener) => open_all(source, records, container, opener),
         None => BTreeMap::new(),
     };
     for r in records.values() {
@@ -77,7 +78,9 @@ pub(crate) fn check_segments(
                 Ok((plain_len, plain_sha, media))
                     if plain_len == s.plaintext_len && plain_sha == s.plaintext_sha256 =>
                 {
-                    if browser.is_some() {
+                    // A browser's segment must be recomputed; another container's is when
+                    // the opener can demux it (`custody verify --identity` can).
+                    if browser.is_some() || media.is_some() {
                         match check_media(s, header, media) {
                             Ok(()) => media_checked += 1,
                             Err(check) => {
@@ -131,7 +134,7 @@ pub(crate) fn check_segments(
             "every segment decrypts to the plaintext its record states",
         ));
     }
-    if let (Some(container), true, true) = (browser, media_ok, media_checked > 0) {
+    if let (Some(container), true, true) = (container, media_ok, media_checked > 0) {
         let what = match container {
             Container::Photo => "the photo, read from its decrypted JPEG, is the picture its record states",
             _ => "every segment, demuxed from its decrypted plaintext alone, has the packets per stream, video frames and packet digest its record states",
@@ -199,7 +202,7 @@ fn check_media(
 fn open_all(
     source: &dyn Source,
     records: &BTreeMap<u64, &SignedRecord>,
-    browser: Option<Container>,
+    container: Option<Container>,
     opener: &dyn Opener,
 ) -> BTreeMap<u64, Opened> {
     let seqs: Vec<u64> = records
@@ -230,7 +233,7 @@ fn open_all(
                             Record::Segment(s) => Some(s.plaintext_sha256),
                             _ => None,
                         });
-                        let media = browser
+                        let media = container
                             .filter(|_| stated == Some(sha))
                             .and_then(|c| opener.media(c, &p));
                         (p.len() as u64, sha, media)

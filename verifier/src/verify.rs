@@ -143,11 +143,12 @@ pub trait Opener: Sync {
     /// The plaintext of a sealed segment.
     fn open(&self, ciphertext: &[u8]) -> Result<Vec<u8>, String>;
 
-    /// What a browser segment's hash-checked plaintext holds (containers 3, 4 and 5,
-    /// `docs/format.md` 6.4), recomputed by demuxing it alone: the verifier decodes no
-    /// media itself, so the caller (the CLI, through `custody-capture`) provides this too.
-    /// `None` when this opener cannot demux (the check is then reported as not checked);
-    /// `Err` when the plaintext is not a file of that container.
+    /// What a segment's hash-checked plaintext holds, recomputed by demuxing it alone
+    /// (`docs/format.md` 6.3 and 6.4): the verifier decodes no media itself, so the caller
+    /// (the CLI, through `custody-capture`) provides this too. Asked for every container;
+    /// `None` when this opener cannot demux it (for a browser's containers 3, 4 and 5 the
+    /// check is then reported as not checked; for MPEG-TS and fragmented MP4 it is left
+    /// out); `Err` when the plaintext is not a file of that container.
     fn media(&self, container: Container, plaintext: &[u8]) -> Option<Result<MediaFacts, String>> {
         let _ = (container, plaintext);
         None
@@ -160,7 +161,7 @@ pub trait Opener: Sync {
     }
 }
 
-/// What a browser segment's plaintext holds, as its record must state it.
+/// What a segment's plaintext holds, as its record must state it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaFacts {
     /// Packets per stream, in the file's track order.

@@ -217,9 +217,9 @@ codes! {
     SEGMENT_DECRYPT_FAILED = "segment.decrypt.failed", NotChecked,
         "A segment could not be decrypted with the given identity (wrong key, or damaged ciphertext).";
     SEGMENT_MEDIA_MATCH = "segment.media.match", Ok,
-        "Every segment a browser recorded (WebM, MP4, photo), demuxed from its decrypted, hash-checked plaintext alone, has the packets per stream, video frames and packet digest its record states.";
+        "Every segment, demuxed from its decrypted, hash-checked plaintext alone (a fragmented MP4 segment after segment 1's initialisation segment), has the packets per stream, video frames and packet digest its record states: a browser's (WebM, MP4, photo) and, with `custody verify --identity`, one capture cut (MPEG-TS, fragmented MP4).";
     SEGMENT_MEDIA_MISMATCH = "segment.media.mismatch", Failure,
-        "A browser segment's plaintext, demuxed, has other packet counts, video frames or packet digest than its signed record states, or is not a file of its header's container at all.";
+        "A segment's plaintext, demuxed, has other packet counts, video frames or packet digest than its signed record states, or is not a file of its header's container at all; the check names the segment.";
     SEGMENT_MEDIA_NOT_CHECKED = "segment.media.not_checked", NotChecked,
         "A browser segment's packets could not be recomputed from its plaintext (the verifier was given no demuxer; `custody verify --identity` has one).";
     RECEIPT_VALID = "receipt.valid", Ok,

@@ -81,7 +81,8 @@ fn plaintext(seed: u64, len: usize) -> Vec<u8> {
 /// Seals a recording of `segments` segments of `len` bytes, ended; its id. It has
 /// `segments + 2` records.
 fn record(s: &Setup, segments: u64, len: usize) -> RecordingId {
-    let sealer = Sealer::new(parse_recipients(&[s.recipient.clone()]).unwrap()).unwrap();
+    let sealer =
+        Sealer::new(parse_recipients(std::slice::from_ref(&s.recipient)).unwrap()).unwrap();
     let mut h: RecordingHeader = testkit::header(1, &s.key);
     h.recording_id = RecordingId::random(&mut rand_core::OsRng);
     h.recipients = vec![s.recipient.clone()];

@@ -295,7 +295,9 @@ impl Vault {
     /// A reader that keeps that offset and passes it back reads each record once, however
     /// long the recording grows. Every frame's CRC is checked; reading stops at the first
     /// frame that is not whole and intact (a record being appended right now, or a torn
-    /// tail), exactly where [`Vault::open`] would cut a crashed journal back to.
+    /// tail, where [`Vault::open`] would cut a crashed journal back to). It does not read
+    /// past damage: [`Vault::open`] has already rewritten a damaged journal of a recording
+    /// nobody is writing as its intact records, and [`Vault::records`] reads past it.
     pub fn records_from(
         &self,
         id: &RecordingId,

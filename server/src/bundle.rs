@@ -377,7 +377,14 @@ impl Server {
         e.recording_id = Some(*id);
         e.detail = Some("bundle".into());
         statement.write_to(&mut e);
-        log.append(&e).map(|a| a.index).map_err(|e| ApiError::internal("logging the access", e))
+        // On a full disk the reserve kept for the log is used (`crate::reserve`).
+        self.append_to(&mut log, &e).map(|a| a.index).map_err(|e| {
+            if crate::reserve::is_no_space(&e) {
+                crate::reserve::disk_full("logging the access", &e)
+            } else {
+                ApiError::internal("logging the access", e)
+            }
+        })
     }
 
     /// Plans the bundle of recording `id` made for the access entry at `access`, which must

@@ -160,7 +160,8 @@ impl Uploader {
         }
         let (this, id) = (self.clone(), *id);
         match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
-            Ok(Ok(())) => Recovered::Stored,
+            Ok(Ok(true)) => Recovered::Stored,
+            Ok(Ok(false)) => Recovered::Skipped,
             _ => Recovered::Stop,
         }
     }

@@ -153,7 +153,11 @@ fn locked(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 }
 
 enum Outcome {
+    /// Receipted by this upload.
     Done,
+    /// Its receipt was already held (asked for again through the receipts route while the
+    /// record waited): dequeued, not counted again as receipted.
+    Held,
     /// This record's own trouble (its receipt does not check, the log proof could not be
     /// had, a local failure): it waits its own backoff.
     Retry(String),
@@ -312,17 +316,19 @@ impl Uploader {
     }
 
     /// Appends a receipt to the recording's journal (fsynced), then dequeues the record.
+    /// Returns whether the receipt was new (false: one was already held).
     pub(crate) fn store_receipt(
         &self,
         id: &RecordingId,
         seq: u64,
         receipt: &Signed<Receipt>,
-    ) -> Result<(), UploadError> {
+    ) -> Result<bool, UploadError> {
         let dir = self.rec_dir(id);
         let mut sh = locked(&self.shared);
         // The receipts asked for again after the server came back may have brought this one
         // while its upload was in flight: keep one.
-        if !sh.receipts.has(id, &dir, seq)? {
+        let new = !sh.receipts.has(id, &dir, seq)?;
+        if new {
             sh.receipts.append(id, &dir, receipt)?;
         }
         sh.records.forget(id, seq);
@@ -332,7 +338,7 @@ impl Uploader {
         if let Some(tx) = &self.events {
             let _ = tx.send(Receipted { recording: *id, seq, at: Instant::now() });
         }
-        Ok(())
+        Ok(new)
     }
 
     /// Uploads one record and, for a segment, its sealed file.
@@ -340,7 +346,7 @@ impl Uploader {
         match self.has_receipt(&id, seq) {
             Ok(true) => {
                 let _ = self.index.dequeue(&id.0, seq);
-                return Outcome::Done;
+                return Outcome::Held;
             }
             Ok(false) => {}
             Err(e) => return Outcome::Retry(e.to_string()),
@@ -409,7 +415,8 @@ impl Uploader {
         }
         let this = self.clone();
         match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
-            Ok(Ok(())) => Outcome::Done,
+            Ok(Ok(true)) => Outcome::Done,
+            Ok(Ok(false)) => Outcome::Held,
             Ok(Err(e)) => Outcome::Retry(e.to_string()),
             Err(e) => Outcome::Retry(e.to_string()),
         }
@@ -537,6 +544,7 @@ impl Uploader {
                     let Ok((k, outcome)) = done else { continue };
                     in_flight.remove(&k);
                     match outcome {
+                        Outcome::Held => {}
                         Outcome::Done => {
                             out.receipted += 1;
                             // One success resets every record's backoff, and the server's.

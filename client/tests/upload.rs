@@ -398,7 +398,9 @@ async fn through_a_proxy_that_breaks_connections_every_record_is_stored_once() {
 
     let up = Uploader::new(&vault, key, opts()).unwrap();
     let f = up.flush(Duration::from_secs(60)).await.unwrap();
-    assert_eq!((f.receipted, f.pending), (10, 0), "{f:?}");
+    // A record whose answer the proxy broke after the server stored it is receipted through
+    // the receipts route (recovered) rather than sent again.
+    assert_eq!((f.receipted + f.recovered, f.pending), (10, 0), "{f:?}");
     assert!(f.last_error.is_some(), "the proxy broke no request");
     let receipts = up.receipts(&id).unwrap();
     assert_eq!(receipts.len(), 10);

@@ -176,9 +176,9 @@ pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
         [url, id] => (Some(url.as_str()), id.as_str()),
         _ => return Err(CliError::cannot("give [URL] RECORDING")),
     };
-    if let Err(e) = custody_format::ids::RecordingId::parse(id) {
+    if custody_format::ids::RecordingId::parse(id).is_err() {
         return Err(CliError::cannot(format!(
-            "{id:?} is not a recording id (32 lower-case hex digits): {e}"
+            "{id:?} is not a recording id (32 lower-case hex digits)"
         ))
         .hint("`custody recordings --server` lists them"));
     }

@@ -146,7 +146,7 @@ fn a_lawyer_who_has_not_logged_in_is_told_how() {
         &env,
         &out,
         2,
-        "custody: error: \"4e1a\" is not a recording id (32 hex digits)\n\
+        "custody: error: \"4e1a\" is not a recording id (32 lower-case hex digits)\n\
          custody: hint: `custody recordings --server` lists them\n",
     );
 }

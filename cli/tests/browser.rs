@@ -18,7 +18,7 @@ use common::Env;
 use custody_capture::browser_segment;
 use custody_format::chain::{ChainBuilder, SegmentFields};
 use custody_format::primitives::sha256;
-use custody_format::record::{Container, CutReason, EndReason, Origin, Record, StreamInfo};
+use custody_format::record::{Container, CutReason, EndReason, Record};
 use custody_format::testkit;
 
 fn ffmpeg(args: &[&str]) {
@@ -119,27 +119,7 @@ fn chain(
     stated: &[Vec<u8>],
 ) -> bundles::Bundle {
     let device = testkit::key("phone");
-    let first = browser_segment(container, &stated[0]).unwrap();
-    let mut header = testkit::header(14, &device);
-    header.container = container;
-    header.origin = Origin::Live;
-    header.input = "browser MediaRecorder".into();
-    header.recipients = vec![env.recipient.clone()];
-    header.software = "custody capture page (test)".into();
-    header.streams = first
-        .streams
-        .iter()
-        .map(|s| StreamInfo {
-            kind: s.kind,
-            codec: s.codec.clone(),
-            width: s.width,
-            height: s.height,
-            frame_rate: (s.frame_rate.0.max(0) as u32, s.frame_rate.1.max(1) as u32),
-            sample_rate: s.sample_rate,
-            channels: s.channels,
-            time_base: (s.time_base.0 as u32, s.time_base.1 as u32),
-        })
-        .collect();
+    let header = common::page_header(env, container, &stated[0], &device, "browser MediaRecorder");
     let (mut b, h) = ChainBuilder::start(header, device).unwrap();
     let mut records = vec![h];
     let sealer = custody_vault::seal::Sealer::new(

@@ -20,12 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::Env;
-use custody_capture::browser_segment;
 use custody_format::chain::{ChainBuilder, SegmentFields};
 use custody_format::primitives::sha256;
-use custody_format::record::{
-    Container, CutReason, EndReason, Origin, Record, RecordingHeader, StreamInfo,
-};
+use custody_format::record::{Container, CutReason, EndReason, Record, RecordingHeader};
 use custody_format::testkit;
 use real::{ffmpeg, Real};
 
@@ -81,27 +78,8 @@ fn page_chain(
     page: &[serde_json::Value],
 ) -> bundles::Bundle {
     let device = testkit::key("phone");
-    let first = browser_segment(container, &plain[0]).unwrap();
-    let mut header = testkit::header(14, &device);
-    header.container = container;
-    header.origin = Origin::Live;
-    header.input = "browser MediaRecorder (test)".into();
-    header.recipients = vec![env.recipient.clone()];
-    header.software = "custody capture page (test)".into();
-    header.streams = first
-        .streams
-        .iter()
-        .map(|s| StreamInfo {
-            kind: s.kind,
-            codec: s.codec.clone(),
-            width: s.width,
-            height: s.height,
-            frame_rate: (s.frame_rate.0.max(0) as u32, s.frame_rate.1.max(1) as u32),
-            sample_rate: s.sample_rate,
-            channels: s.channels,
-            time_base: (s.time_base.0 as u32, s.time_base.1 as u32),
-        })
-        .collect();
+    let header =
+        common::page_header(env, container, &plain[0], &device, "browser MediaRecorder (test)");
     let (mut b, h) = ChainBuilder::start(header, device).unwrap();
     let mut records = vec![h];
     let sealer = custody_vault::seal::Sealer::new(

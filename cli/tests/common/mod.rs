@@ -192,3 +192,37 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The header of a recording made by the capture page in `container`, sealed to `env`'s
+/// case recipient, its streams those the first segment `first` holds (as the page states
+/// them), under `device`.
+pub fn page_header(
+    env: &Env,
+    container: custody_format::record::Container,
+    first: &[u8],
+    device: &ed25519_dalek::SigningKey,
+    input: &str,
+) -> custody_format::record::RecordingHeader {
+    let first = custody_capture::browser_segment(container, first).unwrap();
+    let mut header = custody_format::testkit::header(14, device);
+    header.container = container;
+    header.origin = custody_format::record::Origin::Live;
+    header.input = input.into();
+    header.recipients = vec![env.recipient.clone()];
+    header.software = "custody capture page (test)".into();
+    header.streams = first
+        .streams
+        .iter()
+        .map(|s| custody_format::record::StreamInfo {
+            kind: s.kind,
+            codec: s.codec.clone(),
+            width: s.width,
+            height: s.height,
+            frame_rate: (s.frame_rate.0.max(0) as u32, s.frame_rate.1.max(1) as u32),
+            sample_rate: s.sample_rate,
+            channels: s.channels,
+            time_base: (s.time_base.0 as u32, s.time_base.1 as u32),
+        })
+        .collect();
+    header
+}

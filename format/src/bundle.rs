@@ -301,15 +301,24 @@ impl LogProof {
     }
 
     /// Parses a concatenation (a bundle's `custody/log-proofs.bin`).
-    pub fn parse_all(mut input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
-        let mut out = Vec::new();
-        while !input.is_empty() {
-            let (v, rest) = Self::read(input).map_err(|e| (out.len(), e))?;
-            out.push(v);
-            input = rest;
-        }
-        Ok(out)
+    pub fn parse_all(input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
+        parse_concatenation(input, Self::read)
     }
+}
+
+/// Parses a file of objects one after another with `read`; on failure, the position of
+/// the object that failed and why.
+fn parse_concatenation<T>(
+    mut input: &[u8],
+    read: impl Fn(&[u8]) -> Result<(T, &[u8]), DecodeError>,
+) -> Result<Vec<T>, (usize, DecodeError)> {
+    let mut out = Vec::new();
+    while !input.is_empty() {
+        let (v, rest) = read(input).map_err(|e| (out.len(), e))?;
+        out.push(v);
+        input = rest;
+    }
+    Ok(out)
 }
 
 const CP_SIZE: Field = Field { tag: 1, name: "tree_size" };
@@ -351,14 +360,8 @@ impl ConsistencyProof {
 
     /// Parses a concatenation (a bundle's `custody/receipt-proofs.bin`); on failure, the
     /// position of the object that failed and why.
-    pub fn parse_all(mut input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
-        let mut out = Vec::new();
-        while !input.is_empty() {
-            let (v, rest) = Self::read(input).map_err(|e| (out.len(), e))?;
-            out.push(v);
-            input = rest;
-        }
-        Ok(out)
+    pub fn parse_all(input: &[u8]) -> Result<Vec<Self>, (usize, DecodeError)> {
+        parse_concatenation(input, Self::read)
     }
 }
 

@@ -185,7 +185,7 @@ codes! {
     BUNDLE_FILE_UNEXPECTED = "bundle.file.unexpected", Failure,
         "The bundle holds a file outside its layout (format.md 10.1), whether or not the manifest lists it.";
     BUNDLE_TAR_NAME_MISMATCH = "bundle.tar.name.mismatch", Failure,
-        "The bundle's archive does not keep its files under custody-bundle-<recording id>/ for the recording it holds.";
+        "The bundle's archive does not keep its files under `custody-bundle-<recording id>/` for the recording it holds.";
     BUNDLE_STATEMENT_OK = "bundle.statement.ok", Ok,
         "The bundle holds exactly the records the server held for the recording when it made the bundle, and exactly the log entries it stated, as the retrieval entry under the signed head says.";
     BUNDLE_STATEMENT_ABSENT = "bundle.statement.absent", NotChecked,

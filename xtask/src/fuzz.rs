@@ -156,16 +156,23 @@ fn seed_bytes(target: &str, v: &Vector) -> Option<Vec<u8>> {
     (!bytes.is_empty()).then_some(bytes)
 }
 
-/// Every test vector file, in tests/vectors and its subdirectories.
+/// Every test vector file (`*.txt`), in tests/vectors and its subdirectories, except the
+/// bundle-level vectors in tests/vectors/bundles/: each of those is a whole bundle (binary
+/// files and all) with its expected verdict, not one `key: value` vector.
 fn vector_files() -> Result<Vec<PathBuf>, String> {
+    let vectors = root().join("tests/vectors");
+    let bundles = vectors.join("bundles");
     let mut files = Vec::new();
-    let mut dirs = vec![root().join("tests/vectors")];
+    let mut dirs = vec![vectors];
     while let Some(dir) = dirs.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for entry in entries.flatten() {
+            let path = entry.path();
             match entry.file_type() {
-                Ok(t) if t.is_dir() => dirs.push(entry.path()),
-                Ok(t) if t.is_file() => files.push(entry.path()),
+                Ok(t) if t.is_dir() && path != bundles => dirs.push(path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "txt") => {
+                    files.push(path)
+                }
                 _ => {}
             }
         }

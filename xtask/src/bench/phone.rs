@@ -61,21 +61,8 @@ fn record(f: &Fixture, phone: &Phone, seconds: u64, cpu_rate: f64) -> Result<Rec
     let cpu_s = (f.chromium.cpu_time() - cpu0).as_secs_f64();
     phone.wait_drained(Duration::from_secs(120)).map_err(err)?;
     phone.tab.set_cpu_throttling(1.0).map_err(err)?;
-    let stats = phone.stats().map_err(err)?;
-    let receipts = phone
-        .tab
-        .eval(
-            &format!("window.__receipts[{}] || []", Value::from(id.clone())),
-            Duration::from_secs(10),
-        )
-        .map_err(err)?;
+    let (stats, latencies) = receipt_latencies(phone, &id)?;
     let segs = stats["current"]["segments"].as_array().cloned().unwrap_or_default();
-    let mut latencies: Vec<f64> = segs
-        .iter()
-        .zip(receipts.as_array().cloned().unwrap_or_default())
-        .filter_map(|(s, r)| Some(r.as_f64()? - s["leftRecorderAtMs"].as_f64()?))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
     let media_s = segs
         .last()
         .and_then(|s| s["mediaEndUs"].as_f64())
@@ -161,7 +148,29 @@ fn boundary_losses(
 }
 
 /// The built page's files under web/dist, gzip -9 each: (raw bytes, compressed bytes).
+/// The page's statistics, and each segment of the current recording's time from leaving
+/// the recorder to its receipt (ms, sorted), from the receipt poller's times.
+fn receipt_latencies(phone: &Phone, id: &str) -> Result<(Value, Vec<f64>), String> {
+    let stats = phone.stats().map_err(err)?;
+    let receipts = phone
+        .tab
+        .eval(&format!("window.__receipts[{}] || []", Value::from(id)), Duration::from_secs(10))
+        .map_err(err)?;
+    let segs = stats["current"]["segments"].as_array().cloned().unwrap_or_default();
+    let mut latencies: Vec<f64> = segs
+        .iter()
+        .zip(receipts.as_array().cloned().unwrap_or_default())
+        .filter_map(|(s, r)| Some(r.as_f64()? - s["leftRecorderAtMs"].as_f64()?))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Ok((stats, latencies))
+}
+
+/// The page as the server embeds it: installed from the lockfile and built first, so a
+/// fresh clone measures the page rather than the server's "not built" answer.
 fn page_size() -> Result<(u64, u64), String> {
+    crate::web::install()?;
+    crate::web::build()?;
     let mut stack = vec![root().join("web/dist")];
     let (mut raw, mut gz) = (0u64, 0u64);
     while let Some(dir) = stack.pop() {
@@ -311,21 +320,7 @@ pub fn faults_section(_runs: usize) -> Result<String, String> {
     std::thread::sleep(Duration::from_secs(4));
     phone.stop_recording(&id).map_err(err)?;
     let drained = phone.wait_drained(Duration::from_secs(120));
-    let stats = phone.stats().map_err(err)?;
-    let receipts = phone
-        .tab
-        .eval(
-            &format!("window.__receipts[{}] || []", Value::from(id.clone())),
-            Duration::from_secs(10),
-        )
-        .map_err(err)?;
-    let segs = stats["current"]["segments"].as_array().cloned().unwrap_or_default();
-    let mut latencies: Vec<f64> = segs
-        .iter()
-        .zip(receipts.as_array().cloned().unwrap_or_default())
-        .filter_map(|(s, r)| Some(r.as_f64()? - s["leftRecorderAtMs"].as_f64()?))
-        .collect();
-    latencies.sort_by(f64::total_cmp);
+    let (_, latencies) = receipt_latencies(&phone, &id)?;
     let waiting = phone.status().map_err(err)?["outbox"]["count"].as_u64().unwrap_or(u64::MAX);
     // The lawyer's view: the bundle fetched and verified with the case key.
     let bundle = f.server.fetch(&id, "bench-faults-bundle").map_err(err)?;

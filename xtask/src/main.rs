@@ -202,6 +202,7 @@ pub(crate) fn install_missing() -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    check_disk_space();
     install_missing()?;
     // First, so that web/dist exists when the server (which embeds it) and the browser
     // tests are built.
@@ -239,6 +240,33 @@ fn test() -> Result<(), String> {
     web::check()?;
     // The main job itself, shortened, on the binary the tests just built.
     demo::demo(&demo::Options { seconds: 6, build: false })
+}
+
+/// What a clean `cargo xtask test` leaves in target/: about 4.5 GiB (debug build with line
+/// tables only, clippy's metadata, the fuzz build, docs), plus temporary files of the tests.
+const TEST_DISK_GIB: u64 = 6;
+
+/// Says, before anything is built, when the disk holding target/ has less room than the
+/// test command needs: a build that fills the disk fails much later, with a linker's
+/// "Bus error" or "No space left on device" far from the cause.
+fn check_disk_space() {
+    let out = Command::new("df").args(["-Pk"]).arg(root()).output();
+    let Ok(out) = out else { return };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let avail_kib = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(kib) = avail_kib {
+        let gib = kib / (1024 * 1024);
+        println!("xtask: {gib} GiB free on the disk holding target/ (the tests need about {TEST_DISK_GIB} GiB)");
+        if gib < TEST_DISK_GIB {
+            eprintln!(
+                "xtask: warning: less than {TEST_DISK_GIB} GiB free; the build may fail with \"No space left on device\""
+            );
+        }
+    }
 }
 
 const USAGE: &str = "usage: cargo xtask <command>

@@ -129,11 +129,18 @@ impl ChainBuilder {
     }
 
     /// Signs the end record, which closes the chain.
-    pub fn end(
+    pub fn end(self, ended_at_us: i64, reason: EndReason, message: Option<String>) -> SignedRecord {
+        self.end_import(ended_at_us, reason, message, None)
+    }
+
+    /// Signs the end record of an import, with the duration its source file declares
+    /// (tag 11), so that a reader can tell how much of the file the chain holds.
+    pub fn end_import(
         mut self,
         ended_at_us: i64,
         reason: EndReason,
         message: Option<String>,
+        source_duration_us: Option<u64>,
     ) -> SignedRecord {
         let record = Record::End(EndRecord {
             recording_id: self.recording_id,
@@ -146,6 +153,7 @@ impl ChainBuilder {
             media_duration_us: media_duration(self.first_media_start, self.last_media_end),
             plaintext_bytes: self.plaintext_bytes,
             ciphertext_bytes: self.ciphertext_bytes,
+            source_duration_us,
         });
         self.push(record)
     }

@@ -258,6 +258,11 @@ pub struct EndRecord {
     pub plaintext_bytes: u64,
     /// Total ciphertext bytes.
     pub ciphertext_bytes: u64,
+    /// For an import, the duration the source file declares (its container's duration),
+    /// µs; with `media_duration_us` it says how much of the file was imported when an
+    /// import stops on damaged input. Optional (tag 11): absent for live recordings and
+    /// for records written before it existed.
+    pub source_duration_us: Option<u64>,
 }
 
 /// Any record of the chain.
@@ -323,6 +328,7 @@ const E_SEGMENTS: Field = f(7, "segments");
 const E_DURATION: Field = f(8, "media_duration_us");
 const E_PLAIN: Field = f(9, "plaintext_bytes");
 const E_CIPHER: Field = f(10, "ciphertext_bytes");
+const E_SOURCE_DURATION: Field = f(11, "source_duration_us");
 
 impl Record {
     /// The recording this record belongs to.
@@ -433,6 +439,9 @@ impl Record {
                     .u64(E_DURATION, e.media_duration_us)
                     .u64(E_PLAIN, e.plaintext_bytes)
                     .u64(E_CIPHER, e.ciphertext_bytes);
+                if let Some(d) = e.source_duration_us {
+                    w.u64(E_SOURCE_DURATION, d);
+                }
                 w.into_object(kind::END)
             }
         }
@@ -562,6 +571,9 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
                 media_duration_us: r.u64(E_DURATION)?,
                 plaintext_bytes: r.u64(E_PLAIN)?,
                 ciphertext_bytes: r.u64(E_CIPHER)?,
+                source_duration_us: r
+                    .optional_array::<8>(E_SOURCE_DURATION)?
+                    .map(u64::from_be_bytes),
             };
             r.finish()?;
             if rec.seq == 0 {

@@ -115,8 +115,9 @@ fn end() -> impl Strategy<Value = Record> {
         prop_oneof![Just(EndReason::Stopped), Just(EndReason::InputEnded), Just(EndReason::Error)],
         proptest::option::of("\\PC{0,80}"),
         any::<(u64, u64, u64, u64)>(),
+        proptest::option::of(any::<u64>()),
     )
-        .prop_map(|(id, seq, prev, at, reason, message, (n, d, p, c))| {
+        .prop_map(|(id, seq, prev, at, reason, message, (n, d, p, c), source)| {
             Record::End(EndRecord {
                 recording_id: RecordingId(id),
                 seq,
@@ -128,6 +129,7 @@ fn end() -> impl Strategy<Value = Record> {
                 media_duration_us: d,
                 plaintext_bytes: p,
                 ciphertext_bytes: c,
+                source_duration_us: source,
             })
         })
 }

@@ -332,6 +332,10 @@ codes! {
         "The original file does not cover a segment's time at all.";
     ORIGINAL_RANGE_ONLY_ORIGINAL = "original.range.only_original", Warning,
         "The original file holds packets, in the time range stated, that the recording does not.";
+    IMPORT_DAMAGED = "import.damaged", Warning,
+        "An imported file stopped on damaged input: the chain holds the file up to the media time stated, of the duration the file declares, and its end record (reason error) says what was damaged and where. Not tampering: the imported part is proven, the rest was never sealed.";
+    CLIP_SPAN = "clip.span", Ok,
+        "An export of part of a recording (`custody export --from --to`) holds the whole sealed segments covering the asked span, at contiguous chain positions, and says where in the recording they sit. (Reported beside the bundle's checks; it does not change the verdict.)";
 }
 
 #[cfg(test)]

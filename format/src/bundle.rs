@@ -15,6 +15,7 @@
 //! custody/receipt-proofs.bin      consistency proofs from each receipt's tree to the head
 //! custody/tree-head.bin           the signed log head every proof is against
 //! custody/log-proofs.bin          the log entries about the recording, with inclusion proofs
+//! custody/tsa-roots.pem           optional: the time-stamp authorities' roots the team ships
 //! ```
 //!
 //! The manifest can be checked with `sha256sum -c MANIFEST.sha256` as well as by custody;
@@ -26,6 +27,11 @@
 //! retrieval's access entry to carry its statement ([`crate::statement`]); every object
 //! inside stays format version 1. A `custody-bundle 1` bundle, made by a server before
 //! statements existed, still verifies, but what it leaves out cannot be proven complete.
+//! `custody-bundle 3` also carries, in `custody/log-proofs.bin`, the RFC 3161 time-stamp
+//! token entries ([`crate::log::EntryType::TimeStampToken`]) that cover its receipted
+//! records, counts them in the retrieval statement, and proves each stamped head's tree
+//! consistent with the bundle's head in `custody/receipt-proofs.bin`; it may carry
+//! [`TSA_ROOTS`]. Versions 1 and 2 still read and verify as before.
 
 use crate::encoding::{DecodeError, Field, FieldReader, FieldWriter};
 use crate::record::{kind, Hash};
@@ -36,7 +42,14 @@ pub const MARKER: &str = "BUNDLE";
 /// The marker file's exact content, as this version writes it: bundle version 2, whose
 /// retrieval entry states the chain and the entries (see [`crate::statement`]) and which
 /// carries [`RECEIPT_PROOFS`].
-pub const MARKER_CONTENT: &str = "custody-bundle 2\n";
+pub const MARKER_CONTENT: &str = MARKER_CONTENT_V2;
+/// The marker of a version-2 bundle: a retrieval statement and receipt proofs, no
+/// time-stamp tokens.
+pub const MARKER_CONTENT_V2: &str = "custody-bundle 2\n";
+/// The marker of a version-3 bundle: version 2 plus the time-stamp token entries that cover
+/// its receipted records, counted in the statement, with consistency proofs for the
+/// stamped heads (`docs/format.md` §10.6, §11.4).
+pub const MARKER_CONTENT_V3: &str = "custody-bundle 3\n";
 /// The marker of a version-1 bundle (made before retrieval statements and receipt
 /// proofs): still read, but its completeness cannot be proven.
 pub const MARKER_CONTENT_V1: &str = "custody-bundle 1\n";
@@ -60,22 +73,24 @@ pub const TREE_HEAD: &str = "custody/tree-head.bin";
 pub const LOG_PROOFS: &str = "custody/log-proofs.bin";
 /// The consistency proofs from each receipt's tree to the bundle's head (bundle version 2).
 pub const RECEIPT_PROOFS: &str = "custody/receipt-proofs.bin";
+/// Optional (bundle version 3): concatenated PEM certificates, the RFC 3161 time-stamp
+/// authorities' roots the legal team ships with its bundles (`custody serve --tsa-root`).
+/// Listed in the manifest like every file; a verifier reports tokens checked against them
+/// as checked against roots that came with the bundle, not ones it was given.
+pub const TSA_ROOTS: &str = "custody/tsa-roots.pem";
 /// Object kind of a [`ConsistencyProof`].
 pub const KIND_CONSISTENCY_PROOF: u8 = 22;
 /// Longest path in a bundle (ustar's name field without a prefix).
 pub const MAX_PATH_LEN: usize = 100;
 
-/// The bundle version a marker file's content names: 1 or 2, or `None` for anything else
-/// (not a bundle this version can read). The content must be exactly one of the two
+/// The bundle version a marker file's content names: 1, 2 or 3, or `None` for anything
+/// else (not a bundle this version can read). The content must be exactly one of the
 /// marker lines, newline included.
 pub fn marker_version(content: &[u8]) -> Option<u8> {
-    if content == MARKER_CONTENT.as_bytes() {
-        Some(2)
-    } else if content == MARKER_CONTENT_V1.as_bytes() {
-        Some(1)
-    } else {
-        None
-    }
+    [(MARKER_CONTENT_V3, 3), (MARKER_CONTENT_V2, 2), (MARKER_CONTENT_V1, 1)]
+        .into_iter()
+        .find(|(marker, _)| content == marker.as_bytes())
+        .map(|(_, version)| version)
 }
 
 /// The path of the sealed segment at chain position `seq`.
@@ -439,10 +454,12 @@ mod tests {
 
     #[test]
     fn markers_name_their_version_exactly() {
+        assert_eq!(marker_version(b"custody-bundle 3\n"), Some(3));
         assert_eq!(marker_version(b"custody-bundle 2\n"), Some(2));
         assert_eq!(marker_version(b"custody-bundle 1\n"), Some(1));
         for bad in [
-            &b"custody-bundle 3\n"[..],
+            &b"custody-bundle 4\n"[..],
+            &b"custody-bundle 3"[..],
             &b"custody-bundle 2"[..],
             &b"custody-bundle 2\n\n"[..],
             &b""[..],

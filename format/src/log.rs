@@ -43,6 +43,13 @@ pub enum EntryType {
     Access,
     /// An enrollment token was refused (reused or expired) (`label`, `detail`).
     EnrollmentRefused,
+    /// An RFC 3161 time-stamp token was obtained over one of the log's own signed heads
+    /// (`label` = the time-stamp authority's URL without credentials, `tree_head` = the
+    /// signed head exactly as stamped, `tsa_token` = the DER TimeStampToken exactly as the
+    /// authority returned it). Logging it orders and proves the token like any entry, so a
+    /// bundle can carry it with an inclusion proof; the stamped head's `tree_size` is at
+    /// most this entry's log index (the head was signed before the token was asked for).
+    TimeStampToken,
 }
 
 impl EntryType {
@@ -58,6 +65,7 @@ impl EntryType {
             EntryType::MemberAdded => 7,
             EntryType::Access => 8,
             EntryType::EnrollmentRefused => 9,
+            EntryType::TimeStampToken => 10,
         }
     }
 
@@ -72,6 +80,7 @@ impl EntryType {
             7 => EntryType::MemberAdded,
             8 => EntryType::Access,
             9 => EntryType::EnrollmentRefused,
+            10 => EntryType::TimeStampToken,
             _ => {
                 return Err(DecodeError::InvalidValue {
                     field: "type",
@@ -97,6 +106,7 @@ impl EntryType {
             EntryType::MemberAdded => &["actor", "label"],
             EntryType::Access => &["actor", "detail"],
             EntryType::EnrollmentRefused => &["label", "detail"],
+            EntryType::TimeStampToken => &["label", "tree_head", "tsa_token"],
         }
     }
 }
@@ -118,6 +128,8 @@ const CHAIN_ENDED: Field = f(14, "chain_ended");
 const CHAIN_HASH: Field = f(15, "chain_hash");
 const ENTRIES_COUNT: Field = f(16, "entries_count");
 const ENTRIES_HASH: Field = f(17, "entries_hash");
+const TREE_HEAD: Field = f(18, "tree_head");
+const TSA_TOKEN: Field = f(19, "tsa_token");
 
 /// One entry of the custody log. Which optional fields are present depends on the type
 /// (see [`EntryType`]); a parser refuses an entry missing one its type requires.
@@ -169,6 +181,22 @@ pub struct LogEntry {
     /// Retrieval statement: [`crate::statement::entries_hash`] over them.
     #[serde(serialize_with = "opt_hex", skip_serializing_if = "Option::is_none")]
     pub entries_hash: Option<Hash>,
+    /// Time-stamp token: the signed tree head that was stamped, exactly the bytes of a
+    /// [`TreeHead`] object as `custody/tree-head.bin` holds one (kind 17). The token's
+    /// message imprint is SHA-256 over these bytes (`docs/format.md` §9.2).
+    #[serde(serialize_with = "opt_hex_bytes", skip_serializing_if = "Option::is_none")]
+    pub tree_head: Option<Vec<u8>>,
+    /// Time-stamp token: the DER TimeStampToken (the CMS ContentInfo of RFC 3161 §2.4.2)
+    /// exactly as the authority returned it inside its TimeStampResp.
+    #[serde(serialize_with = "opt_hex_bytes", skip_serializing_if = "Option::is_none")]
+    pub tsa_token: Option<Vec<u8>>,
+}
+
+fn opt_hex_bytes<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_str(&hex::encode(b)),
+        None => s.serialize_none(),
+    }
 }
 
 fn opt_hex<S: serde::Serializer>(v: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
@@ -199,6 +227,8 @@ impl LogEntry {
             chain_hash: None,
             entries_count: None,
             entries_hash: None,
+            tree_head: None,
+            tsa_token: None,
         }
     }
 
@@ -219,6 +249,8 @@ impl LogEntry {
             "chain_hash" => self.chain_hash.is_some(),
             "entries_count" => self.entries_count.is_some(),
             "entries_hash" => self.entries_hash.is_some(),
+            "tree_head" => self.tree_head.is_some(),
+            "tsa_token" => self.tsa_token.is_some(),
             _ => false,
         }
     }
@@ -277,6 +309,11 @@ impl LogEntry {
         if let Some(h) = &self.entries_hash {
             w.raw(ENTRIES_HASH, h);
         }
+        for (field, v) in [(TREE_HEAD, &self.tree_head), (TSA_TOKEN, &self.tsa_token)] {
+            if let Some(b) = v {
+                w.raw(field, b);
+            }
+        }
         w.into_object(kind::LOG_ENTRY)
     }
 
@@ -318,6 +355,8 @@ impl LogEntry {
             chain_hash: r.optional_array(CHAIN_HASH)?,
             entries_count: r.optional_array::<8>(ENTRIES_COUNT)?.map(u64::from_be_bytes),
             entries_hash: r.optional_array(ENTRIES_HASH)?,
+            tree_head: r.optional(TREE_HEAD).map(<[u8]>::to_vec),
+            tsa_token: r.optional(TSA_TOKEN).map(<[u8]>::to_vec),
         };
         r.finish()?;
         e.validate()?;
@@ -424,5 +463,51 @@ mod tests {
         }
         assert_eq!(entry(&[1, 0], &[0; 8]).unwrap_err().code(), "field-length");
         assert_eq!(entry(&[1], &[0; 4]).unwrap_err().code(), "field-length");
+    }
+
+    fn token() -> LogEntry {
+        let mut e = LogEntry::new(EntryType::TimeStampToken, 1_700_000_000_000_000);
+        e.label = Some("https://tsa.example/tsr".into());
+        e.tree_head = Some(vec![0x17; 90]);
+        e.tsa_token = Some(vec![0x30, 0x82, 0x01, 0x00]);
+        e
+    }
+
+    #[test]
+    fn a_time_stamp_token_entry_round_trips_in_tag_order() {
+        let e = token();
+        let bytes = e.encode();
+        let mut w = FieldWriter::new();
+        w.u8(TYPE, 10).i64(AT, e.at_us).str(LABEL, "https://tsa.example/tsr");
+        w.raw(TREE_HEAD, &[0x17; 90]).raw(TSA_TOKEN, &[0x30, 0x82, 0x01, 0x00]);
+        assert_eq!(bytes, w.into_object(kind::LOG_ENTRY));
+        assert_eq!(LogEntry::decode(&bytes).unwrap(), e);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "time-stamp-token");
+        assert_eq!(json["tsa_token"], "30820100");
+        // Other entries do not grow the two keys in JSON.
+        assert!(serde_json::to_value(access()).unwrap().get("tree_head").is_none());
+    }
+
+    #[test]
+    fn a_time_stamp_token_entry_missing_a_required_field_is_refused() {
+        for (name, strip) in [
+            ("label", (|e: &mut LogEntry| e.label = None) as fn(&mut LogEntry)),
+            ("tree_head", |e| e.tree_head = None),
+            ("tsa_token", |e| e.tsa_token = None),
+        ] {
+            let mut e = token();
+            strip(&mut e);
+            let err = LogEntry::decode(&e.encode()).unwrap_err();
+            assert_eq!(err, DecodeError::MissingField { field: name }, "{name}");
+            assert_eq!(err.code(), "missing-field");
+        }
+        // An unknown entry type is still refused (11 is not assigned).
+        let mut w = FieldWriter::new();
+        w.u8(TYPE, 11).i64(AT, 1);
+        assert_eq!(
+            LogEntry::decode(&w.into_object(kind::LOG_ENTRY)).unwrap_err().code(),
+            "invalid-value"
+        );
     }
 }

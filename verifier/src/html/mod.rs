@@ -150,6 +150,7 @@ fn entry_words(t: EntryType) -> &'static str {
         EntryType::MemberAdded => "Legal-team member added",
         EntryType::Access => "Evidence accessed by a legal-team member",
         EntryType::EnrollmentRefused => "An enrollment was refused",
+        EntryType::TimeStampToken => "Log time-stamped by an independent authority",
     }
 }
 

@@ -43,6 +43,16 @@ pub enum CaptureError {
     /// The input delivered no video keyframe and no audio to start the recording with.
     #[error("the input ended before a recordable packet (a video keyframe) arrived")]
     NothingRecorded,
+    /// A file's data could not be read or recorded from this byte offset on (a truncated
+    /// or corrupt file): where the damage is, so that the end record can say it.
+    #[error("{source}, at byte {at_byte} of the file")]
+    Damaged {
+        /// Offset in the file of the packet that failed, or of the end of the last packet
+        /// read whole when the read itself failed.
+        at_byte: u64,
+        /// What failed there.
+        source: Box<CaptureError>,
+    },
 }
 
 /// Stops a running capture from any thread (a Ctrl-C handler, a UI button).
@@ -288,7 +298,10 @@ fn record(
         l.params.time_base = (tb.numerator(), tb.denominator());
         streams.push(l.params.clone());
     }
+    // A file states its duration (AV_TIME_BASE is microseconds); a live input has none.
+    let declared = input.duration();
     let started = Started {
+        source_duration_us: (!source.live && declared > 0).then_some(declared),
         start_utc_us: clock.start_utc_us(),
         input_format: input.format().name().to_owned(),
         container: settings.container,
@@ -351,6 +364,16 @@ impl Recording<'_> {
     ) -> Result<(EndReason, Option<String>), CaptureError> {
         let mut ready = Vec::new();
         let stall = self.settings.stall_timeout;
+        // For a file, the end of the last packet read whole: where damage begins if a read
+        // fails (a live input has no offsets worth recording).
+        let mut read_to = 0u64;
+        let damaged = |at_byte: u64, e: CaptureError| {
+            if live {
+                e
+            } else {
+                CaptureError::Damaged { at_byte, source: Box::new(e) }
+            }
+        };
         loop {
             if self.consumer_gone || watchdog.stop_requested() {
                 return Ok((EndReason::Stopped, None));
@@ -371,14 +394,19 @@ impl Recording<'_> {
                     return Ok((EndReason::InputEnded, Some(detail)));
                 }
                 Read::Stalled => return Err(CaptureError::Stalled(stall)),
-                Read::Failed(e) => return Err(CaptureError::Read(e)),
+                Read::Failed(e) => return Err(damaged(read_to, CaptureError::Read(e))),
             };
+            let at = u64::try_from(packet.position()).unwrap_or(read_to);
+            read_to = read_to.max(at.saturating_add(packet.size() as u64));
             let wall = self.clock.now_utc_us();
             let Some(lane) = self.lanes.iter().position(|l| l.input_index == packet.stream())
             else {
                 continue;
             };
-            if !self.lanes[lane].process(packet, &mut ready)? {
+            if !self.lanes[lane]
+                .process(packet, &mut ready)
+                .map_err(|e| damaged(at, CaptureError::from(e)))?
+            {
                 // No timestamp yet (RTSP before its first RTCP report): not recordable.
                 self.dropped_before_start += 1;
             }

@@ -46,6 +46,9 @@ pub struct Started {
     /// Human-readable notes the header should keep (e.g. which encoder was used, which
     /// input streams were left out).
     pub notes: Vec<String>,
+    /// For a file, the duration its container declares, µs (`None` for a live input, or a
+    /// file that declares none): an import that ends short of it ends on damage.
+    pub source_duration_us: Option<i64>,
 }
 
 /// Where a segment starts, as [`crate::digest_file`] needs it to cut another copy of the

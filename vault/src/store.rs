@@ -651,13 +651,25 @@ impl RecordingWriter<'_> {
 
     /// Signs and saves the end record; the recording is complete.
     pub fn end(
-        mut self,
+        self,
         ended_at_us: i64,
         reason: EndReason,
         message: Option<String>,
     ) -> Result<SignedRecord, VaultError> {
+        self.end_import(ended_at_us, reason, message, None)
+    }
+
+    /// Signs and saves the end record of an import, with the duration its source file
+    /// declares (format 4.3 tag 11), so that how much of the file was sealed is on record.
+    pub fn end_import(
+        mut self,
+        ended_at_us: i64,
+        reason: EndReason,
+        message: Option<String>,
+        source_duration_us: Option<u64>,
+    ) -> Result<SignedRecord, VaultError> {
         let chain = self.chain.clone();
-        let record = chain.end(ended_at_us, reason, message);
+        let record = chain.end_import(ended_at_us, reason, message, source_duration_us);
         self.journal
             .append(&record.to_bytes())
             .map_err(io_err("saving the end record", self.journal.path()))?;

@@ -21,11 +21,16 @@ pub struct ServerOptions {
     pub bin: Option<PathBuf>,
     /// Where to listen (default `127.0.0.1:0`, any free port).
     pub listen: String,
+    /// Serve plain HTTP on loopback (`custody serve --insecure-http`) instead of TLS: for a
+    /// test that puts the fault proxy (client/tests/common/fault_proxy.rs, plain HTTP)
+    /// between the page and the server. `http://127.0.0.1` is still a secure context in
+    /// Chromium (loopback is potentially trustworthy), so the page works the same.
+    pub insecure_http: bool,
 }
 
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
-        ServerOptions { bin: None, listen: "127.0.0.1:0".into() }
+        ServerOptions { bin: None, listen: "127.0.0.1:0".into(), insecure_http: false }
     }
 }
 
@@ -35,7 +40,8 @@ pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
-    /// Its URL and the page's origin, as it said: `https://127.0.0.1:PORT`.
+    /// Its URL and the page's origin, as it said: `https://127.0.0.1:PORT`
+    /// (`http://` with [`ServerOptions::insecure_http`]).
     pub url: String,
     /// The server's data directory.
     pub data: PathBuf,
@@ -46,8 +52,9 @@ pub struct Server {
     /// The server key's fingerprint, as enrollment links carry it.
     pub fingerprint: String,
     /// Base64 SHA-256 of its TLS certificate's SubjectPublicKeyInfo, for
-    /// [`crate::LaunchOptions::trust_spki`].
+    /// [`crate::LaunchOptions::trust_spki`] (empty for plain HTTP).
     pub spki: String,
+    insecure_http: bool,
     logged_in: Mutex<bool>,
 }
 
@@ -128,6 +135,7 @@ impl Server {
             recipient: String::new(),
             fingerprint: String::new(),
             spki: String::new(),
+            insecure_http: options.insecure_http,
             logged_in: Mutex::new(false),
             dir,
         };
@@ -143,9 +151,11 @@ impl Server {
             .ok_or_else(|| Error::Unexpected(format!("keygen printed no recipient: {key}")))?
             .to_string();
         server.spawn(&options.listen)?;
-        let cert = std::fs::read(server.data.join("tls-cert.der"))
-            .map_err(Error::io("reading the server's TLS certificate"))?;
-        server.spki = crate::spki::spki_sha256_base64(&cert)?;
+        if !server.insecure_http {
+            let cert = std::fs::read(server.data.join("tls-cert.der"))
+                .map_err(Error::io("reading the server's TLS certificate"))?;
+            server.spki = crate::spki::spki_sha256_base64(&cert)?;
+        }
         Ok(server)
     }
 
@@ -155,10 +165,14 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("serve.log"))
             .map_err(Error::io("creating the server log"))?;
-        let mut child = self
-            .command()
+        let mut serve = self.command();
+        serve
             .args(["serve", "--listen", listen, "--recipient", &self.recipient, "--data"])
-            .arg(&self.data)
+            .arg(&self.data);
+        if self.insecure_http {
+            serve.arg("--insecure-http");
+        }
+        let mut child = serve
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -189,8 +203,9 @@ impl Server {
                 fingerprint = f.trim().to_string();
             }
         }
-        if !url.starts_with("https://") {
-            return Err(Error::Unexpected(format!("custody serve listens on {url}, not TLS")));
+        let scheme = if self.insecure_http { "http://" } else { "https://" };
+        if !url.starts_with(scheme) {
+            return Err(Error::Unexpected(format!("custody serve listens on {url}, not {scheme}")));
         }
         self.url = url;
         self.fingerprint = fingerprint;
@@ -201,8 +216,13 @@ impl Server {
     /// and data: what it had acknowledged must still be there.
     pub fn restart(&mut self) -> Result<(), Error> {
         self.kill();
-        let listen = self.url.trim_start_matches("https://").to_string();
+        let listen = self.listen_addr();
         self.spawn(&listen)
+    }
+
+    /// The `host:port` it listens on.
+    fn listen_addr(&self) -> String {
+        self.url.rsplit("//").next().unwrap_or_default().to_string()
     }
 
     /// Kills the server (SIGKILL, as a crash would), leaves it down for `down`, and starts
@@ -212,7 +232,7 @@ impl Server {
         let killed = std::time::Instant::now();
         self.kill();
         std::thread::sleep(down);
-        let listen = self.url.trim_start_matches("https://").to_string();
+        let listen = self.listen_addr();
         self.spawn(&listen)?;
         Ok(killed.elapsed())
     }
@@ -298,7 +318,11 @@ impl Server {
             .as_str()
             .map(String::from)
             .ok_or_else(|| Error::Unexpected(format!("member add printed no token: {out}")))?;
-        self.custody_ok(&["login", &self.url, "--token", &token])?;
+        let mut login = vec!["login", &self.url, "--token", &token];
+        if self.insecure_http {
+            login.push("--insecure-http");
+        }
+        self.custody_ok(&login)?;
         *done = true;
         Ok(())
     }

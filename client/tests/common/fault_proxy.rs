@@ -65,6 +65,9 @@ pub struct Counts {
     pub errors: u64,
     /// Connections closed because the server could not be reached.
     pub upstream_refused: u64,
+    /// Waits for bytes that [`Fault::Stall`] held (one per wait, on either side of any
+    /// connection, idle keep-alive ones included).
+    pub stalled: u64,
 }
 
 const REQUESTS: usize = 0;
@@ -73,6 +76,7 @@ const RESETS: usize = 2;
 const BLACK_HOLED: usize = 3;
 const ERRORS: usize = 4;
 const UPSTREAM_REFUSED: usize = 5;
+const STALLED: usize = 6;
 
 /// How often a blocked connection looks at the fault in force.
 const TICK: Duration = Duration::from_millis(10);
@@ -81,7 +85,7 @@ struct Shared {
     fault: Mutex<Fault>,
     upstream: SocketAddr,
     stop: AtomicBool,
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; 7],
 }
 
 impl Shared {
@@ -146,6 +150,7 @@ impl FaultProxy {
             black_holed: c(BLACK_HOLED),
             errors: c(ERRORS),
             upstream_refused: c(UPSTREAM_REFUSED),
+            stalled: c(STALLED),
         }
     }
 }
@@ -170,6 +175,7 @@ enum Pull {
 /// up on a reset, and reports bytes lost to a drop.
 fn pull(s: &mut TcpStream, buf: &mut Vec<u8>, sh: &Shared) -> Pull {
     let mut chunk = [0u8; 16 * 1024];
+    let mut held = false;
     loop {
         if sh.stop.load(Ordering::Relaxed) {
             return Pull::Closed;
@@ -178,6 +184,10 @@ fn pull(s: &mut TcpStream, buf: &mut Vec<u8>, sh: &Shared) -> Pull {
         match fault {
             Fault::Reset => return Pull::Reset,
             Fault::Stall => {
+                if !held {
+                    held = true;
+                    sh.count(STALLED);
+                }
                 std::thread::sleep(TICK);
                 continue;
             }

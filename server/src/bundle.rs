@@ -201,6 +201,8 @@ struct ReadmeFacts<'a> {
     entries: usize,
     revoked: bool,
     statement: Option<&'a Statement>,
+    /// How many time-stamp token entries a version-3 bundle carries (0 otherwise).
+    tokens: usize,
 }
 
 /// What a version-2 bundle's statement proves, in words (empty for version 1, whose
@@ -225,6 +227,25 @@ fn statement_text(f: &ReadmeFacts<'_>) -> String {
         count = s.chain_count,
         last = s.chain_last_seq,
         entries = s.entries_count,
+    ) + &tokens_text(f.tokens)
+}
+
+/// What a version-3 bundle's time-stamp tokens prove, in words (empty for a bundle without
+/// them, whose README stays the bytes it was).
+fn tokens_text(tokens: usize) -> String {
+    if tokens == 0 {
+        return String::new();
+    }
+    format!(
+        "
+INDEPENDENT TIME
+         ----------------
+         Among those entries are {tokens} RFC 3161 time-stamp token(s): a time-stamp authority
+         independent of the device and of the legal team signed that the custody log, up to
+         the entries it covered, existed by the time it states. The verifier checks each
+         token offline and reports which segments existed by which time. A token proves
+         existence by that time, not the time of capture.
+"
     )
 }
 
@@ -351,6 +372,7 @@ impl Server {
         let mut positions = self.inner.index.positions(id).map_err(ierr)?;
         positions.sort_by_key(|(seq, _)| *seq);
         let mut records = Vec::with_capacity(positions.len());
+        let mut record_indices = Vec::with_capacity(positions.len());
         for (seq, st) in positions {
             if st.log_index.is_none() || st.receipt.is_none() {
                 continue;
@@ -360,10 +382,18 @@ impl Server {
                 .and_then(|b| b.try_into().ok())
                 .ok_or_else(|| internal("reading the index")(format!("record {seq}'s hash")))?;
             records.push(StatedRecord { seq, hash, end: st.kind == kind::END });
+            record_indices.extend(st.log_index);
         }
+        record_indices.sort_unstable();
         let mut entries = Vec::new();
         if let Some(last) = log.len().checked_sub(1) {
-            for i in log.concerning(id, &device_key, last) {
+            // With the entries about the recording, the time-stamp tokens that cover its
+            // receipted records (bundle version 3, `docs/format.md` §11.4).
+            let mut wanted = log.concerning(id, &device_key, last);
+            wanted.extend(crate::catalog::covering(&record_indices, log.tokens_before(log.len())));
+            wanted.sort_unstable();
+            wanted.dedup();
+            for i in wanted {
                 let leaf = log
                     .tree()
                     .leaf(i)
@@ -414,6 +444,7 @@ impl Server {
         let mut segments = Vec::new();
         let mut stated = Vec::new();
         let mut receipt_sizes = Vec::new();
+        let mut record_indices = Vec::new();
         let storage = self.storage();
         let mut positions = self
             .inner
@@ -426,6 +457,7 @@ impl Server {
             if li >= access {
                 continue;
             }
+            record_indices.push(li);
             let bytes = storage
                 .record(id, seq)
                 .map_err(|e| ApiError::internal("reading a record", e))?
@@ -451,31 +483,45 @@ impl Server {
             receipt_sizes.push(parsed.value().tree_size);
             receipts.extend(receipt);
         }
-        receipt_sizes.sort_unstable();
-        receipt_sizes.dedup();
-        receipt_sizes.retain(|&n| n < size);
+        record_indices.sort_unstable();
 
         // The log as it stood just after the access entry: its root, each entry's leaf hash
-        // and inclusion proof, and the consistency proof from each receipt's tree, all from
-        // the log's subtree hashes (O(log n) each).
-        let (root, located, consistency, store) = {
+        // and inclusion proof, and the consistency proof from each receipt's tree and each
+        // carried token's stamped head, all from the log's subtree hashes (O(log n) each).
+        // The tokens are those covering the receipted records ([`crate::catalog::covering`]);
+        // a bundle that carries any is version 3.
+        let (root, located, consistency, store, tokens) = {
             let log = lock(&self.inner.log);
             let root = log.root_at(size).ok_or_else(bad_access)?;
+            let before = log.tokens_before(access);
+            let tokens: Vec<(u64, u64)> = crate::catalog::covering(&record_indices, before)
+                .into_iter()
+                .filter_map(|i| before.iter().find(|t| t.index == i).map(|t| (i, t.covers)))
+                .collect();
+            let mut proof_sizes = receipt_sizes.clone();
+            proof_sizes.extend(tokens.iter().map(|(_, covers)| *covers));
+            proof_sizes.sort_unstable();
+            proof_sizes.dedup();
+            proof_sizes.retain(|&n| n < size);
+            let mut wanted = log.concerning(id, &device_key, access);
+            wanted.extend(tokens.iter().map(|(i, _)| *i));
+            wanted.sort_unstable();
+            wanted.dedup();
             let mut located = Vec::new();
-            for i in log.concerning(id, &device_key, access) {
+            for i in wanted {
                 let (leaf, path) = log
                     .inclusion_proof(i, size)
                     .map_err(|e| internal("proving an entry")(e.to_string()))?;
                 located.push((i, leaf, path));
             }
-            let mut consistency = Vec::with_capacity(receipt_sizes.len());
-            for &n in &receipt_sizes {
+            let mut consistency = Vec::with_capacity(proof_sizes.len());
+            for &n in &proof_sizes {
                 let path = log
                     .consistency_proof(n, size)
                     .map_err(|e| internal("proving a receipt's tree")(e.to_string()))?;
                 consistency.push(ConsistencyProof { tree_size: n, path });
             }
-            (root, located, consistency, log.store())
+            (root, located, consistency, log.store(), tokens)
         };
         let indices: Vec<u64> = located.iter().map(|(i, _, _)| *i).collect();
         let raw = block_on(store.entries(&indices))
@@ -508,16 +554,33 @@ impl Server {
         // own fault, and it refuses rather than hand out a bundle that would verify as
         // tampered.
         let statement = Statement::of(&access_entry);
-        if let Some(s) = &statement {
-            let held = Statement::new(
+        let is_token = |i: &u64| tokens.iter().any(|(t, _)| t == i);
+        let held = |with_tokens: bool| {
+            Statement::new(
                 stated.iter().copied(),
-                entries[..entries.len() - 1].iter().map(|(i, _, _, _, leaf)| (*i, *leaf)),
-            );
-            if held != *s {
+                entries[..entries.len() - 1]
+                    .iter()
+                    .filter(|(i, ..)| with_tokens || !is_token(i))
+                    .map(|(i, _, _, _, leaf)| (*i, *leaf)),
+            )
+        };
+        // Version 3 when the statement counted tokens; an access stated without them (by a
+        // server before time-stamping) is planned again as the version 2 it was made as.
+        let carry_tokens = match &statement {
+            None => false,
+            Some(s) if !tokens.is_empty() && held(true) == *s => true,
+            Some(s) if held(false) == *s => false,
+            Some(_) => {
                 return Err(internal("planning the bundle")(format!(
                     "the bundle does not match the statement of access {access}"
-                )));
+                )))
             }
+        };
+        let mut entries = entries;
+        let mut consistency = consistency;
+        if !carry_tokens {
+            entries.retain(|(i, ..)| !is_token(i));
+            consistency.retain(|c| receipt_sizes.contains(&c.tree_size));
         }
 
         let head = Signed::sign(
@@ -547,9 +610,11 @@ impl Server {
             entries: entries.len(),
             revoked,
             statement: statement.as_ref(),
+            tokens: if carry_tokens { tokens.len() } else { 0 },
         });
         let marker = match statement {
-            Some(_) => bundle::MARKER_CONTENT,
+            Some(_) if carry_tokens => bundle::MARKER_CONTENT_V3,
+            Some(_) => bundle::MARKER_CONTENT_V2,
             None => bundle::MARKER_CONTENT_V1,
         };
         let mut small: Vec<(&str, Vec<u8>)> = vec![
@@ -566,6 +631,9 @@ impl Server {
         }
         small.push((bundle::TREE_HEAD, head.to_bytes()));
         small.push((bundle::LOG_PROOFS, proofs));
+        if let (true, Some(pem)) = (carry_tokens, &self.config().tsa.roots_pem) {
+            small.push((bundle::TSA_ROOTS, pem.clone()));
+        }
         let mut listed: Vec<ManifestEntry> = small
             .iter()
             .map(|(p, b)| ManifestEntry { path: (*p).to_string(), sha256: sha256(&[b]) })

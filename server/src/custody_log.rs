@@ -209,6 +209,17 @@ impl CustodyLog {
         self.catalog.concerning(id, device, last)
     }
 
+    /// The time-stamp token entries before index `before`, in log order.
+    pub(crate) fn tokens_before(&self, before: u64) -> &[crate::catalog::Token] {
+        self.catalog.tokens_before(before)
+    }
+
+    /// The index of the latest entry that is not a time-stamp token: what time-stamping
+    /// waits for before it asks again.
+    pub(crate) fn last_untimed(&self) -> Option<u64> {
+        self.catalog.last_untimed()
+    }
+
     /// The store, to read entries back without holding the log.
     pub(crate) fn store(&self) -> Arc<dyn LogStore> {
         self.store.clone()

@@ -35,6 +35,7 @@ mod server;
 mod state;
 pub mod storage;
 pub mod store;
+pub mod tsa;
 mod upload;
 pub mod web;
 

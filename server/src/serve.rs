@@ -45,6 +45,14 @@ pub async fn serve(server: Server, listener: TcpListener) -> Result<(), crate::I
     } else {
         Some(tokio_rustls::TlsAcceptor::from(server.tls_config()?))
     };
+    // Time-stamping (`crate::tsa`) runs beside the accept loop, and stops with it.
+    let _stamping = match crate::tsa::start(&server) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("custody-server: time-stamping cannot start: {e}");
+            None
+        }
+    };
     let header_timeout = server.config().limits.header_timeout;
     let proxies = Arc::new(server.config().trusted_proxies.clone());
     let router = crate::http::router(server);

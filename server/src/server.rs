@@ -74,6 +74,8 @@ pub struct Config {
     pub tls: Option<crate::identity::TlsFiles>,
     /// The reverse proxies whose word about a client's address is taken (none by default).
     pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// RFC 3161 time-stamping of the custody log (`custody serve --tsa`): none by default.
+    pub tsa: crate::tsa::TsaConfig,
 }
 
 impl Config {
@@ -87,6 +89,7 @@ impl Config {
             backend: Backend::Fs,
             tls: None,
             trusted_proxies: crate::proxy::TrustedProxies::default(),
+            tsa: crate::tsa::TsaConfig::default(),
         }
     }
 }

@@ -199,9 +199,12 @@ pub fn record(
     let mut sealer = Some(sealer);
     let mut device = Some(device);
     let mut segments = 0u64;
+    let mut covered = Covered::default();
+    let mut source_duration_us = None;
     for event in capture {
         match event {
             Event::Started(started) => {
+                source_duration_us = started.source_duration_us;
                 let (Some(key), Some(s)) = (device.take(), sealer.take()) else { continue };
                 let h = header(&started, &key, recipients, provenance);
                 let streams = h.streams.clone();
@@ -219,6 +222,7 @@ pub fn record(
                 match w.add_segment(input) {
                     Ok(saved) => {
                         segments += 1;
+                        covered.add(seg.media_start_us, seg.media_end_us);
                         progress(&Progress::Saved {
                             seq: saved.record.record().seq(),
                             plaintext_len: seg.len(),
@@ -252,7 +256,16 @@ pub fn record(
                     ));
                 };
                 let id = w.id();
-                w.end(end.end_utc_us.max(0), reason, message.clone())
+                let (reason, message, declared) = match provenance.origin {
+                    Origin::Imported => {
+                        let file_len = provenance.imported_file.as_ref().map(|f| f.len);
+                        let declared = source_duration_us.and_then(|d| u64::try_from(d).ok());
+                        let (r, m) = import_end(reason, message, covered.us(), declared, file_len);
+                        (r, m, declared)
+                    }
+                    Origin::Live => (reason, message, None),
+                };
+                w.end_import(end.end_utc_us.max(0), reason, message.clone(), declared)
                     .map_err(|error| RecordError::Save { id, error })?;
                 return Ok(Outcome { id, segments, reason, message });
             }
@@ -272,9 +285,110 @@ pub fn record(
     }
 }
 
+/// The media time the saved segments cover, as the end record's `media_duration_us` counts
+/// it (the first segment's start to the last one's end).
+#[derive(Default)]
+struct Covered {
+    first_start_us: Option<i64>,
+    last_end_us: i64,
+}
+
+impl Covered {
+    fn add(&mut self, start_us: i64, end_us: i64) {
+        self.first_start_us.get_or_insert(start_us);
+        self.last_end_us = end_us;
+    }
+
+    fn us(&self) -> u64 {
+        self.first_start_us
+            .map_or(0, |s| u64::try_from(self.last_end_us.saturating_sub(s)).unwrap_or(0))
+    }
+}
+
+/// How much shorter than its declared duration an import may end and still have read the
+/// whole file: a container's duration counts what the recording leaves out (audio before
+/// the first keyframe, edit lists), which is well under a second.
+const DECLARED_SLACK_US: u64 = 1_000_000;
+
+/// Seconds with centiseconds, for an end record's message.
+fn secs(us: u64) -> String {
+    format!("{:.2} s", us as f64 / 1e6)
+}
+
+/// How an import ends: a file whose data fails part-way, or that ends well before the
+/// duration it declares, is damaged there, and its end record says so (reason error, with
+/// what and where) rather than that the input simply ended. The words "the file is
+/// damaged" open every such message: readers (the verifier's `import.damaged`) rely on it.
+fn import_end(
+    reason: EndReason,
+    message: Option<String>,
+    covered_us: u64,
+    declared_us: Option<u64>,
+    file_len: Option<u64>,
+) -> (EndReason, Option<String>) {
+    let of = declared_us.map(|d| format!(" of the {} it declares", secs(d))).unwrap_or_default();
+    match reason {
+        EndReason::Error => {
+            let what = message.unwrap_or_else(|| "the capture failed".into());
+            // Capture names the byte offset (`CaptureError::Damaged`) only when the file's
+            // data failed; any other fault (a thread that died) is not the file's.
+            let opening = if what.contains(", at byte ") {
+                "the file is damaged"
+            } else {
+                "the import failed"
+            };
+            (
+                EndReason::Error,
+                Some(format!(
+                    "{opening}: {what}; imported up to media time {}{of}",
+                    secs(covered_us)
+                )),
+            )
+        }
+        EndReason::InputEnded
+            if declared_us.is_some_and(|d| covered_us.saturating_add(DECLARED_SLACK_US) < d) =>
+        {
+            let at = file_len.map(|l| format!(" at byte {l}")).unwrap_or_default();
+            (
+                EndReason::Error,
+                Some(format!(
+                    "the file is damaged: its data ends{at} (its whole length) at media time {}{of}, \
+                     as a truncated file does",
+                    secs(covered_us)
+                )),
+            )
+        }
+        other => (other, message),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_that_ends_short_of_its_declared_duration_ends_damaged() {
+        let (r, m) = import_end(EndReason::InputEnded, None, 5_960_000, Some(12_000_000), Some(9));
+        assert_eq!(r, EndReason::Error);
+        let m = m.unwrap();
+        assert!(m.starts_with("the file is damaged: its data ends at byte 9"), "{m}");
+        assert!(m.contains("5.96 s of the 12.00 s it declares"), "{m}");
+        // Within the slack it is the whole file.
+        let (r, m) = import_end(EndReason::InputEnded, None, 11_500_000, Some(12_000_000), None);
+        assert_eq!((r, m), (EndReason::InputEnded, None));
+        let (r, m) = import_end(
+            EndReason::Error,
+            Some("reading the input failed: x, at byte 7 of the file".into()),
+            2_000_000,
+            None,
+            None,
+        );
+        assert_eq!(r, EndReason::Error);
+        assert_eq!(
+            m.unwrap(),
+            "the file is damaged: reading the input failed: x, at byte 7 of the file; imported up to media time 2.00 s"
+        );
+    }
 
     #[test]
     fn credentials_never_reach_the_header() {

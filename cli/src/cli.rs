@@ -519,6 +519,29 @@ pub struct ServeArgs {
     /// The header the trusted proxies name the client in.
     #[arg(long, value_name = "HEADER", default_value = "x-forwarded-for", value_parser = ["x-forwarded-for", "forwarded"], requires = "trusted_proxy")]
     pub proxy_header: String,
+
+    /// An RFC 3161 time-stamp authority (TSA) to ask, over HTTP(S), for a token over the
+    /// custody log's signed head while entries arrive (repeatable: each TSA gets its own
+    /// token per head). Each token is logged, and bundles carry the ones covering their
+    /// segments, so a court can see that the segments existed by a time neither the device
+    /// nor the legal team controls. A TSA down or slow never delays uploads or receipts:
+    /// requests are retried and the gap is said on stderr.
+    ///
+    /// Example: --tsa https://freetsa.org/tsr --tsa http://timestamp.digicert.com
+    #[arg(long, value_name = "URL")]
+    pub tsa: Vec<String>,
+
+    /// How often, at most, each --tsa is asked for a token while the log grows, seconds.
+    /// A token covers everything logged before it, so a segment waits at most about this
+    /// long for its independent time.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=86400), requires = "tsa")]
+    pub tsa_interval: u64,
+
+    /// The TSAs' root certificates (PEM, concatenated), shipped in every bundle that carries
+    /// tokens as custody/tsa-roots.pem, so that `custody verify` can check the tokens with
+    /// no other file (and says the roots came with the bundle; --tsa-trust overrides them).
+    #[arg(long, value_name = "PEM", requires = "tsa")]
+    pub tsa_root: Option<PathBuf>,
 }
 
 /// `custody admin` subcommands.

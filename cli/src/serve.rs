@@ -28,6 +28,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
             ForwardedHeader::XForwardedFor
         },
     };
+    config.tsa = tsa_config(args)?;
     let (server, opened) = Server::open(config).map_err(open_error)?;
     if opened.identity_created {
         eprintln!(
@@ -243,4 +244,36 @@ mod tests {
         assert_eq!(url_host("https://127.0.0.1"), Some("127.0.0.1"));
         assert_eq!(url_host("legal.example"), None);
     }
+}
+
+/// `--tsa`, `--tsa-interval`, `--tsa-root`: what the server time-stamps its log with.
+fn tsa_config(args: &ServeArgs) -> Result<custody_server::tsa::TsaConfig, CliError> {
+    let mut tsa = custody_server::tsa::TsaConfig {
+        urls: args.tsa.clone(),
+        interval: std::time::Duration::from_secs(args.tsa_interval),
+        ..Default::default()
+    };
+    for url in &tsa.urls {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(CliError::cannot(format!(
+                "--tsa {url:?} is not an http:// or https:// URL"
+            ))
+            .hint(
+                "give the time-stamp authority's RFC 3161 URL, e.g. --tsa https://freetsa.org/tsr",
+            ));
+        }
+    }
+    if let Some(path) = &args.tsa_root {
+        let pem = std::fs::read(path)
+            .map_err(|e| CliError::cannot(format!("reading --tsa-root {}: {e}", path.display())))?;
+        if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err(CliError::cannot(format!(
+                "--tsa-root {} holds no PEM certificate",
+                path.display()
+            ))
+            .hint("give the TSAs' root certificates as PEM (-----BEGIN CERTIFICATE-----), concatenated"));
+        }
+        tsa.roots_pem = Some(pem);
+    }
+    Ok(tsa)
 }

@@ -26,12 +26,17 @@ pub(crate) struct Carried {
 }
 
 /// Whether `e` is an entry a bundle of `recording`, made by `device`, must carry: it names
-/// the recording, or names no recording and names the device.
+/// the recording, or names no recording and names the device, or it is a time-stamp token
+/// (which names neither: a version-3 bundle carries those covering its records, and its
+/// statement says which, `docs/format.md` §11.4).
 pub(crate) fn concerns(
     e: &LogEntry,
     recording: Option<&RecordingId>,
     device: Option<&PublicKey>,
 ) -> bool {
+    if e.entry_type == EntryType::TimeStampToken {
+        return true;
+    }
     match &e.recording_id {
         Some(id) => Some(id) == recording,
         None => e.device_key.is_some() && e.device_key.as_ref() == device,

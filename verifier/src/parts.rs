@@ -106,6 +106,11 @@ pub(crate) enum Version {
     /// `custody-bundle 2`: with both. Also the rules for a bundle whose marker is absent or
     /// unreadable, so that removing or editing the marker never loosens a check.
     V2,
+    /// `custody-bundle 3`: version 2 with the time-stamp token entries that cover its
+    /// receipted records (counted in the statement), consistency proofs for their stamped
+    /// heads, and optionally `custody/tsa-roots.pem`. Relabelling one as version 2 loosens
+    /// nothing: its statement counted the tokens, so without them it no longer holds.
+    V3,
 }
 
 /// Reads the `BUNDLE` marker.
@@ -113,11 +118,12 @@ pub(crate) fn marker(source: &dyn Source, checks: &mut Vec<Check>) -> Version {
     match read(source, custody_format::bundle::MARKER, 64, checks).as_deref() {
         Some(b"custody-bundle 1\n") => Version::V1,
         Some(b"custody-bundle 2\n") | None => Version::V2,
+        Some(b"custody-bundle 3\n") => Version::V3,
         Some(other) => {
             checks.push(Check::new(
                 code::BUNDLE_PART_INVALID,
                 format!(
-                    "BUNDLE reads {:?}, not \"custody-bundle 1\" or \"custody-bundle 2\": checked as version 2",
+                    "BUNDLE reads {:?}, not \"custody-bundle 1\", \"custody-bundle 2\" or \"custody-bundle 3\": checked as version 2",
                     String::from_utf8_lossy(other)
                 ),
             ));

@@ -206,13 +206,30 @@ pub(crate) fn check_receipts(
     received
 }
 
-/// Checks that the tree each receipt was signed under is a prefix of the bundle's head,
-/// with the consistency proofs of `custody/receipt-proofs.bin` (one per distinct receipt
-/// tree size below the head's, ascending, none repeated). `receipts` are all the bundle's,
-/// each with whether its signature verifies: every receipt's size makes its proof needed,
-/// but only a genuine receipt's tree is checked.
+/// The signed heads a version-3 bundle's time-stamp token entries stamped, by the entry's
+/// log index (`docs/format.md` §10.5): each must be proven a prefix of the bundle's head,
+/// like a receipt's tree. A head that cannot be read is left out here (the token check,
+/// `verifier/src/tsa.rs`, reports it).
+pub(crate) fn stamped_heads(entries: &[(u64, LogEntry, Hash)]) -> Vec<(u64, TreeHead)> {
+    entries
+        .iter()
+        .filter(|(_, e, _)| e.entry_type == EntryType::TimeStampToken)
+        .filter_map(|(i, e, _)| {
+            let head = Signed::<TreeHead>::parse(e.tree_head.as_deref()?).ok()?;
+            Some((*i, head.value().clone()))
+        })
+        .collect()
+}
+
+/// Checks that the tree each receipt was signed under, and each head a carried time-stamp
+/// token stamped (`stamped`, from [`stamped_heads`]; none before bundle version 3), is a
+/// prefix of the bundle's head, with the consistency proofs of `custody/receipt-proofs.bin`
+/// (one per distinct such tree size below the head's, ascending, none repeated).
+/// `receipts` are all the bundle's, each with whether its signature verifies: every
+/// receipt's size makes its proof needed, but only a genuine receipt's tree is checked.
 pub(crate) fn check_consistency(
     receipts: &[(&Receipt, bool)],
+    stamped: &[(u64, TreeHead)],
     head: &TreeHead,
     proofs: &[ConsistencyProof],
     checks: &mut Vec<Check>,
@@ -222,13 +239,14 @@ pub(crate) fn check_consistency(
     let mut last: Option<u64> = None;
     for p in proofs {
         let needed = p.tree_size < head.tree_size
-            && receipts.iter().any(|(r, _)| r.tree_size == p.tree_size);
+            && (receipts.iter().any(|(r, _)| r.tree_size == p.tree_size)
+                || stamped.iter().any(|(_, h)| h.tree_size == p.tree_size));
         let problem = if by_size.contains_key(&p.tree_size) {
             Some("is repeated")
         } else if last.is_some_and(|l| p.tree_size < l) {
             Some("is out of ascending order")
         } else if !needed {
-            Some("is for a tree size no receipt needs")
+            Some("is for a tree size no receipt or time-stamped head needs")
         } else {
             None
         };
@@ -290,11 +308,62 @@ pub(crate) fn check_consistency(
             );
         }
     }
-    if ok && receipts.iter().any(|(_, genuine)| *genuine) {
+    for (index, th) in stamped {
+        let what = format!("the head time-stamped in log entry {index}");
+        let result = if th.tree_size >= head.tree_size {
+            merkle::verify_consistency(
+                th.tree_size,
+                head.tree_size,
+                &th.root_hash,
+                &head.root_hash,
+                &[],
+            )
+        } else {
+            match by_size.get(&th.tree_size) {
+                Some(p) => merkle::verify_consistency(
+                    th.tree_size,
+                    head.tree_size,
+                    &th.root_hash,
+                    &head.root_hash,
+                    &p.path,
+                ),
+                None => {
+                    ok = false;
+                    checks.push(Check::new(
+                        code::RECEIPT_CONSISTENCY_MISSING,
+                        format!(
+                            "{what} names a tree of {} entries, and the bundle carries no consistency proof from it",
+                            th.tree_size
+                        ),
+                    ));
+                    continue;
+                }
+            }
+        };
+        if let Err(e) = result {
+            ok = false;
+            checks.push(Check::new(
+                code::RECEIPT_CONSISTENCY_FAILED,
+                format!(
+                    "{what} names a tree of {} entries that the bundle's head of {} does not extend ({e}): the token is over another log",
+                    th.tree_size, head.tree_size
+                ),
+            ));
+        }
+    }
+    if ok && (receipts.iter().any(|(_, genuine)| *genuine) || !stamped.is_empty()) {
+        let also = if stamped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", and so is every head the {} carried time-stamp tokens stamped",
+                stamped.len()
+            )
+        };
         checks.push(Check::new(
             code::RECEIPT_CONSISTENCY_OK,
             format!(
-                "the tree every receipt was signed under is a prefix of the bundle's head of {} entries",
+                "the tree every receipt was signed under is a prefix of the bundle's head of {} entries{also}",
                 head.tree_size
             ),
         ));

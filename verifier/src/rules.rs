@@ -36,9 +36,23 @@ fn layout(version: Version) -> &'static [&'static str] {
         bundle::LOG_PROOFS,
         bundle::RECEIPT_PROOFS,
     ];
+    const V3: &[&str] = &[
+        bundle::MARKER,
+        bundle::README,
+        bundle::MANIFEST,
+        bundle::RECORDS,
+        bundle::SERVER_KEY,
+        bundle::DEVICE_CERT,
+        bundle::RECEIPTS,
+        bundle::TREE_HEAD,
+        bundle::LOG_PROOFS,
+        bundle::RECEIPT_PROOFS,
+        bundle::TSA_ROOTS,
+    ];
     match version {
         Version::V1 => V1,
         Version::V2 => V2,
+        Version::V3 => V3,
     }
 }
 

@@ -372,7 +372,8 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         ),
         None => BTreeMap::new(),
     };
-    if let (Version::V2, Some(r), Some(h), true) = (version, &receipts, head, have_records) {
+    let receipt_proofs = matches!(version, Version::V2 | Version::V3);
+    if let (true, Some(r), Some(h), true) = (receipt_proofs, &receipts, head, have_records) {
         if let Some(proofs) =
             parts::many(source, bundle::RECEIPT_PROOFS, &mut checks, ConsistencyProof::read)
         {
@@ -380,7 +381,12 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
                 .iter()
                 .map(|x| (x.value(), server_key.as_ref().is_none_or(|k| x.verify(k))))
                 .collect();
-            crate::receipts::check_consistency(&all, h, &proofs, &mut checks);
+            // Version 3: each carried token's stamped head is proven a prefix too.
+            let stamped = match (&log, version) {
+                (Some(l), Version::V3) => crate::receipts::stamped_heads(&l.proven),
+                _ => Vec::new(),
+            };
+            crate::receipts::check_consistency(&all, &stamped, h, &proofs, &mut checks);
         }
     }
 

@@ -19,6 +19,7 @@ mod completeness;
 mod custody_log;
 pub mod facts;
 pub mod html;
+pub mod imported;
 mod media;
 mod parts;
 mod receipts;

@@ -310,6 +310,11 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         rules::check_header(h, &mut checks);
     }
     rules::check_cuts(&chain.records, &mut checks);
+    let end = chain.records.iter().find_map(|r| match r.record() {
+        Record::End(e) => Some(e),
+        _ => None,
+    });
+    checks.extend(crate::imported::check(header, end));
     if let (Some(top), Some(id)) = (source.top_directory(), recording_id) {
         rules::check_tar_name(top, &id, &mut checks);
     }
@@ -438,6 +443,7 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         RecordingFacts::of(h, &ordered, &segments, label.as_deref(), &verdict, options.zone)
     });
     let summary = facts::summary(&verdict, &trust, recording.as_ref(), &checks);
+    let summary = crate::imported::amend_summary(summary, &checks);
     let manifest = hashes.get(bundle::MANIFEST).and_then(|h| h.as_ref().ok());
     let about = About::new(manifest, options.zone);
     let failed_positions = facts::failed_positions(&checks);

@@ -280,7 +280,7 @@ const SECTIONS: &[Section] = &[
     },
     Section {
         name: "phone-faults",
-        title: "The phone's outbox through server kills (`custody-browser`)",
+        title: "The phone's outbox through server kills and network faults (`custody-browser`)",
         measure: phone::faults_section,
     },
 ];

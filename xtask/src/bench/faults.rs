@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::{root, run};
 
 #[path = "../../../client/tests/common/fault_proxy.rs"]
-mod fault_proxy;
+pub(super) mod fault_proxy;
 use fault_proxy::{Fault, FaultProxy};
 
 /// Faults per run, and the longest a fault lasts.
@@ -54,6 +54,18 @@ pub(super) fn schedule(seed: u64) -> Vec<(f64, f64)> {
         downs.swap(i, j.min(i));
     }
     downs.into_iter().map(|d| (1.0 + 2.0 * rng.next(), d)).collect()
+}
+
+/// The proxy pattern's `i`-th window of the schedule: the fault it applies (reset, drop,
+/// stall, 5xx by turns) held for `down` seconds, then everything passes again; how long
+/// the window lasted. Shared with the phone's section (bench/phone.rs).
+pub(super) fn proxy_window(proxy: &FaultProxy, i: usize, down: f64) -> f64 {
+    const KINDS: [Fault; 4] = [Fault::Reset, Fault::Drop, Fault::Stall, Fault::Error];
+    let t = Instant::now();
+    proxy.set(KINDS[i % KINDS.len()]);
+    std::thread::sleep(Duration::from_secs_f64(down));
+    proxy.set(Fault::Pass);
+    t.elapsed().as_secs_f64()
 }
 
 /// The directories of one run, and the `custody` binary.
@@ -236,17 +248,10 @@ fn measure(bin: &Path, pattern: Pattern, seed: u64) -> Result<Measured, String> 
     // The first receipts come with the network whole.
     std::thread::sleep(Duration::from_secs(3));
     let mut outages = Vec::new();
-    let kinds = [Fault::Reset, Fault::Drop, Fault::Stall, Fault::Error];
     for (i, (up, down)) in plan.iter().enumerate() {
         std::thread::sleep(Duration::from_secs_f64(*up));
         match &proxy {
-            Some(p) => {
-                let t = Instant::now();
-                p.set(kinds[i % kinds.len()]);
-                std::thread::sleep(Duration::from_secs_f64(*down));
-                p.set(Fault::Pass);
-                outages.push(t.elapsed().as_secs_f64());
-            }
+            Some(p) => outages.push(proxy_window(p, i, *down)),
             None => {
                 let t = Instant::now();
                 drop(server);

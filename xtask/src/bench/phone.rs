@@ -293,65 +293,183 @@ pub fn section(_runs: usize) -> Result<String, String> {
     Ok(out)
 }
 
-/// `cargo xtask bench phone-faults`: the page records while the server is killed (SIGKILL)
-/// 20 times, down 0–1.5 s each, and started again on the same data and port — the pattern
-/// of the CLI's `faults` section (the same schedule). Each segment's latency runs from
-/// leaving the recorder to its receipt stored (the k-th receipt counted in the page is taken
-/// for segment k: receipts come oldest first); the outage from the kill until the
-/// restarted server listens.
+/// What one phone-faults pattern measured.
+struct FaultRun {
+    latencies: Vec<f64>,
+    outages: Vec<f64>,
+    /// Records still in the page's outbox at the end, and whether it drained in time.
+    waiting: u64,
+    drained: bool,
+    /// Segments the page sealed (its own count) that the server does not hold, and
+    /// records the server holds beyond the page's (header + segments + end).
+    lost: u64,
+    duplicated: u64,
+    verdict: String,
+    exit: String,
+}
+
+/// Records on `phone` while `fault(i, down)` applies the `i`-th outage of the `faults`
+/// section's schedule (it returns how long the outage lasted), then stops, waits for the
+/// outbox to drain (bounded), and measures it against the server's view and the lawyer's.
+fn fault_run(
+    server: &mut custody_browser::Server,
+    phone: &Phone,
+    fault: &mut dyn FnMut(&mut custody_browser::Server, usize, f64) -> Result<f64, String>,
+) -> Result<FaultRun, String> {
+    phone.tab.eval(RECEIPT_POLLER, Duration::from_secs(10)).map_err(err)?;
+    let plan = super::faults::schedule(16);
+    let id = phone.start_recording().map_err(err)?;
+    // The first receipts come with the network whole.
+    std::thread::sleep(Duration::from_secs(3));
+    let mut outages = Vec::new();
+    for (i, (up, down)) in plan.iter().enumerate() {
+        std::thread::sleep(Duration::from_secs_f64(*up));
+        outages.push(fault(server, i, *down)?);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    phone.stop_recording(&id).map_err(err)?;
+    let drained = phone.wait_drained(Duration::from_secs(120)).is_ok();
+    let (stats, latencies) = receipt_latencies(phone, &id)?;
+    let waiting = stats["status"]["outbox"]["count"].as_u64().unwrap_or(u64::MAX);
+    let sealed = stats["current"]["segments"].as_array().map_or(0, |a| a.len() as u64);
+    let listed = server.recordings().map_err(err)?;
+    let row = listed.iter().find(|r| r["recording_id"] == id.as_str()).cloned();
+    let row = row.unwrap_or(Value::Null);
+    let stored = row["segments"].as_u64().unwrap_or(0);
+    let records = row["records"].as_u64().unwrap_or(0);
+    // The lawyer's view: the bundle fetched and verified with the case key.
+    let bundle = server.fetch(&id, &format!("bench-faults-bundle-{}", plan.len())).map_err(err)?;
+    let (code, report) = server.verify(&bundle).map_err(err)?;
+    let _ = std::fs::remove_dir_all(&bundle);
+    Ok(FaultRun {
+        latencies,
+        outages,
+        waiting,
+        drained,
+        lost: sealed.saturating_sub(stored),
+        duplicated: records.saturating_sub(sealed + 2),
+        verdict: report["verdict"]
+            .as_str()
+            .map_or_else(|| report["verdict"].to_string(), str::to_string),
+        exit: code.map_or_else(|| "?".to_string(), |c| c.to_string()),
+    })
+}
+
+/// `cargo xtask bench phone-faults`: the page records through the patterns of the CLI's
+/// `faults` section, with its schedule (20 outages of 0–1.5 s, shuffled, 1–3 s apart):
+/// - **server killed**: SIGKILL, and `custody serve` started again on the same data and
+///   port (TLS, as deployed); the outage from the kill until the restarted server listens;
+/// - **fault proxy**: the page is served by `custody serve --insecure-http` through the
+///   fault proxy (client/tests/common/fault_proxy.rs, via bench/faults.rs), whose origin
+///   `http://127.0.0.1:PORT` Chromium counts as a secure context, so every request of the
+///   page crosses it; it resets, drops, stalls and answers 5xx by turns; the outage is
+///   the window.
+///
+/// Each segment's latency runs from leaving the recorder to its receipt stored (the k-th
+/// receipt counted in the page is taken for segment k: receipts come oldest first).
 pub fn faults_section(_runs: usize) -> Result<String, String> {
     page_size()?;
+    let mut runs = Vec::new();
+
     let mut f = Fixture::start().map_err(err)?;
     let link = f.server.enroll_link("bench-phone-faults").map_err(err)?;
     let phone = Phone::open(&f.chromium, f.server.origin(), &link, "bench-phone-faults", false)
         .map_err(err)?;
     phone.enroll().map_err(err)?;
-    phone.tab.eval(RECEIPT_POLLER, Duration::from_secs(10)).map_err(err)?;
-    let plan = super::faults::schedule(16);
-    let id = phone.start_recording().map_err(err)?;
-    // The first receipts come with the server up.
-    std::thread::sleep(Duration::from_secs(3));
-    let mut outages = Vec::new();
-    for (up, down) in &plan {
-        std::thread::sleep(Duration::from_secs_f64(*up));
-        let away = f.server.kill_for(Duration::from_secs_f64(*down)).map_err(err)?;
-        outages.push(away.as_secs_f64());
-    }
-    std::thread::sleep(Duration::from_secs(4));
-    phone.stop_recording(&id).map_err(err)?;
-    let drained = phone.wait_drained(Duration::from_secs(120));
-    let (_, latencies) = receipt_latencies(&phone, &id)?;
-    let waiting = phone.status().map_err(err)?["outbox"]["count"].as_u64().unwrap_or(u64::MAX);
-    // The lawyer's view: the bundle fetched and verified with the case key.
-    let bundle = f.server.fetch(&id, "bench-faults-bundle").map_err(err)?;
-    let (code, report) = f.server.verify(&bundle).map_err(err)?;
-    let verdict =
-        report["verdict"].as_str().map_or_else(|| report["verdict"].to_string(), str::to_string);
-    let longest = outages.iter().copied().fold(0.0, f64::max);
-    let p99 = pct(&latencies, 0.99);
-    let met = drained.is_ok() && p99 <= (longest + 3.0) * 1000.0 && waiting == 0;
+    let killed = fault_run(&mut f.server, &phone, &mut |server, _, down| {
+        Ok(server.kill_for(Duration::from_secs_f64(down)).map_err(err)?.as_secs_f64())
+    })?;
+    let note = format!("{} restarts on the same port", killed.outages.len());
+    runs.push(("server killed", killed, note));
     drop(phone);
+    drop(f);
+
+    let options = custody_browser::ServerOptions { insecure_http: true, ..Default::default() };
+    let mut server = custody_browser::Server::start(&options).map_err(err)?;
+    let upstream = server
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("{}: {e}", server.url))?;
+    let proxy =
+        super::faults::fault_proxy::FaultProxy::start(upstream).map_err(|e| e.to_string())?;
+    let origin = format!("http://{}", proxy.addr);
+    let profile = custody_browser::Profile::new().map_err(err)?;
+    let chromium = custody_browser::Chromium::launch(&profile, &Default::default()).map_err(err)?;
+    let link =
+        server.enroll_link("bench-phone-proxy").map_err(err)?.replacen(&server.url, &origin, 1);
+    let phone = Phone::open(&chromium, &origin, &link, "bench-phone-proxy", false).map_err(err)?;
+    phone.enroll().map_err(err)?;
+    let through = fault_run(&mut server, &phone, &mut |_, i, down| {
+        Ok(super::faults::proxy_window(&proxy, i, down))
+    })?;
+    let c = proxy.counts();
+    runs.push((
+        "fault proxy",
+        through,
+        format!(
+            "the proxy passed {} requests ({} of them probes), reset {} connections, black-holed {}, \
+             held {} reads in stalls, answered {} with 5xx",
+            c.requests, c.probes, c.resets, c.black_holed, c.stalled, c.errors
+        ),
+    ));
+    drop(phone);
+    drop(chromium);
+
+    let mut rows = String::new();
+    let mut notes = String::new();
+    let mut all_met = true;
+    for (name, r, note) in &runs {
+        let longest = r.outages.iter().copied().fold(0.0, f64::max);
+        let p99 = pct(&r.latencies, 0.99);
+        let met = r.drained
+            && p99 <= (longest + 3.0) * 1000.0
+            && r.waiting == 0
+            && r.lost == 0
+            && r.duplicated == 0;
+        all_met &= met;
+        rows.push_str(&format!(
+            "| {name} | {} | {} | {longest:.2} s | {:.0} ms | {p99:.0} ms | {:.0} ms | {} | {}{} | {} | {} | {} (exit {}) | {} |\n",
+            r.latencies.len(),
+            r.outages.len(),
+            pct(&r.latencies, 0.5),
+            r.latencies.last().copied().unwrap_or(f64::NAN),
+            r.latencies.iter().filter(|l| **l > 5000.0).count(),
+            r.waiting,
+            if r.drained { "" } else { " (did not drain within 120 s)" },
+            r.lost,
+            r.duplicated,
+            r.verdict,
+            r.exit,
+            if met { "met" } else { "**missed**" },
+        ));
+        notes.push_str(&format!("- {name}: {note}.\n"));
+    }
     Ok(format!(
         "Command: `cargo xtask bench phone-faults` (custody-browser: Debian's Chromium headless, fake \
-         camera, the capture page from `custody serve` on loopback with TLS). The page records while the \
-         server is killed (SIGKILL) {} times, down 0–1.5 s each (spread evenly, shuffled, 1–3 s apart; the \
-         schedule of the `faults` section), and started again on the same data and port. Latency: from a \
-         segment's data leaving the MediaRecorder to its receipt verified and stored on the phone (the k-th \
-         receipt the page counts is taken for segment k). The outage runs from the kill until the restarted \
-         server listens. The fault proxy is not used here: the page reaches the server over TLS, which the \
-         proxy does not terminate. Measured on a shared, busy 2-core machine.\n\n\
-         | segments | outages | longest outage | leaves recorder → receipt p50 | p99 | max | over 5 s | still in the outbox at the end | the lawyer's `custody verify` |\n\
-         |---|---|---|---|---|---|---|---|---|\n\
-         | {} | {} | {longest:.2} s | {:.0} ms | {p99:.0} ms | {:.0} ms | {} | {waiting}{} | {verdict} (exit {}) |\n\n\
-         Target p99 ≤ longest outage + 3 s, nothing left in the outbox: **{}**.\n",
-        outages.len(),
-        latencies.len(),
-        outages.len(),
-        pct(&latencies, 0.5),
-        latencies.last().copied().unwrap_or(f64::NAN),
-        latencies.iter().filter(|l| **l > 5000.0).count(),
-        if drained.is_ok() { "" } else { " (did not drain within 120 s)" },
-        code.map_or_else(|| "?".to_string(), |c| c.to_string()),
-        if met { "met" } else { "missed" },
+         camera, the capture page from `custody serve` on loopback). The page records through the two \
+         patterns of the `faults` section, with its schedule: 20 outages, down 0–1.5 s each (spread \
+         evenly, shuffled, 1–3 s apart). **server killed**: SIGKILL, then `custody serve` started again \
+         on the same data and port (TLS, as deployed); the outage runs from the kill until the restarted \
+         server listens. **fault proxy**: the page is served by `custody serve --insecure-http` through \
+         client/tests/common/fault_proxy.rs, which by turns resets every connection, drops (bytes lost: \
+         nothing answered, nothing closed), stalls (nothing moves until the window ends) and answers 5xx \
+         itself; the outage is the window. The page's origin is then the proxy's `http://127.0.0.1:PORT`, \
+         which Chromium counts as a secure context (loopback is potentially trustworthy), so WebCrypto, \
+         IndexedDB and the camera work as over TLS and every request of the page (enrollment, probes, \
+         uploads, receipts, proofs) crosses the proxy; what TLS adds (the certificate) is not what this \
+         measures, and the uploader's code path is the same. Latency: from a segment's data leaving the \
+         MediaRecorder to its receipt verified and stored on the phone (the k-th receipt the page counts \
+         is taken for segment k). Lost: segments the page sealed (its own count) that the server does not \
+         hold; duplicated: records the server holds beyond the page's header, segments and end. Measured \
+         on a shared, busy 2-core machine (load average {} at the end).\n\n\
+         | pattern | segments | outages | longest outage | leaves recorder → receipt p50 | p99 | max | over 5 s | left in the outbox | lost | duplicated | the lawyer's `custody verify` | target p99 ≤ longest outage + 3 s, 0 lost, 0 duplicated |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n\
+         {rows}\nAll targets: **{}**.\n\n{notes}",
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into()),
+        if all_met { "met" } else { "missed" },
     ))
 }

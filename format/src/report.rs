@@ -268,6 +268,36 @@ codes! {
         "Every record was received by the server after the device says it was captured.";
     TIME_CLOCK_SKEW = "time.clock.skew", Warning,
         "The device clock is ahead of the server's: some records are receipted before the device time of their capture. The estimated skew is stated.";
+    TIME_TSA_OK = "time.tsa.ok", Ok,
+        "An RFC 3161 time-stamp token in the custody log is valid: over the SHA-256 of the signed head it is logged with, signed (CMS signature, ESS signing-certificate) by a certificate with the timeStamping key usage that chains to a TSA root given with `--tsa-trust` and was valid at genTime. Every log entry under that head existed by genTime, by the word of that authority.";
+    TIME_TSA_BUNDLE_ROOTS = "time.tsa.bundle_roots", Warning,
+        "A time-stamp token is valid as for time.tsa.ok, but its certificate chains only to roots the legal team shipped with the bundle (`custody/tsa-roots.pem`), one side of the case: give `--tsa-trust` a root obtained independently to confirm it.";
+    TIME_TSA_NO_ROOTS = "time.tsa.no_roots", NotChecked,
+        "A time-stamp token's imprint and signature were checked, but no TSA root was given and the bundle ships none, so who signed it is not confirmed. (A time-stamp check does not change the verdict on the recording.)";
+    TIME_TSA_PARSE = "time.tsa.parse", Failure,
+        "A time-stamp token entry cannot be read: not a CMS SignedData holding a version-1 TSTInfo (RFC 3161 §2.4.2), or without its head or token.";
+    TIME_TSA_HEAD = "time.tsa.head", Failure,
+        "The signed head a time-stamp token is logged with cannot be read, is not signed by the server key, or is larger than the log was when the token was logged.";
+    TIME_TSA_IMPRINT = "time.tsa.imprint", Failure,
+        "A time-stamp token's messageImprint is not the SHA-256 of the signed head it is logged with: it stamps something else.";
+    TIME_TSA_SIGNATURE = "time.tsa.signature", Failure,
+        "A time-stamp token's CMS signature does not verify: the signed attributes are missing, their content-type is not TSTInfo, their message-digest does not match the TSTInfo (altered), the signer's certificate is not in the token, or the signature is wrong.";
+    TIME_TSA_ESS = "time.tsa.ess", Failure,
+        "A time-stamp token's ESS signing-certificate attribute (v1 or v2) is missing or names another certificate than the one its signature verifies with (a substituted certificate).";
+    TIME_TSA_EKU = "time.tsa.eku", Failure,
+        "A time-stamp token is signed by a certificate without the timeStamping extended key usage, alone and critical (RFC 3161 §2.3): not a time-stamping authority's.";
+    TIME_TSA_CHAIN = "time.tsa.chain", Failure,
+        "A time-stamp token's certificate path to the TSA roots does not validate (a bad certificate signature, a malformed or unusable certificate, a broken constraint).";
+    TIME_TSA_UNTRUSTED = "time.tsa.untrusted", Warning,
+        "A time-stamp token's certificate does not chain to any TSA root given (or shipped): its time is not vouched for by an authority the verifier trusts. Nothing is claimed from it.";
+    TIME_TSA_NOT_VALID_AT_GENTIME = "time.tsa.not_valid_at_gentime", Failure,
+        "A time-stamp token's certificate, or one in its path, was not valid (expired or not yet valid) at the token's genTime.";
+    TIME_TSA_EXPIRED_SINCE = "time.tsa.expired_since", Ok,
+        "A time-stamp token's certificate was valid at genTime and has expired since: the token stands (that is what a time-stamp is for).";
+    TIME_TSA_REVOCATION = "time.tsa.revocation", NotChecked,
+        "Whether a time-stamp authority's certificate was revoked (CRL, OCSP) cannot be checked offline; reported whenever the bundle carries a token. (A time-stamp check does not change the verdict on the recording.)";
+    TIME_TSA_CLOCK_DISAGREES = "time.tsa.clock_disagrees", Warning,
+        "The server's clock and a time-stamp authority's genTime disagree by more than the token's accuracy and 5 s: the server signed the stamped head after genTime, or logged the token before it. The TSA's time is the independent one; the server's times are suspect by that much.";
     CHAIN_EMPTY = "chain.empty", NotChecked,
         "There are no records to check.";
     RECORD_PARSE_FAILED = "record.parse.failed", Failure,

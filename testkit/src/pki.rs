@@ -228,12 +228,11 @@ impl Pki {
                 Variant::NoEku => ("root", "noeku_ext", &recent),
             };
             issue(&inner, stem, v.common_name(), issuer, ext, Some(dates))?;
-            // The certificates a reply carries: the TSA's own, and the intermediate for the
-            // variant that needs it.
-            let mut chain = inner.read(&format!("{stem}.pem"))?;
-            if v == Variant::Intermediate {
-                chain.extend(inner.read("inter.pem")?);
-            }
+            // The certificates a reply carries besides the signer's own (which certReq
+            // brings): the intermediate, for the variant that needs it. Listing the signer
+            // here too would carry it twice, a SET OF with a duplicate that DER forbids.
+            let chain =
+                if v == Variant::Intermediate { inner.read("inter.pem")? } else { Vec::new() };
             std::fs::write(inner.path(&format!("{stem}.chain.pem")), chain)?;
         }
         for name in ["root", "other"] {
@@ -517,11 +516,16 @@ impl Tsa {
             Ess::V2Sha256 => "sha256",
         };
         let digest = if signer == Variant::Intermediate { "sha384" } else { "sha256" };
+        let certs = if signer == Variant::Intermediate {
+            format!("certs = {stem}.chain.pem\n")
+        } else {
+            String::new()
+        };
         let mut cfg = String::from("[tsa]\n");
         let _ = write!(
             cfg,
             "default_tsa = {section}\n[{section}]\nserial = tsaserial\n\
-             signer_cert = {stem}.pem\ncerts = {stem}.chain.pem\nsigner_key = {stem}.key\n\
+             signer_cert = {stem}.pem\n{certs}signer_key = {stem}.key\n\
              signer_digest = {digest}\ndefault_policy = {POLICY}\n\
              other_policies = {POLICY}\ndigests = sha256, sha384, sha512\n\
              accuracy = secs:1\nordering = no\ntsa_name = yes\ness_cert_id_chain = no\n\

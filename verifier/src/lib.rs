@@ -26,6 +26,7 @@ mod receipts;
 mod rules;
 pub mod source;
 mod timeline;
+pub mod tsa;
 mod verify;
 
 pub use facts::Zone;

@@ -80,6 +80,13 @@ pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
         return Err(CliError::cannot(format!("{} is not a file", args.file.display())));
     }
     let file = recorder::hash_file(&args.file).map_err(|e| CliError::cannot(e.to_string()))?;
+    if file.len == 0 {
+        return Err(CliError::cannot(format!(
+            "{} is empty (0 bytes): there is nothing to import",
+            args.file.display()
+        ))
+        .hint("check that the copy from the phone finished"));
+    }
     let name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     run(vault_dir, &args.seal, Source::file(&args.file), Origin::Imported, name, Some(file), None)
 }
@@ -121,6 +128,7 @@ fn run(
     let live =
         if seal.no_upload { None } else { LiveUpload::start(&vault, key.clone(), seal.json) };
     let mut current = None;
+    let source_url = source.url.clone();
     let capture = Capture::start(source, settings);
     let stop = capture.stop_handle();
     let on_signal = stop.clone();
@@ -253,6 +261,9 @@ fn run(
         }
     }
     let outcome = outcome.map_err(|e| match e {
+        recorder::RecordError::NothingRecorded(m) if origin == Origin::Imported => {
+            unreadable_file(Path::new(&source_url), &m)
+        }
         recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(
             "nothing was recorded: {m}"
         ))
@@ -305,4 +316,29 @@ fn run(
         ));
     }
     Ok(())
+}
+
+/// Why a file to import yielded nothing, in words: FFmpeg's "Invalid data found when
+/// processing input" says neither that the file is not media at all nor that it is an
+/// MP4/MOV whose index was never written.
+fn unreadable_file(path: &Path, why: &str) -> CliError {
+    let name = path.display();
+    let unopenable = why.starts_with("cannot open") || why.starts_with("cannot identify");
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let message = if !unopenable && why.contains("no video or audio stream") {
+        format!("{name} is not a video (no media streams found)")
+    } else if !unopenable {
+        format!("nothing was imported from {name}: {why}")
+    } else if read == 8 && &head[4..8] == b"ftyp" {
+        format!(
+            "{name} is damaged: an MP4/MOV file without a readable index (its moov box), as a \
+             recording that was never finished or a truncated copy leaves it; nothing in it can be read"
+        )
+    } else {
+        format!("{name} is not a video (no media streams found)")
+    };
+    CliError::cannot(message).hint("import the phone's original file, copied whole")
 }

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use custody_vault::store::State;
+use custody_format::ids::RecordingId;
+use custody_format::record::Record;
+use custody_vault::store::{State, Vault};
 
 use crate::cli::RecordingsArgs;
 use crate::common::{open_vault, print, CliError};
@@ -19,11 +21,45 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
+/// For an import whose end record says its file was damaged, "imported up to 0:06 of 0:12:
+/// the rest of the file is damaged" (the verifier's words, from the end record itself).
+pub fn import_damage(
+    vault: &Vault,
+    id: &str,
+    imported: bool,
+    ended: Option<&str>,
+) -> Option<String> {
+    if !imported || ended != Some("error") {
+        return None;
+    }
+    let id = RecordingId::parse(id).ok()?;
+    let (records, _) = vault.records_from(&id, 0).ok()?;
+    records.iter().rev().find_map(|r| match r.record() {
+        Record::End(e) => custody_verifier::imported::sentence(true, e),
+        _ => None,
+    })
+}
+
 pub fn run(vault_dir: &Path, args: &RecordingsArgs) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let listings = vault.listings()?;
+    let damage: Vec<Option<String>> = listings
+        .iter()
+        .map(|l| {
+            let s = &l.summary;
+            import_damage(&vault, &s.id, s.imported, s.ended.as_deref())
+        })
+        .collect();
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&listings).unwrap_or_default()));
+        let mut out = serde_json::to_value(&listings).unwrap_or_default();
+        if let Some(items) = out.as_array_mut() {
+            for (item, d) in items.iter_mut().zip(&damage) {
+                if let (Some(o), Some(d)) = (item.as_object_mut(), d) {
+                    o.insert("import_damage".into(), d.clone().into());
+                }
+            }
+        }
+        print(&format!("{}\n", serde_json::to_string_pretty(&out).unwrap_or_default()));
         return Ok(());
     }
     if listings.is_empty() {
@@ -34,10 +70,11 @@ pub fn run(vault_dir: &Path, args: &RecordingsArgs) -> Result<(), CliError> {
         "{:<32}  {:<20}  {:>9}  {:>8}  {:>10}  {:<10}  {}\n",
         "RECORDING", "STARTED (device)", "DURATION", "SEGMENTS", "SIZE", "STATE", "UPLOAD"
     );
-    for l in &listings {
+    for (l, damage) in listings.iter().zip(&damage) {
         let s = &l.summary;
         let state = match l.state {
             State::Recording => "recording",
+            State::Complete if damage.is_some() => "partial",
             State::Complete => "complete",
             State::CutOff => "cut off",
             State::Damaged => "DAMAGED",
@@ -55,7 +92,11 @@ pub fn run(vault_dir: &Path, args: &RecordingsArgs) -> Result<(), CliError> {
             s.segments,
             size(s.ciphertext_bytes),
             state,
-            if s.imported { "  (imported)" } else { "" },
+            match (s.imported, damage) {
+                (true, Some(d)) => format!("  ({d})"),
+                (true, None) => "  (imported)".into(),
+                _ => String::new(),
+            },
         ));
     }
     print(&out);

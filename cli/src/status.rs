@@ -22,7 +22,10 @@ fn lag(us: i64) -> String {
     }
 }
 
-fn text(s: &Status) -> String {
+/// Imports whose end record says their file was damaged, by recording id.
+type Damage = std::collections::BTreeMap<String, String>;
+
+fn text(s: &Status, damage: &Damage) -> String {
     let mut out = String::new();
     match &s.enrollment {
         Some(e) => {
@@ -80,6 +83,7 @@ fn text(s: &Status) -> String {
     for r in &s.recordings {
         let state = match r.state {
             State::Recording => "recording",
+            State::Complete if damage.contains_key(&r.id) => "partial",
             State::Complete => "complete",
             State::CutOff => "cut off",
             State::Damaged => "DAMAGED",
@@ -108,6 +112,9 @@ fn text(s: &Status) -> String {
              (`custody vault check` lists them).\n",
             s.segment_files_without_record
         ));
+    }
+    for (id, d) in damage {
+        out.push_str(&format!("Recording {id}: {d}.\n"));
     }
     for r in s.recordings.iter().filter(|r| r.damaged) {
         out.push_str(&format!(
@@ -138,10 +145,29 @@ pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
         e.code = 2;
         e
     })?;
+    let listings = vault.listings().unwrap_or_default();
+    let damage: Damage = listings
+        .iter()
+        .filter_map(|l| {
+            let m = &l.summary;
+            let d =
+                crate::recordings::import_damage(&vault, &m.id, m.imported, m.ended.as_deref())?;
+            Some((m.id.clone(), d))
+        })
+        .collect();
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&s).unwrap_or_default()));
+        let mut out = serde_json::to_value(&s).unwrap_or_default();
+        if let Some(items) = out.get_mut("recordings").and_then(|r| r.as_array_mut()) {
+            for item in items {
+                let id = item.get("id").and_then(|i| i.as_str()).unwrap_or_default().to_string();
+                if let (Some(o), Some(d)) = (item.as_object_mut(), damage.get(&id)) {
+                    o.insert("import_damage".into(), d.clone().into());
+                }
+            }
+        }
+        print(&format!("{}\n", serde_json::to_string_pretty(&out).unwrap_or_default()));
     } else {
-        print(&text(&s));
+        print(&text(&s, &damage));
     }
     if let Some(i) = &s.log_inconsistent {
         return Err(CliError::failed(format!("{}: {}", i.code, i.message)));
@@ -198,12 +224,13 @@ mod tests {
             damaged,
         };
         let all = "Every record is receipted by the server.";
-        assert!(super::text(&s(0, 0, 0)).contains(all));
+        assert!(super::text(&s(0, 0, 0), &Default::default()).contains(all));
         for (w, f, d) in [(1, 0, 0), (0, 2, 0), (0, 0, 1)] {
             assert!(!super::all_receipted(&s(w, f, d)), "{w} {f} {d}");
-            let text = super::text(&s(w, f, d));
+            let text = super::text(&s(w, f, d), &Default::default());
             assert!(!text.contains(all), "{text}");
         }
-        assert!(super::text(&s(0, 2, 1)).contains("2 sealed segment files have no record"));
+        assert!(super::text(&s(0, 2, 1), &Default::default())
+            .contains("2 sealed segment files have no record"));
     }
 }

@@ -58,6 +58,15 @@ struct Track {
 /// first video keyframe; for a file without video, its first audio packet), exactly as in
 /// a [`crate::Segment`]. Packets before the first boundary, and packets presented at or
 /// after `end_us` (same timeline) if given, are left out.
+///
+/// A boundary may lie before the packet that opened its segment: a segment record states
+/// the earliest presentation time of its packets, and that is earlier than its opening
+/// keyframe's when audio within the segmenter's lead, or an open GOP's leading pictures
+/// (HEVC as phones write it: presented before the keyframe they follow in decode order),
+/// open it. The segmenter's lead for the other streams is measured from the opening video
+/// packet itself, so with video the file is read twice: first its video alone, to find
+/// where each segment opens (the first keyframe at or after its boundary), then every
+/// packet, cut at those openings.
 pub fn digest_file(
     path: impl AsRef<std::path::Path>,
     boundaries: &[Boundary],
@@ -66,6 +75,25 @@ pub fn digest_file(
     if boundaries.is_empty() {
         return Err(FileDigestError::NoBoundaries);
     }
+    let path = path.as_ref();
+    let (_, openers) = digest_pass(path, boundaries, end_us, true)?;
+    let opened: Vec<Boundary> = boundaries
+        .iter()
+        .zip(&openers)
+        .map(|(b, o)| Boundary { start_us: o.unwrap_or(b.start_us), ..*b })
+        .collect();
+    Ok(digest_pass(path, &opened, end_us, false)?.0)
+}
+
+/// One reading of `path`: the digests of its cuts at `boundaries`, and the time of the
+/// video packet that opened each cut (`None` where none did, or without video). With
+/// `video_only`, the other streams are discarded unread and the digests say nothing.
+fn digest_pass(
+    path: &std::path::Path,
+    boundaries: &[Boundary],
+    end_us: Option<i64>,
+    video_only: bool,
+) -> Result<(Vec<FileSegmentDigest>, Vec<Option<i64>>), FileDigestError> {
     crate::init();
     let settings = Settings::default();
     let watchdog = Watchdog::new();
@@ -85,12 +113,29 @@ pub fn digest_file(
     if tracks.is_empty() {
         return Err(FileDigestError::NoMedia);
     }
+    let has_video = tracks.iter().any(|t| t.kind == MediaKind::Video);
+    if video_only {
+        if !has_video {
+            return Ok((Vec::new(), vec![None; boundaries.len()]));
+        }
+        tracks.retain(|t| t.kind == MediaKind::Video);
+        for index in 0..input.nb_streams() as usize {
+            if tracks.iter().any(|t| t.index == index) {
+                continue;
+            }
+            if let Some(mut s) = input.stream_mut(index) {
+                // SAFETY: `s` is a live stream of `input`; the demuxer reads `discard`.
+                unsafe { (*s.as_mut_ptr()).discard = ff::ffi::AVDiscard::AVDISCARD_ALL };
+            }
+        }
+    }
     let mut cutter = Cutter {
         boundaries,
         end_us,
         digesters: boundaries.iter().map(|_| PacketDigester::new(&streams)).collect(),
-        has_video: tracks.iter().any(|t| t.kind == MediaKind::Video),
+        has_video,
         origin_us: None,
+        openers: vec![None; boundaries.len()],
         waiting: Vec::new(),
     };
     loop {
@@ -108,14 +153,15 @@ pub fn digest_file(
         let pts_us = crate::recorder_time(ts, tracks[t].time_base);
         cutter.packet(&mut tracks[t], t, pts_us, packet.is_key(), data);
     }
-    let digesters = cutter.digesters;
-    Ok(digesters
+    let digests = cutter
+        .digesters
         .into_iter()
         .map(|d| {
             let packet_counts = d.packet_counts();
             FileSegmentDigest { packet_digest: d.finish(), packet_counts }
         })
-        .collect())
+        .collect();
+    Ok((digests, cutter.openers))
 }
 
 /// Assigns packets to cuts, in the file's read order.
@@ -129,6 +175,8 @@ struct Cutter<'a> {
     /// Audio read before the opening video keyframe: it may still belong to the recording
     /// (a demuxer can deliver audio ahead of the video it accompanies).
     waiting: Vec<(usize, i64, bool, Vec<u8>)>,
+    /// Time of the video packet that opened each cut.
+    openers: Vec<Option<i64>>,
 }
 
 /// Audio held while waiting for the first video keyframe, at most (a file with video that
@@ -162,6 +210,7 @@ impl Cutter<'_> {
                     break;
                 }
                 track.current = Some(next);
+                self.openers[next] = Some(rel);
                 next += 1;
             }
             if let Some(s) = track.current {

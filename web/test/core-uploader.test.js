@@ -4,6 +4,8 @@
 //   (GET /v1/recordings/{id}/receipts) and the record is not sent a second time;
 // - a request that stalls is abandoned by its deadline (scaled to its size), not held
 //   for a long timeout, and the record goes out on the next attempt;
+// - an upload whose answer never comes (its connection a black hole) is abandoned once a
+//   later upload's answer shows the link works, not held for its whole deadline;
 // - records go oldest recording first, each in chain order.
 
 import { test } from 'node:test';
@@ -89,13 +91,13 @@ async function until(device, pred, ms, what) {
 }
 
 /** A server, a proxy with `plan`, and a device enrolled through the proxy. */
-async function setup(plan, limits) {
+async function setup(plan, limits, uploader = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'custody-web-core-'));
   const data = join(dir, 'server');
   const server = await serve(data, await identityToRecipient(await generateX25519Identity()));
   const px = await proxy(server.url, plan);
   const link = JSON.parse(String(execFileSync(bin, ['admin', 'enroll-token', '--data', data, '--label', 'phone', '--link', px.url, '--json']))).link;
-  const device = await Device.open({ store: new MemoryTestStore(), uploader: { idleMs: 100, concurrency: 1 }, limits });
+  const device = await Device.open({ store: new MemoryTestStore(), uploader: { idleMs: 100, concurrency: 1, ...uploader }, limits });
   await device.enroll(link);
   return {
     device, px,
@@ -150,6 +152,29 @@ test('a stalled upload is abandoned by its size-scaled deadline and sent again',
     await until(s.device, () => s.device.status().outbox.count === 0, 20000, 'the outbox drains');
     assert.ok(Date.now() - t0 < 10000, 'not held by a long timeout');
     assert.equal(puts(s.px.log, `/${rec.id}/records/1`).length, 2, 'abandoned once, then sent again');
+  } finally {
+    await s.done();
+  }
+});
+
+test('an upload with no answer is abandoned when a later upload is answered, not held for its deadline', { skip, timeout: 60000 }, async () => {
+  let holed = false;
+  const s = await setup((method, url) => {
+    if (method === 'PUT' && url.endsWith('/records/1') && !holed) {
+      holed = true;
+      return 'stall';
+    }
+    return 'pass';
+  }, { baseMs: 60000 }, { concurrency: 2 });
+  try {
+    const rec = await s.device.beginRecording({ container: 3, streams, input: 'browser:test', software: 'test', targetSegmentMs: 2000, maxSegmentMs: 4000 });
+    for (let n = 1; n <= 4; n += 1) await rec.addSegment(segment(n));
+    await rec.end({ reason: 1 });
+    s.device.startUploading();
+    // Within a third of the held request's own deadline (60 s): only the lag rule can do it.
+    await until(s.device, () => s.device.status().outbox.count === 0, 20000, 'the outbox drains');
+    assert.equal(puts(s.px.log, `/${rec.id}/records/1`).length, 2, 'abandoned once, then sent again');
+    assert.equal(s.device.status().recordings[0].receipted, 4);
   } finally {
     await s.done();
   }

@@ -73,9 +73,10 @@ export class Api {
    * @param {Record<string, string>} [options.headers]
    * @param {boolean} [options.signed]
    * @param {number} [options.deadlineMs] a fixed deadline instead of the size-scaled one
+   * @param {AbortSignal} [options.signal] abandons the request (a NetworkError, stalled)
    * @returns {Promise<Uint8Array>}
    */
-  async request(method, path, { body, headers = {}, signed = false, deadlineMs } = {}) {
+  async request(method, path, { body, headers = {}, signed = false, deadlineMs, signal } = {}) {
     const bytes = body ?? new Uint8Array(0);
     const h = { ...headers };
     if (signed) {
@@ -86,8 +87,8 @@ export class Api {
     if (method === 'PUT' || method === 'POST') h['content-type'] ??= 'application/octet-stream';
     const url = this.base + path;
     const { status, answer } = this.useXhr && bytes.length
-      ? await this.xhr(method, url, h, bytes)
-      : await this.viaFetch(method, url, h, bytes, deadlineMs);
+      ? await this.xhr(method, url, h, bytes, signal)
+      : await this.viaFetch(method, url, h, bytes, deadlineMs, signal);
     if (status < 200 || status > 299) throw Refusal.fromBody(status, new TextDecoder().decode(answer));
     return answer;
   }
@@ -98,12 +99,20 @@ export class Api {
    * @param {Record<string, string>} headers
    * @param {Uint8Array} body
    * @param {number} [deadlineMs]
+   * @param {AbortSignal} [signal]
    * @returns {Promise<{status: number, answer: Uint8Array}>}
    */
-  async viaFetch(method, url, headers, body, deadlineMs) {
+  async viaFetch(method, url, headers, body, deadlineMs, signal) {
     const ms = deadlineMs ?? this.limits.baseMs + (body.length * 1000) / this.limits.minBytesPerSecond;
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), ms);
+    let abandoned = false;
+    const abandon = () => {
+      abandoned = true;
+      ctl.abort();
+    };
+    if (signal?.aborted) abandon();
+    signal?.addEventListener('abort', abandon);
     try {
       const resp = await this.fetch(url, {
         method, headers, body: method === 'GET' ? undefined : /** @type {BodyInit} */ (/** @type {unknown} */ (body)),
@@ -112,10 +121,12 @@ export class Api {
       const answer = new Uint8Array(await resp.arrayBuffer());
       return { status: resp.status, answer };
     } catch (e) {
+      if (abandoned) throw new NetworkError('abandoned: no answer although the link moved enough bytes for it', { stalled: true });
       if (ctl.signal.aborted) throw new NetworkError(`no answer within ${Math.round(ms)} ms`, { stalled: true });
       throw new NetworkError(e instanceof Error ? `${e.message}${e.cause ? `: ${/** @type {Error} */ (e.cause).message ?? e.cause}` : ''}` : String(e));
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abandon);
     }
   }
 
@@ -125,17 +136,26 @@ export class Api {
    * @param {string} url
    * @param {Record<string, string>} headers
    * @param {Uint8Array} body
+   * @param {AbortSignal} [signal]
    * @returns {Promise<{status: number, answer: Uint8Array}>}
    */
-  xhr(method, url, headers, body) {
+  xhr(method, url, headers, body, signal) {
     const { stallMs, answerMs } = this.limits;
     return new Promise((resolve, reject) => {
       const x = new XMLHttpRequest();
       /** @type {ReturnType<typeof setTimeout> | undefined} */
       let timer;
+      const abandon = () => {
+        clearTimeout(timer);
+        x.abort();
+        reject(new NetworkError('abandoned: no answer although the link moved enough bytes for it', { stalled: true }));
+      };
+      signal?.addEventListener('abort', abandon, { once: true });
+      const done = () => signal?.removeEventListener('abort', abandon);
       const arm = (/** @type {number} */ ms, /** @type {string} */ why) => {
         clearTimeout(timer);
         timer = setTimeout(() => {
+          done();
           x.abort();
           reject(new NetworkError(why, { stalled: true }));
         }, ms);
@@ -147,10 +167,12 @@ export class Api {
       x.upload.onload = () => arm(answerMs, `no answer within ${answerMs} ms of the last byte`);
       x.onload = () => {
         clearTimeout(timer);
+        done();
         resolve({ status: x.status, answer: new Uint8Array(/** @type {ArrayBuffer} */ (x.response ?? new ArrayBuffer(0))) });
       };
       x.onerror = () => {
         clearTimeout(timer);
+        done();
         reject(new NetworkError('the connection failed'));
       };
       arm(stallMs, `the upload did not start within ${stallMs} ms`);
@@ -200,9 +222,10 @@ export class Api {
    * @param {string} idHex
    * @param {bigint | number} seq
    * @param {Uint8Array} body
+   * @param {{signal?: AbortSignal}} [options] `signal` abandons it (the uploader's lag rule)
    */
-  putRecord(idHex, seq, body) {
-    return this.request('PUT', `/v1/recordings/${idHex}/records/${seq}`, { body, signed: true });
+  putRecord(idHex, seq, body, { signal } = {}) {
+    return this.request('PUT', `/v1/recordings/${idHex}/records/${seq}`, { body, signed: true, signal });
   }
 
   /** @param {string} idHex */

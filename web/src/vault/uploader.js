@@ -14,7 +14,11 @@
 //   written once, for this page and the CLI, in docs/api.md ("What the device does while
 //   uploading"). `navigator.onLine` is never trusted alone (on a street it can
 //   stay true in a dead zone): the 'online' event only makes it probe now.
-// - A request is abandoned by its lack of progress (protocol/client.js), not a long timeout.
+// - A request is abandoned by its lack of progress (protocol/client.js), not a long timeout;
+//   and an upload whose answer is overdue while the link is shown to work is abandoned too
+//   (the lag rule, `abandonLagging`): a connection that lost its bytes (a black hole: nothing
+//   answers, nothing closes) would otherwise hold its record for the whole answer period
+//   after its last byte went into the socket (20 s), which says nothing about the link.
 // - A full storage quota while storing a receipt or the log head becomes a clear
 //   `lastError` ({code: 'quota'}); nothing sealed is lost (the record stays queued).
 
@@ -33,11 +37,15 @@ import { LOG_INCONSISTENT } from './logcheck.js';
  * @property {number} probeMaxMs longest delay between probes of an unreachable server
  * @property {number} idleMs how often the queue is looked at when nothing wakes the uploader
  * @property {number} probeTimeoutMs deadline of one probe (a dead zone may answer nothing at all)
+
+ * @property {number} lagGraceMs the lag rule's slack over twice the time the link's measured
+ *   rate needs for an upload's body (see `abandonLagging`)
  */
 
 /** @type {UploaderOptions} */
 export const DEFAULT_OPTIONS = Object.freeze({
   concurrency: 2, baseBackoffMs: 250, maxBackoffMs: 4000, probeMaxMs: 4000, idleMs: 1000, probeTimeoutMs: 3000,
+  lagGraceMs: 1500,
 });
 
 /** @typedef {{code: string, message: string}} UploadError */
@@ -68,6 +76,17 @@ export class Uploader {
     this.refused = new Map();
     /** @type {Set<string>} */
     this.inFlight = new Set();
+    /** @type {Map<string, {startedAt: number, size: number, ctl: AbortController}>} uploads in flight */
+    this.flights = new Map();
+    /**
+     * The link as the latest upload answered measured it: when that upload started, and
+     * its body's bytes per ms (answer included, so an underestimate); null when unknown or
+     * when the lag rule last abandoned an upload on it (a rate is then measured afresh).
+     * @type {{startedAt: number, bytesPerMs: number} | null}
+     */
+    this.link = null;
+    /** @type {Promise<void> | null} the lag rule's probe in flight */
+    this.lagProbe = null;
     /** @type {(() => void) | null} */
     this.waker = null;
     this.fresh = true;
@@ -159,19 +178,56 @@ export class Uploader {
         const b = this.backoff.get(k);
         return !this.inFlight.has(k) && !this.refused.has(k) && (!b || b.at <= now);
       });
+      this.abandonLagging();
       for (const r of due.slice(0, Math.max(0, this.opts.concurrency - this.inFlight.size))) {
         const k = `${r.id}/${r.seq}`;
         this.inFlight.add(k);
-        this.uploadOne(r).then((outcome) => this.settle(k, outcome), (e) => this.settle(k, {
+        this.uploadOne(r, k).then((outcome) => this.settle(k, outcome), (e) => this.settle(k, {
           kind: 'retry', code: isQuotaError(e) ? 'quota' : 'internal', message: e instanceof Error ? e.message : String(e),
         })).finally(() => {
           this.inFlight.delete(k);
+          this.flights.delete(k);
           this.nudge();
         });
       }
       const waits = [...this.backoff.values()].map((b) => b.at - Date.now()).filter((ms) => ms > 0);
       await this.sleep(Math.max(10, Math.min(this.opts.idleMs, ...waits)));
     }
+  }
+
+  /**
+   * The lag rule. An upload in flight is abandoned (and retried as after a stall) when the
+   * link is shown to work, yet its answer is later than twice the time the link's measured
+   * rate needs for its body, plus `lagGraceMs`. The link is shown to work by an upload that
+   * started after it and was answered, or else by a probe sent now and answered. A slow
+   * link keeps its uploads (its rate is measured on it: a later upload answered proves the
+   * bytes moved); after one abandonment the rate is forgotten, so a link that slowed down
+   * since it was measured cannot have every upload abandoned in turn.
+   */
+  abandonLagging() {
+    const link = this.link;
+    if (!link) return;
+    const now = Date.now();
+    const late = [...this.flights.values()].filter((f) => now - f.startedAt > (2 * f.size) / link.bytesPerMs + this.opts.lagGraceMs);
+    if (late.length === 0) return;
+    const abandon = (/** @type {(f: {startedAt: number}) => boolean} */ shown) => {
+      const gone = late.filter((f) => shown(f) && !f.ctl.signal.aborted);
+      if (gone.length === 0) return;
+      this.link = null;
+      for (const f of gone) f.ctl.abort();
+    };
+    if (late.some((f) => f.startedAt < link.startedAt)) {
+      abandon((f) => f.startedAt < link.startedAt);
+      return;
+    }
+    if (this.lagProbe) return;
+    const sent = Date.now();
+    this.lagProbe = this.api.serverInfo({ deadlineMs: this.opts.probeTimeoutMs }).then(
+      () => abandon((f) => f.startedAt < sent),
+      (e) => { if (e instanceof Refusal) abandon((f) => f.startedAt < sent); },
+    ).finally(() => {
+      this.lagProbe = null;
+    });
   }
 
   /** The cheap probe: `GET /v1/server`. @returns {Promise<boolean>} */
@@ -258,9 +314,10 @@ export class Uploader {
   /**
    * Uploads one record and, for a segment, its sealed file.
    * @param {import('./outbox.js').RecordEntry} entry
+   * @param {string} [k] its key in `flights`, where it is registered for the lag rule
    * @returns {Promise<{kind: 'done'} | {kind: 'retry', code: string, message: string, network?: boolean} | {kind: 'refused', message: string} | {kind: 'stop'}>}
    */
-  async uploadOne(entry) {
+  async uploadOne(entry, k) {
     let body = entry.bytes;
     if (entry.kind === 'segment') {
       const ct = await this.outbox.ciphertext(entry.id, entry.seq);
@@ -273,8 +330,12 @@ export class Uploader {
       body = concat(entry.bytes, ct);
     }
     let answer;
+    const flight = { startedAt: Date.now(), size: body.length, ctl: new AbortController() };
+    if (k) this.flights.set(k, flight);
     try {
-      answer = await this.api.putRecord(entry.id, entry.seq, body);
+      answer = await this.api.putRecord(entry.id, entry.seq, body, { signal: flight.ctl.signal });
+      const ms = Math.max(1, Date.now() - flight.startedAt);
+      if (!this.link || flight.startedAt >= this.link.startedAt) this.link = { startedAt: flight.startedAt, bytesPerMs: body.length / ms };
     } catch (e) {
       if (e instanceof NetworkError) return { kind: 'retry', code: 'network', message: e.message, network: true };
       if (e instanceof Refusal) {

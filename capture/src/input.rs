@@ -254,3 +254,68 @@ pub(crate) fn read(
         }
     }
 }
+
+/// Degrees clockwise `stream`'s pictures must be turned for display (0, 90, 180 or 270),
+/// from its display matrix (what an MP4's track matrix or a `rotate` tag becomes); `None`
+/// when it has none, or one that is not a quarter turn (a flip or a skew, which the
+/// recording does not claim to keep).
+pub(crate) fn rotation(stream: &ff::format::stream::Stream<'_>) -> Option<u16> {
+    let mut size = 0usize;
+    // SAFETY: `stream` wraps a live AVStream; the side data it returns is owned by it and
+    // read here only while it is alive, and only when it is a whole 3x3 matrix.
+    let counterclockwise = unsafe {
+        let data = ffi::av_stream_get_side_data(
+            stream.as_ptr(),
+            ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            &mut size,
+        );
+        if data.is_null() || size < 9 * std::mem::size_of::<i32>() {
+            return None;
+        }
+        ffi::av_display_rotation_get(data.cast::<i32>())
+    };
+    if !counterclockwise.is_finite() {
+        return None;
+    }
+    let clockwise = (-counterclockwise).rem_euclid(360.0);
+    let quarter = (clockwise / 90.0).round();
+    if (clockwise - quarter * 90.0).abs() > 1.0 {
+        return None;
+    }
+    Some(((quarter as u16) % 4) * 90)
+}
+
+/// The streams of `input` not among `kept` (input stream indices), as (kind, FFmpeg's
+/// codec name): what a header lists as not recorded.
+pub(crate) fn dropped_streams(
+    input: &ff::format::context::Input,
+    kept: &[usize],
+) -> Vec<(custody_format::digest::MediaKind, String)> {
+    use custody_format::digest::MediaKind;
+    input
+        .streams()
+        .filter(|s| !kept.contains(&s.index()))
+        .map(|s| {
+            let par = s.parameters();
+            let kind = match par.medium() {
+                ff::media::Type::Video => MediaKind::Video,
+                ff::media::Type::Audio => MediaKind::Audio,
+                _ => MediaKind::Other,
+            };
+            let name = crate::lane::codec_name(par.id());
+            // A data or timecode track FFmpeg has no decoder for is `none`: its tag says
+            // what it is (`tmcd`, `bin_data` FFmpeg does name).
+            let codec = if name == "none" { codec_tag(&par).unwrap_or(name) } else { name };
+            (kind, codec)
+        })
+        .collect()
+}
+
+/// The four-character tag of a stream's codec, if it is printable.
+fn codec_tag(par: &ff::codec::Parameters) -> Option<String> {
+    // SAFETY: `par` wraps a live AVCodecParameters.
+    let tag = unsafe { (*par.as_ptr()).codec_tag };
+    let bytes = tag.to_le_bytes();
+    (tag != 0 && bytes.iter().all(|b| b.is_ascii_graphic()))
+        .then(|| String::from_utf8_lossy(&bytes).into_owned())
+}

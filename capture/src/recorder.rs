@@ -307,6 +307,15 @@ fn record(
         container: settings.container,
         streams,
         notes,
+        rotation: lanes
+            .iter()
+            .find(|l| l.kind == MediaKind::Video)
+            .and_then(|l| input.stream(l.input_index))
+            .and_then(|s| input::rotation(&s)),
+        dropped_streams: input::dropped_streams(
+            &input,
+            &lanes.iter().map(|l| l.input_index).collect::<Vec<_>>(),
+        ),
     };
     if tx.send(Item::Event(Event::Started(started))).is_err() {
         return Ok((EndReason::Stopped, None));

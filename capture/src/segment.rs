@@ -49,6 +49,13 @@ pub struct Started {
     /// For a file, the duration its container declares, µs (`None` for a live input, or a
     /// file that declares none): an import that ends short of it ends on damage.
     pub source_duration_us: Option<i64>,
+    /// Degrees clockwise the video must be turned for display (0, 90, 180, 270), as the
+    /// input's display matrix says; `None` when it says nothing. The segments' container
+    /// (MPEG-TS) cannot carry it, so the header records it and export writes it back.
+    pub rotation: Option<u16>,
+    /// The input streams that were not recorded (subtitles, data, timecode, a second video
+    /// or audio track), as (kind, FFmpeg's codec name).
+    pub dropped_streams: Vec<(MediaKind, String)>,
 }
 
 /// Where a segment starts, as [`crate::digest_file`] needs it to cut another copy of the

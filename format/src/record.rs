@@ -193,6 +193,24 @@ pub struct RecordingHeader {
     pub recipients: Vec<String>,
     /// Name and version of the software that made the recording.
     pub software: String,
+    /// Degrees clockwise the picture must be turned for display (0, 90, 180 or 270), as
+    /// the source's display matrix said: MPEG-TS segments cannot carry it, so the header
+    /// keeps it for export to write back. Optional (tag 16); `None` and 0 both mean upright.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<u16>,
+    /// The input streams that were not kept (subtitles, data, timecode, a second video),
+    /// so that a reader knows what the source held beyond the recording. Optional (tag 17).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_streams: Vec<DroppedStream>,
+}
+
+/// An input stream a recording did not keep (header tag 17).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DroppedStream {
+    /// Video, audio or other (subtitles and data are other).
+    pub kind: MediaKind,
+    /// FFmpeg's short codec name (`mov_text`, `tmcd`, `bin_data`, …).
+    pub codec: String,
 }
 
 /// The record of one sealed segment.
@@ -294,6 +312,10 @@ const H_MAX_MS: Field = f(12, "max_segment_ms");
 const H_STREAMS: Field = f(13, "streams");
 const H_RECIPIENTS: Field = f(14, "recipients");
 const H_SOFTWARE: Field = f(15, "software");
+const H_ROTATION: Field = f(16, "rotation");
+const H_DROPPED: Field = f(17, "dropped_streams");
+const D_KIND: Field = f(1, "kind");
+const D_CODEC: Field = f(2, "codec");
 
 const S_KIND: Field = f(1, "kind");
 const S_CODEC: Field = f(2, "codec");
@@ -397,6 +419,21 @@ impl Record {
                     .list(H_STREAMS, &streams)
                     .list(H_RECIPIENTS, &recipients)
                     .str(H_SOFTWARE, &h.software);
+                if let Some(rotation) = h.rotation {
+                    w.raw(H_ROTATION, &rotation.to_be_bytes());
+                }
+                if !h.dropped_streams.is_empty() {
+                    let dropped: Vec<Vec<u8>> = h
+                        .dropped_streams
+                        .iter()
+                        .map(|d| {
+                            let mut item = FieldWriter::new();
+                            item.u8(D_KIND, d.kind.code()).str(D_CODEC, &d.codec);
+                            item.into_bytes()
+                        })
+                        .collect();
+                    w.list(H_DROPPED, &dropped);
+                }
                 w.into_object(kind::HEADER)
             }
             Record::Segment(s) => {
@@ -505,6 +542,19 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
                 })
                 .collect::<Result<_, DecodeError>>()?;
             let software = r.str(H_SOFTWARE)?;
+            let rotation = r.optional_array::<2>(H_ROTATION)?.map(u16::from_be_bytes);
+            if rotation.is_some_and(|d| !matches!(d, 0 | 90 | 180 | 270)) {
+                return Err(DecodeError::InvalidValue {
+                    field: "rotation",
+                    reason: "a rotation is 0, 90, 180 or 270 degrees",
+                });
+            }
+            let dropped = match r.optional(H_DROPPED) {
+                None => Vec::new(),
+                Some(_) => r.list(H_DROPPED)?,
+            };
+            let dropped_streams =
+                dropped.into_iter().map(decode_dropped).collect::<Result<Vec<_>, _>>()?;
             r.finish()?;
             Ok(Record::Header(RecordingHeader {
                 recording_id,
@@ -519,6 +569,8 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Record, DecodeError> {
                 streams,
                 recipients,
                 software,
+                rotation,
+                dropped_streams,
             }))
         }
         kind::SEGMENT => {
@@ -604,6 +656,15 @@ fn encode_stream(s: &StreamInfo) -> Vec<u8> {
         .u32(S_TB_NUM, s.time_base.0)
         .u32(S_TB_DEN, s.time_base.1);
     w.into_bytes()
+}
+
+fn decode_dropped(item: &[u8]) -> Result<DroppedStream, DecodeError> {
+    let mut r = FieldReader::new("dropped stream", item)?;
+    let kind = MediaKind::from_code(r.u8(D_KIND)?)
+        .ok_or(DecodeError::InvalidValue { field: "kind", reason: "unknown media kind" })?;
+    let codec = r.str(D_CODEC)?;
+    r.finish()?;
+    Ok(DroppedStream { kind, codec })
 }
 
 fn decode_stream(item: &[u8]) -> Result<StreamInfo, DecodeError> {
@@ -750,5 +811,36 @@ mod tests {
             let (encoded, ..) = split_object(r.bytes()).unwrap();
             assert_eq!(encoded, r.record().kind());
         }
+    }
+
+    fn header_with(rotation: Option<u16>, dropped: Vec<DroppedStream>) -> Record {
+        let key = crate::testkit::key("device");
+        let mut h = crate::testkit::header(1, &key);
+        h.rotation = rotation;
+        h.dropped_streams = dropped;
+        Record::Header(h)
+    }
+
+    #[test]
+    fn a_headers_rotation_and_dropped_streams_round_trip_and_are_optional() {
+        let dropped = vec![
+            DroppedStream { kind: MediaKind::Other, codec: "mov_text".into() },
+            DroppedStream { kind: MediaKind::Audio, codec: "opus".into() },
+        ];
+        let h = header_with(Some(90), dropped);
+        assert_eq!(Record::decode(&h.encode()).unwrap(), h);
+        // Absent, they are not written at all: a header without them encodes as before.
+        let plain = header_with(None, Vec::new());
+        let bytes = plain.encode();
+        assert_eq!(Record::decode(&bytes).unwrap(), plain);
+        assert!(bytes.len() + 6 < h.encode().len());
+        let upright = header_with(Some(0), Vec::new());
+        assert_eq!(upright.encode().len(), bytes.len() + 7);
+    }
+
+    #[test]
+    fn a_rotation_that_is_not_a_quarter_turn_is_refused() {
+        let e = Record::decode(&header_with(Some(45), Vec::new()).encode()).unwrap_err();
+        assert_eq!(e.code(), "invalid-value", "{e}");
     }
 }

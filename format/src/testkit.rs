@@ -64,6 +64,8 @@ pub fn header(recording: u8, device: &SigningKey) -> RecordingHeader {
         ],
         recipients: vec!["age1examplerecipient".into()],
         software: "custody testkit".into(),
+        rotation: None,
+        dropped_streams: Vec::new(),
     }
 }
 

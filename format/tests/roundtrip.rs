@@ -68,6 +68,8 @@ fn header() -> impl Strategy<Value = Record> {
                     streams,
                     recipients,
                     software: sw,
+                    rotation: None,
+                    dropped_streams: Vec::new(),
                 })
             },
         )

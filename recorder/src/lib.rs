@@ -19,7 +19,9 @@ use std::path::Path;
 use custody_capture::{Capture, Event, Segment, Started, StopHandle};
 use custody_format::chain::SegmentFields;
 use custody_format::ids::{PublicKey, RecordingId};
-use custody_format::record::{EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo};
+use custody_format::record::{
+    DroppedStream, EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo,
+};
 use custody_format::time::now_us;
 use ed25519_dalek::SigningKey;
 use rand_core::OsRng;
@@ -164,6 +166,12 @@ fn header(
         streams,
         recipients: recipients.to_vec(),
         software: concat!("custody ", env!("CARGO_PKG_VERSION")).to_string(),
+        rotation: started.rotation,
+        dropped_streams: started
+            .dropped_streams
+            .iter()
+            .map(|(kind, codec)| DroppedStream { kind: *kind, codec: codec.clone() })
+            .collect(),
     }
 }
 

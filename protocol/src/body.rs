@@ -340,13 +340,18 @@ pub enum RecordingStatus {
     /// End record stored, no gaps.
     #[serde(rename = "complete")]
     Complete,
-    /// No end record, a receipt in the last 60 s.
+    /// No end record, and segments still arriving (the last within the stall time).
     #[serde(rename = "live")]
     Live,
+    /// No end record, and no segment for longer than the stall time (by default three
+    /// segment lengths): the device may have lost its network, or been stopped.
+    /// `silent_for_us` says for how long.
+    #[serde(rename = "stalled")]
+    Stalled,
     /// Positions missing.
     #[serde(rename = "gaps")]
     Gaps,
-    /// No end record and no recent receipt.
+    /// No end record, and nothing for longer than the cut-off time (by default 10 min).
     #[serde(rename = "cut off")]
     CutOff,
 }
@@ -357,6 +362,7 @@ impl RecordingStatus {
         match self {
             RecordingStatus::Complete => "complete",
             RecordingStatus::Live => "live",
+            RecordingStatus::Stalled => "stalled",
             RecordingStatus::Gaps => "gaps",
             RecordingStatus::CutOff => "cut off",
         }
@@ -391,6 +397,10 @@ pub struct RecordingSummary {
     pub gaps: Vec<[u64; 2]>,
     /// Server time of the latest receipt, µs.
     pub last_receipt_at_us: Option<i64>,
+    /// For a recording without its end record: how long nothing of it has arrived (since
+    /// the latest receipt), µs, when the server reads it as stalled or cut off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silent_for_us: Option<i64>,
     /// For a recording imported from a file (header origin 2), the file as the header
     /// names it; absent for a live one. Its times are claims, not capture times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -502,6 +512,7 @@ mod tests {
         assert_eq!(s, "\"cut off\"");
         let back: RecordingStatus = serde_json::from_str("\"live\"").unwrap();
         assert_eq!(back, RecordingStatus::Live);
+        assert_eq!(serde_json::to_string(&RecordingStatus::Stalled).unwrap(), "\"stalled\"");
         assert_eq!(serde_json::to_string(&Role::Admin).unwrap(), "\"admin\"");
     }
 

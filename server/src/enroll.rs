@@ -111,6 +111,11 @@ impl Server {
             ) {
                 self.address_failed(addr);
             }
+            // Refusals of an address already limited are not written: they are what a
+            // flood is made of.
+            let event =
+                crate::events::Event::new("enrollment refused").with("reason", e.code.as_str());
+            crate::events::emit(&self.config().events, &event);
         }
         result
     }

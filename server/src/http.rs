@@ -62,6 +62,11 @@ pub fn router(server: Server) -> Router {
             server.clone(),
             crate::log_damage::refuse_appends,
         ))
+        // Outermost: the events a request causes may name its address (if asked for).
+        .layer(axum::middleware::from_fn(|req: Request, next: axum::middleware::Next| {
+            let peer = req.extensions().get::<crate::members::Peer>().map(|p| p.0.ip());
+            crate::events::serving_for(peer, next.run(req))
+        }))
         .with_state(server)
 }
 
@@ -205,7 +210,10 @@ pub(crate) async fn with_timeout(
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("a worker", e))?
+    let peer = crate::events::current_peer();
+    tokio::task::spawn_blocking(move || crate::events::blocking_for(peer, f))
+        .await
+        .map_err(|e| ApiError::internal("a worker", e))?
 }
 
 async fn server_info(State(server): State<Server>) -> Response {

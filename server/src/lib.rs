@@ -20,6 +20,7 @@ mod catalog;
 pub mod custody_log;
 pub mod enroll;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod identity;
 pub mod index;
@@ -44,6 +45,7 @@ pub use error::{ApiError, Code};
 pub use identity::{IdentityError, TlsFiles};
 pub use members::{add_member, Member, MemberError, Role};
 pub use server::{Config, Device, Limits, OpenError, Opened, Server};
+pub use state::Liveness;
 
 /// The server clock, µs since the Unix epoch: format's one reading of the wall clock.
 pub use custody_format::time::now_us;

@@ -17,7 +17,7 @@ use custody_format::receipt::Receipt;
 use custody_format::record::{kind, Origin, Record, SignedRecord};
 use custody_format::signed::Signed;
 use custody_protocol::body::{
-    self, RecordingList, RecordingStatus, RecordingSummary, RevokeAnswer, RevokeRequest, WhoAmI,
+    self, RecordingList, RecordingSummary, RevokeAnswer, RevokeRequest, WhoAmI,
 };
 use http_body::{Frame, SizeHint};
 
@@ -28,8 +28,6 @@ use crate::server::{parse_id, Server};
 
 /// The request header naming the access (log index) a resumed bundle download continues.
 pub use custody_protocol::request::H_BUNDLE_ACCESS;
-/// A recording with no end record whose last receipt is younger than this is "live", µs.
-const LIVE_WINDOW_US: i64 = 60_000_000;
 /// Largest revocation request body.
 const MAX_REVOKE_BODY: usize = 16 << 10;
 
@@ -428,15 +426,17 @@ impl Server {
                 .filter_map(|b| Signed::<Receipt>::parse(&b).ok())
                 .map(|r| r.value().received_at_us)
                 .max();
-            let state = if end.is_some() && gaps.is_empty() {
-                RecordingStatus::Complete
-            } else if end.is_none() && last_receipt.is_some_and(|t| now - t < LIVE_WINDOW_US) {
-                RecordingStatus::Live
-            } else if !gaps.is_empty() {
-                RecordingStatus::Gaps
-            } else {
-                RecordingStatus::CutOff
+            let segment_us = match &last_seg {
+                Some(Record::Segment(s)) => Some(s.media_end_us - s.media_start_us),
+                _ => None,
             };
+            let (state, silent_for_us) = self.config().liveness.status(
+                end.is_some(),
+                !gaps.is_empty(),
+                last_receipt,
+                segment_us,
+                now,
+            );
             let device = self.device(&key);
             out.push(RecordingSummary {
                 recording_id: id.to_string(),
@@ -460,6 +460,7 @@ impl Server {
                 records: positions.len() as u64,
                 gaps,
                 last_receipt_at_us: last_receipt,
+                silent_for_us,
                 imported,
             });
         }

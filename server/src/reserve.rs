@@ -195,19 +195,24 @@ fn write_zeros(path: &Path, len: u64) -> std::io::Result<()> {
 impl Server {
     /// Appends `entry` to the locked custody `log`. On a full disk, frees the reserve kept
     /// for the log and tries once more (a failed append leaves nothing of itself behind:
-    /// the journal cuts a partial frame back).
+    /// the journal cuts a partial frame back). Every entry appended is an event of the
+    /// operations log (`crate::events`).
     pub(crate) fn append_to(
         &self,
         log: &mut CustodyLog,
         entry: &LogEntry,
     ) -> Result<Appended, LogError> {
-        match log.append(entry) {
+        let appended = match log.append(entry) {
             Err(e) if is_no_space(&e) => match &self.inner.reserve {
                 Some(r) if r.release() => log.append(entry),
                 _ => Err(e),
             },
             other => other,
+        }?;
+        if let Some(event) = crate::events::Event::of_entry(entry, appended.index) {
+            crate::events::emit(&self.config().events, &event);
         }
+        Ok(appended)
     }
 
     /// Refuses an upload, before its body is read, while the disk is full.

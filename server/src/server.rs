@@ -74,6 +74,10 @@ pub struct Config {
     pub tls: Option<crate::identity::TlsFiles>,
     /// The reverse proxies whose word about a client's address is taken (none by default).
     pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// The operations log on stderr (`crate::events`): off unless asked for.
+    pub events: crate::events::EventLog,
+    /// When a recording that stopped arriving is listed as stalled, then cut off.
+    pub liveness: crate::state::Liveness,
     /// RFC 3161 time-stamping of the custody log (`custody serve --tsa`): none by default.
     pub tsa: crate::tsa::TsaConfig,
 }
@@ -89,6 +93,8 @@ impl Config {
             backend: Backend::Fs,
             tls: None,
             trusted_proxies: crate::proxy::TrustedProxies::default(),
+            events: crate::events::EventLog::default(),
+            liveness: crate::state::Liveness::default(),
             tsa: crate::tsa::TsaConfig::default(),
         }
     }
@@ -198,6 +204,8 @@ impl Server {
             CustodyLog::open_store(stores.log.clone(), identity.signing_key.clone())?;
         let log_damage = log.damage().cloned();
         if let Some(d) = &log_damage {
+            let event = crate::events::Event::new("log damaged").with("detail", d);
+            crate::events::emit(&config.events, &event);
             eprintln!("custody-server: {d}");
             eprintln!(
                 "custody-server: to restore it, stop the server, keep {} aside (it is evidence), \

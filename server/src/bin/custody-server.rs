@@ -1,4 +1,5 @@
-//! `custody-server --data DIR --listen ADDR [--insecure-http] [--recipient age1…]…`
+//! `custody-server --data DIR --listen ADDR [--insecure-http] [--recipient age1…]…
+//! [--log-events [--log-json] [--log-addresses]]`
 //!
 //! A thin process around [`custody_server::Server`], so that tests can run a server in a
 //! process of its own and kill it (`SIGKILL`). Users run `custody serve`, which does the
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     let mut listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut insecure = false;
     let mut recipients = Vec::new();
+    let mut events = custody_server::events::EventLog::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -24,6 +26,9 @@ fn main() -> ExitCode {
             },
             "--insecure-http" => insecure = true,
             "--recipient" => recipients.extend(args.next()),
+            "--log-events" => events.enabled = true,
+            "--log-json" => events.format = custody_server::events::LogFormat::Json,
+            "--log-addresses" => events.addresses = true,
             other => return usage(&format!("unknown argument {other}")),
         }
     }
@@ -31,6 +36,7 @@ fn main() -> ExitCode {
     let mut config = custody_server::Config::new(&data);
     config.insecure_http = insecure;
     config.recipients = recipients;
+    config.events = events;
     let (server, opened) = match custody_server::Server::open(config) {
         Ok(s) => s,
         Err(e) => {
@@ -70,6 +76,6 @@ fn main() -> ExitCode {
 }
 
 fn usage(msg: &str) -> ExitCode {
-    eprintln!("custody-server: {msg}\nusage: custody-server --data DIR [--listen ADDR] [--insecure-http] [--recipient age1…]…");
+    eprintln!("custody-server: {msg}\nusage: custody-server --data DIR [--listen ADDR] [--insecure-http] [--recipient age1…]… [--log-events [--log-json] [--log-addresses]]");
     ExitCode::from(2)
 }

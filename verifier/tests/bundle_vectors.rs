@@ -19,7 +19,7 @@ use common::{parts_sized, Bundle, Parts};
 use custody_format::bundle;
 use custody_format::chain::{ChainBuilder, SegmentFields};
 use custody_format::ids::{PublicKey, RecordingId};
-use custody_format::log::{EntryType, LogEntry};
+use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::primitives::sha256;
 use custody_format::record::{CutReason, EndReason, Origin};
 use custody_format::report::{CheckState, Verdict};
@@ -109,6 +109,83 @@ fn chain_with(
     common::receipted(records, segs, testkit::public("device"), "server").bundle("device", "server")
 }
 
+/// The parts of [`good`] with a time-stamp token entry after the end record, over the
+/// server's signed head of every entry before it (`head` may alter that head first).
+fn stamped_with(head: impl FnOnce(&mut TreeHead)) -> StampedParts {
+    let mut p = small(1, 2, true);
+    let leaves: Vec<[u8; 32]> =
+        p.entries.iter().map(|e| custody_format::merkle::leaf_hash(&e.encode())).collect();
+    let mut th = TreeHead {
+        tree_size: leaves.len() as u64,
+        root_hash: custody_format::merkle::root(&leaves),
+        timestamp_us: testkit::T0_US + 70_000_000,
+    };
+    head(&mut th);
+    let head_bytes = Signed::sign(th, &testkit::key("server")).to_bytes();
+    let (token, root) = tsa_token(&head_bytes);
+    let mut e = LogEntry::new(EntryType::TimeStampToken, testkit::T0_US + 71_000_000);
+    e.label = Some("http://tsa.test/".into());
+    e.tree_head = Some(head_bytes);
+    e.tsa_token = Some(token);
+    p.entries.push(e);
+    StampedParts { parts: p, root }
+}
+
+fn stamped() -> StampedParts {
+    stamped_with(|_| {})
+}
+
+/// Parts with a token, and the TSA root to ship beside them.
+struct StampedParts {
+    parts: Parts,
+    root: Vec<u8>,
+}
+
+impl StampedParts {
+    fn bundle(&self, device: &str, server: &str) -> Bundle {
+        let mut b = self.parts.bundle(device, server);
+        b.files.insert(bundle::TSA_ROOTS.into(), self.root.clone());
+        b.remanifest();
+        b
+    }
+}
+
+/// An RFC 3161 token over `head_bytes` and its TSA's root (PEM). A TSA's token holds its
+/// own time and serial number, so the one a vector on disk already holds for these very
+/// head bytes is reused (the vectors stay the same bytes); only for new head bytes is one
+/// made, by the test TSA (`openssl ts -reply`).
+fn tsa_token(head_bytes: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    for name in ["tsa-clean", "tsa-stamped-head-forked"] {
+        let base = dir().join(name).join("bundle");
+        let (Ok(proofs), Ok(root)) = (
+            std::fs::read(base.join(bundle::LOG_PROOFS)),
+            std::fs::read(base.join(bundle::TSA_ROOTS)),
+        ) else {
+            continue;
+        };
+        for p in custody_format::bundle::LogProof::parse_all(&proofs).unwrap_or_default() {
+            if let Ok(e) = LogEntry::decode(&p.entry) {
+                if e.tree_head.as_deref() == Some(head_bytes) {
+                    return (e.tsa_token.unwrap(), root);
+                }
+            }
+        }
+    }
+    // Made once per head in a run, so that the vectors made from one head share its token.
+    type Made = std::sync::Mutex<BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)>>;
+    static PKI: std::sync::OnceLock<custody_testkit::Pki> = std::sync::OnceLock::new();
+    static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(Default::default);
+    let mut made = made.lock().unwrap();
+    made.entry(head_bytes.to_vec())
+        .or_insert_with(|| {
+            let pki = PKI.get_or_init(|| custody_testkit::Pki::new().unwrap());
+            let tsa = pki.tsa(custody_testkit::Variant::Good);
+            (tsa.token(&sha256(&[head_bytes])).unwrap(), pki.root_pem().unwrap())
+        })
+        .clone()
+}
+
 fn generate() -> Vec<(&'static str, Vector)> {
     let v = |comment, bundle| Vector { comment, bundle, tar: None };
     let id1 = RecordingId([1; 16]).to_string();
@@ -138,7 +215,7 @@ fn generate() -> Vec<(&'static str, Vector)> {
         ("tar-wrong-directory", Vector { comment: "The clean bundle as a ustar archive whose top directory names another recording.", bundle: good(), tar: Some(RecordingId([2; 16]).to_string()) }),
         // --- parts absent, unreadable, partly readable ---
         ("marker-absent", v("No BUNDLE file: checked as version 2, not checked.", edit(good(), |b| { b.files.remove(bundle::MARKER); }))),
-        ("marker-unknown", v("BUNDLE reads custody-bundle 3: a failure, checked as version 2.", edit(good(), |b| { b.files.insert(bundle::MARKER.into(), b"custody-bundle 3\n".to_vec()); }))),
+        ("marker-unknown", v("BUNDLE reads custody-bundle 4: a failure, checked as version 2.", edit(good(), |b| { b.files.insert(bundle::MARKER.into(), b"custody-bundle 4\n".to_vec()); }))),
         ("manifest-absent", v("No MANIFEST.sha256.", { let mut b = good(); b.files.remove(bundle::MANIFEST); b })),
         ("manifest-malformed", v("A manifest line with one space instead of two.", { let mut b = good(); let t = String::from_utf8(b.files[bundle::MANIFEST].clone()).unwrap().replacen("  ", " ", 1); b.files.insert(bundle::MANIFEST.into(), t.into_bytes()); b })),
         ("server-key-absent", v("No custody/server-key.txt: no server signature can be checked.", edit(good(), |b| { b.files.remove(bundle::SERVER_KEY); }))),
@@ -167,6 +244,11 @@ fn generate() -> Vec<(&'static str, Vector)> {
         ("cut-final-not-last", v("Segment 1 of 2 signed by the device as cut 3 (final).", chain_with(|_| {}, |n| if n == 1 { CutReason::Final } else { CutReason::Keyframe }))),
         ("import-without-file", v("A header signed by the device with origin 2 (imported) and no imported file.", chain_with(|h| h.origin = Origin::Imported, |_| CutReason::Keyframe))),
         ("no-recipients", v("A header signed by the device with an empty recipient list.", chain_with(|h| h.recipients.clear(), |_| CutReason::Keyframe))),
+        // --- time-stamp tokens (custody-bundle 3) ---
+        ("tsa-clean", v("A custody-bundle 3 bundle: an RFC 3161 token over the log head after the end record covers every record, its stamped head proven consistent, the TSA root shipped as custody/tsa-roots.pem (the test TSA stamped it when the vector was made, years after the vectors' fixed server times: a clock warning).", stamped().bundle("device", "server"))),
+        ("tsa-token-dropped", v("The time-stamp token entry removed from the log proofs, the manifest regenerated: the statement counted it.", edit(stamped().bundle("device", "server"), |b| b.drop_entries(|e| e.entry_type == EntryType::TimeStampToken)))),
+        ("tsa-downgraded", v("A custody-bundle 3 bundle relabelled custody-bundle 2, its token entry and TSA roots removed: the statement still counts the token.", edit(stamped().bundle("device", "server"), |b| { b.drop_entries(|e| e.entry_type == EntryType::TimeStampToken); b.files.insert(bundle::MARKER.into(), b"custody-bundle 2\n".to_vec()); b.files.remove(bundle::TSA_ROOTS); }))),
+        ("tsa-stamped-head-forked", v("The token's stamped head re-signed by the server with another root (and a token over it): its tree is not a prefix of the bundle's head.", stamped_with(|h| h.root_hash[0] ^= 1).bundle("device", "server"))),
         ("other-server", v("A whole bundle consistent with itself but made by another server: the signer is not confirmed.", parts_sized(1, "device", "other-server", 2, true, |i| 40 + i as usize).bundle("device", "other-server"))),
     ]
 }

@@ -226,7 +226,13 @@ impl Parts {
     ) -> Bundle {
         let skey = testkit::key(server);
         let mut files = BTreeMap::new();
-        let marker = if v2 { "custody-bundle 2\n" } else { "custody-bundle 1\n" };
+        // Version 3 when the parts hold time-stamp token entries (as the server writes it).
+        let v3 = v2 && self.entries.iter().any(|e| e.entry_type == EntryType::TimeStampToken);
+        let marker = match (v2, v3) {
+            (true, true) => "custody-bundle 3\n",
+            (true, false) => "custody-bundle 2\n",
+            _ => "custody-bundle 1\n",
+        };
         files.insert(bundle::MARKER.to_string(), marker.as_bytes().to_vec());
         files.insert(
             bundle::README.to_string(),
@@ -282,8 +288,18 @@ impl Parts {
             .collect();
         files.insert(bundle::LOG_PROOFS.to_string(), proofs);
         if v2 {
-            let sizes: std::collections::BTreeSet<u64> =
-                self.receipts.iter().map(|r| r.value().tree_size).filter(|&s| s < size).collect();
+            // One proof per receipt size and (version 3) per stamped head's size.
+            let stamped = self.entries.iter().filter_map(|e| {
+                let head = Signed::<TreeHead>::parse(e.tree_head.as_deref()?).ok()?;
+                Some(head.value().tree_size)
+            });
+            let sizes: std::collections::BTreeSet<u64> = self
+                .receipts
+                .iter()
+                .map(|r| r.value().tree_size)
+                .chain(stamped)
+                .filter(|&s| s < size)
+                .collect();
             let proofs: Vec<u8> = sizes
                 .into_iter()
                 .flat_map(|s| {

@@ -348,6 +348,10 @@ codes! {
         "Each segment's media time starts where the previous one ended (within 100 ms).";
     MEDIA_DISCONTINUITY = "media.discontinuity", Warning,
         "A segment's media time does not continue from the previous segment's (more than 100 ms apart).";
+    MEDIA_ROTATION = "media.rotation", Ok,
+        "The header records that the picture is shown turned 90, 180 or 270 degrees clockwise (the source's display matrix, header tag 16): segments in MPEG-TS cannot carry it, and an export writes it back. It says how the footage is displayed, not that it was changed.";
+    MEDIA_STREAMS_DROPPED = "media.streams.dropped", Warning,
+        "The source held streams that were not recorded (subtitles, data, timecode, another track; header tag 17), named in the message. Not tampering: what was recorded is proven, and the original file still holds the rest.";
     EXPORT_DIGEST_MATCH = "export.digest.match", Ok,
         "An exported file, cut where the recording's segments were cut, has each segment's signed packet digest: it holds the same media packets. (Reported beside the bundle's checks; it does not change the verdict.)";
     EXPORT_DIGEST_MISMATCH = "export.digest.mismatch", Failure,

@@ -128,6 +128,8 @@ pub enum Command {
     /// Example: custody export --identity case.agekey --trust server.pub bundle.tar -o video.mp4
     ///
     /// Example: custody export --identity case.agekey --trust server.pub phone.tar -o video.webm --viewing-copy
+    ///
+    /// Example (40 s of a long recording): custody export --identity case.agekey --trust server.pub bundle.tar --from 12:10 --to 12:50 -o clip.mp4
     Export(ExportArgs),
 
     /// Run the legal team's server: enrollment, authenticated ingest, receipts, custody log.
@@ -319,6 +321,18 @@ pub struct ExportArgs {
     /// say that its proof is the remux it was made from.
     #[arg(long)]
     pub viewing_copy: bool,
+
+    /// Export only part of the recording, from this media time: the whole sealed segments
+    /// covering --from to --to are exported, and the report proves that the clip is those
+    /// segments and says where in the recording it sits. Media time counts from the
+    /// recording's start (the start of its first segment), not by any clock: 12:10
+    /// (m:ss), 0:12:10 (h:mm:ss) or 730 (seconds; 730.5 too).
+    #[arg(long, value_name = "TIME", requires = "to")]
+    pub from: Option<String>,
+
+    /// The end of the part to export (see --from): a media time after --from.
+    #[arg(long, value_name = "TIME", requires = "from")]
+    pub to: Option<String>,
 
     /// The server key to trust: `ed25519:…`, a file holding it, or its fingerprint
     /// (XXXXX-XXXXX-XXXXX-XXXXX, as the legal team reads it out to you).

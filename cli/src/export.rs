@@ -21,8 +21,93 @@ fn beside(out: &Path, ext: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// A media time as typed: `730`, `730.5` (seconds), `12:10` (m:ss), `0:12:10` (h:mm:ss),
+/// the last part with an optional fraction.
+pub fn parse_media_time(text: &str) -> Option<i64> {
+    let parts: Vec<&str> = text.trim().split(':').collect();
+    if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    let (last, whole) = parts.split_last()?;
+    let seconds: f64 = last.parse().ok().filter(|s: &f64| s.is_finite() && *s >= 0.0)?;
+    if !whole.is_empty() && seconds >= 60.0 {
+        return None;
+    }
+    let mut total = 0i64;
+    for (i, p) in whole.iter().enumerate() {
+        let v: i64 = p.parse().ok().filter(|v| *v >= 0)?;
+        // Minutes under an hour when hours are given; hours (or minutes alone) unbounded.
+        if i > 0 && v >= 60 {
+            return None;
+        }
+        total = total.checked_mul(60)?.checked_add(v)?;
+    }
+    let us = (total as f64 * 60.0 + seconds) * 1e6;
+    (us < 1e17).then(|| us.round() as i64)
+}
+
+/// `h:mm:ss` of a media time, as a clip's report says where it sits.
+fn hms(us: i64) -> String {
+    let s = (us.max(0) + 500_000) / 1_000_000;
+    format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+}
+
+/// The asked span, from the arguments (before any I/O, so a mistyped time fails at once).
+fn asked_span(args: &ExportArgs) -> Result<Option<(i64, i64)>, CliError> {
+    let (Some(from), Some(to)) = (&args.from, &args.to) else { return Ok(None) };
+    let parse = |flag: &str, v: &str| {
+        parse_media_time(v).ok_or_else(|| {
+            CliError::cannot(format!("{flag} {v:?} is not a media time")).hint(
+                "give seconds (730), m:ss (12:10) or h:mm:ss (0:12:10) from the recording's start",
+            )
+        })
+    };
+    let (from_us, to_us) = (parse("--from", from)?, parse("--to", to)?);
+    if from_us >= to_us {
+        return Err(CliError::cannot(format!(
+            "--from {from} is not before --to {to}: the clip would be empty"
+        )));
+    }
+    Ok(Some((from_us, to_us)))
+}
+
+/// The whole segments that cover `from_us..to_us` of the recording's media time (counted
+/// from the start of its first segment); a span outside the recording is an error.
+fn clip_segments(
+    segments: &[SegmentRecord],
+    (from_us, to_us): (i64, i64),
+) -> Result<Vec<SegmentRecord>, CliError> {
+    let origin = segments.first().map_or(0, |s| s.media_start_us);
+    let end = segments.iter().map(|s| s.media_end_us).max().unwrap_or(origin) - origin;
+    // A length shown rounded to the second (0:20:00) may be typed as the end.
+    if from_us >= end || to_us > end + 1_000_000 {
+        return Err(CliError::cannot(format!(
+            "the span {}–{} is outside the recording, which is {} long",
+            hms(from_us),
+            hms(to_us),
+            hms(end)
+        ))
+        .hint("media time counts from the recording's start: `custody verify` shows its length"));
+    }
+    let picked: Vec<SegmentRecord> = segments
+        .iter()
+        .filter(|s| s.media_end_us - origin > from_us && s.media_start_us - origin < to_us)
+        .cloned()
+        .collect();
+    let contiguous = picked.windows(2).all(|w| w[1].seq == w[0].seq + 1);
+    if picked.is_empty() || !contiguous {
+        return Err(CliError::cannot(format!(
+            "no contiguous sealed segments cover {}–{} of the recording",
+            hms(from_us),
+            hms(to_us)
+        )));
+    }
+    Ok(picked)
+}
+
 pub fn run(args: &ExportArgs) -> Result<(), CliError> {
     let bundle = Path::new(&args.bundle);
+    let span = asked_span(args)?;
     let (report, ids) =
         crate::verify::verified(bundle, args.trust.as_deref(), Some(args.identity.as_path()))?;
     let ids = ids.unwrap_or_default();
@@ -70,11 +155,92 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
     let header = crate::media::header(bundle)?;
     let container = header.as_ref().map_or(Container::MpegTs, |h| h.container);
     let file_name = name_of(&args.output);
+    let all = segments;
+    let segments = match span {
+        None => all.clone(),
+        Some(_) if container == Container::Photo => {
+            return Err(CliError::cannot(
+                "a photo has no media time: --from and --to are for videos",
+            ))
+        }
+        Some(span) => {
+            let picked = clip_segments(&all, span)?;
+            if container == Container::FragmentedMp4 && picked[0].seq != 1 {
+                return Err(CliError::cannot(
+                    "a clip of a fragmented-MP4 recording must start at its first segment, which holds the initialisation every later segment needs",
+                )
+                .hint("give --from 0"));
+            }
+            picked
+        }
+    };
     let written = match container {
         Container::Photo => export_photo(args, bundle, &ids, &segments, &file_name)?,
-        _ => export_video(args, bundle, &ids, &segments, header.as_ref(), &file_name)?,
+        _ => export_video(
+            args,
+            bundle,
+            &ids,
+            &segments,
+            header.as_ref(),
+            &file_name,
+            span.is_some(),
+        )?,
     };
-    let Written { checks, mismatched, summary, duration_us, packets } = written;
+    let Written { mut checks, mismatched, mut summary, duration_us, packets } = written;
+    let clip = span.map(|(from_us, to_us)| {
+        let origin = all[0].media_start_us;
+        let total = all.iter().map(|s| s.media_end_us).max().unwrap_or(origin) - origin;
+        let (first, last) = (&segments[0], &segments[segments.len() - 1]);
+        let (start, end) = (first.media_start_us - origin, last.media_end_us - origin);
+        let last_seq = all.last().map_or(0, |s| s.seq);
+        let which = if first.seq == last.seq {
+            format!("segment {} of {last_seq}", first.seq)
+        } else {
+            format!("segments {}–{} of {last_seq}", first.seq, last.seq)
+        };
+        let place = format!("{}–{} of {}, {which}", hms(start), hms(end), hms(total));
+        let those = match segments.len() {
+            1 => "that sealed segment".to_string(),
+            n => format!("those {n} sealed segments"),
+        };
+        checks.insert(
+            0,
+            Check::new(
+                code::CLIP_SPAN,
+                format!(
+                    "{file_name} is {place}: the whole sealed segments at chain positions {} to {} (contiguous), which cover the asked {}–{} of the recording's media time",
+                    first.seq,
+                    last.seq,
+                    hms(from_us),
+                    hms(to_us)
+                ),
+            ),
+        );
+        if mismatched.is_empty() {
+            summary = format!(
+                "is a clip of the recording, {place}: it holds exactly the media packets of {those}, {:.3} s, remuxed without re-encoding, and its packet digest equals the signed packet digest of each.",
+                duration_us as f64 / 1e6
+            );
+        }
+        serde_json::json!({
+            "from_us": from_us,
+            "to_us": to_us,
+            "start_us": start,
+            "end_us": end,
+            "recording_us": total,
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+            "of_segments": last_seq,
+            "segments": segments.iter().map(|s| serde_json::json!({
+                "seq": s.seq,
+                "media_start_us": s.media_start_us - origin,
+                "media_end_us": s.media_end_us - origin,
+                "packet_digest": hex::encode(s.packet_digest),
+                "stream_packets": s.stream_packets,
+            })).collect::<Vec<_>>(),
+            "place": place,
+        })
+    });
     let sha = file_sha256(&args.output)?;
     let mut summary = if mismatched.is_empty() {
         format!("{file_name} (SHA-256 {sha}) {summary}")
@@ -111,6 +277,7 @@ pub fn run(args: &ExportArgs) -> Result<(), CliError> {
         "file": args.output.display().to_string(),
         "sha256": sha,
         "segments": segments.len(),
+        "clip": clip,
         "duration_us": duration_us,
         "packets": packets,
         "digest_matches": mismatched.is_empty(),
@@ -203,6 +370,7 @@ fn export_video(
     segments: &[SegmentRecord],
     header: Option<&RecordingHeader>,
     file_name: &str,
+    clip: bool,
 ) -> Result<Written, CliError> {
     let container = header.map_or(Container::MpegTs, |h| h.container);
     let browser = matches!(container, Container::Webm | Container::SelfContainedMp4);
@@ -250,7 +418,8 @@ fn export_video(
         custody_capture::remux_browser(container, pieces, &args.output, muxer, &mut progress)
     } else {
         let media = crate::media::plaintext(bundle, ids, segments.iter().map(|s| s.seq).collect());
-        custody_capture::remux_to_mp4(media, &args.output, &mut progress)
+        let rotation = header.and_then(|h| h.rotation);
+        custody_capture::remux_to_mp4_turned(media, &args.output, rotation, &mut progress)
     };
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -265,7 +434,10 @@ fn export_video(
     let reading_back =
         |e: String| CliError::cannot(format!("reading back {}: {e}", args.output.display()));
     let opus = header.is_some_and(|h| h.streams.iter().any(|s| s.codec == "opus"));
-    let by_counts = browser || opus;
+    // A clip is cut by packet counts too: its first packet is its first segment's, whose
+    // first keyframe's time the records do not state exactly (audio may lead it), and
+    // cutting by time would need it.
+    let by_counts = browser || opus || clip;
     let digests = if by_counts {
         let counts: Vec<Vec<u64>> = segments.iter().map(|s| s.stream_packets.clone()).collect();
         custody_capture::digest_by_counts(&args.output, &counts)
@@ -332,5 +504,24 @@ fn file_sha256(path: &Path) -> Result<String, CliError> {
             return Ok(hex::encode(h.finalize()));
         }
         h.update(&buf[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_media_time as parse;
+
+    #[test]
+    fn media_times_as_typed() {
+        assert_eq!(parse("730"), Some(730_000_000));
+        assert_eq!(parse("12:10"), Some(730_000_000));
+        assert_eq!(parse("0:12:10"), Some(730_000_000));
+        assert_eq!(parse("12:10.5"), Some(730_500_000));
+        assert_eq!(parse(" 2.25 "), Some(2_250_000));
+        // Minutes alone may pass an hour (75:00 is 1:15:00).
+        assert_eq!(parse("75:00"), parse("1:15:00"));
+        for bad in ["", "1:75", "1:60:00", "a", "-3", "1::2", "1:2:3:4", "inf", "NaN", "1:-5"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }

@@ -490,7 +490,7 @@ impl Server {
         // carried token's stamped head, all from the log's subtree hashes (O(log n) each).
         // The tokens are those covering the receipted records ([`crate::catalog::covering`]);
         // a bundle that carries any is version 3.
-        let (root, located, consistency, store, tokens) = {
+        let (root, located, mut consistency, store, tokens) = {
             let log = lock(&self.inner.log);
             let root = log.root_at(size).ok_or_else(bad_access)?;
             let before = log.tokens_before(access);
@@ -576,8 +576,6 @@ impl Server {
                 )))
             }
         };
-        let mut entries = entries;
-        let mut consistency = consistency;
         if !carry_tokens {
             entries.retain(|(i, ..)| !is_token(i));
             consistency.retain(|c| receipt_sizes.contains(&c.tree_size));

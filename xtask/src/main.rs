@@ -111,7 +111,7 @@ const REQUIREMENTS: &[Requirement] = &[
     },
     Requirement {
         package: "openssl",
-        why: "benchmarks: the SHA-256 peer of `custody verify`",
+        why: "tests: the test time-stamp authority (custody-testkit, `openssl ts -reply`); benchmarks: the SHA-256 peer of `custody verify`",
         present: || on_path("openssl"),
     },
     Requirement {

@@ -299,6 +299,12 @@ pub struct VerifyArgs {
     /// such as America/Chicago. Only how times are shown; the recording holds no place.
     #[arg(long, value_name = "ZONE")]
     pub tz: Option<String>,
+
+    /// A time-stamp authority's root certificate (PEM or DER) to check the bundle's RFC 3161
+    /// time-stamp tokens against; repeatable. Without it, the roots the legal team shipped
+    /// with the bundle are used, and the report says that they come from the legal team.
+    #[arg(long = "tsa-trust", value_name = "CERT")]
+    pub tsa_trust: Vec<PathBuf>,
 }
 
 /// `custody export`.
@@ -495,9 +501,15 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
 
     /// A case recipient (age1…) handed to devices at enrollment (repeatable; also read from
-    /// DIR/recipients.txt).
+    /// DIR/recipients.txt). Make one with `custody keygen --recipient-key --output FILE`.
+    /// Required, unless --without-case-recipient.
     #[arg(long, value_name = "AGE_RECIPIENT")]
     pub recipient: Vec<String>,
+
+    /// Serve without a case recipient: devices seal only to the recipients each was given
+    /// itself (`custody record --recipient`); one with none cannot record.
+    #[arg(long, conflicts_with = "recipient")]
+    pub without_case_recipient: bool,
 
     /// Serve plain HTTP instead of TLS. Only on a loopback address, for tests or behind a
     /// reverse proxy on the same machine.
@@ -556,6 +568,26 @@ pub struct ServeArgs {
     /// no other file (and says the roots came with the bundle; --tsa-trust overrides them).
     #[arg(long, value_name = "PEM", requires = "tsa")]
     pub tsa_root: Option<PathBuf>,
+
+    /// How the server logs each event on stderr (enrollments, segments stored, bundles
+    /// retrieved, …): text lines for people, or one JSON object per line for log collectors.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+
+    /// Also log the network address each event came from. Off by default: the logs must
+    /// not tell who filmed an encounter, or from where.
+    #[arg(long)]
+    pub log_addresses: bool,
+
+    /// Seconds without a new segment after which a recording with no end record is listed
+    /// as stalled (default: three lengths of its last segment).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub stalled_after: Option<u64>,
+
+    /// Seconds without a new segment after which a recording with no end record is listed
+    /// as cut off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub cut_off_after: u64,
 }
 
 /// `custody admin` subcommands.
@@ -639,9 +671,15 @@ pub struct EnrollTokenArgs {
     #[arg(long)]
     pub label: String,
 
-    /// Hours until the token expires.
-    #[arg(long, value_name = "HOURS", default_value_t = 24)]
+    /// Hours until the token expires (1 to 720: a token is a key to the server, and one
+    /// that waits for weeks is one that leaks).
+    #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=720))]
     pub ttl_hours: u64,
+
+    /// The server's address as devices reach it (https://host:port), for the printed
+    /// command; by default the address `custody serve` last listened on.
+    #[arg(long, value_name = "URL")]
+    pub server_url: Option<String>,
 
     /// Also print an enrollment link for the server at URL (https://host:port, as devices
     /// reach it): the token and the server key's fingerprint in one text for the device.
@@ -668,6 +706,11 @@ pub struct EnrollArgs {
 
     /// The one-time enrollment token from the legal team (64 hex digits), after a URL.
     pub token: Option<String>,
+
+    /// The server key's fingerprint as the legal team gave it: a server whose key has
+    /// another is refused before the token is sent or anything is pinned.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub expect_fingerprint: Option<String>,
 
     /// Accept a plain http:// URL (loopback tests only: nothing to pin).
     #[arg(long)]

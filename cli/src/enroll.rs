@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use custody_client::UploadError;
-use custody_format::ids::PublicKey;
+use custody_format::ids::{Fingerprint, PublicKey};
 use custody_protocol::{Code, EnrollLink};
 
 use crate::cli::EnrollArgs;
@@ -68,8 +68,37 @@ fn short(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
+/// Holds the target to `--expect-fingerprint`: a URL and token become a link naming it
+/// (so the server's key is asked for and compared before the token is sent or anything
+/// pinned); a link must name the same fingerprint.
+fn expecting(target: Target, expect: Option<&str>) -> Result<Target, CliError> {
+    let Some(fp) = expect else { return Ok(target) };
+    let fp = Fingerprint::parse(fp).map_err(|e| {
+        CliError::cannot(format!("`{}` is not a key fingerprint: {e}", short(fp)))
+            .hint("copy the fingerprint the legal team gave (20 characters, as 7Q2MX-0K4RT-…)")
+    })?;
+    match target {
+        Target::Link(l) if l.fingerprint != fp => Err(CliError::cannot(format!(
+            "the link names the server key {}, not {fp}",
+            l.fingerprint
+        ))
+        .hint("do not enroll: ask the legal team which is right, and for a new link")),
+        Target::Link(l) => Ok(Target::Link(l)),
+        Target::UrlToken(url, token) => {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(&token, &mut bytes)
+                .map_err(|_| CliError::cannot("a token is 64 hex digits"))?;
+            Ok(Target::Link(EnrollLink {
+                server: url.trim_end_matches('/').to_string(),
+                token: bytes,
+                fingerprint: fp,
+            }))
+        }
+    }
+}
+
 pub fn run(vault_dir: &Path, args: &EnrollArgs) -> Result<(), CliError> {
-    let target = target(args)?;
+    let target = expecting(target(args)?, args.expect_fingerprint.as_deref())?;
     let url = match &target {
         Target::Link(l) => l.server.as_str(),
         Target::UrlToken(u, _) => u.as_str(),

@@ -161,13 +161,35 @@ pub fn recordings(args: &RecordingsArgs) -> Result<(), CliError> {
             device,
             when(r.started_at_us),
             r.duration_us.unwrap_or(0) as f64 / 1e6,
-            r.state.as_str(),
+            state_words(r),
             r.segments,
             when(r.last_receipt_at_us),
         ));
     }
     print(&out);
     Ok(())
+}
+
+/// A recording's state as the listing says it: for one that stopped arriving, for how long
+/// ("stalled (no segment for 12 s)").
+fn state_words(r: &custody_protocol::body::RecordingSummary) -> String {
+    use custody_protocol::body::RecordingStatus;
+    match (r.state, r.silent_for_us) {
+        (RecordingStatus::Stalled | RecordingStatus::CutOff, Some(us)) => {
+            format!("{} (no segment for {})", r.state.as_str(), silence(us))
+        }
+        _ => r.state.as_str().to_string(),
+    }
+}
+
+/// A silence in whole seconds, minutes or hours, as people say it.
+fn silence(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        _ => format!("{} h", s / 3600),
+    }
 }
 
 pub fn fetch(args: &FetchArgs) -> Result<(), CliError> {
@@ -278,6 +300,7 @@ pub fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
 pub fn member(cmd: &MemberCommand) -> Result<(), CliError> {
     match cmd {
         MemberCommand::Add(a) => {
+            crate::serve::check_data_dir(&a.data)?;
             let role = custody_server::Role::parse(&a.role)
                 .ok_or_else(|| CliError::cannot("--role must be admin or member"))?;
             let token = custody_server::add_member(&a.data, &a.name, role)
@@ -297,5 +320,27 @@ pub fn member(cmd: &MemberCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_recording_says_for_how_long() {
+        let v = serde_json::json!({
+            "recording_id": "00", "device_key": "k", "device_fingerprint": "f",
+            "device_label": null, "device_revoked": false, "started_at_us": null,
+            "duration_us": null, "state": "stalled", "segments": 2, "records": 3, "gaps": [],
+            "last_receipt_at_us": null, "silent_for_us": 12_400_000,
+        });
+        let mut r: custody_protocol::body::RecordingSummary = serde_json::from_value(v).unwrap();
+        assert_eq!(state_words(&r), "stalled (no segment for 12 s)");
+        r.state = custody_protocol::body::RecordingStatus::CutOff;
+        r.silent_for_us = Some(900_000_000);
+        assert_eq!(state_words(&r), "cut off (no segment for 15 min)");
+        r.silent_for_us = None;
+        assert_eq!(state_words(&r), "cut off", "a server before silent_for_us");
     }
 }

@@ -4,6 +4,8 @@ use custody_server::identity::IdentityError;
 use custody_server::proxy::{ForwardedHeader, TrustedProxies};
 use custody_server::{Config, OpenError, Server, TlsFiles};
 
+use std::path::Path;
+
 use crate::cli::{AdminCommand, ServeArgs};
 use crate::common::{print, CliError};
 
@@ -12,9 +14,23 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         return Err(CliError::cannot("--insecure-http is only for a loopback address")
             .hint("serve TLS (the default) on any other address; devices pin its certificate"));
     }
+    let recipients = case_recipients(args)?;
     let mut config = Config::new(&args.data);
     config.insecure_http = args.insecure_http;
-    config.recipients = args.recipient.clone();
+    config.recipients = recipients;
+    config.events = custody_server::events::EventLog {
+        enabled: true,
+        format: if args.log_format == "json" {
+            custody_server::events::LogFormat::Json
+        } else {
+            custody_server::events::LogFormat::Text
+        },
+        addresses: args.log_addresses,
+    };
+    config.liveness = custody_server::Liveness {
+        stalled_after: args.stalled_after.map(std::time::Duration::from_secs),
+        cut_off_after: std::time::Duration::from_secs(args.cut_off_after),
+    };
     config.limits.max_body_bytes = usize::try_from(args.max_upload_mib << 20).unwrap_or(usize::MAX);
     config.limits.max_inflight_bytes = args.uploads_in_flight_mib << 20;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -57,16 +73,183 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         })?;
         let addr = listener.local_addr().unwrap_or(args.listen);
         let scheme = if args.insecure_http { "http" } else { "https" };
+        // For the admin commands' print-outs: where devices may reach this server.
+        write_serve_record(&args.data, scheme, addr);
         print(&format!(
             "Listening on {scheme}://{addr}\nServer key:  {key}\nFingerprint: {}\nTLS SHA-256: {}\n{}",
             key.fingerprint(),
             if args.insecure_http { "none (plain HTTP, loopback only)".to_string() } else { server.tls_sha256() },
             if args.insecure_http { String::new() } else { certificate_lines(&server, args) },
         ));
-        custody_server::serve::serve(server, listener)
-            .await
-            .map_err(|e| CliError::cannot(e.to_string()))
+        let stop = stop_signal()?;
+        tokio::select! {
+            served = custody_server::serve::serve(server.clone(), listener) => {
+                served.map_err(|e| CliError::cannot(e.to_string()))
+            }
+            _ = stop => {
+                // A clean stop leaves nothing to rebuild at the next start.
+                match server.flush_index() {
+                    Ok(n) => eprintln!("custody: stopped; the index is saved (it covers all {n} log entries)"),
+                    Err(e) => eprintln!("custody: stopped; the index could not be saved ({e}): the next start rebuilds it"),
+                }
+                Ok(())
+            }
+        }
     })
+}
+
+/// Resolves when the process is asked to stop (SIGTERM, SIGINT, SIGHUP).
+fn stop_signal() -> Result<tokio::sync::oneshot::Receiver<()>, CliError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    ctrlc::set_handler(move || {
+        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| CliError::cannot(format!("handling stop signals: {e}")))?;
+    Ok(rx)
+}
+
+/// The file in the data directory naming where `custody serve` last listened.
+const SERVE_RECORD: &str = "serve.json";
+
+/// Notes where the server listens, for `custody admin enroll-token` to print. Not
+/// evidence and not needed: a failure to write it is only said.
+fn write_serve_record(data: &Path, scheme: &str, addr: std::net::SocketAddr) {
+    let url = (!addr.ip().is_unspecified()).then(|| format!("{scheme}://{addr}"));
+    let v = serde_json::json!({ "url": url, "scheme": scheme, "port": addr.port() });
+    if let Err(e) = std::fs::write(data.join(SERVE_RECORD), format!("{v}\n")) {
+        eprintln!("custody: warning: writing {}: {e}", data.join(SERVE_RECORD).display());
+    }
+}
+
+/// The server's address for devices, as the admin commands print it: `--server-url`, else
+/// where `custody serve` last listened (the host left to fill in if it listened on every
+/// address), else a placeholder.
+fn server_url(data: &Path, given: Option<&str>) -> String {
+    if let Some(u) = given {
+        return u.trim_end_matches('/').to_string();
+    }
+    let v: Option<serde_json::Value> =
+        std::fs::read(data.join(SERVE_RECORD)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    match v {
+        Some(v) if v["url"].is_string() => v["url"].as_str().unwrap_or_default().to_string(),
+        Some(v) if v["port"].is_u64() => format!(
+            "{}://SERVER:{}",
+            v["scheme"].as_str().unwrap_or("https"),
+            v["port"].as_u64().unwrap_or_default()
+        ),
+        _ => "https://SERVER:PORT".to_string(),
+    }
+}
+
+/// The case recipients to serve: `--recipient` and `DIR/recipients.txt`, each an age
+/// X25519 recipient (a typo is refused now, naming it, not found when every recording
+/// fails). None at all is refused unless `--without-case-recipient` says it is meant.
+fn case_recipients(args: &ServeArgs) -> Result<Vec<String>, CliError> {
+    let file = args.data.join("recipients.txt");
+    let listed = match std::fs::read_to_string(&file) {
+        Ok(t) => t
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| (l.to_string(), format!("{} lists", file.display())))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(CliError::cannot(format!("reading {}: {e}", file.display()))),
+    };
+    let given = args.recipient.iter().map(|r| (r.trim().to_string(), "--recipient gives".into()));
+    let all: Vec<(String, String)> = given.chain(listed).collect();
+    for (r, whence) in &all {
+        if custody_vault::keys::parse_recipients(std::slice::from_ref(r)).is_err() {
+            let shown: String = r.chars().take(80).collect();
+            return Err(CliError::cannot(format!(
+                "{whence} `{shown}`, which is not an age recipient (age1… , 62 characters)"
+            ))
+            .hint("copy the recipient `custody keygen --recipient-key` printed, whole"));
+        }
+    }
+    if all.is_empty() && !args.without_case_recipient {
+        return Err(CliError::cannot(
+            "no case recipient: devices would have no one to seal recordings to, and every \
+             recording would fail (\"no recipients\")",
+        )
+        .hint(format!(
+            "make the case key once, on a machine the legal team keeps safe: `custody keygen \
+             --recipient-key --output case.agekey`; then serve with the recipient it prints: \
+             `custody serve --data {} --recipient age1…` (or list it in {}). To serve \
+             without one, say so: --without-case-recipient",
+            args.data.display(),
+            file.display()
+        )));
+    }
+    Ok(args.recipient.iter().map(|r| r.trim().to_string()).collect())
+}
+
+/// Refuses a directory that is not a server's data directory, before an admin command
+/// writes anything into it (a token issued into a new, empty directory can never work):
+/// says what is missing and where the data directory probably is.
+pub fn check_data_dir(dir: &Path) -> Result<(), CliError> {
+    const MARKS: [&str; 3] = ["server.key", "server.pub", "log"];
+    let missing: Vec<&str> = MARKS.into_iter().filter(|m| !dir.join(m).exists()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let message = if !dir.exists() {
+        format!("{} does not exist: it is not a custody server's data directory", dir.display())
+    } else {
+        format!(
+            "{} is not a custody server's data directory: it has no {} (a server's data \
+             directory holds its key, server.key and server.pub, and its custody log, log/)",
+            dir.display(),
+            missing.join(", ")
+        )
+    };
+    let hint = match probable_data_dirs(dir).first() {
+        Some(p) => format!(
+            "the server's data directory is probably {}: --data {}",
+            p.display(),
+            p.display()
+        ),
+        None => "give the --data DIR `custody serve` runs with; a server makes its data \
+                 directory when it first starts (`custody serve --data DIR --recipient age1…`)"
+            .to_string(),
+    };
+    Err(CliError::cannot(message).hint(hint))
+}
+
+/// Data directories near `dir` (its ancestors, their children, the working directory's
+/// children) and in the usual places, at most a few hundred directories looked at.
+fn probable_data_dirs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let is_data = |p: &Path| p.join("server.pub").is_file() && p.join("log").is_dir();
+    let mut places: Vec<std::path::PathBuf> = Vec::new();
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    for a in abs.ancestors().skip(1).take(3) {
+        places.push(a.to_path_buf());
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        places.push(cwd);
+    }
+    let mut found = Vec::new();
+    for p in ["/srv/custody", "/var/lib/custody"] {
+        if is_data(Path::new(p)) {
+            found.push(std::path::PathBuf::from(p));
+        }
+    }
+    for place in places {
+        if is_data(&place) && !found.contains(&place) {
+            found.push(place.clone());
+        }
+        let Ok(rd) = std::fs::read_dir(&place) else { continue };
+        for e in rd.flatten().take(200) {
+            let p = e.path();
+            if p.is_dir() && is_data(&p) && !found.contains(&p) {
+                found.push(p);
+            }
+        }
+    }
+    found
 }
 
 /// A refusal to start, with what to do about the TLS files.
@@ -147,6 +330,7 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
         AdminCommand::Member(m) => crate::lawyer::member(m),
         AdminCommand::Revoke(a) => crate::lawyer::revoke(a),
         AdminCommand::EnrollToken(a) => {
+            check_data_dir(&a.data)?;
             let ttl = std::time::Duration::from_secs(a.ttl_hours.saturating_mul(3600));
             let token = custody_server::issue_token(&a.data, &a.label, ttl)
                 .map_err(|e| CliError::cannot(e.to_string()))?;
@@ -157,8 +341,13 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
             if let Some(l) = &link {
                 warn_link_host(&a.data, &l.server);
             }
+            let url = server_url(&a.data, a.server_url.as_deref().or(a.link.as_deref()));
+            let fingerprint = server_fingerprint(&a.data)?;
             if a.json {
-                let mut v = serde_json::json!({ "token": token, "label": a.label, "ttl_hours": a.ttl_hours });
+                let mut v = serde_json::json!({
+                    "token": token, "label": a.label, "ttl_hours": a.ttl_hours,
+                    "server_url": url, "fingerprint": fingerprint,
+                });
                 if let Some(l) = &link {
                     v["link"] = serde_json::json!(l.to_string());
                 }
@@ -181,13 +370,27 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
             } else {
                 print(&format!(
                     "Enrollment token for \"{}\" (single use, valid {} h; shown only now):\n{token}\n\
-                     On the device: custody enroll https://SERVER:PORT {token}\n",
+                     Server key fingerprint: {fingerprint} (the observer compares it with this)\n\
+                     On the device: custody enroll --expect-fingerprint {fingerprint} {url} {token}\n",
                     a.label, a.ttl_hours
                 ));
             }
             Ok(())
         }
     }
+}
+
+/// The fingerprint of the server key in the data directory (`server.pub`).
+fn server_fingerprint(data: &Path) -> Result<String, CliError> {
+    let pub_path = data.join("server.pub");
+    std::fs::read_to_string(&pub_path)
+        .ok()
+        .and_then(|t| custody_format::ids::PublicKey::parse(t.trim()).ok())
+        .map(|k| k.fingerprint().to_string())
+        .ok_or_else(|| {
+            CliError::cannot(format!("no server key in {}", pub_path.display()))
+                .hint("start the server once (`custody serve --data DIR`) so it makes its key")
+        })
 }
 
 /// The enrollment link for `token` at the server reached as `url`, naming the key in the
@@ -215,35 +418,6 @@ fn enroll_link(
         CliError::cannot(format!("{url} cannot start an enrollment link: {e}"))
             .hint("give the server's address as devices reach it, e.g. --link https://host:8443")
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_printed_link_names_the_data_directorys_server_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let token = "ab".repeat(32);
-        assert!(enroll_link(dir.path(), "https://h:8443", &token).is_err(), "no key yet");
-        let key = custody_format::testkit::public("server");
-        std::fs::write(dir.path().join("server.pub"), format!("{key}\n")).unwrap();
-        let link = enroll_link(dir.path(), "https://h:8443/", &token).unwrap();
-        let back = custody_protocol::EnrollLink::parse(&link.to_string()).unwrap();
-        assert_eq!(back.server, "https://h:8443");
-        assert_eq!(back.token_hex(), token);
-        assert!(back.names(&key));
-        assert!(enroll_link(dir.path(), "ftp://h", &token).is_err());
-    }
-
-    #[test]
-    fn the_host_of_a_link() {
-        assert_eq!(url_host("https://legal.example:8443"), Some("legal.example"));
-        assert_eq!(url_host("https://legal.example/enroll#token=1"), Some("legal.example"));
-        assert_eq!(url_host("https://[::1]:8443/x"), Some("::1"));
-        assert_eq!(url_host("https://127.0.0.1"), Some("127.0.0.1"));
-        assert_eq!(url_host("legal.example"), None);
-    }
 }
 
 /// `--tsa`, `--tsa-interval`, `--tsa-root`: what the server time-stamps its log with.
@@ -276,4 +450,33 @@ fn tsa_config(args: &ServeArgs) -> Result<custody_server::tsa::TsaConfig, CliErr
         tsa.roots_pem = Some(pem);
     }
     Ok(tsa)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_printed_link_names_the_data_directorys_server_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "ab".repeat(32);
+        assert!(enroll_link(dir.path(), "https://h:8443", &token).is_err(), "no key yet");
+        let key = custody_format::testkit::public("server");
+        std::fs::write(dir.path().join("server.pub"), format!("{key}\n")).unwrap();
+        let link = enroll_link(dir.path(), "https://h:8443/", &token).unwrap();
+        let back = custody_protocol::EnrollLink::parse(&link.to_string()).unwrap();
+        assert_eq!(back.server, "https://h:8443");
+        assert_eq!(back.token_hex(), token);
+        assert!(back.names(&key));
+        assert!(enroll_link(dir.path(), "ftp://h", &token).is_err());
+    }
+
+    #[test]
+    fn the_host_of_a_link() {
+        assert_eq!(url_host("https://legal.example:8443"), Some("legal.example"));
+        assert_eq!(url_host("https://legal.example/enroll#token=1"), Some("legal.example"));
+        assert_eq!(url_host("https://[::1]:8443/x"), Some("::1"));
+        assert_eq!(url_host("https://127.0.0.1"), Some("127.0.0.1"));
+        assert_eq!(url_host("legal.example"), None);
+    }
 }

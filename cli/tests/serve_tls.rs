@@ -53,7 +53,7 @@ fn files(dir: &Path) -> Files {
 
 fn serve_cmd(data: &Path, cert: &Path, key: &Path) -> Command {
     let mut c = Command::new(bin());
-    c.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+    c.args(["serve", "--listen", "127.0.0.1:0", "--without-case-recipient", "--data"])
         .arg(data)
         .arg("--tls-cert")
         .arg(cert)

@@ -74,8 +74,9 @@ fn a_browser_killed_mid_recording_leaves_a_chain_that_verifies_as_cut_off() {
 
     let listed = server.recordings().unwrap();
     let row = listed.iter().find(|r| r["recording_id"] == id.as_str()).unwrap();
-    // The server cannot tell a cut-off recording from one still going: no end record yet.
-    assert_eq!(row["state"], "live", "{row}");
+    // The server cannot tell a cut-off recording from one still going: no end record yet;
+    // a few segment lengths after its last receipt it is listed as stalled.
+    assert!(row["state"] == "live" || row["state"] == "stalled", "{row}");
     assert_eq!(row["segments"].as_u64(), Some(kept), "{row}");
     let bundle = server.fetch(&id, "bundle").unwrap();
     let (code, report) = server.verify(&bundle).unwrap();

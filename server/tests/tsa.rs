@@ -335,3 +335,73 @@ async fn without_a_tsa_a_bundle_stays_version_2() {
     assert_eq!(file(&files, bundle::MARKER), bundle::MARKER_CONTENT_V2.as_bytes());
     assert!(files.iter().all(|(p, _)| p != bundle::TSA_ROOTS));
 }
+
+/// Receipt latency with and without time-stamping, for `cargo xtask bench server`: one
+/// device uploads segments one after another (each PUT: checks, fsync'd storage, log
+/// append, receipt), in passes alternating a server without a TSA and one asking the test
+/// TSA every second (ten times the default rate, so that tokens are appended among the
+/// segments). Prints `TSA_BENCH_JSON {…}`; the target is p99 within 5%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tsa_ingest_benchmark() {
+    const PASSES: usize = 4;
+    const SEGMENTS: u64 = 150;
+    let tsa = TsaServer::start(pki().tsa(Variant::Good)).unwrap();
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    let mut tokens_logged = 0;
+    for pass in 0..PASSES {
+        let stamped = pass % 2 == 1;
+        let ts = if stamped {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = Config::new(dir.path());
+            config.insecure_http = true;
+            config.limits = test_limits();
+            config.recipients =
+                vec!["age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".into()];
+            config.tsa.urls = vec![tsa.url()];
+            config.tsa.interval = Duration::from_secs(1);
+            let (server, _) = Server::open(config).unwrap();
+            let (addr, task) =
+                custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap())
+                    .await
+                    .unwrap();
+            TestServer { server, base: format!("http://{addr}"), dir, task, backend: Backend::Fs }
+        } else {
+            start(test_limits()).await
+        };
+        let c = client();
+        let d = enrolled(&ts, &c, "observer").await;
+        let chain = Chain::new(10 + pass as u8, &d, SEGMENTS, false, b"bench");
+        let key = ts.server.public_key();
+        for seq in 0..=SEGMENTS as usize {
+            let t = Instant::now();
+            let s = d.put(&c, &ts.base, &key, chain.id, seq as u64, chain.body(seq)).await;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            assert_eq!(s.status, 200);
+            if stamped {
+                with.push(ms)
+            } else {
+                without.push(ms)
+            }
+        }
+        if stamped {
+            tokens_logged += tokens(&ts).len();
+        }
+    }
+    let pct = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let (w50, w99) = (pct(&mut without, 0.5), pct(&mut without, 0.99));
+    let (s50, s99) = (pct(&mut with, 0.5), pct(&mut with, 0.99));
+    let json = serde_json::json!({
+        "segments": without.len() + with.len(),
+        "segment_bytes": 20_000,
+        "p50_without_ms": w50, "p99_without_ms": w99,
+        "p50_with_ms": s50, "p99_with_ms": s99,
+        "p99_ratio": s99 / w99, "p50_ratio": s50 / w50,
+        "tokens_logged": tokens_logged,
+    });
+    println!("TSA_BENCH_JSON {json}");
+}

@@ -10,6 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -30,9 +31,14 @@ fn serve_args(data: &Path, extra: &[&str]) -> Output {
 /// `custody serve` with its stderr in `log`, once it has printed its fingerprint; returns
 /// the process, its URL and the fingerprint.
 fn start(env: &Env, data: &Path, log: &Path) -> (Killed, String, String) {
+    start_with(env, data, log, &[])
+}
+
+fn start_with(env: &Env, data: &Path, log: &Path, extra: &[&str]) -> (Killed, String, String) {
     let mut child = Command::new(bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--recipient", &env.recipient, "--data"])
         .arg(data)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -215,4 +221,62 @@ fn a_clean_stop_leaves_nothing_to_rebuild() {
     for field in ["segments", "records", "gaps", "last_receipt_at_us"] {
         assert_eq!(a[field], b[field], "{field}: {a} vs {b}");
     }
+}
+
+#[test]
+fn a_recorder_killed_mid_recording_is_listed_stalled_not_live() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    let log = env.dir.path().join("serve.stderr");
+    let (_served, url, _) = start_with(&env, &data, &log, &["--stalled-after", "3"]);
+    ok(&env.run(&["enroll", &url, &enroll_token(&data, "observer-9")]));
+    ok(&env.run(&["login", &url, "--token", &add_member(&data, "lawyer", "member")]));
+
+    // A camera recording live, paced in real time, killed outright after two segments.
+    let mut child = env
+        .cmd()
+        .args(["record", "--json", "--format", "lavfi", "--input"])
+        .arg("testsrc2=size=320x240:rate=25,realtime")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut receipted = 0;
+    while receipted < 2 {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("live receipts within 60 s");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "receipted" && v["seq"].as_u64().unwrap() >= 1 {
+            receipted += 1;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Polled, bounded: the listing says it stalled, and for how long.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = ok(&env.run(&["recordings", "--server"]));
+        if text.contains("stalled (no segment for") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(text.contains("stalled (no segment for"), "{text}");
+    assert!(!text.contains(" live "), "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["recordings", "--server", "--json"]))).unwrap();
+    let r = &v["recordings"][0];
+    assert_eq!(r["state"], "stalled", "{r}");
+    assert!(r["silent_for_us"].as_i64().unwrap() >= 3_000_000, "{r}");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains(" recording opened ") && said.contains(" segment stored "), "{said}");
 }

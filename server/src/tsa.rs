@@ -305,6 +305,11 @@ async fn run(server: Server, http: reqwest::Client, url: String, interval: Durat
     loop {
         let wait = if gap.is_some() { backoff } else { interval };
         tokio::time::sleep(wait).await;
+        // A damaged log is read-only (`crate::custody_log::LogDamage`): no token could be
+        // logged, so none is asked for.
+        if server.log_damage().is_some() {
+            continue;
+        }
         // Only if the log grew (by anything but tokens) past what this TSA last stamped.
         let Some(grown) = server.last_untimed_entry() else { continue };
         if grown < stamped {

@@ -1,6 +1,6 @@
 //! `custody verify`: the lawyer's check of an evidence bundle, offline.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use custody_format::ids::{Fingerprint, PublicKey};
 use custody_format::record::Container;
@@ -108,6 +108,7 @@ pub fn text_report(r: &Report) -> String {
         Verdict::CouldNotCheck => "COULD NOT CHECK",
     };
     out.push_str(&format!("Verdict: {headline}\n{}\n\n", r.summary));
+    out.push_str(&format!("Time:      {}\n", r.independent_time));
     if let Some(id) = &r.recording_id {
         out.push_str(&format!("Recording: {id}\n"));
     }
@@ -214,7 +215,25 @@ pub fn verified(
     trust: Option<&str>,
     identity: Option<&Path>,
 ) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
-    verified_in(bundle, trust, identity, None)
+    verified_in(bundle, trust, identity, None, &[])
+}
+
+/// The TSA roots given with `--tsa-trust`: each file PEM certificates or one DER
+/// certificate, read before the bundle is.
+fn tsa_trust(files: &[PathBuf]) -> Result<Vec<Vec<u8>>, CliError> {
+    let mut roots = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(f).map_err(|e| {
+            CliError::cannot(format!("--tsa-trust {}: {e}", f.display()))
+                .hint("give the time-stamp authority's root certificate file (PEM or DER)")
+        })?;
+        let certs = custody_verifier::tsa::Roots::parse_file(&bytes).map_err(|e| {
+            CliError::cannot(format!("--tsa-trust {}: {e}", f.display()))
+                .hint("give the time-stamp authority's root certificate file (PEM or DER)")
+        })?;
+        roots.extend(certs);
+    }
+    Ok(roots)
 }
 
 /// [`verified`], with times also shown in `zone`'s local time. A `.tar` is named in the
@@ -224,7 +243,9 @@ fn verified_in(
     trust: Option<&str>,
     identity: Option<&Path>,
     zone: Option<&dyn Zone>,
+    tsa_roots: &[PathBuf],
 ) -> Result<(Report, Option<Vec<age::x25519::Identity>>), CliError> {
+    let tsa_trust = tsa_trust(tsa_roots)?;
     let (trust, trust_fingerprint) = match trust.map(trust_anchor).transpose()? {
         Some(Anchor::Key(k)) => (Some(k), None),
         Some(Anchor::Fingerprint(f)) => (None, Some(f)),
@@ -243,6 +264,7 @@ fn verified_in(
         trust_fingerprint,
         opener: opener.as_ref().map(|o| o as &dyn Opener),
         zone,
+        tsa_trust,
     };
     let (report, archive) = std::thread::scope(|s| {
         let archive =
@@ -275,6 +297,7 @@ pub fn run(args: &VerifyArgs) -> Result<(), CliError> {
         args.trust.as_deref(),
         args.identity.as_deref(),
         zone.as_ref().map(|z| z as &dyn Zone),
+        &args.tsa_trust,
     )?;
     let mut extras = HtmlExtras::default();
     let mut original_json = None;

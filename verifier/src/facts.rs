@@ -13,6 +13,7 @@ use custody_format::record::{Origin, Record, RecordingHeader, SignedRecord};
 use custody_format::report::{code, Check, CheckState, Verdict};
 use serde::Serialize;
 
+use crate::tsa::{RootOrigin, Stamp};
 use crate::{SegmentRow, Trust};
 
 /// The verifier's name and version, as a report states it.
@@ -367,7 +368,15 @@ pub fn failed_positions(checks: &[Check]) -> Vec<u64> {
 /// than the trusted one, with nothing else failed, is "signer not confirmed" rather than
 /// tampered or unchecked (a mistyped `--trust` looks exactly like this).
 pub(crate) fn verdict(checks: &[Check], cut_off: Option<(u64, i64)>, trust: &Trust) -> Verdict {
-    let verdict = Verdict::from_checks(checks, cut_off);
+    // What cannot be checked about an independent time (revocation offline, a token without
+    // roots to check it against) leaves the recording's own proof as it is: those lines are
+    // reported, and the verdict is the recording's.
+    let counted: Vec<Check> = checks
+        .iter()
+        .filter(|c| !(c.state == CheckState::NotChecked && c.code.starts_with("time.tsa.")))
+        .cloned()
+        .collect();
+    let verdict = Verdict::from_checks(&counted, cut_off);
     match (verdict, trust) {
         (Verdict::Tampered, _) => Verdict::Tampered,
         (_, Trust::Untrusted { fingerprint, trusted }) => Verdict::SignerNotConfirmed {
@@ -376,6 +385,85 @@ pub(crate) fn verdict(checks: &[Check], cut_off: Option<(u64, i64)>, trust: &Tru
         },
         (v, _) => v,
     }
+}
+
+/// What the report says about independent time (issue 18): for each run of consecutive
+/// segments covered by the same verified time-stamp token, "Segments 1–37 existed by …,
+/// according to time-stamp authority …"; what no token covers; or that no independent time
+/// was obtained. `had_tokens` says whether the log carried any token at all, so that a
+/// bundle whose tokens all failed is not described as one without tokens.
+pub(crate) fn independent_time(
+    segments: &[SegmentRow],
+    stamps: &[Stamp],
+    had_tokens: bool,
+    zone: Option<&dyn Zone>,
+) -> String {
+    if stamps.is_empty() {
+        return if had_tokens {
+            "No independent time was proven: the time-stamp tokens in the custody log did not \
+             verify (see the time.tsa checks); times come from the device and the legal \
+             team's server."
+                .into()
+        } else {
+            "No independent time was obtained: times come from the device and the legal \
+             team's server."
+                .into()
+        };
+    }
+    let range = |a: u64, b: u64| {
+        if a == b {
+            format!("Segment {a}")
+        } else {
+            format!("Segments {a}\u{2013}{b}")
+        }
+    };
+    // Runs of consecutive segments with the same bound.
+    let mut runs: Vec<(u64, u64, Option<(i64, String)>)> = Vec::new();
+    for s in segments {
+        let bound = s.existed_by_us.zip(s.existed_by_tsa.clone());
+        match runs.last_mut() {
+            Some((_, last, b)) if *b == bound && *last + 1 == s.seq => *last = s.seq,
+            _ => runs.push((s.seq, s.seq, bound)),
+        }
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut uncovered: Vec<String> = Vec::new();
+    for (a, b, bound) in &runs {
+        match bound {
+            Some((us, tsa)) => {
+                let shipped = stamps.iter().any(|st| {
+                    st.gen_time_us == *us && st.tsa == *tsa && st.roots == RootOrigin::Bundle
+                });
+                let whose = if shipped {
+                    " (independent of the device and of the legal team, though its certificate \
+                     was checked only against roots the legal team shipped with the bundle)"
+                } else {
+                    " (independent of the device and of the legal team)"
+                };
+                out.push(format!(
+                    "{} existed by {}, according to time-stamp authority {tsa}{whose}.",
+                    range(*a, *b),
+                    Moment::new(*us, zone).text()
+                ));
+            }
+            None => uncovered.push(range(*a, *b).to_lowercase()),
+        }
+    }
+    if !uncovered.is_empty() {
+        out.push(format!(
+            "No verified time-stamp covers {}: their times come from the device and the legal \
+             team's server.",
+            uncovered.join(", ")
+        ));
+    }
+    if out.is_empty() {
+        out.push(
+            "No segment is covered by a verified time-stamp: times come from the device and \
+             the legal team's server."
+                .into(),
+        );
+    }
+    out.join(" ")
 }
 
 /// When every one of the `attempted` segments failed to decrypt alike (the identity given is
@@ -516,8 +604,10 @@ pub(crate) fn summary(
         Verdict::CouldNotCheck => {
             // A bundle from before completeness statements is said first: it is why nothing
             // here can be called complete.
-            let mut missing: Vec<&Check> =
-                checks.iter().filter(|c| c.state == CheckState::NotChecked).collect();
+            let mut missing: Vec<&Check> = checks
+                .iter()
+                .filter(|c| c.state == CheckState::NotChecked && !c.code.starts_with("time.tsa."))
+                .collect();
             missing.sort_by_key(|c| c.code != code::BUNDLE_STATEMENT_ABSENT);
             out.push(match missing.first() {
                 Some(c) => format!(

@@ -1,16 +1,21 @@
-//! The timeline: each segment's device times beside its receipt time, and the device
-//! clock's lead over the server's estimated from them.
+//! The timeline: each segment's device times beside its receipt time and the time by which
+//! a time-stamp authority says it existed, and the device clock's lead over the server's
+//! estimated from them.
 
 use std::collections::BTreeMap;
 
 use custody_format::record::{Record, SignedRecord};
 use custody_format::report::{code, Check};
 
+use crate::tsa::Stamp;
 use crate::verify::SegmentRow;
 
+/// The segments' rows and the device clock's estimated lead; `bounds` are the verified
+/// time-stamp tokens that cover each receipted record (by chain position).
 pub(crate) fn timeline(
     records: &BTreeMap<u64, &SignedRecord>,
     received: &BTreeMap<u64, i64>,
+    bounds: &BTreeMap<u64, &Stamp>,
     checks: &mut Vec<Check>,
 ) -> (Vec<SegmentRow>, Option<i64>) {
     let mut rows = Vec::new();
@@ -31,6 +36,8 @@ pub(crate) fn timeline(
             ciphertext_len: s.ciphertext_len,
             received_at_us: rec_at,
             upload_lag_us: lag,
+            existed_by_us: bounds.get(&s.seq).map(|b| b.gen_time_us),
+            existed_by_tsa: bounds.get(&s.seq).map(|b| b.tsa.clone()),
         });
     }
     // Receipts come after capture; the smallest lag bounds how far ahead the device clock

@@ -7,7 +7,7 @@ use custody_format::bundle::{self, ConsistencyProof, Manifest};
 use custody_format::cert::DeviceCertificate;
 use custody_format::chain::verify_chain;
 use custody_format::ids::{Fingerprint, PublicKey};
-use custody_format::log::{LogEntry, TreeHead};
+use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::receipt::Receipt;
 use custody_format::record::{Container, Hash, Record, SignedRecord};
 use custody_format::report::{code, Check, CheckState, Verdict};
@@ -77,6 +77,11 @@ pub struct SegmentRow {
     pub received_at_us: Option<i64>,
     /// `received_at_us - wall_last_us`: how long after capture the server had it.
     pub upload_lag_us: Option<i64>,
+    /// The earliest verified time-stamp token's genTime by which it existed (its receipt's
+    /// log entry is under the stamped head), µs; independent of device and server.
+    pub existed_by_us: Option<i64>,
+    /// The time-stamp authority that says so.
+    pub existed_by_tsa: Option<String>,
 }
 
 /// A recording that is one still photo (container 5), as the report shows it.
@@ -126,6 +131,11 @@ pub struct Report {
     pub recording: Option<RecordingFacts>,
     /// The chain positions a failed check names: the segments and records to mark.
     pub failed_positions: Vec<u64>,
+    /// What each verified RFC 3161 time-stamp token in the custody log proves, in log order.
+    pub time_stamps: Vec<crate::tsa::Stamp>,
+    /// Independent time in words: which segments existed by when, according to which
+    /// time-stamp authority, or that no independent time was obtained.
+    pub independent_time: String,
     /// When, by what and over which bundle this report was made.
     pub about: About,
 }
@@ -188,6 +198,10 @@ pub struct Options<'a> {
     /// A time zone to show times in besides UTC (nothing about place enters the report
     /// otherwise).
     pub zone: Option<&'a dyn Zone>,
+    /// TSA trust roots given to the verifier (`custody verify --tsa-trust`), DER
+    /// certificates. Without any, the roots the bundle ships (`custody/tsa-roots.pem`) are
+    /// used and reported as the legal team's.
+    pub tsa_trust: Vec<Vec<u8>>,
 }
 
 /// Bytes read at a time while hashing: small enough that what a read copies is still in
@@ -411,8 +425,29 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
             &mut checks,
         );
     }
+    // 10. Independent time: the RFC 3161 tokens among the proven log entries.
+    let stamps = match &log {
+        Some(l) if l.proven.iter().any(|(_, e, _)| e.entry_type == EntryType::TimeStampToken) => {
+            let roots = tsa_roots(source, options, &mut checks);
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+            crate::tsa::check_all(
+                &l.proven,
+                server_key.as_ref(),
+                roots.as_ref(),
+                now_us,
+                &mut checks,
+            )
+        }
+        _ => Vec::new(),
+    };
     let times: BTreeMap<u64, i64> = received.iter().map(|(s, r)| (*s, r.at_us)).collect();
-    let (segments, skew) = crate::timeline::timeline(&records, &times, &mut checks);
+    let bounds: BTreeMap<u64, &crate::tsa::Stamp> = received
+        .iter()
+        .filter_map(|(s, r)| crate::tsa::bound_for(&stamps, r.log_index).map(|b| (*s, b)))
+        .collect();
+    let (segments, skew) = crate::timeline::timeline(&records, &times, &bounds, &mut checks);
     let photo = header.filter(|h| h.container == Container::Photo).and_then(|h| {
         let first = segments.first()?;
         let stream = h.streams.first()?;
@@ -447,6 +482,10 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     let manifest = hashes.get(bundle::MANIFEST).and_then(|h| h.as_ref().ok());
     let about = About::new(manifest, options.zone);
     let failed_positions = facts::failed_positions(&checks);
+    let had_tokens = log.as_ref().is_some_and(|l| {
+        l.proven.iter().any(|(_, e, _)| e.entry_type == EntryType::TimeStampToken)
+    });
+    let independent_time = facts::independent_time(&segments, &stamps, had_tokens, options.zone);
     Ok(Report {
         verdict,
         summary,
@@ -465,8 +504,37 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         checks,
         recording,
         failed_positions,
+        time_stamps: stamps,
+        independent_time,
         about,
     })
+}
+
+/// The TSA roots to check tokens against: those given (`--tsa-trust`), else the bundle's
+/// `custody/tsa-roots.pem`, else none (each token is then reported not checked).
+fn tsa_roots(
+    source: &dyn Source,
+    options: &Options<'_>,
+    checks: &mut Vec<Check>,
+) -> Option<crate::tsa::Roots> {
+    use crate::tsa::{RootOrigin, Roots};
+    if !options.tsa_trust.is_empty() {
+        return Some(Roots::new(options.tsa_trust.clone(), RootOrigin::Given));
+    }
+    if !source.files().contains_key(bundle::TSA_ROOTS) {
+        return None;
+    }
+    let bytes = parts::read(source, bundle::TSA_ROOTS, 1 << 20, checks)?;
+    match Roots::parse_file(&bytes) {
+        Ok(certs) => Some(Roots::new(certs, RootOrigin::Bundle)),
+        Err(e) => {
+            checks.push(Check::new(
+                code::TIME_TSA_NO_ROOTS,
+                format!("{} {e}, so no token's signer can be confirmed from it", bundle::TSA_ROOTS),
+            ));
+            None
+        }
+    }
 }
 
 /// Who signed the bundle, against the trust anchor the verifier was given.

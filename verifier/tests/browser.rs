@@ -76,6 +76,7 @@ fn check(b: &common::Bundle, opener: &dyn Opener) -> Report {
         trust_fingerprint: None,
         opener: Some(opener),
         zone: None,
+        tsa_trust: Vec::new(),
     };
     verify(&source, &options).unwrap()
 }

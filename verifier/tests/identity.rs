@@ -79,6 +79,7 @@ fn check(b: &common::Bundle, opener: &dyn Opener) -> Report {
         trust_fingerprint: None,
         opener: Some(opener),
         zone: None,
+        tsa_trust: Vec::new(),
     };
     verify(&source, &options).unwrap()
 }
@@ -114,6 +115,7 @@ fn a_segment_that_decrypts_to_other_bytes_than_its_record_states_is_caught() {
         trust_fingerprint: None,
         opener: None,
         zone: None,
+        tsa_trust: Vec::new(),
     };
     let r = verify(&source, &options).unwrap();
     assert_eq!(r.verdict, Verdict::IntactComplete, "{:#?}", r.checks);

@@ -19,7 +19,17 @@ fn check(b: &Bundle, trust: Option<PublicKey>) -> Report {
     let dir = tempfile::tempdir().unwrap();
     b.write(dir.path());
     let source = custody_verifier::Dir::open(dir.path()).unwrap();
-    verify(&source, &Options { trust, trust_fingerprint: None, opener: None, zone: None }).unwrap()
+    verify(
+        &source,
+        &Options {
+            trust,
+            trust_fingerprint: None,
+            opener: None,
+            zone: None,
+            tsa_trust: Vec::new(),
+        },
+    )
+    .unwrap()
 }
 
 fn failures(r: &Report) -> Vec<&'static str> {
@@ -86,7 +96,13 @@ fn the_same_bundle_as_a_tar_verifies_the_same() {
     let source = custody_verifier::Tar::open(&tar).unwrap();
     let r = verify(
         &source,
-        &Options { trust: trusted(), trust_fingerprint: None, opener: None, zone: None },
+        &Options {
+            trust: trusted(),
+            trust_fingerprint: None,
+            opener: None,
+            zone: None,
+            tsa_trust: Vec::new(),
+        },
     )
     .unwrap();
     assert_eq!(r.verdict, Verdict::IntactComplete);
@@ -389,7 +405,13 @@ fn a_fingerprint_as_trust_anchor_trusts_only_its_key() {
         let fp = custody_format::ids::Fingerprint::parse(text).unwrap();
         verify(
             &source,
-            &Options { trust: None, trust_fingerprint: Some(fp), opener: None, zone: None },
+            &Options {
+                trust: None,
+                trust_fingerprint: Some(fp),
+                opener: None,
+                zone: None,
+                tsa_trust: Vec::new(),
+            },
         )
         .unwrap()
     };

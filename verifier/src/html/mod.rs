@@ -268,6 +268,12 @@ pub fn render(report: &Report, extras: &HtmlExtras) -> String {
         o.push_str(" Segments drawn in red failed a check.");
     }
     o.push_str("</p>");
+    // Independent time (RFC 3161 tokens in the custody log), or that there is none.
+    let _ = write!(
+        o,
+        "<p class=\"independent-time\"><strong>Independent time.</strong> {}</p>",
+        escape(&report.independent_time)
+    );
     o.push_str(&timeline::svg(&report.segments, &report.verdict, &failed, imported));
     o.push_str("</section>");
 
@@ -411,7 +417,13 @@ fn segments_table(
     }
     let captured =
         if imported { "Sealed at import (device clock)" } else { "Captured (device clock)" };
-    let _ = write!(o, "<th>#</th><th>Result</th><th>{captured}</th><th>Media time</th><th>Size</th><th>Received (server clock)</th><th>Upload delay</th></tr></thead><tbody>");
+    let _ = write!(o, "<th>#</th><th>Result</th><th>{captured}</th><th>Media time</th><th>Size</th><th>Received (server clock)</th><th>Upload delay</th>");
+    // The time-stamp bound, only when the bundle proves one.
+    let stamped = rows.iter().any(|s| s.existed_by_us.is_some());
+    if stamped {
+        o.push_str("<th>Existed by (time-stamp authority)</th>");
+    }
+    o.push_str("</tr></thead><tbody>");
     let mut prev: Option<&SegmentRow> = None;
     for s in rows {
         let gap = prev.is_some_and(|p| s.wall_first_us - p.wall_last_us > timeline::GAP_US);
@@ -453,7 +465,7 @@ fn segments_table(
         let lag = s.upload_lag_us.map_or("—".to_string(), |l| format!("{:.3} s", l as f64 / 1e6));
         let _ = write!(
             o,
-            "<td>{}</td><td>{result}</td><td>{}<br><span class=\"note\">to {}</span></td><td>{:.3}–{:.3} s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{result}</td><td>{}<br><span class=\"note\">to {}</span></td><td>{:.3}–{:.3} s</td><td>{}</td><td>{}</td><td>{}</td>",
             s.seq,
             utc(s.wall_first_us),
             utc(s.wall_last_us),
@@ -463,6 +475,20 @@ fn segments_table(
             received,
             lag
         );
+        if stamped {
+            match (s.existed_by_us, &s.existed_by_tsa) {
+                (Some(t), Some(tsa)) => {
+                    let _ = write!(
+                        o,
+                        "<td>{}<br><span class=\"note\">{}</span></td>",
+                        utc(t),
+                        escape(tsa)
+                    );
+                }
+                _ => o.push_str("<td class=\"note\">not covered</td>"),
+            }
+        }
+        o.push_str("</tr>");
         prev = Some(s);
     }
     o.push_str("</tbody></table></section>");
@@ -559,6 +585,7 @@ svg .failed-label{font:600 11px system-ui,sans-serif;fill:var(--bad)}
 svg .receipt{fill:var(--ok)}svg .lag{stroke:#9aa4ae;stroke-width:.8}
 svg .gap{fill:#f3e3bf;stroke:var(--warn);stroke-dasharray:3 2}svg .gap-label{font:11px system-ui,sans-serif;fill:var(--warn)}
 svg .cutoff{stroke:var(--bad);stroke-width:2;stroke-dasharray:5 3}svg .cutoff-label{font:600 11px system-ui,sans-serif;fill:var(--bad)}
+svg .tsa-bound{stroke:#2d5fa8;stroke-width:2;stroke-dasharray:2 2}svg .tsa-label{font:600 11px system-ui,sans-serif;fill:#2d5fa8}
 ol.custody{padding-left:22px}ol.custody li{margin:4px 0}.when{font:13px ui-monospace,monospace;color:var(--muted)}.what{font-weight:600}
 footer{margin-top:32px;border-top:1px solid var(--rule);font-size:13px;color:var(--muted)}
 @media print{body{padding:0;max-width:none}section{break-inside:avoid-page}.grid{break-inside:auto}}

@@ -41,7 +41,11 @@ pub(crate) fn svg(
     let start = segments.iter().map(|s| s.wall_first_us).min().unwrap_or(0);
     let end = segments
         .iter()
-        .map(|s| s.wall_last_us.max(s.received_at_us.unwrap_or(i64::MIN)))
+        .map(|s| {
+            s.wall_last_us
+                .max(s.received_at_us.unwrap_or(i64::MIN))
+                .max(s.existed_by_us.unwrap_or(i64::MIN))
+        })
         .max()
         .unwrap_or(start)
         .max(start + 1);
@@ -128,6 +132,29 @@ pub(crate) fn svg(
                 s.seq
             );
         }
+    }
+
+    // The times by which a time-stamp authority says the segments existed: one line per
+    // token, naming the last segment it covers.
+    let mut bounds: std::collections::BTreeMap<i64, (u64, &str)> = Default::default();
+    for s in segments {
+        if let (Some(t), Some(tsa)) = (s.existed_by_us, s.existed_by_tsa.as_deref()) {
+            let e = bounds.entry(t).or_insert((s.seq, tsa));
+            e.0 = e.0.max(s.seq);
+        }
+    }
+    for (t, (seq, tsa)) in &bounds {
+        let bx = x(*t);
+        let _ = write!(
+            out,
+            r#"<line class="tsa-bound" data-last-seq="{seq}" x1="{bx:.1}" y1="{}" x2="{bx:.1}" y2="{}"><title>Segments up to {seq} existed by {}, according to time-stamp authority {}</title></line><text class="tsa-label" x="{:.1}" y="{}">time-stamped</text>"#,
+            CAPTURE_Y - 14.0,
+            RECEIPT_Y + BAR_H + 8.0,
+            escape(&crate::facts::Moment::new(*t, None).text()),
+            escape(tsa),
+            bx + 3.0,
+            RECEIPT_Y + BAR_H + 18.0
+        );
     }
 
     // Where the recording was cut off.

@@ -11,7 +11,7 @@
 
 use cms::signed_data::SignedAttributes;
 use der::asn1::{Any, ObjectIdentifier, OctetString};
-use der::{Decode, Sequence};
+use der::{Decode, Encode, Sequence};
 use x509_cert::ext::pkix::name::{GeneralName, GeneralNames};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::AlgorithmIdentifierOwned;
@@ -96,10 +96,7 @@ pub enum EssError {
 }
 
 /// The one value of the attribute `oid`, if present.
-fn value<'a>(
-    attrs: &'a SignedAttributes,
-    oid: ObjectIdentifier,
-) -> Result<Option<&'a Any>, EssError> {
+fn value(attrs: &SignedAttributes, oid: ObjectIdentifier) -> Result<Option<&Any>, EssError> {
     let found: Vec<_> = attrs.iter().filter(|a| a.oid == oid).collect();
     match found.as_slice() {
         [] => Ok(None),
@@ -148,8 +145,6 @@ pub fn check(
     }
     Ok(())
 }
-
-use der::Encode;
 
 fn matches(
     given: &[u8],

@@ -275,7 +275,7 @@ fn a_file_outside_the_layout_is_refused_even_when_listed() {
 #[test]
 fn a_wrong_marker_is_a_report_with_a_failure() {
     let mut b = good();
-    b.files.insert(bundle::MARKER.into(), b"custody-bundle 3\n".to_vec());
+    b.files.insert(bundle::MARKER.into(), b"custody-bundle 4\n".to_vec());
     b.remanifest();
     assert_fails(&b, &["bundle.part.invalid"]);
     b.files.remove(bundle::MARKER);

@@ -29,7 +29,11 @@ pub struct LiveUpload {
     thread: JoinHandle<Result<Flushed, String>>,
     saved_at: SavedAt,
     receipted: Arc<AtomicU64>,
+    /// End records saved, so that a receipt for one is not counted or named as a segment's.
+    ends: Ends,
 }
+
+type Ends = Arc<Mutex<std::collections::HashSet<(RecordingId, u64)>>>;
 
 /// What the uploader did over the whole recording.
 pub struct Report {
@@ -68,10 +72,20 @@ impl LiveUpload {
             }
         };
         let plain_lines = !json && !std::io::stderr().is_terminal();
+        let ends: Ends = Arc::default();
         let (u, at, count) = (uploader.clone(), saved_at.clone(), receipted.clone());
+        let is_end = ends.clone();
         let thread = std::thread::spawn(move || {
             let handle = |ev: custody_client::Receipted| {
-                count.fetch_add(1, Ordering::Relaxed);
+                let end = is_end.lock().is_ok_and(|e| e.contains(&(ev.recording, ev.seq)));
+                let what = match ev.seq {
+                    0 => "the header".to_string(),
+                    _ if end => "the end record".to_string(),
+                    seq => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        format!("segment {seq}")
+                    }
+                };
                 let sealed = at.lock().ok().and_then(|m| m.get(&(ev.recording, ev.seq)).copied());
                 let latency_ms =
                     sealed.map(|s| ev.at.saturating_duration_since(s).as_secs_f64() * 1e3);
@@ -87,7 +101,7 @@ impl LiveUpload {
                     let lag = latency_ms
                         .map(|l| format!(", {l:.0} ms after it was saved"))
                         .unwrap_or_default();
-                    eprintln!("upload: record {} of {} receipted{lag}", ev.seq, ev.recording);
+                    eprintln!("upload: {what} of {} receipted{lag}", ev.recording);
                 }
             };
             runtime.block_on(async move {
@@ -105,7 +119,7 @@ impl LiveUpload {
                 out.map_err(|e| e.to_string())
             })
         });
-        Some(LiveUpload { uploader, finish, thread, saved_at, receipted })
+        Some(LiveUpload { uploader, finish, thread, saved_at, receipted, ends })
     }
 
     /// A record is durable: note when, and wake the uploader.
@@ -116,7 +130,16 @@ impl LiveUpload {
         self.uploader.nudge();
     }
 
-    /// Records receipted so far.
+    /// The end record is durable: as [`LiveUpload::saved`], and its receipt is not a
+    /// segment's.
+    pub fn saved_end(&self, id: RecordingId, seq: u64) {
+        if let Ok(mut e) = self.ends.lock() {
+            e.insert((id, seq));
+        }
+        self.saved(id, seq);
+    }
+
+    /// Segments receipted so far (not the header or end record).
     pub fn receipted(&self) -> u64 {
         self.receipted.load(Ordering::Relaxed)
     }
@@ -145,11 +168,22 @@ pub fn report(
             return None;
         }
     };
-    let waiting = vault
+    let pending: Option<Vec<u64>> = vault
         .index()
         .pending()
-        .map(|p| p.iter().filter(|(r, _)| *r == id.0).count() as u64)
-        .unwrap_or(r.pending);
+        .ok()
+        .map(|p| p.iter().filter(|(r, _)| *r == id.0).map(|(_, seq)| *seq).collect());
+    let waiting = pending.as_ref().map_or(r.pending, |p| p.len() as u64);
+    // Segments are positions 1 to the recording's segment count (0 is the header, one past
+    // the last segment the end record).
+    let segments = vault
+        .listings()
+        .ok()
+        .and_then(|l| l.into_iter().find(|l| l.summary.id == id.to_string()))
+        .map_or(0, |l| l.summary.segments);
+    let waiting_segments = pending
+        .as_ref()
+        .map_or(0, |p| p.iter().filter(|s| (1..=segments).contains(*s)).count() as u64);
     if json {
         let refused = crate::upload::refused_json(&r.refused);
         print(&format!(
@@ -164,8 +198,9 @@ pub fn report(
         print(&format!("Uploaded: every record of recording {id} is receipted by the server.\n"));
     } else {
         print(&format!(
-            "Upload: {waiting} records of recording {id} still waiting for a receipt{}; \
+            "Upload: recording {id}: {} for a receipt{}; \
              they stay in the outbox: run `custody upload` when the server is reachable.\n",
+            crate::status::waiting_phrase(waiting_segments, waiting),
             r.last_error.as_deref().map(|e| format!(" (last failure: {e})")).unwrap_or_default()
         ));
     }

@@ -231,7 +231,7 @@ fn run(
     bar.finish_and_clear();
     if let (Ok(o), Some(l)) = (&outcome, &live) {
         // The end record is the last one, right after the last segment.
-        l.saved(o.id, o.segments + 1);
+        l.saved_end(o.id, o.segments + 1);
     }
     let upload = live.map(|l| {
         if !seal.json && !std::io::stderr().is_terminal() {

@@ -12,6 +12,33 @@ use crate::recordings::utc;
 
 use custody_format::time::now_us;
 
+/// Records counted in the words a user knows: "5 segments", "5 segments and 2 header/end
+/// records". Every segment is a record too, but a recording's header and end record are
+/// not segments, so the two are counted apart.
+pub fn counted(segments: u64, records: u64) -> String {
+    let others = records.saturating_sub(segments);
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let segs = plural(segments, "segment", "segments");
+    let rest = plural(others, "header/end record", "header/end records");
+    match (segments, others) {
+        (_, 0) => segs,
+        (0, _) => rest,
+        _ => format!("{segs} and {rest}"),
+    }
+}
+
+/// What waits for a receipt: "5 segments wait", "1 segment waits", "5 segments and 2
+/// header/end records wait".
+pub fn waiting_phrase(segments: u64, records: u64) -> String {
+    let one = records.max(segments) == 1;
+    format!("{} {}", counted(segments, records), if one { "waits" } else { "wait" })
+}
+
+/// Segments (not header or end records) of `s` that wait for a receipt.
+fn segments_waiting(s: &Status) -> u64 {
+    s.recordings.iter().map(|r| r.segments.saturating_sub(r.segments_receipted)).sum()
+}
+
 fn lag(us: i64) -> String {
     let s = us.max(0) / 1_000_000;
     match s {
@@ -102,8 +129,8 @@ fn text(s: &Status, damage: &Damage) -> String {
     out.push('\n');
     if s.waiting > 0 {
         out.push_str(&format!(
-            "{} records wait for a receipt (`custody upload` sends them).\n",
-            s.waiting
+            "{} for a receipt (`custody upload` sends them).\n",
+            waiting_phrase(segments_waiting(s), s.waiting)
         ));
     }
     if s.segment_files_without_record > 0 {
@@ -173,8 +200,11 @@ pub fn run(vault_dir: &Path, args: &StatusArgs) -> Result<(), CliError> {
         return Err(CliError::failed(format!("{}: {}", i.code, i.message)));
     }
     if s.waiting > 0 {
-        return Err(CliError::failed(format!("{} records wait for a receipt", s.waiting))
-            .hint("run `custody upload` when the server is reachable"));
+        return Err(CliError::failed(format!(
+            "{} for a receipt",
+            waiting_phrase(segments_waiting(&s), s.waiting)
+        ))
+        .hint("run `custody upload` when the server is reachable"));
     }
     if !all_receipted(&s) {
         return Err(CliError::failed(format!(
@@ -194,6 +224,17 @@ mod tests {
         assert_eq!(super::lag(61_000_000), "1m01s");
         assert_eq!(super::lag(3_720_000_000), "1h02m");
         assert_eq!(super::lag(-5), "0s");
+    }
+
+    #[test]
+    fn what_waits_is_said_in_segments() {
+        use super::waiting_phrase as says;
+        assert_eq!(says(5, 5), "5 segments wait");
+        assert_eq!(says(1, 1), "1 segment waits");
+        assert_eq!(says(5, 7), "5 segments and 2 header/end records wait");
+        assert_eq!(says(1, 2), "1 segment and 1 header/end record wait");
+        assert_eq!(says(0, 1), "1 header/end record waits");
+        assert_eq!(says(0, 0), "0 segments wait");
     }
 
     #[test]

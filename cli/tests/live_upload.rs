@@ -126,7 +126,7 @@ fn a_live_recording_is_receipted_segment_by_segment_before_record_exits() {
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("upload: record 1 of ") && err.contains("receipted"), "{err}");
+    assert!(err.contains("upload: segment 1 of ") && err.contains("receipted"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Uploaded: every record"));
     // --no-upload leaves the records in the outbox, and status says so.
     let (_, ev) = record(&env, "testsrc2=size=320x240:rate=25:duration=2", &["--no-upload"]);
@@ -134,6 +134,13 @@ fn a_live_recording_is_receipted_segment_by_segment_before_record_exits() {
     let (code, st) = status(&env);
     assert_eq!(code, Some(1), "{st}");
     assert_eq!(st["waiting"].as_u64(), Some(of(&ev, "saved").len() as u64 + 2));
+    // Said in segments, the header and end record counted apart.
+    let text = String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned();
+    let waiting = match of(&ev, "saved").len() {
+        1 => "1 segment and 2 header/end records wait".to_string(),
+        n => format!("{n} segments and 2 header/end records wait"),
+    };
+    assert!(text.contains(&format!("{waiting} for a receipt")), "{text}");
     // An import uploads the same way, and takes the waiting records along.
     let clip = env.dir.path().join("clip.mp4");
     common::make_clip(&clip, 3, 1);

@@ -313,9 +313,10 @@ pub fn member(cmd: &MemberCommand) -> Result<(), CliError> {
             } else {
                 print(&format!(
                     "API token for {} ({}) — shown only now, stored only hashed:\n{token}\n\
-                     On their computer: custody login https://SERVER:PORT --token {token}\n",
+                     On their computer: custody login {} --token {token}\n",
                     a.name,
-                    role.as_str()
+                    role.as_str(),
+                    crate::serve::server_url(&a.data, None)
                 ));
             }
             Ok(())

@@ -127,7 +127,7 @@ fn write_serve_record(data: &Path, scheme: &str, addr: std::net::SocketAddr) {
 /// The server's address for devices, as the admin commands print it: `--server-url`, else
 /// where `custody serve` last listened (the host left to fill in if it listened on every
 /// address), else a placeholder.
-fn server_url(data: &Path, given: Option<&str>) -> String {
+pub fn server_url(data: &Path, given: Option<&str>) -> String {
     if let Some(u) = given {
         return u.trim_end_matches('/').to_string();
     }

@@ -168,6 +168,15 @@ fn the_token_names_the_real_server_and_enroll_holds_it_to_its_fingerprint() {
     assert!(err.contains(&other) && err.contains(&fp), "{err}");
     assert!(!env.vault.join("enrollment.json").exists(), "nothing pinned");
 
+    // A member's print-out names the server too.
+    let out = Command::new(bin())
+        .args(["admin", "member", "add", "--role", "member", "Ana", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.contains(&format!("custody login {url} --token ")), "{text}");
+
     // The printed command, as printed, enrolls.
     let words: Vec<&str> = command.split(' ').skip(1).collect();
     let text = ok(&env.run(&words));

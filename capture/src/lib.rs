@@ -71,7 +71,8 @@ pub use matching::{compare, Comparison, SegmentMatch, SegmentOutcome, SegmentSpa
 pub use muxer::MuxError;
 pub use recorder::{Capture, CaptureError, StopHandle};
 pub use replay::{
-    packet_hashes, remux_to_mp4, thumbnails, Media, PacketHash, Pieces, RemuxSummary, ReplayError,
+    packet_hashes, remux_to_mp4, remux_to_mp4_turned, thumbnails, Media, PacketHash, Pieces,
+    RemuxSummary, ReplayError,
 };
 pub use segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started, StreamParams};
 pub use settings::{Container, Settings, Source};

@@ -148,17 +148,30 @@ pub struct RemuxSummary {
 /// Remuxes `media` into an MP4 file at `out` without re-encoding: its best video and
 /// audio streams, timestamps shifted to start at zero, the index at the front
 /// (`movflags=+faststart`) so that players can start before the whole file is read.
-/// `progress` is called with the media time written so far, µs.
+/// `progress` is called with the media time written so far, µs. The video is upright: see
+/// [`remux_to_mp4_turned`] for a recording whose header states a rotation.
 pub fn remux_to_mp4(
     media: Media,
     out: &Path,
+    progress: &mut dyn FnMut(i64),
+) -> Result<RemuxSummary, ReplayError> {
+    remux_to_mp4_turned(media, out, None, progress)
+}
+
+/// [`remux_to_mp4`], with `rotation` (degrees clockwise, from the recording's header tag
+/// 16) written as the video track's display matrix, so that players turn the picture as
+/// the source said: MPEG-TS segments carry no display matrix of their own.
+pub fn remux_to_mp4_turned(
+    media: Media,
+    out: &Path,
+    rotation: Option<u16>,
     progress: &mut dyn FnMut(i64),
 ) -> Result<RemuxSummary, ReplayError> {
     let write_err =
         |e: ff::Error| ReplayError::Write { path: out.to_path_buf(), message: e.to_string() };
     let mut src = open(media)?;
     let mut octx = ff::format::output_as(out, "mp4").map_err(write_err)?;
-    for &(index, _, _) in &src.tracks {
+    for &(index, kind, _) in &src.tracks {
         let Some(stream) = src.input.stream(index) else { continue };
         let mut ost = octx.add_stream(ff::encoder::find(ff::codec::Id::None)).map_err(write_err)?;
         ost.set_parameters(stream.parameters());
@@ -166,6 +179,26 @@ pub fn remux_to_mp4(
         // SAFETY: `ost` is a live stream of `octx`, whose parameters were just set.
         unsafe { (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0 };
         ost.set_time_base(stream.time_base());
+        if kind == MediaKind::Video {
+            if let Some(degrees) = rotation.filter(|d| d % 360 != 0) {
+                // SAFETY: `ost` is a live stream of `octx`; the new side data is 9 i32s,
+                // owned by the stream, and filled before the header is written.
+                unsafe {
+                    let matrix = ff::ffi::av_stream_new_side_data(
+                        ost.as_mut_ptr(),
+                        ff::ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                        9 * std::mem::size_of::<i32>(),
+                    );
+                    if matrix.is_null() {
+                        return Err(write_err(ff::Error::Other { errno: ff::ffi::ENOMEM }));
+                    }
+                    // `av_display_rotation_set` takes a clockwise angle, as the header
+                    // states it (`av_display_rotation_get`, in `input::rotation`, gives a
+                    // counterclockwise one).
+                    ff::ffi::av_display_rotation_set(matrix.cast::<i32>(), f64::from(degrees));
+                }
+            }
+        }
     }
     let mut options = ff::Dictionary::new();
     options.set("movflags", "+faststart");

@@ -21,6 +21,7 @@ pub mod facts;
 pub mod html;
 pub mod imported;
 mod media;
+mod orientation;
 mod parts;
 mod receipts;
 mod rules;

@@ -75,6 +75,7 @@ pub(crate) fn check_layout(source: &dyn Source, version: Version, checks: &mut V
 /// The header's own rules: an imported recording names its file, a live one does not; the
 /// segments are sealed to at least one recipient.
 pub(crate) fn check_header(h: &RecordingHeader, checks: &mut Vec<Check>) {
+    checks.extend(crate::orientation::checks(h));
     match (h.origin, &h.imported_file) {
         (Origin::Imported, None) => checks.push(
             Check::new(

@@ -418,7 +418,9 @@ pub(crate) fn independent_time(
         }
     };
     // Runs of consecutive segments with the same bound.
-    let mut runs: Vec<(u64, u64, Option<(i64, String)>)> = Vec::new();
+    // (first, last, bound: genTime and authority)
+    type Run = (u64, u64, Option<(i64, String)>);
+    let mut runs: Vec<Run> = Vec::new();
     for s in segments {
         let bound = s.existed_by_us.zip(s.existed_by_tsa.clone());
         match runs.last_mut() {

@@ -317,3 +317,86 @@ fn every_logged_token_is_checked_revocation_is_said_and_the_earliest_covering_bo
     assert!(tsa::check_all(&[], Some(&key), Some(&given()), now_us(), &mut none).is_empty());
     assert!(none.is_empty());
 }
+
+/// The custody-bundle 3 vector with a token (tests/vectors/bundles/tsa-clean), through
+/// `verify`: the report's words and each segment's bound, with the roots it ships and with
+/// the same root given as `--tsa-trust`.
+#[test]
+fn a_version_3_bundle_says_by_when_its_segments_existed_and_whose_roots_vouch() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/bundles/tsa-clean/bundle");
+    let source = custody_verifier::source::open(&dir).unwrap();
+    let trust = custody_format::testkit::public("server");
+    let shipped = custody_verifier::verify(
+        source.as_ref(),
+        &custody_verifier::Options { trust: Some(trust), ..Default::default() },
+    )
+    .unwrap();
+    assert_eq!(shipped.verdict, custody_format::report::Verdict::IntactComplete);
+    let codes: Vec<_> = shipped.checks.iter().map(|c| c.code).collect();
+    assert!(codes.contains(&code::TIME_TSA_BUNDLE_ROOTS), "{codes:?}");
+    assert!(codes.contains(&code::TIME_TSA_REVOCATION), "{codes:?}");
+    assert!(!codes.contains(&code::TIME_TSA_OK), "{codes:?}");
+    let words = &shipped.independent_time;
+    assert!(words.starts_with("Segments 1\u{2013}"), "{words}");
+    assert!(words.contains("existed by "), "{words}");
+    assert!(words.contains("according to time-stamp authority Custody Test TSA"), "{words}");
+    assert!(words.contains("roots the legal team shipped with the bundle"), "{words}");
+    let stamp = &shipped.time_stamps[0];
+    assert!(shipped.segments.iter().all(|s| s.existed_by_us == Some(stamp.gen_time_us)));
+    assert_eq!(stamp.roots, RootOrigin::Bundle);
+
+    // The same root, given by the verifier: ok, and the words no longer hedge.
+    let root = std::fs::read(dir.join("custody/tsa-roots.pem")).unwrap();
+    let given = custody_verifier::verify(
+        source.as_ref(),
+        &custody_verifier::Options {
+            trust: Some(trust),
+            tsa_trust: Roots::parse_file(&root).unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let codes: Vec<_> = given.checks.iter().map(|c| c.code).collect();
+    assert!(codes.contains(&code::TIME_TSA_OK), "{codes:?}");
+    assert!(!codes.contains(&code::TIME_TSA_BUNDLE_ROOTS), "{codes:?}");
+    assert!(given.independent_time.ends_with("(independent of the device and of the legal team)."));
+
+    // Another root given: the token is untrusted, no bound is claimed, the verdict stands.
+    let other = custody_verifier::verify(
+        source.as_ref(),
+        &custody_verifier::Options {
+            trust: Some(trust),
+            tsa_trust: vec![pki().other_root_der().unwrap()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let codes: Vec<_> = other.checks.iter().map(|c| c.code).collect();
+    assert!(codes.contains(&code::TIME_TSA_UNTRUSTED), "{codes:?}");
+    assert_eq!(other.verdict, custody_format::report::Verdict::IntactComplete);
+    assert!(other.independent_time.starts_with("No independent time was proven"));
+    assert!(other.segments.iter().all(|s| s.existed_by_us.is_none()));
+}
+
+/// A bundle without tokens says so in the report's words, and its checks are untouched.
+#[test]
+fn a_bundle_without_tokens_says_no_independent_time_was_obtained() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/vectors/bundles/clean-complete/bundle");
+    let source = custody_verifier::source::open(&dir).unwrap();
+    let r = custody_verifier::verify(
+        source.as_ref(),
+        &custody_verifier::Options {
+            trust: Some(custody_format::testkit::public("server")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        r.independent_time,
+        "No independent time was obtained: times come from the device and the legal team's server."
+    );
+    assert!(r.checks.iter().all(|c| !c.code.starts_with("time.tsa.")));
+    assert!(r.time_stamps.is_empty());
+}

@@ -205,3 +205,35 @@ async fn a_device_that_stops_sending_is_stalled_then_cut_off_not_live() {
     assert_eq!(cut["state"], "cut off", "{cut}");
     assert!(cut["silent_for_us"].as_i64().unwrap() >= 5_000_000, "{cut}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_log_is_an_event_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    let d = Device::new("damaged-log");
+    let token = custody_server::issue_token(dir.path(), "obs", Duration::from_secs(600)).unwrap();
+    let p = spawn_server(dir.path(), &["--log-json"]);
+    assert_eq!(d.enroll(&c, &p.base, &token).await.status, 200);
+    let chain = Chain::new(1, &d, 3, false, b"d");
+    for seq in 0..4 {
+        let s = d.put(&c, &p.base, &p.key, chain.id, seq as u64, chain.body(seq)).await;
+        assert_eq!(s.status, 200);
+    }
+    assert!(!stderr_of(p).contains("log damaged"));
+    // One bit flipped in the middle of entry 2.
+    let path = dir.path().join("log/entries.bin");
+    let frame = custody_durable::journal::frames_from(&path, 0).unwrap().nth(2).unwrap().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(frame.payload_offset() + 5) as usize] ^= 0x04;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let err = stderr_of(spawn_server(dir.path(), &["--log-json"]));
+    let damaged: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["event"] == "log damaged")
+        .collect();
+    assert_eq!(damaged.len(), 1, "{err}");
+    assert!(damaged[0]["detail"].as_str().unwrap().contains("entry 2"), "{err}");
+}

@@ -416,6 +416,11 @@ pub struct ImportedSummary {
     pub sha256: String,
     /// Its length in bytes.
     pub len: u64,
+    /// For an import that stopped on damaged input (its end record says so), the words
+    /// every listing and the report use: "imported up to 0:06 of 0:12: the rest of the
+    /// file is damaged". Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<String>,
 }
 
 /// `POST /v1/devices/revoke` (admin).

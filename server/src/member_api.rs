@@ -405,10 +405,16 @@ impl Server {
                         .map(|f| hex::encode(f.sha256))
                         .unwrap_or_default(),
                     len: h.imported_file.as_ref().map_or(0, |f| f.len),
+                    damaged: None,
                 }
             });
             let end =
                 positions.iter().find(|(_, st)| st.kind == kind::END).and_then(|(s, _)| record(*s));
+            let mut imported = imported;
+            if let (Some(i), Some(Record::End(e))) = (imported.as_mut(), &end) {
+                // The verifier's words, so the list and the report say the same.
+                i.damaged = custody_verifier::imported::sentence(true, e);
+            }
             let last_seg = positions
                 .iter()
                 .rev()

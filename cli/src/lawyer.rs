@@ -153,7 +153,10 @@ pub fn recordings(args: &RecordingsArgs) -> Result<(), CliError> {
         let imported = r
             .imported
             .as_ref()
-            .map(|f| format!("  imported from {} (its times are claims)", f.file_name))
+            .map(|f| match &f.damaged {
+                Some(d) => format!("  imported from {} (its times are claims): {d}", f.file_name),
+                None => format!("  imported from {} (its times are claims)", f.file_name),
+            })
             .unwrap_or_default();
         out.push_str(&format!(
             "{:<32}  {:<16}  {:<20}  {:>8.1}s  {:<8}  {:>8}  {}{imported}\n",

@@ -121,6 +121,42 @@ fn a_truncated_file_ends_with_the_error_and_says_how_much_was_imported() {
     assert_ends_damaged(&env, &out, &records);
 }
 
+/// Uploaded to a real server on loopback, the server's list says it too.
+#[test]
+fn the_server_lists_a_damaged_import_in_the_same_words() {
+    let env = Env::new();
+    let data = env.dir.path().join("server");
+    let server = common::serve(&env, &data, "127.0.0.1:0");
+    common::ok(&env.run(&["enroll", &server.url, &common::enroll_token(&data, "observer-3")]));
+    let clip = phone_like_clip(env.dir.path());
+    let bytes = std::fs::read(&clip).unwrap();
+    let cut = env.dir.path().join("truncated.mp4");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = env.run(&["import", "--json", "-r", &env.recipient, cut.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = recording_id(&events(&out.stdout)).unwrap().to_string();
+    common::ok(&env.run(&["upload", "--json", "--timeout", "60"]));
+
+    let config = env.dir.path().join("lawyer-config");
+    let token = common::add_member(&data, "Ana Ruiz", "member");
+    let lawyer =
+        |args: &[&str]| env.cmd().env("CUSTODY_CONFIG_DIR", &config).args(args).output().unwrap();
+    common::ok(&lawyer(&["login", &server.url, "--token", &token]));
+    let list: serde_json::Value =
+        serde_json::from_str(&common::ok(&lawyer(&["recordings", "--server", "--json"]))).unwrap();
+    let row = list["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["recording_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["imported"]["damaged"], SAID, "{row}");
+    let table = common::ok(&lawyer(&["recordings", "--server"]));
+    let line = table.lines().find(|l| l.contains(&id)).unwrap();
+    assert!(line.contains(SAID), "{table}");
+}
+
 #[test]
 fn a_file_corrupt_in_the_middle_ends_at_the_damage() {
     let env = Env::new();

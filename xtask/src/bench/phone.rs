@@ -31,6 +31,13 @@ const RECEIPT_POLLER: &str = "(() => { window.__receipts = {}; setInterval(() =>
     for (const r of st.recordings) { const a = (window.__receipts[r.id] ??= []);
       while (a.length < r.receipted) a.push(performance.now()); } }, 10); return true; })()";
 
+/// What the page's status said went wrong, as it changed (polled every 50 ms): each error
+/// code with how many times it appeared, so a slow run says which path held its records.
+const ERROR_POLLER: &str = "(() => { window.__errors = {}; let last = null; setInterval(() => {
+    const st = window.custodyStats.status(); const c = st && st.lastError ? st.lastError.code : null;
+    if (c && c !== last) window.__errors[c] = (window.__errors[c] || 0) + 1; last = c; }, 50);
+    return true; })()";
+
 fn err(e: custody_browser::Error) -> String {
     format!("phone bench: {e}")
 }
@@ -306,6 +313,8 @@ struct FaultRun {
     duplicated: u64,
     verdict: String,
     exit: String,
+    /// The page's error codes during the run, with how often each appeared.
+    errors: String,
 }
 
 /// Records on `phone` while `fault(i, down)` applies the `i`-th outage of the `faults`
@@ -317,6 +326,7 @@ fn fault_run(
     fault: &mut dyn FnMut(&mut custody_browser::Server, usize, f64) -> Result<f64, String>,
 ) -> Result<FaultRun, String> {
     phone.tab.eval(RECEIPT_POLLER, Duration::from_secs(10)).map_err(err)?;
+    phone.tab.eval(ERROR_POLLER, Duration::from_secs(10)).map_err(err)?;
     let plan = super::faults::schedule(16);
     let id = phone.start_recording().map_err(err)?;
     // The first receipts come with the network whole.
@@ -341,6 +351,10 @@ fn fault_run(
     let bundle = server.fetch(&id, &format!("bench-faults-bundle-{}", plan.len())).map_err(err)?;
     let (code, report) = server.verify(&bundle).map_err(err)?;
     let _ = std::fs::remove_dir_all(&bundle);
+    let seen = phone.tab.eval("window.__errors", Duration::from_secs(10)).map_err(err)?;
+    let errors = seen.as_object().map_or_else(String::new, |m| {
+        m.iter().map(|(c, n)| format!("`{c}` ×{n}")).collect::<Vec<_>>().join(", ")
+    });
     Ok(FaultRun {
         latencies,
         outages,
@@ -352,6 +366,7 @@ fn fault_run(
             .as_str()
             .map_or_else(|| report["verdict"].to_string(), str::to_string),
         exit: code.map_or_else(|| "?".to_string(), |c| c.to_string()),
+        errors: if errors.is_empty() { "none".into() } else { errors },
     })
 }
 
@@ -443,7 +458,7 @@ pub fn faults_section(_runs: usize) -> Result<String, String> {
             r.exit,
             if met { "met" } else { "**missed**" },
         ));
-        notes.push_str(&format!("- {name}: {note}.\n"));
+        notes.push_str(&format!("- {name}: {note}; the page's errors: {}.\n", r.errors));
     }
     Ok(format!(
         "Command: `cargo xtask bench phone-faults` (custody-browser: Debian's Chromium headless, fake \

@@ -274,7 +274,7 @@ impl Pki {
 
     /// A TSA signing with the variant's certificate and ESS signing-certificate v1.
     pub fn tsa(&self, variant: Variant) -> Tsa {
-        Tsa { inner: Arc::clone(&self.inner), variant, ess: Ess::V1Sha1 }
+        Tsa { inner: Arc::clone(&self.inner), variant, ess: Ess::V1Sha1, precision: 0 }
     }
 }
 
@@ -375,6 +375,7 @@ pub struct Tsa {
     inner: Arc<Inner>,
     variant: Variant,
     ess: Ess,
+    precision: u8,
 }
 
 impl std::fmt::Debug for Tsa {
@@ -388,6 +389,14 @@ impl Tsa {
     /// tokens always carry `signingCertificateV2` with SHA-256, from `cms -cades`).
     pub fn with_ess(mut self, ess: Ess) -> Tsa {
         self.ess = ess;
+        self
+    }
+
+    /// The same TSA stamping `genTime` with `digits` (up to 6) decimals of a second, and an
+    /// accuracy of 10 ms: RFC 3161 allows fractional seconds, and TSAs with sub-second
+    /// clocks send them (`openssl ts` `clock_precision_digits`).
+    pub fn with_precision(mut self, digits: u8) -> Tsa {
+        self.precision = digits.min(6);
         self
     }
 
@@ -521,6 +530,8 @@ impl Tsa {
         } else {
             String::new()
         };
+        let accuracy =
+            if self.precision > 0 { "accuracy = millisecs:10" } else { "accuracy = secs:1" };
         let mut cfg = String::from("[tsa]\n");
         let _ = write!(
             cfg,
@@ -528,8 +539,10 @@ impl Tsa {
              signer_cert = {stem}.pem\n{certs}signer_key = {stem}.key\n\
              signer_digest = {digest}\ndefault_policy = {POLICY}\n\
              other_policies = {POLICY}\ndigests = sha256, sha384, sha512\n\
-             accuracy = secs:1\nordering = no\ntsa_name = yes\ness_cert_id_chain = no\n\
-             ess_cert_id_alg = {alg}\ncrypto_device = builtin\n"
+             {accuracy}\nordering = no\ntsa_name = yes\ness_cert_id_chain = no\n\
+             ess_cert_id_alg = {alg}\ncrypto_device = builtin\n\
+             clock_precision_digits = {}\n",
+            self.precision
         );
         std::fs::write(self.inner.path("tsa.cnf"), cfg)?;
         Ok(section)

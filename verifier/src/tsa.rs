@@ -32,7 +32,8 @@
 //!
 //! Revocation (CRL, OCSP) needs the network and so is never checked: every report with a
 //! token says so (`time.tsa.revocation`). Parsing uses the RustCrypto types: `cms` 0.2,
-//! `x509-tsp` 0.1, `x509-cert` 0.2 and `der` 0.7.
+//! `x509-tsp` 0.1, `x509-cert` 0.2 and `der` 0.7 (the TSTInfo itself is `x509-tsp`'s but
+//! for `genTime`, whose fractional seconds `der` 0.7 refuses: see `tsa/tst_info.rs`).
 
 use std::time::Duration;
 
@@ -44,14 +45,16 @@ use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::record::Hash;
 use custody_format::report::{code, Check};
 use custody_format::signed::Signed;
-use der::asn1::{GeneralizedTime, ObjectIdentifier, OctetString};
+use der::asn1::{ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
 use serde::Serialize;
 use x509_cert::Certificate;
-use x509_tsp::TstInfo;
 
 pub mod ess;
+mod tst_info;
+
+use tst_info::TstInfo;
 
 /// id-signedData, RFC 5652 §5.1.
 const ID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
@@ -264,10 +267,6 @@ struct Examined {
     signer: Certificate,
     signer_der: Vec<u8>,
     others: Vec<Vec<u8>>,
-}
-
-fn unix_us(t: &GeneralizedTime) -> i64 {
-    i64::try_from(t.to_unix_duration().as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Checks one type-10 entry's token; pushes its checks and returns what it proves when
@@ -493,7 +492,7 @@ fn examine(entry: &TokenEntry<'_>, server_key: Option<&PublicKey>) -> Result<Exa
             "the token is over another imprint than the SHA-256 of the head it is logged with",
         ));
     }
-    let gen_time_us = unix_us(&tst.gen_time);
+    let gen_time_us = tst.gen_time.unix_us;
     let accuracy_us = tst.accuracy.as_ref().map(|a| {
         let s = i64::try_from(a.seconds.unwrap_or(0)).unwrap_or(i64::MAX / 2);
         s.saturating_mul(1_000_000)

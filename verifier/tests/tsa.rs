@@ -400,3 +400,81 @@ fn a_bundle_without_tokens_says_no_independent_time_was_obtained() {
     assert!(r.checks.iter().all(|c| !c.code.starts_with("time.tsa.")));
     assert!(r.time_stamps.is_empty());
 }
+
+mod fuzz_check {
+    include!("../../fuzz/checks/tsa_token.rs");
+}
+
+/// The fuzz target's seeds (real tokens over its fixed head, from the testkit's TSA) and
+/// any input it once failed on pass its check, and the seeds are accepted, so the fuzzer
+/// starts from tokens that reach every check. `CUSTODY_REGENERATE_SEEDS=1` makes the seeds
+/// again (then run once more: the check includes the root at compile time).
+#[test]
+fn the_tsa_token_fuzz_seeds_and_kept_inputs_pass_its_check() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let seeds = base.join("fuzz/seeds/tsa_token");
+    if std::env::var_os("CUSTODY_REGENERATE_SEEDS").is_some() {
+        std::fs::write(seeds.join("root.der.bin"), pki().root_der().unwrap()).unwrap();
+        let h = fuzz_check::head();
+        let d: [u8; 32] = Sha256::digest(&h).into();
+        for (name, tsa) in [
+            ("good-ess-v1.der", pki().tsa(Variant::Good)),
+            ("good-ess-v2.der", pki().tsa(Variant::Good).with_ess(Ess::V2Sha256)),
+            ("intermediate.der", pki().tsa(Variant::Intermediate)),
+        ] {
+            std::fs::write(seeds.join(name), tsa.token(&d).unwrap()).unwrap();
+        }
+        return;
+    }
+    let mut seen = 0;
+    for dir in [seeds, base.join("tests/fuzz-regressions/tsa_token")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "bin") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            fuzz_check::check(&data);
+            if path.starts_with(base.join("fuzz/seeds")) {
+                let head = fuzz_check::head();
+                let roots = Roots::new(vec![fuzz_check::ROOT.to_vec()], RootOrigin::Given);
+                let entry = TokenEntry {
+                    log_index: 40,
+                    logged_at_us: 1_764_000_001_000_000,
+                    label: "seed",
+                    tree_head: &head,
+                    token: &data,
+                };
+                let mut checks = Vec::new();
+                let key = custody_format::testkit::public("server");
+                let stamp = tsa::check_token(&entry, Some(&key), Some(&roots), 0, &mut checks);
+                assert!(stamp.is_some(), "{}: {checks:?}", path.display());
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 3, "the three seed tokens");
+}
+
+/// RFC 3161 allows genTime fractional seconds (a TSA with a sub-second clock sends them);
+/// `der` 0.7's GeneralizedTime refuses them, so the verifier reads genTime itself.
+#[test]
+fn a_gen_time_with_fractional_seconds_is_read_to_the_microsecond() {
+    let h = head(37);
+    let mut fractions = 0;
+    for _ in 0..3 {
+        let token =
+            pki().tsa(Variant::Good).with_precision(3).token(&Sha256::digest(&h).into()).unwrap();
+        let out = check(&h, &token);
+        assert_eq!(out.codes(), [code::TIME_TSA_OK], "{:?}", out.checks);
+        let s = out.stamp.unwrap();
+        assert_eq!(s.accuracy_us, Some(10_000));
+        assert_eq!(s.gen_time_us % 1000, 0, "milliseconds only");
+        if s.gen_time_us % 1_000_000 != 0 {
+            fractions += 1;
+        }
+    }
+    // A fraction of exactly .000 is written without one: three in a row is one in 10^9.
+    assert!(fractions > 0);
+}

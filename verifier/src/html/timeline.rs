@@ -147,12 +147,12 @@ pub(crate) fn svg(
         let bx = x(*t);
         let _ = write!(
             out,
-            r#"<line class="tsa-bound" data-last-seq="{seq}" x1="{bx:.1}" y1="{}" x2="{bx:.1}" y2="{}"><title>Segments up to {seq} existed by {}, according to time-stamp authority {}</title></line><text class="tsa-label" x="{:.1}" y="{}">time-stamped</text>"#,
+            r#"<line class="tsa-bound" data-last-seq="{seq}" x1="{bx:.1}" y1="{}" x2="{bx:.1}" y2="{}"><title>Segments up to {seq} existed by {}, according to time-stamp authority {}</title></line><text class="tsa-label" x="{:.1}" y="{}" text-anchor="end">time-stamped</text>"#,
             CAPTURE_Y - 14.0,
             RECEIPT_Y + BAR_H + 8.0,
             escape(&crate::facts::Moment::new(*t, None).text()),
             escape(tsa),
-            bx + 3.0,
+            bx - 3.0,
             RECEIPT_Y + BAR_H + 18.0
         );
     }

@@ -237,13 +237,13 @@ codes! {
     RECEIPT_REORDERED = "receipt.reordered", Failure,
         "The receipts are not in chain order.";
     RECEIPT_CONSISTENCY_OK = "receipt.consistency.ok", Ok,
-        "The log tree every receipt was signed under is a prefix of the bundle's signed head (RFC 9162 consistency proofs).";
+        "The log tree every receipt was signed under, and in a custody-bundle 3 every head a carried time-stamp token stamped, is a prefix of the bundle's signed head (RFC 9162 consistency proofs).";
     RECEIPT_CONSISTENCY_FAILED = "receipt.consistency.failed", Failure,
-        "A receipt's log tree is not a prefix of the bundle's head: the server's log forked between the receipt and the retrieval.";
+        "A receipt's log tree (or a carried time-stamp token's stamped head) is not a prefix of the bundle's head: the server's log forked between the receipt and the retrieval, or the token is over another log.";
     RECEIPT_CONSISTENCY_MISSING = "receipt.consistency.missing", Failure,
-        "A receipt's tree size has no consistency proof in the bundle.";
+        "A receipt's tree size, or a carried time-stamp token's stamped tree size, has no consistency proof in the bundle.";
     RECEIPT_CONSISTENCY_EXTRA = "receipt.consistency.extra", Failure,
-        "The bundle carries a consistency proof that no receipt needs, or one repeated or out of order.";
+        "The bundle carries a consistency proof that no receipt or stamped head needs, or one repeated or out of order.";
     LOG_TREE_HEAD_VALID = "log.tree_head.valid", Ok,
         "The custody log's tree head is signed by the server key.";
     LOG_TREE_HEAD_INVALID = "log.tree_head.invalid", Failure,

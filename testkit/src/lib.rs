@@ -22,7 +22,7 @@ mod pki;
 mod server;
 
 pub use der::token_of_reply;
-pub use pki::{Ess, Pki, Tsa, Variant};
+pub use pki::{Ess, Pki, Tsa, Variant, POLICY};
 pub use server::{Mode, TsaServer};
 
 /// What went wrong making certificates or tokens.

@@ -7,19 +7,10 @@ mod bundles;
 mod common;
 mod real;
 
+use common::json;
 use common::make_clip;
 use custody_format::record::SegmentRecord;
 use real::{ffprobe, Real};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 /// The positions of the segments overlapping `from..to` seconds of media time.
 fn covering(segments: &[SegmentRecord], from: f64, to: f64) -> Vec<u64> {

@@ -6,18 +6,9 @@ mod bundles;
 mod common;
 mod real;
 
+use common::json;
 use common::make_clip;
 use real::{ffmpeg, ffprobe, Real};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 #[test]
 fn export_plays_and_has_the_recordings_packet_digest() {

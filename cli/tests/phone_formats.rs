@@ -8,19 +8,10 @@ mod bundles;
 mod common;
 mod real;
 
+use common::json;
 use std::path::{Path, PathBuf};
 
 use real::{ffmpeg, ffprobe, Real};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 /// A clip of `seconds` of test picture and tone, encoded with `args` (codecs and their
 /// options) into `name` under `dir`.

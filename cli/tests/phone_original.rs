@@ -15,6 +15,7 @@ mod bundles;
 mod common;
 mod real;
 
+use common::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,16 +26,6 @@ use custody_format::primitives::sha256;
 use custody_format::record::{Container, CutReason, EndReason, Record, RecordingHeader};
 use custody_format::testkit;
 use real::{ffmpeg, Real};
-
-fn json(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 fn media_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media")

@@ -226,3 +226,14 @@ pub fn page_header(
         .collect();
     header
 }
+
+/// A command's stdout as JSON; on failure the panic shows what it printed.
+pub fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}

@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{enroll_token, events, ok, recording_id, serve, Env};
+use common::{enroll_token, events, ok, record_live_then_kill, recording_id, serve, Env};
 use custody_format::ids::{PublicKey, RecordingId};
 
 fn now_us() -> i64 {
@@ -225,34 +222,8 @@ fn a_recorder_killed_mid_recording_leaves_a_cut_off_recording_that_upload_comple
     let server = serve(&env, &data, "127.0.0.1:0");
     enroll(&env, &data, &server.url);
 
-    let mut child = env
-        .cmd()
-        .args(["record", "--json", "--format", "lavfi", "--input"])
-        .arg("testsrc2=size=320x240:rate=25,realtime")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    // Wait for two segments to be receipted live, then kill the recorder outright.
-    let mut receipted_segments = 0;
-    while receipted_segments < 2 {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("live receipts within 60 s");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["event"] == "receipted" && v["seq"].as_u64().unwrap() >= 1 {
-            receipted_segments += 1;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    // Two segments receipted live, then the recorder killed outright.
+    record_live_then_kill(&env, 2);
 
     let vault = env.open_vault();
     let id = vault.recording_ids().unwrap()[0];

@@ -10,7 +10,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -242,33 +241,7 @@ fn a_recorder_killed_mid_recording_is_listed_stalled_not_live() {
     ok(&env.run(&["login", &url, "--token", &add_member(&data, "lawyer", "member")]));
 
     // A camera recording live, paced in real time, killed outright after two segments.
-    let mut child = env
-        .cmd()
-        .args(["record", "--json", "--format", "lavfi", "--input"])
-        .arg("testsrc2=size=320x240:rate=25,realtime")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let mut receipted = 0;
-    while receipted < 2 {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("live receipts within 60 s");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if v["event"] == "receipted" && v["seq"].as_u64().unwrap() >= 1 {
-            receipted += 1;
-        }
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    record_live_then_kill(&env, 2);
 
     // Polled, bounded: the listing says it stalled, and for how long.
     let deadline = Instant::now() + Duration::from_secs(30);

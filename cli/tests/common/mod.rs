@@ -237,3 +237,37 @@ pub fn json(out: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+/// Records live from a real-time synthetic camera with uploads on, waits (at most 60 s per
+/// receipt) until `segments` segments are receipted, then kills the recorder outright
+/// (SIGKILL): a device seized mid-recording.
+pub fn record_live_then_kill(env: &Env, segments: u32) {
+    let mut child = env
+        .cmd()
+        .args(["record", "--json", "--format", "lavfi", "--input"])
+        .arg("testsrc2=size=320x240:rate=25,realtime")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut receipted = 0;
+    while receipted < segments {
+        let line =
+            rx.recv_timeout(std::time::Duration::from_secs(60)).expect("live receipts within 60 s");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "receipted" && v["seq"].as_u64().unwrap() >= 1 {
+            receipted += 1;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}

@@ -45,6 +45,7 @@ mod bsf;
 mod clock;
 mod digest_worker;
 mod encode;
+mod ffmpeg_log;
 mod file_digest;
 mod input;
 mod interleave;
@@ -64,6 +65,7 @@ pub use browser::{
 pub use bsf::BsfError;
 pub use custody_format::digest::{MediaKind, PacketDigest};
 pub use encode::EncodeError;
+pub use ffmpeg_log::{explain, ffmpeg_messages, let_ffmpeg_log_through};
 pub use file_digest::{digest_file, FileDigestError, FileSegmentDigest};
 pub use input::InputError;
 pub use lane::{container_for, StreamError};
@@ -84,8 +86,10 @@ pub(crate) fn init() {
         // `init` only registers (devices, network); it has no failure that matters here.
         let _ = ffmpeg_next::init();
         // FFmpeg's own chatter (encoder statistics, probing notes) would garble a terminal
-        // status line; errors still reach stderr, and every failure is reported as an error.
+        // status line, and its errors are in its words: its warnings and errors are kept
+        // (`ffmpeg_log`) for custody's own error, and reach stderr only when asked for.
         ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Error);
+        ffmpeg_log::install();
         ffmpeg_next::format::network::init();
     });
 }

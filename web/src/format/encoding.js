@@ -95,6 +95,14 @@ export class FieldWriter {
   }
 
   /** @param {Field} fd @param {number} v */
+  u16(fd, v) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new RangeError(`${fd.name}: not a u16`);
+    const b = new Uint8Array(2);
+    new DataView(b.buffer).setUint16(0, v);
+    return this.raw(fd, b);
+  }
+
+  /** @param {Field} fd @param {number} v */
   u32(fd, v) {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${fd.name}: not a u32`);
     const b = new Uint8Array(4);

@@ -58,6 +58,19 @@ export const MEDIA_KIND = Object.freeze({ VIDEO: 1, AUDIO: 2, OTHER: 3 });
  * @property {StreamInfo[]} streams
  * @property {string[]} recipients
  * @property {string} software
+ * @property {number} [rotation] degrees clockwise the picture must be turned for display
+ *   (0, 90, 180 or 270), from the source's display matrix; MPEG-TS segments cannot carry it,
+ *   so the header keeps it. Optional (tag 16): absent is upright, and absent stays absent.
+ * @property {DroppedStream[]} [droppedStreams] the input streams that were not kept, so a
+ *   reader knows what the source held beyond the recording. Optional (tag 17): written only
+ *   when there is at least one.
+ */
+
+/**
+ * An input stream a recording did not keep (header tag 17).
+ * @typedef {object} DroppedStream
+ * @property {number} kind 1 video, 2 audio, 3 other (subtitles and data are other)
+ * @property {string} codec FFmpeg's short codec name (`mov_text`, `tmcd`, `bin_data`, ...)
  */
 
 /**
@@ -93,6 +106,9 @@ export const MEDIA_KIND = Object.freeze({ VIDEO: 1, AUDIO: 2, OTHER: 3 });
  * @property {bigint | number} mediaDurationUs
  * @property {bigint | number} plaintextBytes
  * @property {bigint | number} ciphertextBytes
+ * @property {bigint | number} [sourceDurationUs] for an import, the duration the source file
+ *   declares (its container's duration), so a report can say how much of a damaged file was
+ *   imported. Optional (tag 11): absent for live recordings.
  */
 
 /** @typedef {RecordingHeader | SegmentRecord | EndRecord} Record */
@@ -112,6 +128,10 @@ const H_MAX_MS = f(12, 'max_segment_ms');
 const H_STREAMS = f(13, 'streams');
 const H_RECIPIENTS = f(14, 'recipients');
 const H_SOFTWARE = f(15, 'software');
+const H_ROTATION = f(16, 'rotation');
+const H_DROPPED = f(17, 'dropped_streams');
+const D_KIND = f(1, 'kind');
+const D_CODEC = f(2, 'codec');
 const S_KIND = f(1, 'kind');
 const S_CODEC = f(2, 'codec');
 const S_WIDTH = f(3, 'width');
@@ -143,6 +163,10 @@ const E_SEGMENTS = f(7, 'segments');
 const E_DURATION = f(8, 'media_duration_us');
 const E_PLAIN = f(9, 'plaintext_bytes');
 const E_CIPHER = f(10, 'ciphertext_bytes');
+const E_SOURCE_DURATION = f(11, 'source_duration_us');
+
+/** The rotations a header may carry, degrees clockwise. */
+export const ROTATIONS = Object.freeze([0, 90, 180, 270]);
 
 /**
  * @param {string} field
@@ -183,6 +207,17 @@ function decodeStream(item) {
 }
 
 /**
+ * @param {Uint8Array} item
+ * @returns {DroppedStream}
+ */
+function decodeDropped(item) {
+  const r = new FieldReader('dropped stream', item);
+  const d = { kind: checkCode('kind', r.u8(D_KIND), 3), codec: r.str(D_CODEC) };
+  r.finish();
+  return d;
+}
+
+/**
  * The record's one encoding.
  * @param {Record} rec
  * @returns {Uint8Array}
@@ -196,6 +231,10 @@ export function encodeRecord(rec) {
     const recipients = rec.recipients.map((r) => new FieldWriter().str(R_VALUE, r).bytes());
     w.u8(H_CONTAINER, rec.container).u32(H_TARGET_MS, rec.targetSegmentMs).u32(H_MAX_MS, rec.maxSegmentMs)
       .list(H_STREAMS, rec.streams.map(encodeStream)).list(H_RECIPIENTS, recipients).str(H_SOFTWARE, rec.software);
+    if (rec.rotation !== undefined) w.u16(H_ROTATION, rec.rotation);
+    if (rec.droppedStreams?.length) {
+      w.list(H_DROPPED, rec.droppedStreams.map((d) => new FieldWriter().u8(D_KIND, d.kind).str(D_CODEC, d.codec).bytes()));
+    }
     return w.object(KIND.HEADER);
   }
   if (rec.type === 'segment') {
@@ -214,6 +253,7 @@ export function encodeRecord(rec) {
   if (rec.message !== null && rec.message !== undefined) w.str(E_MESSAGE, rec.message);
   w.u64(E_SEGMENTS, rec.segments).u64(E_DURATION, rec.mediaDurationUs)
     .u64(E_PLAIN, rec.plaintextBytes).u64(E_CIPHER, rec.ciphertextBytes);
+  if (rec.sourceDurationUs !== undefined) w.u64(E_SOURCE_DURATION, rec.sourceDurationUs);
   return w.object(KIND.END);
 }
 
@@ -247,11 +287,22 @@ function decodeBody(kind, body) {
       return v;
     });
     const software = r.str(H_SOFTWARE);
+    const rot = r.optionalArray(H_ROTATION, 2);
+    const rotation = rot && new DataView(rot.buffer, rot.byteOffset, 2).getUint16(0);
+    if (rot && !ROTATIONS.includes(/** @type {number} */ (rotation))) {
+      throw new DecodeError('invalid-value', 'field `rotation` has an invalid value: a rotation is 0, 90, 180 or 270 degrees');
+    }
+    const dropped = r.optional(H_DROPPED) === null ? null : r.list(H_DROPPED).map(decodeDropped);
     r.finish();
-    return {
+    /** @type {RecordingHeader} */
+    const h = {
       type: 'header', recordingId, deviceKey, startedAtUs, origin, input, importedFile, container,
       targetSegmentMs, maxSegmentMs, streams, recipients, software,
     };
+    // Absent fields stay absent, so a header without them reads back as it was built.
+    if (rot) h.rotation = /** @type {number} */ (rotation);
+    if (dropped) h.droppedStreams = dropped;
+    return h;
   }
   if (kind === KIND.SEGMENT) {
     const r = new FieldReader('segment record', body);
@@ -299,6 +350,8 @@ function decodeBody(kind, body) {
       plaintextBytes: r.u64(E_PLAIN),
       ciphertextBytes: r.u64(E_CIPHER),
     };
+    const sourceDuration = r.optional(E_SOURCE_DURATION);
+    if (sourceDuration !== null) rec.sourceDurationUs = readU64(E_SOURCE_DURATION, sourceDuration);
     r.finish();
     if (rec.seq === 0n) throw new DecodeError('invalid-value', 'field `seq` has an invalid value: the end record follows the header');
     return rec;

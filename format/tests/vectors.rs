@@ -22,7 +22,7 @@ use custody_format::log::TreeHead;
 use custody_format::merkle::{self, MerkleError};
 use custody_format::primitives::{self, DOMAIN_RECEIPT_SIGNATURE, DOMAIN_RECORD_SIGNATURE};
 use custody_format::receipt::Receipt;
-use custody_format::record::{EndReason, Record, SignedRecord};
+use custody_format::record::{DroppedStream, EndReason, Record, SignedRecord};
 use custody_format::report::{CheckState, Verdict};
 use custody_format::signed::Signed;
 use custody_format::testkit;
@@ -103,6 +103,15 @@ fn signed_raw(object: &[u8], signer: &str) -> Vec<u8> {
         object,
     ));
     out
+}
+
+/// How a vector names a stream kind (`dropped-stream: other mov_text`).
+fn kind_name(k: &MediaKind) -> &'static str {
+    match k {
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
+        MediaKind::Other => "other",
+    }
 }
 
 fn generate() -> Vec<(String, Vector)> {
@@ -258,6 +267,59 @@ fn generate() -> Vec<(String, Vector)> {
         .with("device-key", &device)
         .hex("data", &signed_raw(&missing, "device")),
     ));
+
+    // --- the optional fields of docs/format.md 4.1 (rotation, dropped_streams) and 4.3
+    // (source_duration_us); the page's record.js must read them as this crate does ---
+    if let Record::Header(mut h) = full[0].record().clone() {
+        h.rotation = Some(90);
+        h.dropped_streams = vec![
+            DroppedStream { kind: MediaKind::Other, codec: "mov_text".into() },
+            DroppedStream { kind: MediaKind::Audio, codec: "opus".into() },
+        ];
+        let mut vector = Vector::new(
+            "record",
+            "A recording header turned 90 degrees (tag 16) that dropped a subtitle and a second\naudio stream (tag 17), validly signed.",
+            "ok",
+        )
+        .with("device-key", &device);
+        let rec = resign(Record::Header(h.clone()), "device");
+        vector = vector
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash())
+            .with("rotation", "90");
+        for d in &h.dropped_streams {
+            vector = vector.with("dropped-stream", format!("{} {}", kind_name(&d.kind), d.codec));
+        }
+        v.push(("record-header-rotation-dropped".into(), vector));
+        h.rotation = Some(45);
+        h.dropped_streams = Vec::new();
+        v.push((
+            "record-header-rotation-invalid".into(),
+            Vector::new(
+                "record",
+                "A recording header whose rotation (tag 16) is 45 degrees, validly signed:\nonly 0, 90, 180 and 270 are rotations.",
+                "error: invalid-value",
+            )
+            .with("device-key", &device)
+            .hex("data", &resign(Record::Header(h), "device").to_bytes()),
+        ));
+    }
+    if let Record::End(mut e) = full[4].record().clone() {
+        e.source_duration_us = Some(12_000_000);
+        let rec = resign(Record::End(e), "device");
+        v.push((
+            "record-end-source-duration".into(),
+            Vector::new(
+                "record",
+                "An end record carrying source_duration_us (tag 11), the duration an imported source\ndeclares: 12 s. Validly signed.",
+                "ok",
+            )
+            .with("device-key", &device)
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash())
+            .with("source-duration-us", "12000000"),
+        ));
+    }
 
     // --- chains ---
     let chain = |name: &str, comment: &'static str, expect: &str, bytes: &[u8]| {
@@ -612,6 +674,26 @@ impl File {
     }
 }
 
+/// The optional record fields a vector names (`rotation`, `dropped-stream`,
+/// `source-duration-us`) are what the record holds; a vector that names none holds none.
+fn check_optional_fields(f: &File, record: &Record) {
+    let (rotation, dropped, source) = match record {
+        Record::Header(h) => (
+            h.rotation.map(|r| r.to_string()),
+            h.dropped_streams
+                .iter()
+                .map(|d| format!("{} {}", kind_name(&d.kind), d.codec))
+                .collect(),
+            None,
+        ),
+        Record::End(e) => (None, Vec::new(), e.source_duration_us.map(|d| d.to_string())),
+        Record::Segment(_) => (None, Vec::new(), None),
+    };
+    assert_eq!(f.values.get("rotation").map(|v| v[0].clone()), rotation, "rotation");
+    assert_eq!(f.all("dropped-stream"), dropped.as_slice(), "dropped streams");
+    assert_eq!(f.values.get("source-duration-us").map(|v| v[0].clone()), source, "source duration");
+}
+
 fn merkle_outcome(r: Result<(), MerkleError>) -> String {
     match r {
         Ok(()) => "ok".into(),
@@ -632,6 +714,7 @@ fn run(f: &File) -> String {
                 if let Some(h) = f.values.get("record-hash") {
                     assert_eq!(hex::encode(r.hash()), h[0], "record hash");
                 }
+                check_optional_fields(f, r.record());
                 "ok".into()
             }
         },

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { equal, fromHex, sha256, toHex } from '../src/format/bytes.js';
 import { keyFromSeed } from '../src/format/ed25519.js';
 import { fingerprint, keyToText, parseKey } from '../src/format/ids.js';
-import { parseSignedRecord, recordHash, recordSeq, verifyRecord } from '../src/format/record.js';
+import { encodeRecord, parseSignedRecord, recordHash, recordSeq, verifyRecord } from '../src/format/record.js';
 import { verdict, verifyChain } from '../src/format/chain.js';
 import { leafHash, verifyConsistency, verifyInclusion } from '../src/format/merkle.js';
 import { parseSigned, verifySigned } from '../src/format/signed.js';
@@ -61,6 +61,24 @@ async function packetDigest(v) {
   return `digest ${toHex(d.finish())}`;
 }
 
+const KIND_NAMES = ['', 'video', 'audio', 'other'];
+
+/**
+ * The optional record fields a vector names (`rotation`, `dropped-stream`,
+ * `source-duration-us`) are what the record holds; a vector that names none holds none, as
+ * format/tests/vectors.rs checks them.
+ * @param {VectorFile} v
+ * @param {import('../src/format/record.js').Record} rec
+ */
+function checkOptionalFields(v, rec) {
+  const rotation = rec.type === 'header' && rec.rotation !== undefined ? String(rec.rotation) : null;
+  const dropped = rec.type === 'header' ? (rec.droppedStreams ?? []).map((d) => `${KIND_NAMES[d.kind]} ${d.codec}`) : [];
+  const source = rec.type === 'end' && rec.sourceDurationUs !== undefined ? String(rec.sourceDurationUs) : null;
+  assert.equal(rotation, v.has('rotation') ? v.one('rotation') : null, 'rotation');
+  assert.deepEqual(dropped, v.all('dropped-stream'), 'dropped streams');
+  assert.equal(source, v.has('source-duration-us') ? v.one('source-duration-us') : null, 'source duration');
+}
+
 /** @param {VectorFile} v */
 async function run(v) {
   switch (v.kind) {
@@ -73,6 +91,9 @@ async function run(v) {
       }
       if (!(await verifyRecord(r, parseKey(v.one('device-key'))))) return 'failure: record.signature.invalid';
       if (v.has('record-hash')) assert.equal(toHex(await recordHash(r.bytes)), v.one('record-hash'), 'record hash');
+      checkOptionalFields(v, r.record);
+      // The page's encoder writes the record Rust wrote, byte for byte.
+      assert.equal(toHex(encodeRecord(r.record)), toHex(r.bytes), 're-encoded');
       return 'ok';
     }
     case 'chain': {

@@ -411,6 +411,10 @@ pub struct SealArgs {
     /// When recording ends, wait at most this long for the last records to be receipted.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub upload_wait: f64,
+    /// Let FFmpeg's own log messages through to stderr, for debugging (as
+    /// CUSTODY_FFMPEG_LOG=1 does); without it custody says what they mean in its own words.
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 /// `custody record`.

@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use custody_capture::{Capture, Container, Settings, Source};
@@ -72,7 +74,11 @@ pub fn record(vault_dir: &Path, args: &RecordArgs) -> Result<(), CliError> {
         Some(f) => format!("{f}:{}", recorder::redact_url(&args.input)),
         None => recorder::redact_url(&args.input),
     };
-    run(vault_dir, &args.seal, source, Origin::Live, input, None, args.duration)
+    let listener = match &args.format {
+        Some(_) => None,
+        None => Listener::of(&args.input, &args.options),
+    };
+    run(vault_dir, &args.seal, source, Origin::Live, input, None, args.duration, listener.as_ref())
 }
 
 pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
@@ -88,9 +94,19 @@ pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
         .hint("check that the copy from the phone finished"));
     }
     let name = args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    run(vault_dir, &args.seal, Source::file(&args.file), Origin::Imported, name, Some(file), None)
+    run(
+        vault_dir,
+        &args.seal,
+        Source::file(&args.file),
+        Origin::Imported,
+        name,
+        Some(file),
+        None,
+        None,
+    )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     vault_dir: &Path,
     seal: &SealArgs,
@@ -99,6 +115,7 @@ fn run(
     input: String,
     imported_file: Option<custody_format::record::ImportedFile>,
     duration: Option<f64>,
+    listener: Option<&Listener>,
 ) -> Result<(), CliError> {
     let vault = open_vault(vault_dir)?;
     let key = device_key(vault_dir)?;
@@ -129,18 +146,33 @@ fn run(
         if seal.no_upload { None } else { LiveUpload::start(&vault, key.clone(), seal.json) };
     let mut current = None;
     let source_url = source.url.clone();
+    if seal.verbose {
+        custody_capture::let_ffmpeg_log_through(true);
+    }
     let capture = Capture::start(source, settings);
     let stop = capture.stop_handle();
     let on_signal = stop.clone();
+    // Whether the observer (Ctrl-C, or --duration running out) stopped the capture: a stop
+    // before any media is then their choice, not a failing input.
+    let stopped = Arc::new(AtomicBool::new(false));
+    let by_signal = stopped.clone();
     // A second handler cannot be installed in one process; a failure here only loses Ctrl-C.
-    let _ = ctrlc::set_handler(move || on_signal.stop());
+    let _ = ctrlc::set_handler(move || {
+        by_signal.store(true, Ordering::SeqCst);
+        on_signal.stop();
+    });
     if let Some(secs) = duration {
         let timer = stop.clone();
+        let by_timer = stopped.clone();
         let limit = Duration::from_secs_f64(secs.clamp(0.0, 86_400.0));
         std::thread::spawn(move || {
             std::thread::sleep(limit);
+            by_timer.store(true, Ordering::SeqCst);
             timer.stop();
         });
+    }
+    if let Some(l) = listener {
+        l.announce(seal.json);
     }
 
     let bar = ProgressBar::with_draw_target(
@@ -260,12 +292,22 @@ fn run(
             ));
         }
     }
+    if let (Err(recorder::RecordError::NothingRecorded(_)), Origin::Live, true) =
+        (&outcome, origin, stopped.load(Ordering::SeqCst))
+    {
+        let what = if listener.is_some() { "the phone connected" } else { "any media came" };
+        eprintln!("custody: stopped before {what}: nothing was recorded");
+        return Ok(());
+    }
     let outcome = outcome.map_err(|e| match e {
         recorder::RecordError::NothingRecorded(m) if origin == Origin::Imported => {
             unreadable_file(Path::new(&source_url), &m)
         }
         recorder::RecordError::NothingRecorded(m) => CliError::cannot(format!(
-            "nothing was recorded: {m}"
+            "nothing was recorded: {m}{}",
+            custody_capture::explain(&custody_capture::ffmpeg_messages())
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
         ))
         .hint(
             "check the input: is the device present, or is the sender streaming to this address?",
@@ -333,12 +375,227 @@ fn unreadable_file(path: &Path, why: &str) -> CliError {
     } else if !unopenable {
         format!("nothing was imported from {name}: {why}")
     } else if read == 8 && &head[4..8] == b"ftyp" {
+        // FFmpeg's own words ("moov atom not found") are kept off the terminal; what they
+        // mean is said here.
+        let what = custody_capture::explain(&custody_capture::ffmpeg_messages())
+            .unwrap_or("an MP4/MOV file without a readable index (its moov box)");
         format!(
-            "{name} is damaged: an MP4/MOV file without a readable index (its moov box), as a \
-             recording that was never finished or a truncated copy leaves it; nothing in it can be read"
+            "{name} is damaged: {what}, as a recording that was never finished or a truncated \
+             copy leaves it; nothing in it can be read"
         )
     } else {
         format!("{name} is not a video (no media streams found)")
     };
     CliError::cannot(message).hint("import the phone's original file, copied whole")
+}
+
+/// An input that waits for a sender (a phone) to connect to this machine: SRT in listener
+/// mode, RTMP/RTSP/TCP with `listen`, or UDP (which always receives on a local port).
+#[derive(Debug)]
+pub(crate) struct Listener {
+    /// `srt`, `rtmp`, `rtsp`, `tcp` or `udp`.
+    scheme: String,
+    /// The address it is bound to, when one (`None`: every address of this machine).
+    bound: Option<String>,
+    /// Which families "every address" covers: a bind to 0.0.0.0 takes no IPv6 sender.
+    ipv6: bool,
+    port: u16,
+    /// The path the sender must name (RTMP's `/live/…`), without the query.
+    path: String,
+}
+
+impl Listener {
+    /// The listener `input` (with `-o` options) opens, if it is one.
+    pub(crate) fn of(input: &str, options: &[(String, String)]) -> Option<Listener> {
+        let (scheme, rest) = input.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // SRT, TCP and UDP read their options from the URL's query too; RTMP and RTSP only
+        // from the input options (`-o listen=1`): in their URL, `?listen=1` makes a caller.
+        let mut params: Vec<(String, String)> = match scheme.as_str() {
+            "srt" | "tcp" | "udp" => query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+            _ => Vec::new(),
+        };
+        params.extend(options.iter().cloned());
+        let param = |k: &str| params.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let listens = match scheme.as_str() {
+            "srt" => param("mode") == Some("listener"),
+            "rtmp" | "tcp" => param("listen").is_some_and(|v| v != "0"),
+            "rtsp" => param("rtsp_flags").is_some_and(|v| v.split('+').any(|f| f == "listen")),
+            "udp" => true,
+            _ => false,
+        };
+        if !listens {
+            return None;
+        }
+        let (authority, path) = match before_query.find('/') {
+            Some(i) => (&before_query[..i], &before_query[i..]),
+            None => (before_query, ""),
+        };
+        // udp://@:1234 (FFmpeg's "receive on every address") and user@host.
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, p) = v6.split_once(']')?;
+            (h, p.strip_prefix(':').unwrap_or(""))
+        } else {
+            hostport.rsplit_once(':').unwrap_or((hostport, ""))
+        };
+        let port = match (port, scheme.as_str()) {
+            ("", "rtmp") => 1935,
+            ("", "rtsp") => 554,
+            (p, _) => p.parse().ok()?,
+        };
+        let udp_local = if scheme == "udp" { param("localaddr") } else { None };
+        let host = udp_local.unwrap_or(if scheme == "udp" { "" } else { host });
+        let (bound, ipv6) = match host {
+            "" | "::" => (None, true),
+            "0.0.0.0" => (None, false),
+            h => (Some(h.to_string()), h.contains(':')),
+        };
+        Some(Listener { scheme, bound, ipv6, port, path: path.to_string() })
+    }
+
+    /// The addresses a sender can reach this listener at: the one it is bound to, or every
+    /// non-loopback address of this machine's interfaces that are up (IPv4 first).
+    fn addresses(&self) -> Vec<String> {
+        match &self.bound {
+            Some(a) => vec![a.clone()],
+            None => lan_addresses(self.ipv6).into_iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    /// The URL to type into the sending app for `addr`.
+    fn url(&self, addr: &str) -> String {
+        let host = if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() };
+        format!("{}://{host}:{}{}", self.scheme, self.port, self.path)
+    }
+
+    /// Says where the phone should send to: a `waiting` event with `--json`, else the
+    /// addresses, the URLs and a QR code of the first on stderr.
+    fn announce(&self, json: bool) {
+        let addresses = self.addresses();
+        let urls: Vec<String> = addresses.iter().map(|a| self.url(a)).collect();
+        if json {
+            print(&format!(
+                "{}\n",
+                serde_json::json!({
+                    "event": "waiting", "protocol": self.scheme, "port": self.port,
+                    "addresses": addresses, "urls": urls,
+                })
+            ));
+            return;
+        }
+        let mut out = format!(
+            "Waiting for the phone: {} on port {}.\n",
+            self.scheme.to_ascii_uppercase(),
+            self.port
+        );
+        if urls.is_empty() {
+            out.push_str(
+                "This computer has no network address a phone can reach: connect it to the \
+                 phone's Wi-Fi or hotspot.\n",
+            );
+        } else {
+            out.push_str("In the phone's streaming app, send to:\n");
+            for u in &urls {
+                out.push_str(&format!("  {u}\n"));
+            }
+            let colour = std::io::stderr().is_terminal();
+            if let Ok(qr) = crate::qr::render(&urls[0], colour) {
+                out.push_str(&format!("or scan this code for {}:\n{qr}", urls[0]));
+            }
+        }
+        out.push_str("Ctrl-C stops.\n");
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(out.as_bytes());
+    }
+}
+
+/// This machine's addresses a phone on the same network can send to: IPv4 and (with
+/// `ipv6`) global or unique-local IPv6 addresses of interfaces that are up, not loopback;
+/// IPv6 link-local addresses are left out, as a URL cannot name their interface.
+fn lan_addresses(ipv6: bool) -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list freed below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return found;
+    }
+    let mut cur = list;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        let flags = ifa.ifa_flags;
+        if ifa.ifa_addr.is_null()
+            || flags & libc::IFF_UP as u32 == 0
+            || flags & libc::IFF_LOOPBACK as u32 != 0
+        {
+            continue;
+        }
+        // SAFETY: the family says which sockaddr this is.
+        let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+        let ip = if family == libc::AF_INET {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+            IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)))
+        } else if family == libc::AF_INET6 && ipv6 {
+            // SAFETY: an AF_INET6 address is a sockaddr_in6.
+            let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+            let a = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            if (a.segments()[0] & 0xffc0) == 0xfe80 {
+                continue;
+            }
+            IpAddr::V6(a)
+        } else {
+            continue;
+        };
+        if !ip.is_loopback() && !ip.is_unspecified() && !found.contains(&ip) {
+            found.push(ip);
+        }
+    }
+    // SAFETY: the list from getifaddrs above, freed once.
+    unsafe { libc::freeifaddrs(list) };
+    found.sort_by_key(|a| a.is_ipv6());
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Listener;
+
+    fn urls(input: &str, options: &[(&str, &str)]) -> Option<(Option<String>, bool, String)> {
+        let o: Vec<(String, String)> =
+            options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Listener::of(input, &o).map(|l| (l.bound.clone(), l.ipv6, l.url("192.0.2.7")))
+    }
+
+    #[test]
+    fn listeners_are_told_from_callers_and_their_urls_are_what_a_phone_types() {
+        assert_eq!(
+            urls("srt://0.0.0.0:9000?mode=listener&latency=200000", &[]),
+            Some((None, false, "srt://192.0.2.7:9000".into()))
+        );
+        assert_eq!(urls("srt://phone.example:9000", &[]), None);
+        assert_eq!(urls("srt://:9000", &[("mode", "listener")]).map(|u| u.1), Some(true));
+        assert_eq!(
+            urls("rtmp://0.0.0.0/live/phone", &[("listen", "1")]),
+            Some((None, false, "rtmp://192.0.2.7:1935/live/phone".into()))
+        );
+        assert_eq!(urls("rtmp://0.0.0.0/live/phone?listen=1", &[]), None);
+        assert_eq!(urls("rtmp://server.example/live/x", &[]), None);
+        assert_eq!(
+            urls("tcp://127.0.0.1:5000?listen=1", &[]).map(|u| u.0),
+            Some(Some("127.0.0.1".into()))
+        );
+        assert_eq!(urls("udp://@:1234", &[]), Some((None, true, "udp://192.0.2.7:1234".into())));
+        assert_eq!(
+            Listener::of("srt://[::1]:9000?mode=listener", &[]).map(|l| l.url("::1")),
+            Some("srt://[::1]:9000".into())
+        );
+    }
 }

@@ -397,9 +397,11 @@ pub struct SealArgs {
     #[arg(long)]
     pub fmp4: bool,
 
-    /// Print JSON lines instead of the live status line: one `started` event, one `saved`
-    /// event per segment as soon as it is durable, a `receipted` event per record the
-    /// server receipted, one `ended` event and (when enrolled) one `upload` event.
+    /// Print JSON lines instead of the live status line: a `waiting` event with the
+    /// addresses and URLs a sender should use while a listener waits, one `started` event,
+    /// one `saved` event per segment as soon as it is durable, a `receipted` event per
+    /// record the server receipted, one `ended` event and (when enrolled) one `upload`
+    /// event.
     #[arg(long)]
     pub json: bool,
 
@@ -411,6 +413,7 @@ pub struct SealArgs {
     /// When recording ends, wait at most this long for the last records to be receipted.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub upload_wait: f64,
+
     /// Let FFmpeg's own log messages through to stderr, for debugging (as
     /// CUSTODY_FFMPEG_LOG=1 does); without it custody says what they mean in its own words.
     #[arg(long)]

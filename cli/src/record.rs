@@ -117,6 +117,10 @@ fn run(
     duration: Option<f64>,
     listener: Option<&Listener>,
 ) -> Result<(), CliError> {
+    if seal.verbose {
+        // Before anything opens the input (container_for probes it).
+        custody_capture::let_ffmpeg_log_through(true);
+    }
     let vault = open_vault(vault_dir)?;
     let key = device_key(vault_dir)?;
     let recipients = recipients(&vault, seal)?;
@@ -146,9 +150,6 @@ fn run(
         if seal.no_upload { None } else { LiveUpload::start(&vault, key.clone(), seal.json) };
     let mut current = None;
     let source_url = source.url.clone();
-    if seal.verbose {
-        custody_capture::let_ffmpeg_log_through(true);
-    }
     let capture = Capture::start(source, settings);
     let stop = capture.stop_handle();
     let on_signal = stop.clone();

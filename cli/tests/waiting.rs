@@ -245,7 +245,8 @@ fn a_listener_on_every_address_lists_each_url_and_a_qr_code_of_the_first() {
 }
 
 /// An MP4 whose index (moov) is missing: FFmpeg's "[mov,mp4,… @ 0x…] moov atom not found"
-/// stays off stderr, custody's sentence is there; CUSTODY_FFMPEG_LOG=1 lets it through.
+/// stays off stderr, custody's sentence is there; CUSTODY_FFMPEG_LOG=1 or --verbose lets it
+/// through.
 #[test]
 fn ffmpeg_log_lines_stay_off_the_terminal() {
     let env = Env::new();
@@ -269,4 +270,7 @@ fn ffmpeg_log_lines_stay_off_the_terminal() {
     let out = env.cmd().args(args).env("CUSTODY_FFMPEG_LOG", "1").output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("moov atom not found"), "let through for debugging: {err}");
+    let out = env.cmd().args(args).arg("--verbose").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("moov atom not found"), "--verbose: {err}");
 }

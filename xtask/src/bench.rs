@@ -386,12 +386,13 @@ fn tsa_overhead() -> Result<String, String> {
         "With a time-stamp authority (`cargo test --release -p custody-server --test tsa -- --ignored \
          tsa_ingest_benchmark`): one device uploads {} segments of 20 KB one after another over loopback, in \
          passes alternating a server without `--tsa` and one asking the test TSA (`openssl ts -reply` behind \
-         HTTP on loopback) every second, ten times the default rate ({} tokens logged among the segments). \
+         HTTP on loopback, a process per token, on the same two cores) every {} ms ({} tokens logged among the segments). \
          Receipt latency over all passes without: p50 {:.1} ms, p99 {:.1} ms; with: p50 {:.1} ms, p99 {:.1} ms. \
          Per adjacent pair of passes ({} pairs), with ÷ without, median (range): p50 **{}**, p99 **{}**, \
          throughput **{}** (target: latency ratios at most 1.05, throughput at least 0.95). \
          Load average (1 min) at the end: {}.\n",
         num(&v, "segments"),
+        num(&v, "interval_ms"),
         num(&v, "tokens_logged"),
         num(&v, "p50_without_ms"),
         num(&v, "p99_without_ms"),

@@ -153,6 +153,33 @@ pub trait LogStore: Send + Sync + std::fmt::Debug {
     fn load(&self) -> BoxFuture<'_, StoreResult<Vec<Vec<u8>>>>;
     /// Appends the next entry, durably.
     fn append<'a>(&'a self, entry: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
+    /// Appends `entries`, in order, durably and as one step, after every entry the store
+    /// holds, of which the caller has seen the first `known`. Returns the entries another
+    /// writer (a second server replica on the same store) appended after those `known`;
+    /// they come first, so the new entries take the positions `known + returned.len()` on.
+    /// A store with one writer returns none (and fails if `known` is not its length). The
+    /// default appends one entry at a time; a store that can should make the whole batch
+    /// durable with one flush (group commit).
+    fn append_batch<'a>(
+        &'a self,
+        known: u64,
+        entries: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>> {
+        let _ = known;
+        Box::pin(async move {
+            for e in entries {
+                self.append(e).await?;
+            }
+            Ok(Vec::new())
+        })
+    }
+    /// The entries appended after the first `known` (by another writer on a shared store),
+    /// in order: what a replica reads before it proves or signs a size it has not seen.
+    /// A store with one writer keeps the default, none.
+    fn entries_after(&self, known: u64) -> BoxFuture<'_, StoreResult<Vec<Vec<u8>>>> {
+        let _ = known;
+        Box::pin(async { Ok(Vec::new()) })
+    }
     /// Appends a signed tree head. Losing one is harmless: the next append makes another.
     fn append_head<'a>(&'a self, head: &'a [u8]) -> BoxFuture<'a, StoreResult<()>>;
     /// The bytes of the entries at `indices` (each below the number appended), in the

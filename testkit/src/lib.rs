@@ -13,15 +13,20 @@
 //! token the verifier accepts was made by an implementation other than the verifier's own.
 //! Making a [`Pki`] costs a few hundred milliseconds (key generation): make one per test
 //! binary.
+//!
+//! [`Front`] is a round-robin TCP front on loopback, for tests of several server replicas
+//! behind one address.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod der;
+mod front;
 mod pki;
 mod server;
 
 pub use der::token_of_reply;
+pub use front::Front;
 pub use pki::{Ess, Pki, Tsa, Variant, POLICY};
 pub use server::{Mode, TsaServer};
 

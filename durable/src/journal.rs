@@ -522,6 +522,38 @@ impl Journal {
         Ok(())
     }
 
+    /// Appends `payloads` as consecutive frames with one write and one fsync: when this
+    /// returns `Ok`, every one is saved (group commit: many appends share the flush). On
+    /// an error none counts as saved and the journal is cut back to where it stood, so a
+    /// full disk leaves no partial frame behind.
+    pub fn append_all<P: AsRef<[u8]>>(&mut self, payloads: &[P]) -> io::Result<()> {
+        let mut frames = Vec::with_capacity(
+            payloads.iter().map(|p| FRAME_HEADER as usize + p.as_ref().len()).sum(),
+        );
+        for p in payloads {
+            let p = p.as_ref();
+            if p.len() > MAX_PAYLOAD {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "journal payload too large",
+                ));
+            }
+            frames.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            frames.extend_from_slice(&crc32fast::hash(p).to_be_bytes());
+            frames.extend_from_slice(p);
+        }
+        if let Err(e) = self.file.write_all(&frames).and_then(|()| self.file.sync_data()) {
+            // As in `append`: cut back whatever part reached the file and write the next
+            // frames where these would have gone. A failed fsync leaves the written bytes
+            // in doubt, so they are cut too rather than counted.
+            let _ = self.file.set_len(self.position);
+            let _ = self.file.seek(SeekFrom::Start(self.position));
+            return Err(e);
+        }
+        self.position += frames.len() as u64;
+        Ok(())
+    }
+
     /// Offset of the byte after the last frame appended: the journal's length in whole
     /// frames, and where a [`frames_from`] reader that has read them all stands.
     pub fn position(&self) -> u64 {
@@ -687,6 +719,21 @@ mod tests {
     }
 
     /// A journal of `n` payloads `record-0`, `record-1`… and the offsets of its frames.
+    #[test]
+    fn frames_appended_together_read_back_one_by_one_after_earlier_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let mut j = Journal::create(&path).unwrap();
+        j.append(b"first").unwrap();
+        j.append_all(&[b"second".to_vec(), Vec::new(), b"fourth".to_vec()]).unwrap();
+        j.append_all::<Vec<u8>>(&[]).unwrap();
+        j.append(b"fifth").unwrap();
+        let c = read(&path).unwrap();
+        let got: Vec<&[u8]> = c.payloads.iter().map(Vec::as_slice).collect();
+        assert_eq!(got, [&b"first"[..], b"second", b"", b"fourth", b"fifth"]);
+        assert_eq!(j.position(), std::fs::metadata(&path).unwrap().len());
+    }
+
     fn journal_of(path: &Path, n: usize) -> Vec<u64> {
         let mut j = Journal::create(path).unwrap();
         let mut offsets = Vec::new();

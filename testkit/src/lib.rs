@@ -16,18 +16,24 @@
 //!
 //! [`Front`] is a round-robin TCP front on loopback, for tests of several server replicas
 //! behind one address.
+//!
+//! [`pg`] starts a real PostgreSQL (Debian's `initdb` and `pg_ctl`) once per test binary and
+//! makes a fresh database per test, for the server's PostgreSQL stores.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod der;
 mod front;
+pub mod pg;
 mod pki;
+mod s3;
 mod server;
 
 pub use der::token_of_reply;
 pub use front::Front;
 pub use pki::{Ess, Pki, Tsa, Variant, POLICY};
+pub use s3::{IgnoresIfNoneMatch, S3Server, S3S_FS_VERSION};
 pub use server::{Mode, TsaServer};
 
 /// What went wrong making certificates or tokens.

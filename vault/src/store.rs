@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use custody_format::chain::{ChainBuilder, ChainError, SegmentFields};
 use custody_format::ids::{PublicKey, RecordingId};
-use custody_format::record::{EndReason, Record, RecordingHeader, SignedRecord};
+use custody_format::record::{EndReason, Gap, Record, RecordingHeader, SignedRecord};
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -66,6 +66,15 @@ pub enum VaultError {
     /// The recording is being written by a running process.
     #[error("recording {0} is being recorded by another process")]
     Busy(String),
+    /// A segment sealed for one position was given to be recorded at another (a bug in
+    /// the caller: records follow positions).
+    #[error("a segment sealed for position {sealed_for} cannot be recorded at position {next}")]
+    OutOfOrder {
+        /// The position it was sealed for.
+        sealed_for: u64,
+        /// The position the next record takes.
+        next: u64,
+    },
     /// The config file is not valid.
     #[error("{path} is not a valid vault config: {reason}")]
     Config {
@@ -596,6 +605,40 @@ pub struct SavedSegment {
     pub path: PathBuf,
 }
 
+/// A segment sealed into its file, not yet durable ([`RecordingWriter::seal_segment`]).
+#[derive(Debug)]
+pub struct UnsyncedSegment {
+    seq: u64,
+    file: DurableFile,
+    sealed: Sealed,
+    path: PathBuf,
+}
+
+impl UnsyncedSegment {
+    /// fsyncs the sealed file, moves it to its name and fsyncs the directory. It touches
+    /// nothing else of the vault, so it may run on another thread while the next segment
+    /// is sealed.
+    pub fn sync(self) -> Result<SyncedSegment, VaultError> {
+        let UnsyncedSegment { seq, file, sealed, path } = self;
+        file.commit().map_err(io_err("saving the segment", &path))?;
+        Ok(SyncedSegment { seq, sealed, path })
+    }
+
+    /// The position it was sealed for.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// A sealed segment whose file is durable, waiting for its record
+/// ([`RecordingWriter::add_synced`]).
+#[derive(Debug)]
+pub struct SyncedSegment {
+    seq: u64,
+    sealed: Sealed,
+    path: PathBuf,
+}
+
 /// A recording being written. Dropped without [`RecordingWriter::end`], the recording is
 /// left without an end record: cut off, exactly as after a crash.
 #[derive(Debug)]
@@ -621,19 +664,49 @@ impl RecordingWriter<'_> {
     /// record are durable. On `Err` nothing of this segment counts as saved and the chain
     /// still ends at the last saved record, so the recording can still be ended.
     pub fn add_segment(&mut self, input: SegmentInput<'_>) -> Result<SavedSegment, VaultError> {
-        let seq = self.chain.next_seq();
+        let unsynced = self.seal_segment(self.chain.next_seq(), input.plaintext)?;
+        let synced = unsynced.sync()?;
+        self.add_synced(synced, input.plaintext.len() as u64, input.plaintext_sha256, input.fields)
+    }
+
+    /// The position the next saved segment takes.
+    pub fn next_seq(&self) -> u64 {
+        self.chain.next_seq()
+    }
+
+    /// Seals the segment that will take position `seq` into its file, not yet durable: the
+    /// first step of [`Self::add_segment`]. It is split off so that a caller can seal the
+    /// next segment while this one's fsync runs on another thread ([`UnsyncedSegment::sync`]),
+    /// then record it with [`Self::add_synced`]; nothing counts as saved before that returns.
+    /// Dropped unsynced, the temporary file is removed.
+    pub fn seal_segment(&self, seq: u64, plaintext: &[u8]) -> Result<UnsyncedSegment, VaultError> {
         let path = self.vault.segment_path(&self.id, seq);
         let file = DurableFile::create(&path, false)
             .map_err(io_err("creating the segment file", &path))?;
-        let (file, sealed) = self
-            .sealer
-            .seal(input.plaintext, file)
-            .map_err(io_err("sealing the segment", &path))?;
-        file.commit().map_err(io_err("saving the segment", &path))?;
+        let (file, sealed) =
+            self.sealer.seal(plaintext, file).map_err(io_err("sealing the segment", &path))?;
+        Ok(UnsyncedSegment { seq, file, sealed, path })
+    }
 
-        let mut fields = input.fields;
-        fields.plaintext_len = input.plaintext.len() as u64;
-        fields.plaintext_sha256 = input.plaintext_sha256;
+    /// Signs and saves the record of a segment whose sealed file is durable, as the next
+    /// record of the chain; `fields`' plaintext and ciphertext numbers are filled in here.
+    /// A segment sealed for another position than the next is refused
+    /// ([`VaultError::OutOfOrder`]) and its file removed: records follow positions.
+    pub fn add_synced(
+        &mut self,
+        synced: SyncedSegment,
+        plaintext_len: u64,
+        plaintext_sha256: [u8; 32],
+        fields: SegmentFields,
+    ) -> Result<SavedSegment, VaultError> {
+        let SyncedSegment { seq, sealed, path } = synced;
+        if seq != self.chain.next_seq() {
+            let _ = std::fs::remove_file(&path);
+            return Err(VaultError::OutOfOrder { sealed_for: seq, next: self.chain.next_seq() });
+        }
+        let mut fields = fields;
+        fields.plaintext_len = plaintext_len;
+        fields.plaintext_sha256 = plaintext_sha256;
         fields.ciphertext_len = sealed.len;
         fields.ciphertext_sha256 = sealed.sha256;
         let before = self.chain.clone();
@@ -670,6 +743,31 @@ impl RecordingWriter<'_> {
     ) -> Result<SignedRecord, VaultError> {
         let chain = self.chain.clone();
         let record = chain.end_import(ended_at_us, reason, message, source_duration_us);
+        self.journal
+            .append(&record.to_bytes())
+            .map_err(io_err("saving the end record", self.journal.path()))?;
+        self.saved(&record)?;
+        let _ = self.vault.index.flush();
+        Ok(record)
+    }
+
+    /// Makes the next saved segment the first after a gap in a live input (its sender was
+    /// lost and came back with the same streams): its record carries the gap (format §4.2
+    /// tags 16–18). A failed save keeps it for the next attempt.
+    pub fn gap_before_next(&mut self, gap: Gap) {
+        self.chain.gap_before_next(gap);
+    }
+
+    /// Signs and saves the end record of a live recording whose sender came back with other
+    /// streams (end reason `sender-changed`), naming the recording that continues it.
+    pub fn end_sender_changed(
+        mut self,
+        ended_at_us: i64,
+        message: Option<String>,
+        continued_in: RecordingId,
+    ) -> Result<SignedRecord, VaultError> {
+        let chain = self.chain.clone();
+        let record = chain.end_sender_changed(ended_at_us, message, continued_in);
         self.journal
             .append(&record.to_bytes())
             .map_err(io_err("saving the end record", self.journal.path()))?;
@@ -715,6 +813,39 @@ mod tests {
             plaintext_sha256: [0; 32],
             fields: testkit::segment(1, n),
         }
+    }
+
+    /// The split save the recorder pipelines: the next segment is sealed while the one
+    /// before is unsynced, neither file exists under its name before its fsync, each record
+    /// follows its position, and a segment offered out of order is refused and removed.
+    #[test]
+    fn a_segment_sealed_ahead_is_recorded_only_after_its_fsync_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let device = testkit::key("device");
+        let sealer = Sealer::new(vec![age::x25519::Identity::generate().to_public()]).unwrap();
+        let mut w = vault.begin(testkit::header(1, &device), device, sealer).unwrap();
+        let id = w.id();
+        assert_eq!(w.next_seq(), 1);
+        let first = w.seal_segment(1, b"first").unwrap();
+        let second = w.seal_segment(2, b"second").unwrap();
+        assert_eq!((first.seq(), second.seq()), (1, 2));
+        // Sealed but not synced: not under its name, and nothing recorded.
+        assert!(!vault.segment_path(&id, 1).exists());
+        assert_eq!(vault.records(&id).unwrap().len(), 1);
+        let second = second.sync().unwrap();
+        assert!(vault.segment_path(&id, 2).exists());
+        let err = w.add_synced(second, 6, [0; 32], testkit::segment(1, 2)).unwrap_err();
+        assert!(matches!(err, VaultError::OutOfOrder { sealed_for: 2, next: 1 }), "{err}");
+        assert!(!vault.segment_path(&id, 2).exists(), "a refused segment's file is removed");
+        let saved =
+            w.add_synced(first.sync().unwrap(), 5, [0; 32], testkit::segment(1, 1)).unwrap();
+        assert_eq!(saved.record.record().seq(), 1);
+        let again = w.seal_segment(2, b"second").unwrap().sync().unwrap();
+        w.add_synced(again, 6, [0; 32], testkit::segment(1, 2)).unwrap();
+        w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+        let seqs: Vec<u64> = vault.records(&id).unwrap().iter().map(|r| r.record().seq()).collect();
+        assert_eq!(seqs, vec![0, 1, 2, 3]);
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Server {
         let claimed = auth::claimed(&parts.headers)?;
         let limits = &self.config().limits;
         auth::check_fresh(&claimed, crate::now_us(), limits.clock_skew)?;
-        match self.device(&claimed.device) {
+        match self.device_now(&claimed.device).await {
             None => {
                 return Err(ApiError::new(
                     Code::AuthUnknownDevice,

@@ -30,6 +30,7 @@ mod log_damage;
 mod member_api;
 pub mod members;
 pub mod proxy;
+mod replica;
 mod reserve;
 pub mod serve;
 mod server;

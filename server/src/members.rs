@@ -227,6 +227,12 @@ impl Server {
         Ok(())
     }
 
+    /// Notes that the log names the member labelled `label` (another replica logged it),
+    /// so that this replica does not log it again.
+    pub(crate) fn note_member_logged(&self, label: &str) {
+        lock(&self.members().logged).insert(label.to_string());
+    }
+
     /// Adds a member through the server's member store (as [`add_member`] does in a data
     /// directory): for back-ends without files. Returns the API token.
     pub fn add_member(&self, name: &str, role: Role) -> Result<String, MemberError> {

@@ -160,6 +160,8 @@ pub struct Inner {
     pub(crate) reserve: Option<crate::reserve::Reserve>,
     /// Where the stored custody log is damaged, if it is: the server is then read-only.
     pub(crate) log_damage: Option<LogDamage>,
+    /// How far this replica has read what other replicas logged (`crate::replica`).
+    pub(crate) replica: crate::replica::Replica,
 }
 
 /// The server. Cheap to clone; every clone is the same server.
@@ -328,6 +330,7 @@ impl Server {
             uploads,
             reserve,
             log_damage,
+            replica: crate::replica::Replica::new(entries.len() as u64),
         };
         let server = Server { inner: Arc::new(inner) };
         // A member file that cannot be read now is retried when its token is first used.

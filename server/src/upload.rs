@@ -253,7 +253,7 @@ impl Server {
         auth::check_fresh(&claimed, crate::now_us(), limits.clock_skew)?;
         let device = claimed.device;
         let len = declared_len(parts)?;
-        match self.device(&device) {
+        match self.device_now(&device).await {
             None => {
                 return Err(ApiError::new(
                     Code::AuthUnknownDevice,

@@ -185,8 +185,14 @@ impl Server {
                 "the proof of possession does not verify with device_key",
             ));
         }
-        block_on(tokens.spend(hash, &device))
-            .map_err(|e| ApiError::internal("spending the token", e))?;
+        match block_on(tokens.spend(hash, &device)) {
+            Ok(()) => {}
+            // Spent through another replica since the check above (a shared database).
+            Err(crate::store::StoreError::Spent) => {
+                return Err(refused(Code::EnrollTokenUsed, "the token was already used"))
+            }
+            Err(e) => return Err(ApiError::internal("spending the token", e)),
+        }
         let mut entry = LogEntry::new(EntryType::DeviceEnrolled, now);
         entry.device_key = Some(device);
         entry.label = Some(file.label.clone());

@@ -127,8 +127,11 @@ fn add_to(store: &dyn MemberStore, name: &str, role: Role) -> Result<String, Mem
     let mut token = [0u8; 32];
     OsRng.fill_bytes(&mut token);
     let member = Member { name: name.to_string(), role, created_at_us: crate::now_us() };
-    block_on(store.add(sha256(&[&token]), &member))?;
-    Ok(hex::encode(token))
+    match block_on(store.add(sha256(&[&token]), &member)) {
+        Ok(()) => Ok(hex::encode(token)),
+        Err(StoreError::Exists(name)) => Err(MemberError::Exists(name)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Failed logins and enrollments per address.

@@ -41,6 +41,7 @@ use crate::members::Member;
 
 pub mod fs;
 pub mod memory;
+pub mod pg;
 
 /// A boxed, `Send` future borrowing from the store: what every store method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -69,6 +70,14 @@ pub enum StoreError {
     /// Something stored does not read back as what was written.
     #[error("stored data is damaged: {0}")]
     Damaged(String),
+    /// The enrollment token was already spent: by another server replica on the same
+    /// store, between this one's check and its spend ([`TokenStore::spend`]).
+    #[error("the token was already spent")]
+    Spent,
+    /// A member of this name was already added (through another replica or an admin
+    /// command, between the check and the addition: [`MemberStore::add`]).
+    #[error("there is already a member named {0:?}")]
+    Exists(String),
 }
 
 impl StoreError {
@@ -247,7 +256,9 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn get(&self, hash: [u8; 32]) -> BoxFuture<'_, StoreResult<Option<TokenRecord>>>;
     /// Whether the token has been spent.
     fn is_spent(&self, hash: [u8; 32]) -> BoxFuture<'_, StoreResult<bool>>;
-    /// Spends the token on `device`, durably. (The caller holds the server's token lock.)
+    /// Spends the token on `device`, durably. (The caller holds the server's token lock.) A
+    /// store shared by several replicas spends it at most once and answers a second spend
+    /// with [`StoreError::Spent`].
     fn spend<'a>(&'a self, hash: [u8; 32], device: &'a PublicKey)
         -> BoxFuture<'a, StoreResult<()>>;
 }

@@ -356,11 +356,12 @@ impl Server {
     /// Logs `member`'s retrieval of recording `id` as a bundle (`detail` `bundle`), with
     /// the statement of what the bundle must hold; returns the entry's log index. Blocking.
     ///
-    /// The statement is computed and the entry appended under the log's lock. Ingest
-    /// appends a record's entry and writes its index entry (log index and receipt) under
-    /// that same lock, so here the index shows a log index for exactly the records logged
-    /// before this entry: a record arriving meanwhile is either counted and in the bundle,
-    /// or logged after this entry and in neither.
+    /// The statement is computed and the entry appended while holding every other append
+    /// off (the group commit's order, held exclusively). Ingest holds that order shared
+    /// from its append until its index entry (log index and receipt) is written, so here
+    /// the index shows a log index for exactly the records logged before this entry: a
+    /// record arriving meanwhile is either counted and in the bundle, or logged after this
+    /// entry and in neither.
     pub(crate) fn log_bundle_access(
         &self,
         member: &str,
@@ -368,7 +369,10 @@ impl Server {
     ) -> Result<u64, ApiError> {
         let device_key = self.owner_key(id)?;
         let ierr = |e| ApiError::internal("reading the index", e);
-        let mut log = lock(&self.inner.log);
+        // Every other append waits while this is held: ingest holds the order shared from
+        // its append until its index entry is written.
+        let _order = self.inner.commit.exclusive();
+        let log = lock(&self.inner.log);
         let mut positions = self.inner.index.positions(id).map_err(ierr)?;
         positions.sort_by_key(|(seq, _)| *seq);
         let mut records = Vec::with_capacity(positions.len());
@@ -407,8 +411,10 @@ impl Server {
         e.recording_id = Some(*id);
         e.detail = Some("bundle".into());
         statement.write_to(&mut e);
+        // The group commit's leader takes the log's lock; nothing appends meanwhile.
+        drop(log);
         // On a full disk the reserve kept for the log is used (`crate::reserve`).
-        self.append_to(&mut log, &e).map(|a| a.index).map_err(|e| {
+        self.append_to(&e, false).map(|a| a.index).map_err(|e| {
             if crate::reserve::is_no_space(&e) {
                 crate::reserve::disk_full("logging the access", &e)
             } else {

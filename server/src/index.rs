@@ -106,7 +106,9 @@ impl crate::Server {
     pub fn flush_index(&self) -> Result<u64, IndexError> {
         let log = crate::server::lock(&self.inner.log);
         if self.inner.log_damage.is_none() {
-            self.inner.index.set_log_size(log.len())?;
+            // Only as far as every ingest entry has its index entry (all of them, on a
+            // server that has stopped taking uploads).
+            self.inner.index.set_log_size(log.indexed_prefix())?;
         }
         self.inner.index.flush()?;
         Ok(log.len())

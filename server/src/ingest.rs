@@ -243,9 +243,10 @@ impl Server {
                 "index entry has a log index but no receipt; restart to rebuild the index",
             ));
         }
-        let mut log = lock(&self.inner.log);
-        let appended =
-            self.append_to(&mut log, &entry).map_err(internal("appending to the log"))?;
+        // The order is held from the append until the index entry is written, so that a
+        // bundle's statement (which holds it exclusively) sees every logged record indexed.
+        let _order = self.inner.commit.ordered();
+        let appended = self.append_to(&entry, true).map_err(internal("appending to the log"))?;
         let Some(receipt) =
             receipt_for(&entry, appended.index, appended.root, &self.inner.identity.signing_key)
         else {
@@ -254,10 +255,16 @@ impl Server {
         let bytes = receipt.to_bytes();
         stored.log_index = Some(appended.index);
         stored.receipt = Some(hex::encode(&bytes));
-        // Still under the log lock: the index entry goes in before the marker says the index
-        // covers the log this far, so a crash between them is seen (and repaired) at start.
+        // The index entry goes in before the marker says the index covers the log this far,
+        // so a crash between them is seen (and repaired) at start. With appends in flight
+        // the marker only reaches the first entry whose index entry is not yet written
+        // ([`crate::custody_log::CustodyLog::indexed`]); one that is never written (a failed
+        // put) holds it back, and the next start rebuilds the index.
         self.inner.index.put(&id, seq, &stored).map_err(internal("writing the index"))?;
-        let _ = self.inner.index.set_log_size(log.len());
+        let mut log = lock(&self.inner.log);
+        if let Some(covered) = log.indexed(appended.index) {
+            let _ = self.inner.index.set_log_size(covered);
+        }
         drop(log);
         Ok(bytes)
     }

@@ -83,6 +83,7 @@ pub async fn consistency(State(server): State<Server>, req: Request) -> Response
     };
     let s = server.clone();
     let proof = tokio::task::spawn_blocking(move || {
+        s.log_reach(to);
         let log = lock(&s.inner.log);
         let len = log.len();
         if from <= to && to > len {
@@ -124,6 +125,7 @@ pub async fn inclusion(State(server): State<Server>, req: Request) -> Response {
     };
     let s = server.clone();
     let proof = tokio::task::spawn_blocking(move || {
+        s.log_reach(size);
         let log = lock(&s.inner.log);
         let len = log.len();
         if index < size && size > len {

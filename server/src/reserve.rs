@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use custody_durable::fsutil::{parent_dir, sync_dir};
 use custody_format::log::LogEntry;
 
-use crate::custody_log::{Appended, CustodyLog, LogError};
+use crate::custody_log::{Appended, LogError};
 use crate::error::{ApiError, Code};
 use crate::server::{lock, Server};
 use crate::storage::StorageError;
@@ -193,22 +193,19 @@ fn write_zeros(path: &Path, len: u64) -> std::io::Result<()> {
 }
 
 impl Server {
-    /// Appends `entry` to the locked custody `log`. On a full disk, frees the reserve kept
-    /// for the log and tries once more (a failed append leaves nothing of itself behind:
-    /// the journal cuts a partial frame back). Every entry appended is an event of the
-    /// operations log (`crate::events`).
-    pub(crate) fn append_to(
-        &self,
-        log: &mut CustodyLog,
-        entry: &LogEntry,
-    ) -> Result<Appended, LogError> {
-        let appended = match log.append(entry) {
-            Err(e) if is_no_space(&e) => match &self.inner.reserve {
-                Some(r) if r.release() => log.append(entry),
-                _ => Err(e),
-            },
-            other => other,
-        }?;
+    /// Appends `entry` to the custody log through its group commit
+    /// ([`crate::custody_log::GroupCommit`]); the caller holds the commit's order
+    /// ([`GroupCommit::ordered`](crate::custody_log::GroupCommit::ordered) or `exclusive`)
+    /// and not the log's lock. `tracked` marks an ingest entry, whose index entry the
+    /// caller writes next. On a full disk, the batch's leader frees the reserve kept for
+    /// the log and tries the batch once more (a failed append leaves nothing of itself
+    /// behind: the journal cuts the partial frames back). Every entry appended is an event
+    /// of the operations log (`crate::events`).
+    pub(crate) fn append_to(&self, entry: &LogEntry, tracked: bool) -> Result<Appended, LogError> {
+        let free_reserve = |e: &crate::store::StoreError| {
+            is_no_space(e) && self.inner.reserve.as_ref().is_some_and(Reserve::release)
+        };
+        let appended = self.inner.commit.append(&self.inner.log, entry, tracked, &free_reserve)?;
         if let Some(event) = crate::events::Event::of_entry(entry, appended.index) {
             crate::events::emit(&self.config().events, &event);
         }

@@ -146,6 +146,8 @@ pub struct Inner {
     pub(crate) storage: Storage,
     pub(crate) index: Index,
     pub(crate) log: Mutex<CustodyLog>,
+    /// The custody log's group commit: every append goes through it, never holding `log`.
+    pub(crate) commit: crate::custody_log::GroupCommit,
     pub(crate) devices: RwLock<HashMap<[u8; 32], Device>>,
     pub(crate) recording_locks: Mutex<HashMap<[u8; 16], Arc<Mutex<()>>>>,
     pub(crate) device_permits: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Semaphore>>>,
@@ -319,6 +321,7 @@ impl Server {
             storage,
             index,
             log: Mutex::new(log),
+            commit: crate::custody_log::GroupCommit::default(),
             devices: RwLock::new(devices),
             recording_locks: Mutex::new(HashMap::new()),
             device_permits: Mutex::new(HashMap::new()),
@@ -397,6 +400,9 @@ impl Server {
 
     /// The latest signed tree head.
     pub fn tree_head(&self) -> Signed<custody_format::log::TreeHead> {
+        // On a log other replicas append to, a head a little behind theirs is still a true
+        // head; it is brought up to date now and then (a no-op with one writer).
+        self.inner.commit.catch_up_if_stale(&self.inner.log, crate::custody_log::CATCH_UP_EVERY);
         lock(&self.inner.log).head().clone()
     }
 
@@ -436,10 +442,22 @@ impl Server {
         self.inner.devices.read().unwrap_or_else(|p| p.into_inner()).get(&key.to_bytes()).cloned()
     }
 
-    /// Appends an entry to the custody log (durable when this returns).
+    /// Appends an entry to the custody log (durable when this returns), in the group
+    /// commit's next batch.
     pub(crate) fn append_log(&self, entry: &LogEntry) -> Result<Appended, LogError> {
-        let mut log = lock(&self.inner.log);
-        self.append_to(&mut log, entry)
+        let _order = self.inner.commit.ordered();
+        self.append_to(entry, false)
+    }
+
+    /// Reads what other replicas appended if the log is shorter than `size`, so that a
+    /// proof asked for at a size another replica made can be given (a no-op with one
+    /// writer). Blocking.
+    pub(crate) fn log_reach(&self, size: u64) {
+        if lock(&self.inner.log).len() < size {
+            if let Err(e) = self.inner.commit.catch_up(&self.inner.log) {
+                eprintln!("custody-server: reading the custody log's newer entries: {e}");
+            }
+        }
     }
 
     /// Revokes a device: logged, and its requests refused from now on.

@@ -365,16 +365,19 @@ impl Drop for FsSegmentUpload {
 /// [`LogStore`] as two journals in a directory. It keeps each entry's place in
 /// `entries.bin` (12 bytes an entry), so that entries are read back by index with one
 /// positioned read each; a bundle checks what it reads against the Merkle leaf.
+///
+/// The entries and the heads have a lock each, so that a head's fsync never holds up the
+/// next batch of entries.
 #[derive(Debug)]
 pub struct FsLog {
     dir: PathBuf,
     inner: Mutex<FsLogInner>,
+    heads: Mutex<Option<Journal>>,
 }
 
 #[derive(Debug)]
 struct FsLogInner {
     entries: Option<Journal>,
-    heads: Option<Journal>,
     /// (payload offset, payload length) of each entry.
     places: Vec<(u64, u32)>,
     /// Where `entries.bin` is damaged, if it is: then neither journal is open to append.
@@ -385,8 +388,8 @@ impl FsLog {
     /// The log in `dir` (created if missing); its journals are opened by [`LogStore::load`].
     pub fn open(dir: &Path) -> StoreResult<FsLog> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let inner = FsLogInner { entries: None, heads: None, places: Vec::new(), damage: None };
-        Ok(FsLog { dir: dir.to_path_buf(), inner: Mutex::new(inner) })
+        let inner = FsLogInner { entries: None, places: Vec::new(), damage: None };
+        Ok(FsLog { dir: dir.to_path_buf(), inner: Mutex::new(inner), heads: Mutex::new(None) })
     }
 
     /// Opens a journal of the log for appending (creating it if missing) after `scan`:
@@ -436,12 +439,9 @@ impl FsLog {
             };
             let places = before.iter().map(|f| (f.payload_offset(), f.payload.len() as u32));
             let payloads = before.iter().map(|f| f.payload.clone()).collect();
-            *lock(&self.inner) = FsLogInner {
-                entries: None,
-                heads: None,
-                places: places.collect(),
-                damage: Some(damage),
-            };
+            *lock(&self.inner) =
+                FsLogInner { entries: None, places: places.collect(), damage: Some(damage) };
+            *lock(&self.heads) = None;
             return Ok(payloads);
         }
         let entries = Self::open_scanned(&path, scan.as_ref())?;
@@ -469,23 +469,45 @@ impl FsLog {
         let frames = scan.map(|s| s.frames).unwrap_or_default();
         let places = frames.iter().map(|f| (f.payload_offset(), f.payload.len() as u32)).collect();
         let payloads = frames.into_iter().map(|f| f.payload).collect();
-        *lock(&self.inner) =
-            FsLogInner { entries: Some(entries), heads: Some(heads), places, damage: None };
+        *lock(&self.inner) = FsLogInner { entries: Some(entries), places, damage: None };
+        *lock(&self.heads) = Some(heads);
         Ok(payloads)
     }
 
     fn append_now(&self, entry: &[u8]) -> StoreResult<()> {
+        let known = lock(&self.inner).places.len() as u64;
+        self.append_batch_now(known, std::slice::from_ref(&entry)).map(drop)
+    }
+
+    /// Appends `entries` as one journal write and one fsync. This store has one writer, so
+    /// `known` must be its length: anything else is a caller that lost track of the log.
+    fn append_batch_now<P: AsRef<[u8]>>(
+        &self,
+        known: u64,
+        entries: &[P],
+    ) -> StoreResult<Vec<Vec<u8>>> {
         let mut inner = lock(&self.inner);
         if let Some(d) = &inner.damage {
             return Err(StoreError::Damaged(d.to_string()));
         }
+        let len = inner.places.len() as u64;
+        if known != len {
+            return Err(StoreError::Damaged(format!(
+                "a batch for a log of {known} entries was appended to one of {len}: the \
+                 filesystem log has a single writer"
+            )));
+        }
         let j = inner.entries.as_mut().ok_or_else(|| {
             StoreError::Damaged("the custody log was appended to before it was loaded".into())
         })?;
-        let at = j.position();
-        j.append(entry).map_err(io_err("appending to", &self.dir.join("entries.bin")))?;
-        inner.places.push((at + journal::FRAME_HEADER, entry.len() as u32));
-        Ok(())
+        let mut at = j.position();
+        j.append_all(entries).map_err(io_err("appending to", &self.dir.join("entries.bin")))?;
+        for e in entries {
+            let n = e.as_ref().len() as u64;
+            inner.places.push((at + journal::FRAME_HEADER, n as u32));
+            at += journal::FRAME_HEADER + n;
+        }
+        Ok(Vec::new())
     }
 
     fn entries_now(&self, indices: &[u64]) -> StoreResult<Vec<Vec<u8>>> {
@@ -522,10 +544,17 @@ impl LogStore for FsLog {
         Box::pin(async move { self.append_now(entry) })
     }
 
+    fn append_batch<'a>(
+        &'a self,
+        known: u64,
+        entries: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>> {
+        Box::pin(async move { self.append_batch_now(known, entries) })
+    }
+
     fn append_head<'a>(&'a self, head: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
         Box::pin(async move {
-            let mut inner = lock(&self.inner);
-            match inner.heads.as_mut() {
+            match lock(&self.heads).as_mut() {
                 Some(j) => {
                     j.append(head).map_err(io_err("appending to", &self.dir.join("heads.bin")))
                 }

@@ -113,7 +113,10 @@ impl RecordStore for MemoryRecords {
     }
 }
 
-/// [`LogStore`] in memory.
+/// [`LogStore`] in memory. It behaves as a store several writers share (a database would):
+/// a batch goes after whatever is there, and [`LogStore::append_batch`] and
+/// [`LogStore::entries_after`] return what others appended, so that two
+/// [`crate::custody_log::CustodyLog`]s on one `MemoryLog` test a shared log's catch-up.
 #[derive(Debug, Default)]
 pub struct MemoryLog {
     entries: RwLock<Vec<Vec<u8>>>,
@@ -128,6 +131,40 @@ impl LogStore for MemoryLog {
     fn append<'a>(&'a self, entry: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {
         write(&self.entries).push(entry.to_vec());
         ready(Ok(()))
+    }
+
+    fn append_batch<'a>(
+        &'a self,
+        known: u64,
+        batch: &'a [Vec<u8>],
+    ) -> BoxFuture<'a, StoreResult<Vec<Vec<u8>>>> {
+        let mut entries = write(&self.entries);
+        let r = match usize::try_from(known).ok().and_then(|k| entries.get(k..)) {
+            Some(others) => {
+                let others = others.to_vec();
+                entries.extend(batch.iter().cloned());
+                Ok(others)
+            }
+            None => Err(StoreError::Damaged(format!(
+                "a batch after {known} entries was appended to a log of {}",
+                entries.len()
+            ))),
+        };
+        ready(r)
+    }
+
+    fn entries_after(&self, known: u64) -> BoxFuture<'_, StoreResult<Vec<Vec<u8>>>> {
+        let entries = read(&self.entries);
+        let r = usize::try_from(known).ok().and_then(|k| entries.get(k..)).map_or_else(
+            || {
+                Err(StoreError::Damaged(format!(
+                    "entries after {known} asked of a log of {}",
+                    entries.len()
+                )))
+            },
+            |e| Ok(e.to_vec()),
+        );
+        ready(r)
     }
 
     fn append_head<'a>(&'a self, head: &'a [u8]) -> BoxFuture<'a, StoreResult<()>> {

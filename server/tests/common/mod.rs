@@ -24,10 +24,14 @@ pub enum Back {
     Fs,
     /// Every store in memory.
     Memory,
+    /// The log, index, tokens, members and nonces in a fresh PostgreSQL database (the test
+    /// binary's cluster, `custody_testkit::pg`), records and segments in the data directory:
+    /// `custody serve --database … --single-replica`.
+    Postgres,
 }
 
-/// Runs each named `async fn(Back)` once per back-end, as the tests `<name>::fs` and
-/// `<name>::memory`.
+/// Runs each named `async fn(Back)` once per back-end, as the tests `<name>::fs`,
+/// `<name>::memory` and `<name>::postgres`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -40,6 +44,10 @@ macro_rules! on_every_backend {
                 #[tokio::test]
                 async fn memory() {
                     super::$name($crate::common::Back::Memory).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::common::Back::Postgres).await
                 }
             }
         )*
@@ -119,13 +127,28 @@ pub async fn start_in(dir: tempfile::TempDir, limits: Limits) -> TestServer {
     start_with(dir, limits, true).await
 }
 
-/// A server on `back` (a fresh data directory, and fresh stores for memory).
+/// A server on `back` (a fresh data directory, and fresh stores for memory and a fresh
+/// database for PostgreSQL).
 pub async fn start_on(back: Back, limits: Limits) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
     let backend = match back {
         Back::Fs => Backend::Fs,
         Back::Memory => Backend::Custom(Stores::memory()),
+        Back::Postgres => Backend::Custom(postgres_stores(dir.path(), &fresh_database()).await),
     };
-    start_full(tempfile::tempdir().unwrap(), limits, true, backend).await
+    start_full(dir, limits, true, backend).await
+}
+
+/// A fresh database on the test binary's PostgreSQL cluster: its URL.
+pub fn fresh_database() -> String {
+    custody_testkit::pg::fresh_database().unwrap()
+}
+
+/// The stores of the database at `url`, with records and segments in `dir/recordings`.
+pub async fn postgres_stores(dir: &std::path::Path, url: &str) -> Stores {
+    let pg = custody_server::store::pg::PgStores::connect(url).await.unwrap();
+    let records = custody_server::store::fs::FsRecords::open(&dir.join("recordings")).unwrap();
+    pg.stores(std::sync::Arc::new(records))
 }
 
 pub async fn start_with(dir: tempfile::TempDir, limits: Limits, insecure: bool) -> TestServer {

@@ -42,6 +42,7 @@ use crate::members::Member;
 pub mod fs;
 pub mod memory;
 pub mod pg;
+pub mod s3;
 
 /// A boxed, `Send` future borrowing from the store: what every store method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -115,6 +115,15 @@ const REQUIREMENTS: &[Requirement] = &[
         present: || on_path("openssl"),
     },
     Requirement {
+        package: "postgresql",
+        why: "tests: the server's PostgreSQL stores (custody-testkit starts a cluster with initdb and pg_ctl per test binary)",
+        present: || {
+            std::fs::read_dir("/usr/lib/postgresql")
+                .map(|d| d.flatten().any(|e| e.path().join("bin/initdb").is_file()))
+                .unwrap_or(false)
+        },
+    },
+    Requirement {
         package: "time",
         why: "benchmarks: peak memory and CPU time of each tool (GNU time)",
         present: || Path::new("/usr/bin/time").exists(),

@@ -210,9 +210,50 @@ pub(crate) fn install_missing() -> Result<(), String> {
     run(program, &prefix)
 }
 
+/// The release of `s3s-fs` that custody-testkit's S3 server is (keep in step with
+/// `custody_testkit::S3S_FS_VERSION`, testkit/src/s3.rs).
+const S3S_FS_VERSION: &str = "0.14.1";
+
+/// Installs `s3s-fs`, the S3-compatible server the server's object-storage tests start
+/// (server/tests/s3.rs and `Back::S3`), from crates.io into ~/.cargo/bin where that exact
+/// version is missing. No Debian package provides an S3 server; s3s-fs is the lightest
+/// that answers `If-None-Match: *` on an existing key with 412, as the start-up probe
+/// needs. Built at opt-level 1 with 16 codegen units: a test server on loopback needs no
+/// more, and the install costs about half the CPU time of a full release build.
+fn install_s3s_fs() -> Result<(), String> {
+    let bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin/s3s-fs"));
+    let installed = bin
+        .and_then(|b| Command::new(b).arg("--version").output().ok())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let wanted = format!("s3s-fs {S3S_FS_VERSION}");
+    if installed.as_deref() == Some(wanted.as_str()) {
+        eprintln!("xtask: s3s-fs {S3S_FS_VERSION}: present");
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing s3s-fs {S3S_FS_VERSION} (crates.io, into ~/.cargo/bin) for the \
+         server's S3 object-storage tests"
+    );
+    std::env::set_var("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1");
+    std::env::set_var("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
+    std::env::set_var("CARGO_PROFILE_RELEASE_DEBUG", "0");
+    let result = run(
+        "cargo",
+        &["install", "s3s-fs", "--version", S3S_FS_VERSION, "--features", "binary", "--locked"],
+    );
+    for var in ["OPT_LEVEL", "CODEGEN_UNITS", "DEBUG"] {
+        std::env::remove_var(format!("CARGO_PROFILE_RELEASE_{var}"));
+    }
+    result
+}
+
 fn test() -> Result<(), String> {
     check_disk_space();
     install_missing()?;
+    install_s3s_fs()?;
     // First, so that web/dist exists when the server (which embeds it) and the browser
     // tests are built.
     web::install()?;

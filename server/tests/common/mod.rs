@@ -28,10 +28,13 @@ pub enum Back {
     /// binary's cluster, `custody_testkit::pg`), records and segments in the data directory:
     /// `custody serve --database … --single-replica`.
     Postgres,
+    /// Records and sealed segments in a real S3-compatible server (s3s-fs, one per test
+    /// binary, a fresh bucket per test), the other stores in memory.
+    S3,
 }
 
 /// Runs each named `async fn(Back)` once per back-end, as the tests `<name>::fs`,
-/// `<name>::memory` and `<name>::postgres`.
+/// `<name>::memory`, `<name>::s3` and `<name>::postgres`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
@@ -44,6 +47,10 @@ macro_rules! on_every_backend {
                 #[tokio::test]
                 async fn memory() {
                     super::$name($crate::common::Back::Memory).await
+                }
+                #[tokio::test]
+                async fn s3() {
+                    super::$name($crate::common::Back::S3).await
                 }
                 #[tokio::test]
                 async fn postgres() {
@@ -135,6 +142,10 @@ pub async fn start_on(back: Back, limits: Limits) -> TestServer {
         Back::Fs => Backend::Fs,
         Back::Memory => Backend::Custom(Stores::memory()),
         Back::Postgres => Backend::Custom(postgres_stores(dir.path(), &fresh_database()).await),
+        Back::S3 => Backend::Custom(Stores {
+            records: std::sync::Arc::new(s3_records().await),
+            ..Stores::memory()
+        }),
     };
     start_full(dir, limits, true, backend).await
 }
@@ -172,6 +183,21 @@ pub async fn start_full(
         custody_server::serve::spawn(server.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let scheme = if insecure { "http" } else { "https" };
     TestServer { server, base: format!("{scheme}://{addr}"), dir, task, backend }
+}
+
+/// The test binary's S3-compatible server (s3s-fs on loopback), started on first use and
+/// stopped when the test process exits.
+pub fn s3_server() -> &'static custody_testkit::S3Server {
+    static S3: std::sync::OnceLock<custody_testkit::S3Server> = std::sync::OnceLock::new();
+    S3.get_or_init(|| custody_testkit::S3Server::start().expect("starting s3s-fs"))
+}
+
+/// Records in a fresh bucket of [`s3_server`], under a key prefix, probed as
+/// `custody serve --store` probes.
+pub async fn s3_records() -> custody_server::store::s3::S3Records {
+    let s3 = s3_server();
+    let url = format!("s3://{}/custody", s3.bucket().unwrap());
+    custody_server::store::s3::S3Records::connect_with(&url, s3.config()).await.unwrap()
 }
 
 pub fn client() -> reqwest::Client {

@@ -135,6 +135,13 @@ impl Server {
         };
         if let Some(stored) = existing {
             if stored.record_hash == hash_hex {
+                // Stored before, its receipt not in the index: perhaps logged by a replica
+                // killed before its index write (crate::replica).
+                if stored.receipt.is_none() {
+                    if let Some(receipt) = self.receipt_from_log(device, record, &stored)? {
+                        return Ok(receipt);
+                    }
+                }
                 return self.finish(device, record, stored);
             }
             return Err(self.equivocation(device, record, &stored));

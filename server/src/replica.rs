@@ -119,3 +119,68 @@ impl Server {
         }
     }
 }
+
+impl Server {
+    /// The receipt of `record`, stored before (`stored`, whose receipt the index lacks), if
+    /// the custody log already logs it: a replica killed between its log append and its
+    /// index write leaves exactly that, and on a shared store no restart rebuilds the index
+    /// (`Server::open`), so the record's retry, wherever it lands, must be answered from
+    /// its one entry rather than logged a second time. The receipt is a pure function of
+    /// the entry and the tree under it, so it is the very receipt the killed replica would
+    /// have given. `None` on the data directory's store (its restart rebuilds the index) or
+    /// when the log has no such entry.
+    pub(crate) fn receipt_from_log(
+        &self,
+        device: &PublicKey,
+        record: &custody_format::record::SignedRecord,
+        stored: &crate::index::Stored,
+    ) -> Result<Option<Vec<u8>>, crate::ApiError> {
+        use crate::ApiError;
+        if !matches!(self.config().backend, crate::store::Backend::Custom(_)) {
+            return Ok(None);
+        }
+        let failed = |what: &'static str| move |e: String| ApiError::internal(what, e);
+        self.inner
+            .commit
+            .catch_up(&self.inner.log)
+            .map_err(|e| failed("reading the custody log")(e.to_string()))?;
+        let r = record.record();
+        let (id, seq, hash) = (r.recording_id(), r.seq(), record.hash());
+        let (indices, store) = {
+            let log = lock(&self.inner.log);
+            let Some(last) = log.len().checked_sub(1) else { return Ok(None) };
+            (log.concerning(&id, device, last), log.store())
+        };
+        let entries = crate::store::block_on(store.entries(&indices))
+            .map_err(|e| failed("reading the custody log")(e.to_string()))?;
+        for (&index, bytes) in indices.iter().zip(&entries) {
+            let Ok(e) = LogEntry::decode(bytes) else { continue };
+            let logs_it = matches!(
+                e.entry_type,
+                EntryType::RecordingOpened | EntryType::SegmentReceived | EntryType::RecordingEnded
+            ) && e.recording_id == Some(id)
+                && e.seq == Some(seq)
+                && e.record_hash == Some(hash)
+                && e.device_key == Some(*device);
+            if !logs_it {
+                continue;
+            }
+            let Some(root) = lock(&self.inner.log).root_at(index + 1) else { continue };
+            let Some(receipt) =
+                crate::server::receipt_for(&e, index, root, &self.inner.identity.signing_key)
+            else {
+                continue;
+            };
+            let bytes = receipt.to_bytes();
+            let mut s = stored.clone();
+            s.log_index = Some(index);
+            s.receipt = Some(hex::encode(&bytes));
+            self.inner
+                .index
+                .put(&id, seq, &s)
+                .map_err(|e| failed("writing the index")(e.to_string()))?;
+            return Ok(Some(bytes));
+        }
+        Ok(None)
+    }
+}

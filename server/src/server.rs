@@ -239,10 +239,23 @@ impl Server {
         };
         let mut index = Index::new(stores.index.clone());
         let size = index.log_size().map_err(OpenError::Index)?;
+        // Stores other than the data directory's may be shared by several replicas (a
+        // database): there the index's mark trails the log whenever another replica appended
+        // since it last moved it, and a rebuild would clear the index under the others'
+        // feet. Such an index is rebuilt only when it was never marked (lost, or cleared);
+        // a new one for an empty log is marked at once, so that a replica starting later
+        // does not take it for a lost one. (A record logged without its receipt reaching
+        // the index, a replica killed in between, is answered from the log:
+        // `Server::receipt_from_log`.)
+        let shared = matches!(config.backend, Backend::Custom(_));
+        if shared && size.is_none() && log.is_empty() {
+            index.set_log_size(0).map_err(OpenError::Index)?;
+        }
+        let behind =
+            if shared { size.is_none() && !log.is_empty() } else { size.unwrap_or(0) != log.len() };
         // A new index for an empty log has nothing to rebuild. Nor is an index rebuilt from
         // a damaged log's first entries: it still holds the receipts given after them.
-        if opened.index_rebuilt.is_none() && size.unwrap_or(0) != log.len() && log_damage.is_none()
-        {
+        if opened.index_rebuilt.is_none() && behind && log_damage.is_none() {
             opened.index_rebuilt = Some(format!(
                 "the index covers {} of {} log entries",
                 size.unwrap_or(0),

@@ -144,6 +144,8 @@ pub enum Command {
     /// Example: custody serve --data /srv/custody --listen 0.0.0.0:443 --tls-cert /etc/letsencrypt/live/legal.example/fullchain.pem --tls-key /etc/letsencrypt/live/legal.example/privkey.pem
     ///
     /// Example (behind nginx): custody serve --data /srv/custody --insecure-http --listen 127.0.0.1:8080 --trusted-proxy 127.0.0.1
+    ///
+    /// Example (one of several replicas; docs/deploy.md): custody serve --data /srv/custody --store s3://legal-evidence/custody --database postgres://custody@db.internal/custody --listen 0.0.0.0:8443
     Serve(ServeArgs),
 
     /// Legal-team administration of a server's data directory.
@@ -440,6 +442,13 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
 
+    /// From a network stream (an SRT or RTMP listener, …): how long to listen again for the
+    /// sender after it drops. The same recording goes on after the gap (recorded in the
+    /// chain); a sender that comes back with other streams starts a new, linked recording.
+    /// 0 ends the recording at the first drop.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub reconnect_wait: f64,
+
     #[command(flatten)]
     pub seal: SealArgs,
 }
@@ -595,6 +604,34 @@ pub struct ServeArgs {
     /// as cut off.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub cut_off_after: u64,
+
+    /// Keep the custody log, the index, enrollment tokens, members and request nonces in
+    /// this PostgreSQL database, so that several replicas serve one log (each append is
+    /// committed before its receipt). Also read from CUSTODY_DATABASE_URL, which keeps the
+    /// password off the command line. Give --store too, so that every replica reads the
+    /// same segments, or --single-replica. The schema is made (and migrated) on start.
+    /// There is no TLS to the database: reach it on a private network, a Unix socket
+    /// (postgres:///custody?host=/run/postgresql) or a TLS tunnel (docs/deploy.md).
+    ///
+    /// Example: --database postgres://custody:PASSWORD@db.internal:5432/custody
+    #[arg(long, value_name = "URL", env = "CUSTODY_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// Keep signed records and sealed segments in this S3-compatible bucket
+    /// (s3://BUCKET[/PREFIX]), written create-only; a store that lets a second create of a
+    /// key succeed is refused at start. Endpoint, region and credentials come from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. Without
+    /// --database the rest stays in --data DIR, and only one replica may run.
+    ///
+    /// Example: --store s3://legal-evidence/custody --database postgres://…
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// With --database and no --store: say that this is the only replica. Records and
+    /// sealed segments then stay in --data DIR, which no other replica could read, so a
+    /// second replica on the same database would receipt what the others cannot serve.
+    #[arg(long, requires = "database", conflicts_with = "store")]
+    pub single_replica: bool,
 }
 
 /// `custody admin` subcommands.
@@ -640,6 +677,11 @@ pub struct MemberAddArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
+    /// The server's PostgreSQL database (`custody serve --database`): the member is added
+    /// there, for every replica. Also read from CUSTODY_DATABASE_URL.
+    #[arg(long, value_name = "URL", env = "CUSTODY_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
     /// The member's name, as the custody log will record it.
     pub name: String,
 
@@ -673,6 +715,11 @@ pub struct EnrollTokenArgs {
     /// The server's data directory.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+
+    /// The server's PostgreSQL database (`custody serve --database`): the token is issued
+    /// there, for every replica. Also read from CUSTODY_DATABASE_URL.
+    #[arg(long, value_name = "URL", env = "CUSTODY_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
 
     /// The device's label: a pseudonym, never the observer's name.
     #[arg(long)]

@@ -303,11 +303,20 @@ pub fn revoke(args: &RevokeArgs) -> Result<(), CliError> {
 pub fn member(cmd: &MemberCommand) -> Result<(), CliError> {
     match cmd {
         MemberCommand::Add(a) => {
-            crate::serve::check_data_dir(&a.data)?;
             let role = custody_server::Role::parse(&a.role)
                 .ok_or_else(|| CliError::cannot("--role must be admin or member"))?;
-            let token = custody_server::add_member(&a.data, &a.name, role)
-                .map_err(|e| CliError::cannot(e.to_string()))?;
+            let token = match &a.database {
+                Some(url) => {
+                    crate::serve::check_identity_dir(&a.data)?;
+                    let db = custody_server::store::block_on(crate::serve::connect_database(url))?;
+                    custody_server::members::add_to(&db.members(), &a.name, role)
+                }
+                None => {
+                    crate::serve::check_data_dir(&a.data)?;
+                    custody_server::add_member(&a.data, &a.name, role)
+                }
+            }
+            .map_err(|e| CliError::cannot(e.to_string()))?;
             if a.json {
                 print(&format!(
                     "{}\n",

@@ -5,6 +5,10 @@ use custody_server::proxy::{ForwardedHeader, TrustedProxies};
 use custody_server::{Config, OpenError, Server, TlsFiles};
 
 use std::path::Path;
+use std::sync::Arc;
+
+use custody_server::store::pg::PgStores;
+use custody_server::store::{block_on, Backend, RecordStore};
 
 use crate::cli::{AdminCommand, ServeArgs};
 use crate::common::{print, CliError};
@@ -45,7 +49,17 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         },
     };
     config.tsa = tsa_config(args)?;
-    let (server, opened) = Server::open(config).map_err(open_error)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::cannot(format!("starting the runtime: {e}")))?;
+    config.backend = rt.block_on(backend(args))?;
+    // Opened on a blocking thread of the runtime: the stores' futures may need its reactor
+    // (an object store's HTTP client), and `block_on` is their bridge there.
+    let (server, opened) = rt
+        .block_on(tokio::task::spawn_blocking(move || Server::open(config)))
+        .map_err(|e| CliError::cannot(format!("opening the server: {e}")))?
+        .map_err(open_error)?;
     if opened.identity_created {
         eprintln!(
             "custody: created the server's signing key and TLS certificate in {}",
@@ -62,10 +76,6 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         eprintln!("custody: warning: {why}");
     }
     let key = server.public_key();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::cannot(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             CliError::cannot(format!("binding {}: {e}", args.listen))
@@ -144,6 +154,62 @@ pub fn server_url(data: &Path, given: Option<&str>) -> String {
     }
 }
 
+/// Where the stores are, from `--store`, `--database` and `--single-replica`: the data
+/// directory alone (the default), records in an object store, the rest in a database, or
+/// both. `--database` alone is refused without `--single-replica`: replicas on one
+/// database would each keep segments the others cannot serve.
+async fn backend(args: &ServeArgs) -> Result<Backend, CliError> {
+    if args.store.is_none() && args.database.is_none() {
+        return Ok(Backend::Fs);
+    }
+    if args.store.is_none() && !args.single_replica {
+        return Err(CliError::cannot(
+            "--database without --store: every replica on the database would keep its \
+             segments in its own --data directory, where the others cannot read them",
+        )
+        .hint(
+            "give the bucket all replicas share (--store s3://BUCKET/PREFIX), or say this \
+             is the only replica: --single-replica",
+        ));
+    }
+    let records: Arc<dyn RecordStore> = match &args.store {
+        Some(url) => {
+            Arc::new(custody_server::store::s3::S3Records::connect(url).await.map_err(|e| {
+                CliError::cannot(format!("--store {url}: {e}")).hint(
+                    "check AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, and that the bucket exists",
+                )
+            })?)
+        }
+        None => Arc::new(
+            custody_server::store::fs::FsRecords::open(&args.data.join("recordings"))
+                .map_err(|e| CliError::cannot(e.to_string()))?,
+        ),
+    };
+    let stores = match &args.database {
+        Some(url) => connect_database(url).await?.stores(records),
+        None => {
+            let (mut stores, _) = custody_server::store::fs::open(&args.data)
+                .map_err(|e| CliError::cannot(e.to_string()))?;
+            stores.records = records;
+            stores
+        }
+    };
+    Ok(Backend::Custom(stores))
+}
+
+/// Connects to `--database` (applying the schema's migrations), with what to check if it
+/// cannot.
+pub async fn connect_database(url: &str) -> Result<PgStores, CliError> {
+    PgStores::connect(url).await.map_err(|e| {
+        // Never print the URL: it may hold the password.
+        CliError::cannot(format!("the database: {e}")).hint(
+            "give --database postgres://USER:PASSWORD@HOST:PORT/DB (or CUSTODY_DATABASE_URL) \
+             for a database that exists and that USER may create tables in",
+        )
+    })
+}
+
 /// The case recipients to serve: `--recipient` and `DIR/recipients.txt`, each an age
 /// X25519 recipient (a typo is refused now, naming it, not found when every recording
 /// fails). None at all is refused unless `--without-case-recipient` says it is meant.
@@ -185,6 +251,19 @@ fn case_recipients(args: &ServeArgs) -> Result<Vec<String>, CliError> {
         )));
     }
     Ok(args.recipient.iter().map(|r| r.trim().to_string()).collect())
+}
+
+/// Refuses a directory without a server's identity (`server.key`, `server.pub`): what an
+/// admin command working on the database (`--database`) still reads from `--data`.
+pub fn check_identity_dir(dir: &Path) -> Result<(), CliError> {
+    match ["server.key", "server.pub"].into_iter().find(|m| !dir.join(m).is_file()) {
+        None => Ok(()),
+        Some(m) => Err(CliError::cannot(format!(
+            "{} has no {m}: it is not a custody server's data directory",
+            dir.display()
+        ))
+        .hint("give the --data DIR the replicas serve with (it holds the server's key)")),
+    }
 }
 
 /// Refuses a directory that is not a server's data directory, before an admin command
@@ -330,10 +409,19 @@ pub fn admin(cmd: &AdminCommand) -> Result<(), CliError> {
         AdminCommand::Member(m) => crate::lawyer::member(m),
         AdminCommand::Revoke(a) => crate::lawyer::revoke(a),
         AdminCommand::EnrollToken(a) => {
-            check_data_dir(&a.data)?;
             let ttl = std::time::Duration::from_secs(a.ttl_hours.saturating_mul(3600));
-            let token = custody_server::issue_token(&a.data, &a.label, ttl)
-                .map_err(|e| CliError::cannot(e.to_string()))?;
+            let token = match &a.database {
+                Some(url) => {
+                    check_identity_dir(&a.data)?;
+                    let db = block_on(connect_database(url))?;
+                    custody_server::enroll::issue_into(&db.tokens(), &a.label, ttl)
+                }
+                None => {
+                    check_data_dir(&a.data)?;
+                    custody_server::issue_token(&a.data, &a.label, ttl)
+                }
+            }
+            .map_err(|e| CliError::cannot(e.to_string()))?;
             let link = match &a.link {
                 Some(url) => Some(enroll_link(&a.data, url, &token)?),
                 None => None,

@@ -47,8 +47,9 @@ pub fn issue_token(data_dir: &Path, label: &str, ttl: Duration) -> Result<String
     issue_into(&crate::store::fs::FsTokens::new(data_dir), label, ttl)
 }
 
-/// Issues a token into `store`; see [`issue_token`].
-pub(crate) fn issue_into(
+/// Issues a token into `store` (a shared database's, for `custody admin enroll-token
+/// --database`); see [`issue_token`].
+pub fn issue_into(
     store: &dyn TokenStore,
     label: &str,
     ttl: Duration,

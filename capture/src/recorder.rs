@@ -14,7 +14,7 @@ use crate::input::{self, InputError, Read, Watchdog};
 use crate::interleave::{Interleaver, Queued};
 use crate::lane::{self, Lane, StreamError};
 use crate::muxer::{MuxError, Muxer, OutStream};
-use crate::segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started};
+use crate::segment::{Boundary, CutReason, End, EndReason, Event, Gap, Segment, Started};
 use crate::settings::{Settings, Source};
 use crate::sink::{Deferred, Hashed};
 
@@ -160,10 +160,28 @@ fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &Sync
     let (reason, detail) = if finisher.is_none() {
         (EndReason::Error, Some("could not start the segment finisher thread".into()))
     } else {
-        match record(source, settings, watchdog, &items, &clock, &mut segments) {
-            Ok(ended) => ended,
-            Err(CaptureError::Input(InputError::Stopped)) => (EndReason::Stopped, None),
-            Err(e) => (EndReason::Error, Some(e.to_string())),
+        // One recording per run of streams: a sender that comes back with other streams
+        // ends one and starts the next, on the input it opened.
+        let mut next = None;
+        loop {
+            segments = 0;
+            match record(source, settings, watchdog, &items, &clock, &mut segments, next.take()) {
+                Ok(Ended::Done(reason, detail)) => break (reason, detail),
+                Ok(Ended::SenderChanged { detail, input }) => {
+                    let end = End {
+                        reason: EndReason::SenderChanged,
+                        detail: Some(detail),
+                        segments,
+                        end_utc_us: clock.now_utc_us(),
+                    };
+                    if items.send(Item::Event(Event::End(end))).is_err() {
+                        break (EndReason::Stopped, None);
+                    }
+                    next = Some(input);
+                }
+                Err(CaptureError::Input(InputError::Stopped)) => break (EndReason::Stopped, None),
+                Err(e) => break (EndReason::Error, Some(e.to_string())),
+            }
         }
     };
     let end = End { reason, detail, segments, end_utc_us: clock.now_utc_us() };
@@ -231,7 +249,8 @@ fn finish_segments(items: Receiver<Item>, tx: SyncSender<Event>, clock: WallCloc
                 }
             }
         };
-        let last = matches!(event, Event::End(_));
+        // After a sender-changed end the next recording's events follow.
+        let last = matches!(&event, Event::End(e) if e.reason != EndReason::SenderChanged);
         if tx.send(event).is_err() || last {
             return;
         }
@@ -247,6 +266,90 @@ struct Open {
     repaired_at_open: u64,
     first_wall_us: i64,
     last_wall_us: i64,
+    gap: Option<Gap>,
+}
+
+/// How a recording ended: for good, or because a sender came back with other streams on
+/// the input now open (which the next recording records).
+enum Ended {
+    Done(EndReason, Option<String>),
+    SenderChanged { detail: String, input: ff::format::context::Input },
+}
+
+/// What one connection's reading ended with.
+enum Pumped {
+    Ended(EndReason, Option<String>),
+    /// A live input's sender was lost (how), and the settings say to wait for it.
+    Lost(String),
+}
+
+/// What a recording must see again in a sender that connects after a loss for the
+/// recording to go on: the streams' kinds, codecs, sizes, rates and codec extradata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StreamSig {
+    kind: MediaKind,
+    codec: String,
+    width: u32,
+    height: u32,
+    sample_rate: u32,
+    channels: u32,
+    extradata: Vec<u8>,
+}
+
+impl std::fmt::Display for StreamSig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            MediaKind::Video => write!(f, "{} {}x{}", self.codec, self.width, self.height),
+            MediaKind::Audio => {
+                write!(f, "{} {} Hz {} ch", self.codec, self.sample_rate, self.channels)
+            }
+            _ => write!(f, "{}", self.codec),
+        }
+    }
+}
+
+fn signatures(input: &ff::format::context::Input, lanes: &[Lane]) -> Vec<StreamSig> {
+    lanes
+        .iter()
+        .map(|l| StreamSig {
+            kind: l.kind,
+            codec: l.params.codec.clone(),
+            width: l.params.width,
+            height: l.params.height,
+            sample_rate: l.params.sample_rate,
+            channels: l.params.channels,
+            extradata: input
+                .stream(l.input_index)
+                // SAFETY: the parameters belong to the stream, alive while `input` is.
+                .map(|s| unsafe { lane::extradata(s.parameters().as_ptr()) }.to_vec())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn describe(sigs: &[StreamSig]) -> String {
+    if sigs.is_empty() {
+        return "no recordable stream".into();
+    }
+    sigs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// How timestamps of a connection after a loss are moved onto the recording's timeline.
+struct Rebase {
+    /// Added to the new connection's timestamps, µs; known at its first recordable packet
+    /// (its first video keyframe, or first packet without video).
+    shift_us: Option<i64>,
+    /// Where the recording's media time had reached (input µs, before the origin): no
+    /// packet of the new connection is placed before it.
+    floor_us: i64,
+}
+
+/// `us` in `tb` units, rounded up (so a shifted time never lands before the floor).
+fn to_time_base_ceil(us: i64, tb: ff::Rational) -> i64 {
+    let num = i128::from(tb.numerator()).max(1) * 1_000_000;
+    let v = i128::from(us) * i128::from(tb.denominator());
+    let q = v.div_euclid(num) + i128::from(v.rem_euclid(num) != 0);
+    i64::try_from(q).unwrap_or(if q < 0 { i64::MIN } else { i64::MAX })
 }
 
 struct Recording<'a> {
@@ -270,6 +373,17 @@ struct Recording<'a> {
     dropped_before_start: u64,
     emitted: u64,
     consumer_gone: bool,
+    /// The streams a sender coming back after a loss must have again.
+    sigs: Vec<StreamSig>,
+    /// The lanes were flushed when their connection was lost (a flushed filter takes no
+    /// more packets).
+    lanes_flushed: bool,
+    /// Largest end time of a released packet, input µs before the origin.
+    last_end_abs_us: i64,
+    /// Set while a connection after a loss is being read.
+    rebase: Option<Rebase>,
+    /// Wall time of the last packet before a loss, until the segment after it opens.
+    gap_from: Option<i64>,
 }
 
 fn record(
@@ -279,11 +393,16 @@ fn record(
     tx: &SyncSender<Item>,
     clock: &WallClock,
     segments: &mut u64,
-) -> Result<(EndReason, Option<String>), CaptureError> {
+    opened: Option<ff::format::context::Input>,
+) -> Result<Ended, CaptureError> {
     if crate::settings::muxer_name(settings.container).is_none() {
         return Err(MuxError::UnsupportedContainer { container: settings.container }.into());
     }
-    let mut input = input::open(source, settings, watchdog)?;
+    let first = opened.is_none();
+    let input = match opened {
+        Some(input) => input,
+        None => input::open(source, settings, watchdog)?,
+    };
     let mut notes = Vec::new();
     let mut lanes = lane::select(&input, settings, &mut notes)?;
     let mut outs = Vec::new();
@@ -302,7 +421,7 @@ fn record(
     let declared = input.duration();
     let started = Started {
         source_duration_us: (!source.live && declared > 0).then_some(declared),
-        start_utc_us: clock.start_utc_us(),
+        start_utc_us: if first { clock.start_utc_us() } else { clock.now_utc_us() },
         input_format: input.format().name().to_owned(),
         container: settings.container,
         streams,
@@ -318,8 +437,9 @@ fn record(
         ),
     };
     if tx.send(Item::Event(Event::Started(started))).is_err() {
-        return Ok((EndReason::Stopped, None));
+        return Ok(Ended::Done(EndReason::Stopped, None));
     }
+    let sigs = signatures(&input, &lanes);
     let mut rec = Recording {
         settings,
         clock,
@@ -341,9 +461,44 @@ fn record(
         dropped_before_start: 0,
         emitted: 0,
         consumer_gone: false,
+        sigs,
+        lanes_flushed: false,
+        last_end_abs_us: i64::MIN,
+        rebase: None,
+        gap_from: None,
     };
     let mut il = Interleaver::new(rec.lanes.len());
-    let result = rec.pump(&mut input, &mut il, watchdog, source.live);
+    let mut input = Some(input);
+    let result = loop {
+        let Some(open) = input.as_mut() else {
+            break Ok(Ended::Done(EndReason::InputEnded, None));
+        };
+        match rec.pump(open, &mut il, watchdog, source.live) {
+            Ok(Pumped::Lost(how)) => {
+                if let Err(e) = rec.close_connection(&mut il) {
+                    break Err(e);
+                }
+                // Closing the input closes the listener, so it can listen again there.
+                drop(input.take());
+                match rec.wait_for_sender(source, watchdog, how) {
+                    Ok(Back::Same(again, lanes)) => {
+                        rec.resume(lanes);
+                        input = Some(again);
+                    }
+                    Ok(Back::Changed(again, detail)) => {
+                        break Ok(Ended::SenderChanged { detail, input: again })
+                    }
+                    Ok(Back::Nobody(detail)) => {
+                        break Ok(Ended::Done(EndReason::InputEnded, Some(detail)))
+                    }
+                    Ok(Back::Stopped) => break Ok(Ended::Done(EndReason::Stopped, None)),
+                    Err(e) => break Err(e),
+                }
+            }
+            Ok(Pumped::Ended(reason, detail)) => break Ok(Ended::Done(reason, detail)),
+            Err(e) => break Err(e),
+        }
+    };
     // Whatever happened, what was read is muxed and emitted: a fault never costs the
     // footage before it.
     let finished = rec.finish(&mut il);
@@ -352,10 +507,28 @@ fn record(
         (Ok(ended), Ok(())) => ended,
         (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
     };
-    if rec.emitted == 0 && ended.0 == EndReason::InputEnded {
+    if rec.emitted == 0 && matches!(ended, Ended::Done(EndReason::InputEnded, _)) {
         return Err(CaptureError::NothingRecorded);
     }
     Ok(ended)
+}
+
+/// What listening again after a loss found.
+enum Back {
+    /// A sender with the same streams: the recording goes on with these lanes.
+    Same(ff::format::context::Input, Vec<Lane>),
+    /// A sender with other streams (what changed).
+    Changed(ff::format::context::Input, String),
+    /// Nobody within the wait (what to record as how the input ended).
+    Nobody(String),
+    /// The stop handle was used while waiting.
+    Stopped,
+}
+
+/// Seconds as "0:14" (minutes and seconds), for what the capture reports.
+fn clock_time(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    format!("{}:{:02}", s / 60, s % 60)
 }
 
 /// Errors with which network protocols report that the peer closed the connection.
@@ -370,7 +543,14 @@ impl Recording<'_> {
         il: &mut Interleaver<ff::Packet>,
         watchdog: &Watchdog,
         live: bool,
-    ) -> Result<(EndReason, Option<String>), CaptureError> {
+    ) -> Result<Pumped, CaptureError> {
+        let lost = |how: String| {
+            if live && !self.settings.reconnect_wait.is_zero() {
+                Pumped::Lost(how)
+            } else {
+                Pumped::Ended(EndReason::InputEnded, Some(how))
+            }
+        };
         let mut ready = Vec::new();
         let stall = self.settings.stall_timeout;
         // For a file, the end of the last packet read whole: where damage begins if a read
@@ -385,22 +565,26 @@ impl Recording<'_> {
         };
         loop {
             if self.consumer_gone || watchdog.stop_requested() {
-                return Ok((EndReason::Stopped, None));
+                return Ok(Pumped::Ended(EndReason::Stopped, None));
             }
             let packet = match input::read(input, watchdog, stall) {
                 Read::Packet(p) => p,
-                Read::End => return Ok((EndReason::InputEnded, None)),
-                Read::Stopped => return Ok((EndReason::Stopped, None)),
+                // A sender that closes its stream cleanly ends it here too; while the
+                // recording waits for senders to come back, that is a loss like any other.
+                Read::End if live && !self.settings.reconnect_wait.is_zero() => {
+                    return Ok(lost("the live input's sender closed the stream".into()));
+                }
+                Read::End => return Ok(Pumped::Ended(EndReason::InputEnded, None)),
+                Read::Stopped => return Ok(Pumped::Ended(EndReason::Stopped, None)),
                 // A live stream has no end-of-file: UDP just goes quiet, and RTMP and SRT
                 // report the sender hanging up as an I/O error. That is how such a
-                // recording ends, so it is recorded as the end of the input, with how.
+                // recording ends (or, with a reconnect wait, how its sender is lost), so it
+                // is recorded as the end of the input, with how.
                 Read::Stalled if live => {
-                    let detail = format!("the live input sent nothing for {stall:?}");
-                    return Ok((EndReason::InputEnded, Some(detail)));
+                    return Ok(lost(format!("the live input sent nothing for {stall:?}")));
                 }
                 Read::Failed(e) if live && is_hang_up(&e) => {
-                    let detail = format!("the live input's connection closed ({e})");
-                    return Ok((EndReason::InputEnded, Some(detail)));
+                    return Ok(lost(format!("the live input's connection closed ({e})")));
                 }
                 Read::Stalled => return Err(CaptureError::Stalled(stall)),
                 Read::Failed(e) => return Err(damaged(read_to, CaptureError::Read(e))),
@@ -427,7 +611,7 @@ impl Recording<'_> {
     }
 
     fn queue(
-        &self,
+        &mut self,
         lane: usize,
         ready: &mut Vec<ff::Packet>,
         wall: i64,
@@ -435,9 +619,38 @@ impl Recording<'_> {
     ) {
         let tb = self.lane_tb[lane];
         let is_video = self.lanes[lane].kind == MediaKind::Video;
-        for packet in ready.drain(..) {
+        for mut packet in ready.drain(..) {
             let Some(dts) = packet.dts().or(packet.pts()) else { continue };
             let pts = packet.pts().unwrap_or(dts);
+            // After a loss, the new connection's timestamps start anywhere: they are moved
+            // so that its first recordable packet lands where the recording had reached,
+            // and nothing of it before that (no overlap, no step back).
+            let (pts, dts) = match self.rebase.as_mut() {
+                None => (pts, dts),
+                Some(r) => {
+                    let shift_us = match r.shift_us {
+                        Some(s) => s,
+                        None if self.has_video && !(is_video && packet.is_key()) => {
+                            self.dropped_before_start += 1;
+                            continue;
+                        }
+                        None => {
+                            let s = r.floor_us.saturating_sub(crate::recorder_time(dts, tb));
+                            r.shift_us = Some(s);
+                            s
+                        }
+                    };
+                    let shift = to_time_base_ceil(shift_us, tb);
+                    let (p, d) = (pts.saturating_add(shift), dts.saturating_add(shift));
+                    if crate::recorder_time(d, tb) < r.floor_us.saturating_sub(1_000) {
+                        self.dropped_before_start += 1;
+                        continue;
+                    }
+                    packet.set_pts(Some(p));
+                    packet.set_dts(Some(d));
+                    (p, d)
+                }
+            };
             il.push(Queued {
                 lane,
                 is_video,
@@ -453,6 +666,7 @@ impl Recording<'_> {
     }
 
     fn release(&mut self, mut q: Queued<ff::Packet>) -> Result<(), CaptureError> {
+        let end_abs_us = q.end_us;
         if let Some(origin) = self.origin_us {
             q.pts_us = q.pts_us.saturating_sub(origin);
             q.end_us = q.end_us.saturating_sub(origin);
@@ -465,6 +679,9 @@ impl Recording<'_> {
                 self.dropped_before_start += 1;
                 return Ok(());
             }
+            // After a loss the segment that opens next continues the timeline (already
+            // moved onto it, origin and all).
+            None if self.gap_from.is_some() && self.origin_us.is_some() => None,
             None if self.emitted > 0 => return Ok(()),
             None => {
                 let origin = q.pts_us;
@@ -506,6 +723,11 @@ impl Recording<'_> {
                 repaired_at_open: self.repaired(),
                 first_wall_us: q.wall_us.max(self.last_wall_us),
                 last_wall_us: q.wall_us.max(self.last_wall_us),
+                gap: self.gap_from.take().map(|from| Gap {
+                    wall_from_us: from,
+                    wall_to_us: q.wall_us.max(self.last_wall_us),
+                    media_offset_us: self.rebase.as_ref().and_then(|r| r.shift_us).unwrap_or(0),
+                }),
             });
         }
         let Some(open) = self.open.as_mut() else { return Ok(()) };
@@ -522,12 +744,118 @@ impl Recording<'_> {
         // Only what the muxer took is counted and digested: the record describes the bytes.
         self.mux.write(&mut packet)?;
         self.digest.push(q.lane, key, &packet);
+        self.last_end_abs_us = self.last_end_abs_us.max(end_abs_us);
         open.start_us = open.start_us.min(q.pts_us);
         open.end_us = open.end_us.max(q.end_us);
         if q.is_video {
             open.video_frames += 1;
         }
         Ok(())
+    }
+
+    /// After a loss: drains the lanes and the interleaver, cuts the open segment
+    /// ([`CutReason::InputLost`]) and says what happened.
+    fn close_connection(&mut self, il: &mut Interleaver<ff::Packet>) -> Result<(), CaptureError> {
+        let mut ready = Vec::new();
+        for lane in 0..self.lanes.len() {
+            self.lanes[lane].flush(&mut ready)?;
+            self.queue(lane, &mut ready, self.clock.now_utc_us(), il);
+        }
+        self.lanes_flushed = true;
+        while let Some(q) = il.pop(true) {
+            self.release(q)?;
+        }
+        if self.open.is_some() {
+            let bytes = self.mux.cut()?;
+            self.emit(bytes, CutReason::InputLost)?;
+        }
+        if self.emitted > 0 {
+            self.gap_from = Some(self.last_wall_us);
+        }
+        Ok(())
+    }
+
+    /// Listens again for up to the reconnect wait; a sender that connects is compared with
+    /// the recording's streams.
+    fn wait_for_sender(
+        &mut self,
+        source: &Source,
+        watchdog: &Arc<Watchdog>,
+        how: String,
+    ) -> Result<Back, CaptureError> {
+        let wait = self.settings.reconnect_wait;
+        let at_media_us = match self.origin_us {
+            Some(origin) if self.last_end_abs_us > i64::MIN => {
+                self.last_end_abs_us.saturating_sub(origin)
+            }
+            _ => 0,
+        };
+        let lost = std::time::Instant::now();
+        let event = Event::InputLost { at_media_us, wait, how: how.clone() };
+        if self.tx.send(Item::Event(event)).is_err() {
+            self.consumer_gone = true;
+            return Ok(Back::Stopped);
+        }
+        let deadline = lost + wait;
+        let again = loop {
+            if watchdog.stop_requested() {
+                return Ok(Back::Stopped);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            let settings = Settings { open_timeout: left, ..self.settings.clone() };
+            match input::open(source, &settings, watchdog) {
+                Ok(input) => break Some(input),
+                Err(InputError::Stopped) => return Ok(Back::Stopped),
+                Err(InputError::OpenTimeout { .. }) => break None,
+                // A sender that connected and went again, or the address not free yet.
+                Err(_) => std::thread::sleep(left.min(Duration::from_millis(250))),
+            }
+        };
+        let Some(again) = again else {
+            return Ok(Back::Nobody(format!(
+                "{how} at {}; no sender connected again within {} s",
+                clock_time(at_media_us),
+                wait.as_secs()
+            )));
+        };
+        let mut notes = Vec::new();
+        let lanes = match lane::select(&again, self.settings, &mut notes) {
+            Ok(lanes) => lanes,
+            Err(e) => {
+                let detail = format!(
+                    "the sender came back with streams that cannot be recorded ({e}) after {}",
+                    clock_time(at_media_us)
+                );
+                return Ok(Back::Changed(again, detail));
+            }
+        };
+        let sigs = signatures(&again, &lanes);
+        if sigs != self.sigs {
+            let detail = format!(
+                "a sender came back with other streams ({}; the recording had {}) after it was lost at {}",
+                describe(&sigs),
+                describe(&self.sigs),
+                clock_time(at_media_us)
+            );
+            return Ok(Back::Changed(again, detail));
+        }
+        let event = Event::Reconnected { after: lost.elapsed() };
+        if self.tx.send(Item::Event(event)).is_err() {
+            self.consumer_gone = true;
+        }
+        Ok(Back::Same(again, lanes))
+    }
+
+    /// Reads the next connection with `lanes` (the same streams), moved onto the timeline.
+    fn resume(&mut self, lanes: Vec<Lane>) {
+        self.lane_tb = lanes.iter().map(Lane::time_base).collect();
+        self.lanes = lanes;
+        self.lanes_flushed = false;
+        self.rebase =
+            self.origin_us.map(|_| Rebase { shift_us: None, floor_us: self.last_end_abs_us });
     }
 
     fn repaired(&self) -> u64 {
@@ -557,6 +885,7 @@ impl Recording<'_> {
             last_packet_utc_us: open.last_wall_us,
             emitted_utc_us: 0,
             cut,
+            gap: open.gap,
         };
         let pending = Pending { segment, bytes, digest };
         if self.tx.send(Item::Segment(Box::new(pending))).is_err() {
@@ -569,7 +898,9 @@ impl Recording<'_> {
     fn finish(&mut self, il: &mut Interleaver<ff::Packet>) -> Result<(), CaptureError> {
         let mut first_error = None;
         let mut ready = Vec::new();
-        for lane in 0..self.lanes.len() {
+        let lanes = if self.lanes_flushed { 0 } else { self.lanes.len() };
+        self.lanes_flushed = true;
+        for lane in 0..lanes {
             match self.lanes[lane].flush(&mut ready) {
                 Ok(()) => self.queue(lane, &mut ready, self.clock.now_utc_us(), il),
                 Err(e) => {

@@ -4,7 +4,7 @@
 use custody_format::digest::{MediaKind, PacketDigest};
 // Why a segment was cut and why a recording ended are the format's own values: capture
 // reports them and the records carry them, so there is one definition of each.
-pub use custody_format::record::{CutReason, EndReason};
+pub use custody_format::record::{CutReason, EndReason, Gap};
 
 use crate::settings::Container;
 
@@ -109,6 +109,9 @@ pub struct Segment {
     pub emitted_utc_us: i64,
     /// Why it ended where it did.
     pub cut: CutReason,
+    /// On the first segment after a live input's sender was lost and a sender with the
+    /// same streams connected again: the gap before it (its record carries it).
+    pub gap: Option<Gap>,
 }
 
 impl Segment {
@@ -142,6 +145,7 @@ impl std::fmt::Debug for Segment {
             .field("last_packet_utc_us", &self.last_packet_utc_us)
             .field("emitted_utc_us", &self.emitted_utc_us)
             .field("cut", &self.cut)
+            .field("gap", &self.gap)
             .finish()
     }
 }
@@ -166,8 +170,11 @@ pub struct End {
     pub end_utc_us: i64,
 }
 
-/// What a running capture reports, in order: at most one `Started`, any number of
-/// `Segment`s, and exactly one `End`.
+/// What a running capture reports, in order: a `Started`, any number of `Segment`s (with
+/// `InputLost` and `Reconnected` between them where a live sender dropped and came back),
+/// and an `End`. Only after an `End` with [`EndReason::SenderChanged`] does another
+/// `Started` follow: a sender came back with other streams, and that is a new recording.
+/// The last event is an `End` with any other reason.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
@@ -175,6 +182,24 @@ pub enum Event {
     Started(Started),
     /// A segment was cut.
     Segment(Segment),
-    /// The recording is over; no event follows.
+    /// The recording is over. After [`EndReason::SenderChanged`] a new recording's
+    /// `Started` follows; after any other reason no event follows.
     End(End),
+    /// A live input's sender was lost (it hung up or went silent); the segment before this
+    /// event was cut with [`CutReason::InputLost`], and the capture listens again for up to
+    /// `wait` ([`crate::Settings::reconnect_wait`]).
+    InputLost {
+        /// Media time the recording had reached, µs.
+        at_media_us: i64,
+        /// How long the capture waits for a sender.
+        wait: std::time::Duration,
+        /// How the loss showed itself (a closed connection, silence).
+        how: String,
+    },
+    /// A sender connected again with the same streams: the recording goes on, and its next
+    /// segment carries the gap.
+    Reconnected {
+        /// How long the input was lost.
+        after: std::time::Duration,
+    },
 }

@@ -94,6 +94,12 @@ pub struct Settings {
     pub probe_size: u64,
     /// For encoded (raw device) input: the H.264 encoder's keyframe interval, in seconds.
     pub encode_keyframe_interval: Duration,
+    /// For a live input whose sender hangs up or goes silent (a phone on street Wi-Fi): how
+    /// long to listen again (reopening the input on the same address) for a sender to come
+    /// back. The same recording goes on after a gap when the streams match; when they do
+    /// not, it ends ([`crate::EndReason::SenderChanged`]) and a new one starts. Zero ends
+    /// the recording at the first loss.
+    pub reconnect_wait: Duration,
 }
 
 impl Default for Settings {
@@ -108,6 +114,7 @@ impl Default for Settings {
             analyze_duration: Duration::from_secs(2),
             probe_size: 5_000_000,
             encode_keyframe_interval: Duration::from_secs(2),
+            reconnect_wait: Duration::ZERO,
         }
     }
 }

@@ -78,7 +78,27 @@ pub fn record(vault_dir: &Path, args: &RecordArgs) -> Result<(), CliError> {
         Some(_) => None,
         None => Listener::of(&args.input, &args.options),
     };
-    run(vault_dir, &args.seal, source, Origin::Live, input, None, args.duration, listener.as_ref())
+    if !(args.reconnect_wait.is_finite() && (0.0..=86_400.0).contains(&args.reconnect_wait)) {
+        return Err(CliError::cannot("--reconnect-wait must be between 0 and 86400 seconds"));
+    }
+    // Only a network stream's sender drops and comes back; a device or a filter graph that
+    // ends has ended.
+    let reconnect = if args.format.is_none() && args.input.contains("://") {
+        Duration::from_secs_f64(args.reconnect_wait)
+    } else {
+        Duration::ZERO
+    };
+    run(
+        vault_dir,
+        &args.seal,
+        source,
+        Origin::Live,
+        input,
+        None,
+        args.duration,
+        listener.as_ref(),
+        reconnect,
+    )
 }
 
 pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
@@ -103,6 +123,7 @@ pub fn import(vault_dir: &Path, args: &ImportArgs) -> Result<(), CliError> {
         Some(file),
         None,
         None,
+        Duration::ZERO,
     )
 }
 
@@ -116,6 +137,7 @@ fn run(
     imported_file: Option<custody_format::record::ImportedFile>,
     duration: Option<f64>,
     listener: Option<&Listener>,
+    reconnect_wait: Duration,
 ) -> Result<(), CliError> {
     if seal.verbose {
         // Before anything opens the input (container_for probes it).
@@ -127,6 +149,7 @@ fn run(
     let sealer = Sealer::new(keys::parse_recipients(&recipients)?)
         .map_err(|e| CliError::cannot(e.to_string()))?;
     let mut settings = settings(seal)?;
+    settings.reconnect_wait = reconnect_wait;
     if origin == Origin::Imported && !seal.fmp4 {
         // A browser's recording (Opus audio, VP8/VP9/AV1 video) goes into the container
         // that carries it; anything else stays MPEG-TS.
@@ -259,6 +282,59 @@ fn run(
                     sealed_bytes as f64 * 8.0 / elapsed / 1e6
                 ));
             }
+            Progress::InputLost { at_media_us, wait } => {
+                let at = clock(*at_media_us);
+                if quiet {
+                    print(&format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "event": "sender-lost", "at_media_us": at_media_us,
+                            "waiting_s": wait.as_secs_f64(),
+                        })
+                    ));
+                } else {
+                    bar.println(format!(
+                        "sender lost at {at}; waiting up to {} s for it to connect again",
+                        wait.as_secs()
+                    ));
+                }
+            }
+            Progress::Reconnected { after } => {
+                if quiet {
+                    print(&format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "event": "sender-back", "after_s": after.as_secs_f64(),
+                        })
+                    ));
+                } else {
+                    bar.println(format!(
+                        "sender connected again after {:.1} s; the gap is recorded",
+                        after.as_secs_f64()
+                    ));
+                }
+            }
+            Progress::Continued { ended, next } => {
+                if let Some(l) = &live {
+                    l.saved_end(ended.id, ended.segments + 1);
+                }
+                if quiet {
+                    print(&format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "event": "ended", "recording": ended.id.to_string(),
+                            "segments": ended.segments, "ended": "sender changed",
+                            "message": ended.message, "continued_in": next.to_string(),
+                        })
+                    ));
+                } else {
+                    bar.println(format!(
+                        "Recording {} ended: {}; recording {next} continues it.",
+                        ended.id,
+                        ended.message.as_deref().unwrap_or("the sender changed")
+                    ));
+                }
+            }
         }
     });
     bar.finish_and_clear();
@@ -319,6 +395,7 @@ fn run(
         EndReason::Stopped => "stopped",
         EndReason::InputEnded => "input ended",
         EndReason::Error => "error",
+        EndReason::SenderChanged => "sender changed",
     };
     if seal.json {
         print(&format!(
@@ -599,4 +676,10 @@ mod tests {
             Some("srt://[::1]:9000".into())
         );
     }
+}
+
+/// Media time as "0:14" (minutes and seconds), as the terminal says where a sender was lost.
+fn clock(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    format!("{}:{:02}", s / 60, s % 60)
 }

@@ -11,7 +11,8 @@ use thiserror::Error;
 
 use crate::ids::{PublicKey, RecordingId};
 use crate::record::{
-    CutReason, EndReason, EndRecord, Hash, Record, RecordingHeader, SegmentRecord, SignedRecord,
+    CutReason, EndReason, EndRecord, Gap, Hash, Record, RecordingHeader, SegmentRecord,
+    SignedRecord,
 };
 use crate::report::{code, Check};
 
@@ -71,6 +72,7 @@ pub struct ChainBuilder {
     last_media_end: i64,
     plaintext_bytes: u64,
     ciphertext_bytes: u64,
+    pending_gap: Option<Gap>,
 }
 
 impl ChainBuilder {
@@ -93,6 +95,7 @@ impl ChainBuilder {
             last_media_end: 0,
             plaintext_bytes: 0,
             ciphertext_bytes: 0,
+            pending_gap: None,
         };
         Ok((builder, signed))
     }
@@ -102,8 +105,17 @@ impl ChainBuilder {
         self.next_seq
     }
 
-    /// Signs the next segment record.
+    /// Makes the next segment record the first after a gap in a live input (segment tags
+    /// 16–18): the sender was lost and a sender with the same streams connected again. The
+    /// gap is part of the builder's state, so a caller that restores a clone after a failed
+    /// save keeps it for the segment that is saved.
+    pub fn gap_before_next(&mut self, gap: Gap) {
+        self.pending_gap = Some(gap);
+    }
+
+    /// Signs the next segment record (with the gap [`ChainBuilder::gap_before_next`] set).
     pub fn segment(&mut self, s: SegmentFields) -> SignedRecord {
+        let gap = self.pending_gap.take();
         self.first_media_start.get_or_insert(s.media_start_us);
         self.last_media_end = s.media_end_us;
         self.plaintext_bytes += s.plaintext_len;
@@ -124,6 +136,7 @@ impl ChainBuilder {
             ciphertext_sha256: s.ciphertext_sha256,
             packet_digest: s.packet_digest,
             cut: s.cut,
+            gap,
         });
         self.push(record)
     }
@@ -136,11 +149,33 @@ impl ChainBuilder {
     /// Signs the end record of an import, with the duration its source file declares
     /// (tag 11), so that a reader can tell how much of the file the chain holds.
     pub fn end_import(
+        self,
+        ended_at_us: i64,
+        reason: EndReason,
+        message: Option<String>,
+        source_duration_us: Option<u64>,
+    ) -> SignedRecord {
+        self.end_with(ended_at_us, reason, message, source_duration_us, None)
+    }
+
+    /// Signs the end record of a live recording whose sender came back with other streams
+    /// (end reason `sender-changed`), naming the recording that continues it (tag 12).
+    pub fn end_sender_changed(
+        self,
+        ended_at_us: i64,
+        message: Option<String>,
+        continued_in: RecordingId,
+    ) -> SignedRecord {
+        self.end_with(ended_at_us, EndReason::SenderChanged, message, None, Some(continued_in))
+    }
+
+    fn end_with(
         mut self,
         ended_at_us: i64,
         reason: EndReason,
         message: Option<String>,
         source_duration_us: Option<u64>,
+        continued_in: Option<RecordingId>,
     ) -> SignedRecord {
         let record = Record::End(EndRecord {
             recording_id: self.recording_id,
@@ -154,6 +189,7 @@ impl ChainBuilder {
             plaintext_bytes: self.plaintext_bytes,
             ciphertext_bytes: self.ciphertext_bytes,
             source_duration_us,
+            continued_in,
         });
         self.push(record)
     }

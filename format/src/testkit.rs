@@ -66,6 +66,7 @@ pub fn header(recording: u8, device: &SigningKey) -> RecordingHeader {
         software: "custody testkit".into(),
         rotation: None,
         dropped_streams: Vec::new(),
+        follows: None,
     }
 }
 

@@ -7,8 +7,8 @@ use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::receipt::Receipt;
 use custody_format::record::{
-    Container, CutReason, EndReason, EndRecord, ImportedFile, Origin, Record, RecordingHeader,
-    SegmentRecord, SignedRecord, StreamInfo,
+    Container, CutReason, EndReason, EndRecord, Follows, Gap, ImportedFile, Origin, Record,
+    RecordingHeader, SegmentRecord, SignedRecord, StreamInfo,
 };
 use custody_format::signed::Signed;
 use custody_format::testkit;
@@ -52,9 +52,22 @@ fn header() -> impl Strategy<Value = Record> {
         proptest::collection::vec(stream(), 0..4),
         proptest::collection::vec("age1[a-z0-9]{10,60}", 0..3),
         "\\PC{0,30}",
+        proptest::option::of((any::<[u8; 16]>(), hash())),
     )
         .prop_map(
-            |(id, device_key, t, live, input, imp, (ts, target, max), streams, recipients, sw)| {
+            |(
+                id,
+                device_key,
+                t,
+                live,
+                input,
+                imp,
+                (ts, target, max),
+                streams,
+                recipients,
+                sw,
+                fo,
+            )| {
                 Record::Header(RecordingHeader {
                     recording_id: RecordingId(id),
                     device_key,
@@ -70,6 +83,7 @@ fn header() -> impl Strategy<Value = Record> {
                     software: sw,
                     rotation: None,
                     dropped_streams: Vec::new(),
+                    follows: fo.map(|(r, end)| Follows { recording: RecordingId(r), end }),
                 })
             },
         )
@@ -83,10 +97,16 @@ fn segment() -> impl Strategy<Value = Record> {
         any::<(i64, i64, i64, i64)>(),
         proptest::collection::vec(any::<u64>(), 0..4),
         any::<(u64, u64, u64)>(),
-        prop_oneof![Just(CutReason::Keyframe), Just(CutReason::ForcedCap), Just(CutReason::Final)],
+        prop_oneof![
+            Just(CutReason::Keyframe),
+            Just(CutReason::ForcedCap),
+            Just(CutReason::Final),
+            Just(CutReason::InputLost)
+        ],
+        proptest::option::of(any::<(i64, i64, i64)>()),
     )
         .prop_map(
-            |(id, seq, (prev, ps, cs, pd), (wf, wl, ms, me), packets, (vf, pl, cl), cut)| {
+            |(id, seq, (prev, ps, cs, pd), (wf, wl, ms, me), packets, (vf, pl, cl), cut, gap)| {
                 Record::Segment(SegmentRecord {
                     recording_id: RecordingId(id),
                     seq,
@@ -103,6 +123,11 @@ fn segment() -> impl Strategy<Value = Record> {
                     ciphertext_sha256: cs,
                     packet_digest: pd,
                     cut,
+                    gap: gap.map(|(wall_from_us, wall_to_us, media_offset_us)| Gap {
+                        wall_from_us,
+                        wall_to_us,
+                        media_offset_us,
+                    }),
                 })
             },
         )
@@ -114,12 +139,18 @@ fn end() -> impl Strategy<Value = Record> {
         1..u64::MAX,
         hash(),
         any::<i64>(),
-        prop_oneof![Just(EndReason::Stopped), Just(EndReason::InputEnded), Just(EndReason::Error)],
+        prop_oneof![
+            Just(EndReason::Stopped),
+            Just(EndReason::InputEnded),
+            Just(EndReason::Error),
+            Just(EndReason::SenderChanged)
+        ],
         proptest::option::of("\\PC{0,80}"),
         any::<(u64, u64, u64, u64)>(),
         proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<[u8; 16]>()),
     )
-        .prop_map(|(id, seq, prev, at, reason, message, (n, d, p, c), source)| {
+        .prop_map(|(id, seq, prev, at, reason, message, (n, d, p, c), source, next)| {
             Record::End(EndRecord {
                 recording_id: RecordingId(id),
                 seq,
@@ -132,6 +163,7 @@ fn end() -> impl Strategy<Value = Record> {
                 plaintext_bytes: p,
                 ciphertext_bytes: c,
                 source_duration_us: source,
+                continued_in: next.map(RecordingId),
             })
         })
 }

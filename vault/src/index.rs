@@ -105,6 +105,7 @@ impl Summary {
                     match e.reason {
                         EndReason::Stopped => "stopped",
                         EndReason::InputEnded => "input-ended",
+                        EndReason::SenderChanged => "sender-changed",
                         EndReason::Error => "error",
                     }
                     .to_string(),

@@ -32,6 +32,7 @@ pub struct Sealed {
 }
 
 /// Encrypts segments to a fixed set of age X25519 recipients.
+#[derive(Clone)]
 pub struct Sealer {
     recipients: Vec<age::x25519::Recipient>,
 }

@@ -77,6 +77,7 @@ mod tests {
             plaintext_bytes: 0,
             ciphertext_bytes: 0,
             source_duration_us: source,
+            continued_in: None,
         }
     }
 

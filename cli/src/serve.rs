@@ -57,7 +57,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     // Opened on a blocking thread of the runtime: the stores' futures may need its reactor
     // (an object store's HTTP client), and `block_on` is their bridge there.
     let (server, opened) = rt
-        .block_on(tokio::task::spawn_blocking(move || Server::open(config)))
+        .block_on(rt.spawn_blocking(move || Server::open(config)))
         .map_err(|e| CliError::cannot(format!("opening the server: {e}")))?
         .map_err(open_error)?;
     if opened.identity_created {

@@ -78,6 +78,7 @@ pub use replay::{
 };
 pub use segment::{Boundary, CutReason, End, EndReason, Event, Segment, Started, StreamParams};
 pub use settings::{Container, Settings, Source};
+pub use sink::recycle;
 
 /// Registers FFmpeg's devices and formats once per process.
 pub(crate) fn init() {

@@ -20,7 +20,7 @@ use custody_capture::{Capture, Event, Segment, Started, StopHandle};
 use custody_format::chain::SegmentFields;
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::record::{
-    DroppedStream, EndReason, ImportedFile, Origin, RecordingHeader, StreamInfo,
+    DroppedStream, EndReason, Follows, ImportedFile, Origin, RecordingHeader, StreamInfo,
 };
 use custody_format::time::now_us;
 use ed25519_dalek::SigningKey;
@@ -28,7 +28,7 @@ use rand_core::OsRng;
 use thiserror::Error;
 
 use custody_vault::seal::Sealer;
-use custody_vault::store::{RecordingWriter, SegmentInput, Vault, VaultError};
+use custody_vault::store::{RecordingWriter, SyncedSegment, UnsyncedSegment, Vault, VaultError};
 
 /// Why a recording failed.
 #[derive(Debug, Error)]
@@ -82,6 +82,26 @@ pub enum Progress {
         media_end_us: i64,
         /// Device time from the segment's last packet to its record being durable, µs.
         seal_latency_us: i64,
+    },
+    /// A live input's sender was lost; the capture listens again for up to `wait`.
+    InputLost {
+        /// Media time the recording had reached, µs.
+        at_media_us: i64,
+        /// How long it waits for a sender.
+        wait: std::time::Duration,
+    },
+    /// A sender with the same streams connected again; the gap goes on record.
+    Reconnected {
+        /// How long the input was lost.
+        after: std::time::Duration,
+    },
+    /// A sender came back with other streams: this recording ended (end reason
+    /// `sender-changed`) and `next` continues it, its header linked to this end record.
+    Continued {
+        /// How the recording that ended ended.
+        ended: Outcome,
+        /// The recording that follows it.
+        next: RecordingId,
     },
 }
 
@@ -172,6 +192,7 @@ fn header(
             .iter()
             .map(|(kind, codec)| DroppedStream { kind: *kind, codec: codec.clone() })
             .collect(),
+        follows: None,
     }
 }
 
@@ -203,18 +224,37 @@ pub fn record(
     mut progress: impl FnMut(&Progress),
 ) -> Result<Outcome, RecordError> {
     let stop: StopHandle = capture.stop_handle();
+    // A live recording may be continued by another (a sender that came back with other
+    // streams), made with the same key and recipients.
+    let spare_key = (provenance.origin == Origin::Live).then(|| device.clone());
+    let spare_sealer = (provenance.origin == Origin::Live).then(|| sealer.clone());
     let mut writer: Option<RecordingWriter<'_>> = None;
     let mut sealer = Some(sealer);
     let mut device = Some(device);
     let mut segments = 0u64;
     let mut covered = Covered::default();
     let mut source_duration_us = None;
+    // An import overlaps each segment's fsync with sealing the next (see `InFlight`); a
+    // live recording saves each segment at once, as its next one is seconds away.
+    let overlap = provenance.origin == Origin::Imported;
+    let mut in_flight: Option<InFlight> = None;
+    // After a sender-changed end: the next recording's id (named in that end record), the
+    // link its header carries, and the key and sealer it is made with.
+    let mut next: Option<(RecordingId, Follows, SigningKey, Sealer)> = None;
     for event in capture {
         match event {
             Event::Started(started) => {
                 source_duration_us = started.source_duration_us;
+                if let Some((_, _, key, s)) = &next {
+                    device = Some(key.clone());
+                    sealer = Some(s.clone());
+                }
                 let (Some(key), Some(s)) = (device.take(), sealer.take()) else { continue };
-                let h = header(&started, &key, recipients, provenance);
+                let mut h = header(&started, &key, recipients, provenance);
+                if let Some((id, follows, ..)) = next.take() {
+                    h.recording_id = id;
+                    h.follows = Some(follows);
+                }
                 let streams = h.streams.clone();
                 let w = vault.begin(h, key, s)?;
                 progress(&Progress::Started { id: w.id(), streams, notes: started.notes.clone() });
@@ -222,48 +262,72 @@ pub fn record(
             }
             Event::Segment(seg) => {
                 let Some(w) = writer.as_mut() else { continue };
-                let input = SegmentInput {
-                    plaintext: &seg.bytes,
-                    plaintext_sha256: seg.sha256,
-                    fields: fields(&seg),
+                // Only live recordings have gaps, and they save each segment at once (no
+                // segment in flight), so the gap goes to this segment's record.
+                if let Some(gap) = seg.gap {
+                    w.gap_before_next(gap);
+                }
+                // While a segment's fsync runs, the next one is sealed into the position
+                // after it.
+                let seq = w.next_seq() + u64::from(in_flight.is_some());
+                let sealed = w.seal_segment(seq, &seg.bytes);
+                let meta = Meta::of(&seg);
+                // Sealed (or failed): its bytes can hold a later segment.
+                custody_capture::recycle(seg.bytes);
+                // The one before is recorded first: records follow positions.
+                let landed = match in_flight.take() {
+                    Some(f) => land(w, f, &mut segments, &mut covered, &mut progress),
+                    None => Ok(()),
                 };
-                match w.add_segment(input) {
-                    Ok(saved) => {
-                        segments += 1;
-                        covered.add(seg.media_start_us, seg.media_end_us);
-                        progress(&Progress::Saved {
-                            seq: saved.record.record().seq(),
-                            plaintext_len: seg.len(),
-                            ciphertext_len: saved.sealed.len,
-                            media_end_us: seg.media_end_us,
-                            seal_latency_us: now_us() - seg.last_packet_utc_us,
-                        });
+                let result = landed.and(sealed).and_then(|unsynced| {
+                    let f = InFlight::start(unsynced, meta);
+                    if overlap {
+                        in_flight = Some(f);
+                        Ok(())
+                    } else {
+                        land(w, f, &mut segments, &mut covered, &mut progress)
                     }
-                    Err(error) => {
-                        stop.stop();
-                        let id = w.id();
-                        if let Some(w) = writer.take() {
-                            let _ = w.end(now_us(), EndReason::Error, Some(error.to_string()));
-                        }
-                        return Err(RecordError::Save { id, error });
-                    }
+                });
+                if let Err(error) = result {
+                    return Err(fail(&mut writer, &stop, error));
                 }
             }
             Event::End(end) => {
                 let reason = end.reason;
                 let message = match reason {
                     EndReason::Stopped => None,
-                    EndReason::InputEnded => end.detail,
+                    EndReason::InputEnded | EndReason::SenderChanged => end.detail,
                     EndReason::Error => {
                         Some(end.detail.unwrap_or_else(|| "the capture failed".to_string()))
                     }
                 };
+                if let (Some(w), Some(f)) = (writer.as_mut(), in_flight.take()) {
+                    if let Err(error) = land(w, f, &mut segments, &mut covered, &mut progress) {
+                        return Err(fail(&mut writer, &stop, error));
+                    }
+                }
                 let Some(w) = writer.take() else {
                     return Err(RecordError::NothingRecorded(
                         message.unwrap_or_else(|| "the input ended before any media".into()),
                     ));
                 };
                 let id = w.id();
+                if reason == EndReason::SenderChanged {
+                    let (Some(key), Some(s)) = (spare_key.clone(), spare_sealer.clone()) else {
+                        continue;
+                    };
+                    let next_id = RecordingId::random(&mut OsRng);
+                    let end_record = w
+                        .end_sender_changed(end.end_utc_us.max(0), message.clone(), next_id)
+                        .map_err(|error| RecordError::Save { id, error })?;
+                    let follows = Follows { recording: id, end: end_record.hash() };
+                    let ended = Outcome { id, segments, reason, message };
+                    progress(&Progress::Continued { ended, next: next_id });
+                    next = Some((next_id, follows, key, s));
+                    segments = 0;
+                    covered = Covered::default();
+                    continue;
+                }
                 let (reason, message, declared) = match provenance.origin {
                     Origin::Imported => {
                         let file_len = provenance.imported_file.as_ref().map(|f| f.len);
@@ -277,10 +341,19 @@ pub fn record(
                     .map_err(|error| RecordError::Save { id, error })?;
                 return Ok(Outcome { id, segments, reason, message });
             }
+            Event::InputLost { at_media_us, wait, .. } => {
+                progress(&Progress::InputLost { at_media_us, wait });
+            }
+            Event::Reconnected { after } => progress(&Progress::Reconnected { after }),
             _ => {}
         }
     }
     // The capture thread went away without an end event.
+    if let (Some(w), Some(f)) = (writer.as_mut(), in_flight.take()) {
+        if let Err(error) = land(w, f, &mut segments, &mut covered, &mut progress) {
+            return Err(fail(&mut writer, &stop, error));
+        }
+    }
     match writer.take() {
         Some(w) => {
             let id = w.id();
@@ -290,6 +363,118 @@ pub fn record(
             Ok(Outcome { id, segments, reason: EndReason::Error, message: Some(message) })
         }
         None => Err(RecordError::NothingRecorded("the capture stopped before any media".into())),
+    }
+}
+
+/// What a segment's record and progress report need besides its sealed file.
+struct Meta {
+    plaintext_len: u64,
+    plaintext_sha256: [u8; 32],
+    fields: SegmentFields,
+    media_start_us: i64,
+    media_end_us: i64,
+    last_packet_utc_us: i64,
+}
+
+impl Meta {
+    fn of(seg: &Segment) -> Self {
+        Meta {
+            plaintext_len: seg.len(),
+            plaintext_sha256: seg.sha256,
+            fields: fields(seg),
+            media_start_us: seg.media_start_us,
+            media_end_us: seg.media_end_us,
+            last_packet_utc_us: seg.last_packet_utc_us,
+        }
+    }
+}
+
+/// A sealed segment whose fsync runs on its own thread while the loop seals the next one:
+/// an import's disk then writes one segment while the CPU encrypts the next, instead of
+/// each waiting for the other. Its record is signed and saved, and it is reported saved,
+/// only after the fsync ([`land`]).
+struct InFlight {
+    sync: Syncing,
+    meta: Meta,
+}
+
+enum Syncing {
+    Thread(std::thread::JoinHandle<Result<SyncedSegment, VaultError>>),
+    /// The thread could not be started: synced on the loop's thread.
+    Done(Result<SyncedSegment, VaultError>),
+}
+
+impl InFlight {
+    fn start(unsynced: UnsyncedSegment, meta: Meta) -> Self {
+        // Handed over once the thread runs, so that a thread that cannot be made leaves the
+        // segment here, to be synced on this thread.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<UnsyncedSegment>(1);
+        let spawned = std::thread::Builder::new().name("custody-fsync".into()).spawn(move || {
+            let unsynced = rx.recv().map_err(|_| VaultError::Io {
+                what: "saving the segment",
+                path: String::new(),
+                source: std::io::Error::other("the segment never reached the fsync thread"),
+            })?;
+            unsynced.sync()
+        });
+        let sync = match spawned {
+            Ok(handle) => match tx.send(unsynced) {
+                Ok(()) => Syncing::Thread(handle),
+                Err(std::sync::mpsc::SendError(u)) => Syncing::Done(u.sync()),
+            },
+            Err(_) => Syncing::Done(unsynced.sync()),
+        };
+        InFlight { sync, meta }
+    }
+}
+
+/// Waits for a segment's fsync, then signs and saves its record and reports it saved.
+fn land(
+    w: &mut RecordingWriter<'_>,
+    f: InFlight,
+    segments: &mut u64,
+    covered: &mut Covered,
+    progress: &mut impl FnMut(&Progress),
+) -> Result<(), VaultError> {
+    let synced = match f.sync {
+        Syncing::Thread(handle) => handle.join().unwrap_or_else(|_| {
+            Err(VaultError::Io {
+                what: "saving the segment",
+                path: String::new(),
+                source: std::io::Error::other("the fsync thread failed"),
+            })
+        }),
+        Syncing::Done(result) => result,
+    }?;
+    let m = f.meta;
+    let saved = w.add_synced(synced, m.plaintext_len, m.plaintext_sha256, m.fields)?;
+    *segments += 1;
+    covered.add(m.media_start_us, m.media_end_us);
+    progress(&Progress::Saved {
+        seq: saved.record.record().seq(),
+        plaintext_len: m.plaintext_len,
+        ciphertext_len: saved.sealed.len,
+        media_end_us: m.media_end_us,
+        seal_latency_us: now_us() - m.last_packet_utc_us,
+    });
+    Ok(())
+}
+
+/// Stops the capture and ends the recording with an error record, if it can still be
+/// written; every segment saved before stays valid.
+fn fail(
+    writer: &mut Option<RecordingWriter<'_>>,
+    stop: &StopHandle,
+    error: VaultError,
+) -> RecordError {
+    stop.stop();
+    match writer.take() {
+        Some(w) => {
+            let id = w.id();
+            let _ = w.end(now_us(), EndReason::Error, Some(error.to_string()));
+            RecordError::Save { id, error }
+        }
+        None => RecordError::Vault(error),
     }
 }
 
@@ -396,6 +581,63 @@ mod tests {
             m.unwrap(),
             "the file is damaged: reading the input failed: x, at byte 7 of the file; imported up to media time 2.00 s"
         );
+    }
+
+    /// The import path seals each segment while the one before is being fsynced: whenever
+    /// a segment is reported saved, its sealed file is under its final name (renamed only
+    /// after its fsync) and its record is the journal's last, so nothing is reported saved
+    /// before it is durable, and records stay in order.
+    #[test]
+    fn an_import_reports_each_segment_saved_only_once_its_file_and_record_are_durable() {
+        use custody_capture::{Settings, Source};
+        let dir =
+            std::env::temp_dir().join(format!("custody-recorder-order-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let media = dir.join("clip.ts");
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=30", "-t", "9"])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-f", "mpegts"])
+            .arg(&media)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (vault, _) = Vault::open(&dir.join("vault")).unwrap();
+        let (_, recipient) = custody_vault::keys::new_recipient_identity();
+        let recipients = vec![recipient];
+        let sealer =
+            Sealer::new(custody_vault::keys::parse_recipients(&recipients).unwrap()).unwrap();
+        let provenance = Provenance {
+            origin: Origin::Imported,
+            input: "clip.ts".into(),
+            imported_file: Some(hash_file(&media).unwrap()),
+            target_segment_ms: 2000,
+            max_segment_ms: 10_000,
+        };
+        let capture = Capture::start(Source::file(&media), Settings::default());
+        let device = SigningKey::from_bytes(&[7; 32]);
+        let mut id = None;
+        let mut saved = Vec::new();
+        let outcome =
+            record(&vault, capture, device, &recipients, sealer, &provenance, |p| match p {
+                Progress::Started { id: started, .. } => id = Some(*started),
+                Progress::Saved { seq, .. } => {
+                    let id = id.unwrap();
+                    assert!(vault.segment_path(&id, *seq).is_file(), "segment {seq} not durable");
+                    let records = vault.records(&id).unwrap();
+                    assert_eq!(records.last().map(|r| r.record().seq()), Some(*seq));
+                    saved.push(*seq);
+                }
+                _ => {}
+            })
+            .unwrap();
+        assert_eq!(outcome.reason, EndReason::InputEnded, "{:?}", outcome.message);
+        assert!(saved.len() >= 3, "{saved:?}");
+        assert_eq!(saved, (1..=outcome.segments).collect::<Vec<_>>());
+        let records = vault.records(&outcome.id).unwrap();
+        assert_eq!(records.len() as u64, outcome.segments + 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -240,3 +240,59 @@ fn migrations_are_applied_once_and_a_newer_schema_is_refused() {
     let e = block_on(PgStores::connect(&url)).unwrap_err();
     assert!(e.to_string().contains("newer"), "{e}");
 }
+
+/// Uploads `chain` whole through `ts`; returns its receipts.
+async fn upload(
+    ts: &TestServer,
+    c: &reqwest::Client,
+    d: &Device,
+    chain: &Chain,
+) -> Vec<custody_format::receipt::Receipt> {
+    let key = ts.server.public_key();
+    let mut out = Vec::new();
+    for seq in 0..chain.records.len() {
+        let s = d.put(c, &ts.base, &key, chain.id, seq as u64, chain.body(seq)).await;
+        assert_eq!(s.status, 200, "seq {seq}: {}", String::from_utf8_lossy(&s.body));
+        let r = custody_format::signed::Signed::<custody_format::receipt::Receipt>::parse(&s.body)
+            .unwrap();
+        assert!(r.verify(&key));
+        out.push(r.value().clone());
+    }
+    out
+}
+
+/// Two servers on one database, devices uploading through both at once (one device
+/// through both): every receipt, whichever server signed it, names a tree that is a prefix
+/// of the one log in the database, and no entry is stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_through_two_servers_at_once_are_receipted_in_one_log() {
+    let url = fresh_database();
+    let (a, b) = two_servers(&url).await;
+    let c = client();
+    let da = enrolled(&a, &c, "through a").await;
+    let db = enrolled(&b, &c, "through b").await;
+    let (chain_a, chain_b) = (Chain::new(1, &da, 6, true, b"a"), Chain::new(2, &db, 6, true, b"b"));
+    let (ra, rb) = tokio::join!(upload(&a, &c, &da, &chain_a), upload(&b, &c, &db, &chain_b));
+    // The device enrolled through a, uploading through b.
+    let rc = upload(&b, &c, &da, &Chain::new(3, &da, 3, false, b"c")).await;
+
+    let entries = block_on(connect(&url).log().load()).unwrap();
+    let mut unique = entries.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), entries.len(), "no entry is stored twice");
+    let tree = Tree::from_leaves(entries.iter().map(|e| leaf_hash(e)));
+    let size = tree.len();
+    let receipts: Vec<_> = ra.iter().chain(&rb).chain(&rc).collect();
+    assert!(size >= 2 + receipts.len() as u64, "two enrollments and every record");
+    let mut indices: Vec<u64> = receipts.iter().map(|r| r.log_index).collect();
+    indices.sort();
+    indices.dedup();
+    assert_eq!(indices.len(), receipts.len(), "no log index is receipted twice");
+    for r in receipts {
+        assert!(r.log_index < r.tree_size && r.tree_size <= size);
+        assert_eq!(tree.root_at(r.tree_size).unwrap(), r.tree_root, "a prefix of the one log");
+        let proof = tree.consistency_proof(r.tree_size, size).unwrap();
+        merkle::verify_consistency(r.tree_size, size, &r.tree_root, &tree.root(), &proof).unwrap();
+    }
+}

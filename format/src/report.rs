@@ -348,6 +348,14 @@ codes! {
         "Each segment's media time starts where the previous one ended (within 100 ms).";
     MEDIA_DISCONTINUITY = "media.discontinuity", Warning,
         "A segment's media time does not continue from the previous segment's (more than 100 ms apart).";
+    MEDIA_GAP = "media.gap", Warning,
+        "A live recording's input was lost and a sender connected again (segment tags 16-18): the message names the gap's span in device time from the recording's start. Not damage: the chain is unbroken and the media timeline continues; but stream senders are not authenticated, so only the matching streams say it is the same sender.";
+    MEDIA_GAP_INVALID = "media.gap.invalid", Failure,
+        "A segment's gap fields are inconsistent: the gap ends before it starts, lies outside the walls of the segments around it, follows a segment not cut as input-lost (cut 4), or is the first segment's.";
+    CHAIN_FOLLOWS = "chain.follows", Ok,
+        "The header says this recording continues another (header tags 18, 19), which ended because a sender came back with other streams; the message names it and its end record's hash, which that recording's bundle must show.";
+    CHAIN_CONTINUED_IN = "chain.continued_in", Ok,
+        "The recording ended because a sender came back with other streams or codec parameters (end reason 4, sender-changed); the message names the recording that continues it (tag 12), if the end record does.";
     MEDIA_ROTATION = "media.rotation", Ok,
         "The header records that the picture is shown turned 90, 180 or 270 degrees clockwise (the source's display matrix, header tag 16): segments in MPEG-TS cannot carry it, and an export writes it back. It says how the footage is displayed, not that it was changed.";
     MEDIA_STREAMS_DROPPED = "media.streams.dropped", Warning,

@@ -477,12 +477,103 @@ fn check_totals(checks: &mut Vec<Check>, end: &EndRecord, segments: &[&SegmentRe
     }
 }
 
+/// `media.gap` for a consistent gap, `media.gap.invalid` for one that is not: from ≤ to,
+/// within the walls of the segments on either side, after a segment cut as input-lost.
+fn gap_check(
+    started_at_us: i64,
+    prev: Option<&SegmentRecord>,
+    s: &SegmentRecord,
+    gap: &Gap,
+) -> Check {
+    let wrong = match prev {
+        None => Some("the first segment cannot follow a gap".to_string()),
+        Some(_) if gap.wall_to_us < gap.wall_from_us => {
+            Some("the gap ends before it starts".into())
+        }
+        Some(p) if gap.wall_from_us < p.wall_last_us => {
+            Some(format!("the gap starts before segment {}'s last packet", p.seq))
+        }
+        Some(_) if gap.wall_to_us > s.wall_first_us => {
+            Some("the gap ends after this segment's first packet".into())
+        }
+        Some(p) if p.cut != CutReason::InputLost => {
+            Some(format!("segment {} before it is not cut as input-lost (cut 4)", p.seq))
+        }
+        Some(_) => None,
+    };
+    if let Some(why) = wrong {
+        return Check::new(
+            code::MEDIA_GAP_INVALID,
+            format!("segment {}'s gap fields: {why}", s.seq),
+        )
+        .at(s.seq);
+    }
+    let rel = |t: i64| clock_time(t.saturating_sub(started_at_us));
+    Check::new(
+        code::MEDIA_GAP,
+        format!(
+            "gap {}-{} ({:.1} s, before segment {}): the stream's sender disconnected and a sender \
+             connected again — stream senders are not authenticated",
+            rel(gap.wall_from_us),
+            rel(gap.wall_to_us),
+            gap.wall_to_us.saturating_sub(gap.wall_from_us) as f64 / 1e6,
+            s.seq
+        ),
+    )
+    .at(s.seq)
+}
+
+/// Device time from the recording's start as "0:14".
+fn clock_time(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
 fn check_times(checks: &mut Vec<Check>, header: &RecordingHeader, ordered: &[&SignedRecord]) {
     let mut clock_ok = true;
     let mut media_ok = true;
     let mut last_wall = header.started_at_us;
     let mut last_media_end: Option<i64> = None;
+    let mut prev_segment: Option<&SegmentRecord> = None;
+    if let Some(f) = &header.follows {
+        checks.push(
+            Check::new(
+                code::CHAIN_FOLLOWS,
+                format!(
+                    "this recording continues recording {}, which ended because a sender came back \
+                     with other streams (its end record's hash is {}; that recording's bundle shows it)",
+                    f.recording,
+                    hex::encode(f.end)
+                ),
+            )
+            .at(0),
+        );
+    }
     for rec in ordered {
+        if let Record::End(e) = rec.record() {
+            if e.reason == EndReason::SenderChanged {
+                let next = match &e.continued_in {
+                    Some(id) => format!("; recording {id} continues it"),
+                    None => String::new(),
+                };
+                checks.push(
+                    Check::new(
+                        code::CHAIN_CONTINUED_IN,
+                        format!(
+                            "the recording ended because a sender came back with other streams or \
+                             codec parameters{next}"
+                        ),
+                    )
+                    .at(e.seq),
+                );
+            }
+        }
+        if let Record::Segment(s) = rec.record() {
+            if let Some(gap) = &s.gap {
+                checks.push(gap_check(header.started_at_us, prev_segment, s, gap));
+            }
+            prev_segment = Some(s);
+        }
         let (seq, first, last) = match rec.record() {
             Record::Header(_) => continue,
             Record::Segment(s) => (s.seq, s.wall_first_us, s.wall_last_us),

@@ -51,7 +51,8 @@ fn a_phone_streaming_srt_is_recorded_live_uploaded_fetched_as_tar_and_verified()
     let port = free_udp_port();
     let recorder = env
         .cmd()
-        .args(["record", "--json", "--upload-wait", "30", "--input"])
+        // The phone streams once: the recording ends when it stops, not after a wait for it.
+        .args(["record", "--json", "--upload-wait", "30", "--reconnect-wait", "0", "--input"])
         .arg(format!("srt://127.0.0.1:{port}?mode=listener"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

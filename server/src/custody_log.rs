@@ -325,6 +325,9 @@ struct Pending {
     slot: Arc<Slot>,
 }
 
+/// What a caller of a batch gets: its place, or none for a catch-up.
+type Outcome = Result<Option<Appended>, LogError>;
+
 /// Where a waiting caller learns that its batch is done, or that it leads the next.
 #[derive(Debug, Default)]
 struct Slot {
@@ -337,7 +340,7 @@ enum SlotState {
     #[default]
     Waiting,
     Lead,
-    Done(Result<Option<Appended>, LogError>),
+    Done(Outcome),
 }
 
 impl Slot {
@@ -480,7 +483,7 @@ impl GroupCommit {
         log: &Mutex<CustodyLog>,
         batch: &[Pending],
         on_failure: OnFailure<'_>,
-    ) -> (Vec<Result<Option<Appended>, LogError>>, Option<Signed<TreeHead>>) {
+    ) -> (Vec<Outcome>, Option<Signed<TreeHead>>) {
         let (store, known) = {
             let l = lock(log);
             (l.store.clone(), l.tree.len())

@@ -24,6 +24,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -323,6 +324,19 @@ impl Uploader {
         seq: u64,
         receipt: &Signed<Receipt>,
     ) -> Result<bool, UploadError> {
+        self.store_receipt_counted(id, seq, receipt, None)
+    }
+
+    /// [`Uploader::store_receipt`], adding one to `counter` when the receipt is new, before
+    /// the [`Receipted`] event goes out: whoever stops a run on that event then finds it
+    /// counted.
+    fn store_receipt_counted(
+        &self,
+        id: &RecordingId,
+        seq: u64,
+        receipt: &Signed<Receipt>,
+        counter: Option<&AtomicU64>,
+    ) -> Result<bool, UploadError> {
         let dir = self.rec_dir(id);
         let mut sh = locked(&self.shared);
         // The receipts asked for again after the server came back may have brought this one
@@ -335,14 +349,20 @@ impl Uploader {
         sh.retry.remove(&(*id, seq));
         drop(sh);
         self.index.dequeue(&id.0, seq)?;
+        if let (true, Some(c)) = (new, counter) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
         if let Some(tx) = &self.events {
             let _ = tx.send(Receipted { recording: *id, seq, at: Instant::now() });
         }
         Ok(new)
     }
 
-    /// Uploads one record and, for a segment, its sealed file.
-    async fn upload_one(&self, id: RecordingId, seq: u64) -> Outcome {
+    /// Uploads one record and, for a segment, its sealed file. `stored` counts the receipt
+    /// when this upload stores it, at the moment it is stored: the run that spawned the
+    /// upload may stop (and abort it) between the store and its outcome being read, and a
+    /// receipt stored must be counted all the same.
+    async fn upload_one(&self, id: RecordingId, seq: u64, stored: Arc<AtomicU64>) -> Outcome {
         match self.has_receipt(&id, seq) {
             Ok(true) => {
                 let _ = self.index.dequeue(&id.0, seq);
@@ -414,7 +434,8 @@ impl Uploader {
             Err(Failure::Inconsistent(i)) => return Outcome::Distrust(i.message),
         }
         let this = self.clone();
-        match tokio::task::spawn_blocking(move || this.store_receipt(&id, seq, &receipt)).await {
+        let stored_here = move || this.store_receipt_counted(&id, seq, &receipt, Some(&stored));
+        match tokio::task::spawn_blocking(stored_here).await {
             Ok(Ok(true)) => Outcome::Done,
             Ok(Ok(false)) => Outcome::Held,
             Ok(Err(e)) => Outcome::Retry(e.to_string()),
@@ -466,6 +487,8 @@ impl Uploader {
         let mut set = tokio::task::JoinSet::new();
         let mut in_flight = HashSet::new();
         let mut out = Flushed::default();
+        // Receipts this run's uploads stored (see `upload_one`): `out.receipted` at the end.
+        let stored = Arc::new(AtomicU64::new(0));
         let mut link = Link::Up;
         let mut probing: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
         // The server answered with failures: how many in a row, and nothing is sent before.
@@ -502,7 +525,10 @@ impl Uploader {
                         in_flight.insert(*k);
                         let this = self.clone();
                         let (id, seq) = *k;
-                        set.spawn(async move { ((id, seq), this.upload_one(id, seq).await) });
+                        let stored = Arc::clone(&stored);
+                        set.spawn(
+                            async move { ((id, seq), this.upload_one(id, seq, stored).await) },
+                        );
                     }
                 }
                 Link::Up => {}
@@ -546,7 +572,6 @@ impl Uploader {
                     match outcome {
                         Outcome::Held => {}
                         Outcome::Done => {
-                            out.receipted += 1;
                             // One success resets every record's backoff, and the server's.
                             locked(&self.shared).retry.clear();
                             gate = None;
@@ -633,6 +658,10 @@ impl Uploader {
         if let Some(p) = probing {
             p.abort();
         }
+        // An upload aborted above may still be storing its receipt on a blocking worker;
+        // what was stored by now is counted (one stored after is in the receipts book and
+        // dequeued, and the next run finds it held).
+        out.receipted = stored.load(Ordering::SeqCst);
         out.pending = self.index.pending()?.len() as u64;
         out.log_inconsistent = self.distrusted();
         Ok(out)

@@ -693,3 +693,37 @@ async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
     assert!(real.server.device(&public).is_some());
     task.abort();
 }
+
+/// A run stopped the moment a receipt is stored still counts that receipt: the stop may be
+/// seen before the upload's outcome is, and `Flushed::receipted` once missed it (5 of 6
+/// while all 6 were receipted). One upload at a time, stopped after each receipt, so every
+/// round's count must equal what the receipts book gained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_as_a_receipt_is_stored_counts_it() {
+    let (_identity, recipient) = new_recipient_identity();
+    let srv = server(&recipient).await;
+    let (_vdir, vault, key) = enrolled_vault(&srv, 23).await;
+    let id = record(&vault, &key, &recipient, 6, 2_000, Some(9_000_000));
+    let mut counted = 0;
+    for round in 0..12 {
+        let before = vault.index().pending().unwrap().len();
+        if before == 0 {
+            break;
+        }
+        let mut up =
+            Uploader::new(&vault, key.clone(), Options { concurrency: 1, ..opts() }).unwrap();
+        let mut events = up.events();
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let runner = up.clone();
+        let run = tokio::spawn(async move { runner.run(stop_rx).await });
+        let got = tokio::time::timeout(Duration::from_secs(20), events.recv()).await;
+        assert!(matches!(got, Ok(Some(_))), "round {round}: no receipt");
+        stop.send(true).unwrap();
+        let f = run.await.unwrap().unwrap();
+        let stored = up.receipts(&id).unwrap().len();
+        assert_eq!(f.receipted as usize, stored - counted, "round {round}: {f:?}");
+        counted = stored;
+    }
+    assert_eq!(counted, 8, "every record receipted: header, 6 segments, end");
+    srv.task.abort();
+}

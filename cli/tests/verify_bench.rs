@@ -6,7 +6,8 @@
 //! cargo test --release -p custody-cli --test verify_bench -- --ignored --nocapture
 //! ```
 //!
-//! The media is `CUSTODY_BENCH_MEDIA`, else `target/bench-cache/1080p-h264-aac.mp4` (the
+//! `openssl` and `custody verify` run in 5 interleaved pairs; the ratio is the median of
+//! the pairs' ratios, reported with its range. The media is `CUSTODY_BENCH_MEDIA`, else `target/bench-cache/1080p-h264-aac.mp4` (the
 //! 1 GB H.264 + AAC file `cargo xtask bench` caches). Prints one line
 //! `VERIFY_BENCH_JSON {...}` for the benchmark tooling. The page cache is warmed before each
 //! timed run, so what is compared is the work done on bytes in memory.
@@ -76,6 +77,17 @@ fn timed_once(cmd: &mut Command) -> (f64, f64, i64) {
     (secs, cpu(usage.ru_utime) + cpu(usage.ru_stime), rss)
 }
 
+/// Pairs of `openssl` and `custody verify` runs.
+const PAIRS: usize = 5;
+
+/// The median wall time of some runs, with that run's CPU time.
+fn median_run(runs: &[(f64, f64, i64)]) -> (f64, f64) {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let m = sorted[sorted.len() / 2];
+    (m.0, m.1)
+}
+
 fn warm(files: &[PathBuf]) {
     for f in files {
         let _ = std::fs::read(f).unwrap();
@@ -83,7 +95,7 @@ fn warm(files: &[PathBuf]) {
 }
 
 #[test]
-#[ignore = "imports a 1 GB file; run explicitly, in release mode"]
+#[ignore = "imports a large file (1 GB by default); run explicitly, in release mode"]
 fn verify_throughput_against_openssl_and_age() {
     let mut real = Real::import(&media());
     // CUSTODY_BENCH_KEEP=DIR keeps the bundle (and the case key) there, to look at.
@@ -111,12 +123,24 @@ fn verify_throughput_against_openssl_and_age() {
     let mb = |b: u64, s: f64| b as f64 / 1e6 / s;
     let server = Real::server();
 
-    warm(&all_files);
-    let (openssl_s, openssl_cpu, _) =
-        timed(Command::new("openssl").args(["dgst", "-sha256"]).args(&all_files));
-    warm(&all_files);
-    let (verify_s, verify_cpu, verify_rss) =
-        timed(real.env.cmd().args(["verify", "--trust", &server, "--json"]).arg(&bundle));
+    // Interleaved pairs, so that both tools of a pair meet the same load on a shared
+    // machine: the figure is the median of the pairs' ratios, with their spread.
+    let (mut openssl_runs, mut verify_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        warm(&all_files);
+        let o = timed_once(Command::new("openssl").args(["dgst", "-sha256"]).args(&all_files));
+        warm(&all_files);
+        let v =
+            timed_once(real.env.cmd().args(["verify", "--trust", &server, "--json"]).arg(&bundle));
+        ratios.push(o.0 / v.0);
+        openssl_runs.push(o);
+        verify_runs.push(v);
+    }
+    let (openssl_s, openssl_cpu) = median_run(&openssl_runs);
+    let (verify_s, verify_cpu) = median_run(&verify_runs);
+    let verify_rss = verify_runs.iter().map(|r| r.2).max().unwrap_or(0);
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
 
     warm(&segment_files);
     let script = "key=$1; shift; for f in \"$@\"; do age -d -i \"$key\" \"$f\" || exit 1; done";
@@ -146,14 +170,18 @@ fn verify_throughput_against_openssl_and_age() {
         "segments": real.segments.len(),
         "verify_mb_s": mb(bytes, verify_s),
         "openssl_sha256_mb_s": mb(bytes, openssl_s),
-        "verify_vs_openssl": openssl_s / verify_s,
+        "verify_vs_openssl": ratio,
+        "verify_vs_openssl_min": ratios[0],
+        "verify_vs_openssl_max": ratios[ratios.len() - 1],
+        "pairs": PAIRS,
         "verify_peak_rss_kib": verify_rss,
         "verify_identity_mb_s": mb(segment_bytes, ident_s),
         "age_decrypt_mb_s": mb(segment_bytes, age_s),
         "verify_identity_peak_rss_kib": ident_rss,
     });
     println!("VERIFY_BENCH_JSON {line}");
-    assert!(bytes > 500_000_000, "the bundle is only {bytes} bytes");
+    let media_len = media().metadata().unwrap().len();
+    assert!(bytes > media_len / 10 * 9, "the bundle is only {bytes} bytes of {media_len}");
     assert!(verify_rss < 128 * 1024 && ident_rss < 128 * 1024, "{line}");
-    assert!(openssl_s / verify_s >= 1.5, "verify is not 1.5x openssl: {line}");
+    assert!(ratio >= 1.5, "verify is not 1.5x openssl: {line}");
 }

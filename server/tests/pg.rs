@@ -126,10 +126,11 @@ fn a_token_spent_by_two_replicas_at_once_is_spent_once() {
         })
         .collect();
     let won: Vec<Vec<bool>> = spenders.into_iter().map(|t| t.join().unwrap()).collect();
-    for t in 0..TOKENS as usize {
-        assert!(won[0][t] ^ won[1][t], "token {t}: exactly one replica spends it");
+    for (t, (a, b)) in won[0].iter().zip(&won[1]).enumerate() {
+        assert!(a ^ b, "token {t}: exactly one replica spends it");
         assert!(block_on(issuer.is_spent([t as u8; 32])).unwrap());
     }
+    assert_eq!(won[0].len(), usize::from(TOKENS));
     let e = block_on(issuer.spend([99; 32], &custody_format::testkit::public("x"))).unwrap_err();
     assert!(matches!(e, StoreError::Damaged(_)), "a token never issued: {e}");
 }

@@ -351,21 +351,11 @@ fn unix_now() -> i64 {
 }
 
 /// `YYYYMMDDHHMMSSZ` for `openssl ca -startdate/-enddate` (OpenSSL 3.0 has no
-/// `x509 -not_before`), from Unix seconds; proleptic Gregorian, Howard Hinnant's
-/// days-to-civil algorithm.
+/// `x509 -not_before`), from Unix seconds, with the format crate's calendar
+/// ([`custody_format::time::civil`]).
 fn asn1_time(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}{:02}{:02}{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    let c = custody_format::time::civil(unix.saturating_mul(1_000_000));
+    format!("{:04}{:02}{:02}{:02}{:02}{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 /// One test TSA: a certificate of the [`Pki`] and `openssl ts -reply` configured to sign

@@ -53,7 +53,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 impl TsaServer {
     /// Binds an ephemeral port on 127.0.0.1 and serves `tsa` from a thread of its own.
     pub fn start(tsa: Tsa) -> io::Result<TsaServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        TsaServer::start_at(tsa, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves `tsa` at `addr`: a TSA started again where one was stopped (dropped), so
+    /// that a server configured with its URL finds it back.
+    pub fn start_at(tsa: Tsa, addr: SocketAddr) -> io::Result<TsaServer> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             mode: Mutex::new(Mode::Up),

@@ -8,10 +8,21 @@
 //! Observers' network addresses are left out unless the operator asks for them
 //! ([`EventLog::addresses`], `custody serve --log-addresses`): a server's logs are often
 //! kept, shipped and subpoenaed, and who filmed an encounter must not be findable in them.
+//!
+//! **Never in ingest's way.** Events are caused while the custody log is being appended
+//! to, and stderr may be a pipe that nobody reads fast enough (a stalled log collector). So
+//! [`emit`] only formats the line and hands it to a bounded queue ([`LineWriter`]); one
+//! thread writes the queue to stderr. When the queue is full the line is dropped and
+//! counted, and the writer says how many were dropped before the next line it writes: an
+//! event line is lost rather than a receipt delayed.
 
 use std::cell::Cell;
 use std::io::Write;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use custody_format::ids::PublicKey;
 use custody_format::log::{EntryType, LogEntry};
@@ -112,7 +123,7 @@ impl Event {
             }
             EntryType::Access => "evidence accessed",
             EntryType::EnrollmentRefused => return None,
-            _ => "logged",
+            EntryType::TimeStampToken => "time-stamp token logged",
         };
         let mut e = Event::new(name);
         if let Some(id) = &entry.recording_id {
@@ -180,14 +191,120 @@ fn quoted(v: &str) -> String {
 }
 
 /// Writes `event` to stderr as `log` says, naming the address of the request being
-/// served if there is one. One write per line, so lines from several workers never mix.
+/// served if there is one: queued for the writer thread, never waiting for stderr (see the
+/// module documentation). One write per line, so lines never mix.
 pub(crate) fn emit(log: &EventLog, event: &Event) {
     if !log.enabled {
         return;
     }
     let mut line = event.line(log, crate::now_us(), current_peer());
     line.push('\n');
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    match stderr_writer() {
+        Some(w) => w.send(log.format, line),
+        // No thread could be started: written here, as before there was a queue.
+        None => {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
+    }
+}
+
+/// Waits (at most `timeout`) until the event lines queued so far are written to stderr;
+/// false if they were not by then. For a server that is about to exit.
+pub fn flush(timeout: Duration) -> bool {
+    stderr_writer().is_none_or(|w| w.flush(timeout))
+}
+
+/// Event lines that may wait for stderr; beyond it they are dropped and counted.
+pub const QUEUE_LINES: usize = 4096;
+
+/// The process's one stderr writer, started by the first event.
+fn stderr_writer() -> Option<&'static LineWriter> {
+    static WRITER: OnceLock<Option<LineWriter>> = OnceLock::new();
+    WRITER.get_or_init(|| LineWriter::spawn(std::io::stderr(), QUEUE_LINES).ok()).as_ref()
+}
+
+enum Message {
+    Line(LogFormat, String),
+    Flush(SyncSender<()>),
+}
+
+/// A bounded queue of lines and the thread that writes them to a sink, in order. Sending
+/// never blocks: a line that finds the queue full is dropped and counted, and the count is
+/// written (as an `event lines dropped` event) before the next line that is written.
+#[derive(Debug)]
+pub struct LineWriter {
+    tx: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LineWriter {
+    /// Starts the thread writing to `sink`, with room for `capacity` lines.
+    pub fn spawn(mut sink: impl Write + Send + 'static, capacity: usize) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Message>(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&dropped);
+        std::thread::Builder::new().name("custody-events".into()).spawn(move || {
+            for message in rx {
+                match message {
+                    Message::Line(format, line) => {
+                        let lost = counted.swap(0, Ordering::SeqCst);
+                        if lost > 0 {
+                            let log = EventLog { enabled: true, format, addresses: false };
+                            let mut note = Event::new("event lines dropped")
+                                .with("count", lost)
+                                .with("why", "stderr did not keep up")
+                                .line(&log, crate::now_us(), None);
+                            note.push('\n');
+                            let _ = sink.write_all(note.as_bytes());
+                        }
+                        let _ = sink.write_all(line.as_bytes());
+                    }
+                    Message::Flush(done) => {
+                        let _ = sink.flush();
+                        let _ = done.send(());
+                    }
+                }
+            }
+        })?;
+        Ok(LineWriter { tx, dropped })
+    }
+
+    /// Queues `line` (with its newline), or drops and counts it if the queue is full.
+    pub fn send(&self, format: LogFormat, line: String) {
+        match self.tx.try_send(Message::Line(format, line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Lines dropped and not yet reported.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
+    /// Waits (at most `timeout`) until everything queued before is written.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (done, wait) = mpsc::sync_channel(1);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut message = Message::Flush(done);
+        // The queue may be full: retry until there is room or the time is up.
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(m)) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        wait.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -238,5 +355,70 @@ mod tests {
         assert_eq!(current_peer(), None);
         assert_eq!(blocking_for(Some(addr), current_peer), Some(addr));
         assert_eq!(current_peer(), None);
+    }
+    /// A sink that takes nothing until the gate opens: a stderr pipe nobody reads.
+    struct Stuck {
+        gate: std::sync::mpsc::Receiver<()>,
+        open: bool,
+        out: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            if !self.open {
+                let _ = self.gate.recv();
+                self.open = true;
+            }
+            self.out.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_stderr_never_blocks_the_sender_and_the_lines_it_lost_are_counted() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = LineWriter::spawn(Stuck { gate, open: false, out: Arc::clone(&out) }, 8).unwrap();
+        // Sent from another thread, so that a send that blocked would show as a timeout
+        // here instead of hanging the test.
+        let (sent, all_sent) = std::sync::mpsc::channel();
+        let sender = std::thread::spawn(move || {
+            for i in 0..100 {
+                w.send(LogFormat::Text, format!("line {i}\n"));
+            }
+            sent.send(()).unwrap();
+            w
+        });
+        assert!(
+            all_sent.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "a send waited for the stuck sink"
+        );
+        let w = sender.join().unwrap();
+        open.send(()).unwrap();
+        // Once what was queued is written, there is room again.
+        assert!(w.flush(Duration::from_secs(30)));
+        w.send(LogFormat::Text, "after\n".into());
+        assert!(w.flush(Duration::from_secs(30)));
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // At most one line in the writer's hands and 8 queued got through; the rest were
+        // dropped, and said so once, in the place where they are missing.
+        let notes: Vec<&str> =
+            lines.iter().copied().filter(|l| l.contains(" event lines dropped ")).collect();
+        assert_eq!(notes.len(), 1, "{text}");
+        let count: usize = notes[0]
+            .split_once("count=")
+            .and_then(|(_, r)| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        let delivered = lines.iter().filter(|l| l.starts_with("line ")).count();
+        assert!((8..=9).contains(&delivered), "{text}");
+        assert_eq!(delivered + count, 100, "{text}");
+        assert!(notes[0].contains("why=\"stderr did not keep up\""), "{}", notes[0]);
+        assert_eq!(lines[lines.len() - 1], "after");
+        assert_eq!(w.dropped(), 0, "reported once");
     }
 }

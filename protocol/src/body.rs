@@ -495,6 +495,50 @@ pub struct InclusionProof {
     pub proof: Vec<Hash>,
 }
 
+/// `GET /v1/status` (member): what the legal team needs to see of the server's own
+/// health, today its time-stamping (issue 18): whether each time-stamp authority is
+/// answering, what its latest token covers, and how much of the log waits for one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Entries in the custody log now (its tree size).
+    pub log_size: u64,
+    /// One per `custody serve --tsa`, in the order given; empty without time-stamping.
+    pub time_stamping: Vec<TsaStatus>,
+}
+
+/// One time-stamp authority, as the server has found it since it started (failures) and
+/// as its log says (the latest token, kept across restarts).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TsaStatus {
+    /// Its URL, without user name or password (as the token entries' `label`).
+    pub tsa: String,
+    /// Its latest token in the log; `null` if it has none yet.
+    pub last_token: Option<TokenStatus>,
+    /// Requests that failed since its last token (or since the server started): 0 while it
+    /// answers.
+    pub consecutive_failures: u32,
+    /// When the first of those failures happened (server time, µs since the epoch).
+    pub failing_since_us: Option<i64>,
+    /// Why the last request failed, while it is failing.
+    pub last_error: Option<String>,
+    /// How far behind it is: log entries (other than tokens) that no token of this TSA
+    /// covers yet.
+    pub entries_waiting: u64,
+}
+
+/// A logged time-stamp token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenStatus {
+    /// The token's log index.
+    pub log_index: u64,
+    /// The `tree_size` of the head it stamps: it proves the first this many entries existed
+    /// by `gen_time_us`.
+    pub tree_size: u64,
+    /// The TSA's `genTime` (RFC 3161 §2.4.2), µs since the epoch; `null` if it could not
+    /// be read back (the verifier checks every token in any case).
+    pub gen_time_us: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ pub fn router(server: Server) -> Router {
         .route("/v1/recordings/{id}/receipts", get(recording_receipts))
         .route("/v1/recipients", get(recipients))
         .route("/v1/whoami", get(crate::member_api::whoami))
+        .route("/v1/status", get(crate::tsa::status_route))
         .route("/v1/recordings", get(crate::member_api::list))
         .route("/v1/recordings/{id}/bundle", get(crate::member_api::bundle))
         .route("/v1/devices/revoke", post(crate::member_api::revoke))

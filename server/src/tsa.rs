@@ -25,9 +25,25 @@
 //! doubling, at most the interval), always for the newest head, so the queue of heads
 //! waiting for a given TSA is bounded at one (a newer head covers everything an older one
 //! does). While a TSA fails, the server says on stderr when the gap began and how many
-//! entries wait, and says so again when a token is obtained after it.
+//! entries wait, and says so again when a token is obtained after it: as event lines
+//! (`time-stamping failed`, `time-stamping resumed`, [`crate::events`]) when the
+//! operations log is on, else as plain lines on stderr.
+//!
+//! **Visible.** What each TSA's task found is kept in a [`StatusBook`] and answered to the
+//! legal team by `GET /v1/status` ([`custody_protocol::body::ServerStatus`], `docs/api.md`):
+//! per TSA its latest token (log index, the head size it covers, its `genTime`), the
+//! failures in a row since, when they began and why, and how many log entries no token of
+//! it covers yet. The token itself comes from the log, so it survives a restart; the
+//! failures are this process's.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use custody_protocol::body::{ServerStatus, TokenStatus, TsaStatus};
 
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::primitives::sha256;
@@ -63,6 +79,9 @@ pub struct TsaConfig {
     /// Concatenated PEM certificates: the TSA roots shipped in every bundle as
     /// `custody/tsa-roots.pem`. Not used to check tokens here.
     pub roots_pem: Option<Vec<u8>>,
+    /// Where the time-stamping tasks report what they find, for `GET /v1/status`. Shared
+    /// by clones of this configuration: a server's tasks and its routes see one book.
+    pub status: Arc<StatusBook>,
 }
 
 impl Default for TsaConfig {
@@ -72,7 +91,57 @@ impl Default for TsaConfig {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(10),
             roots_pem: None,
+            status: Arc::default(),
         }
+    }
+}
+
+/// What the time-stamping tasks found, per TSA (by its [`public_url`]).
+#[derive(Debug, Default)]
+pub struct StatusBook {
+    tsas: Mutex<HashMap<String, Found>>,
+}
+
+/// One TSA's failures since its last token, and the genTimes of its tokens read so far.
+#[derive(Clone, Debug, Default)]
+struct Found {
+    failures: u32,
+    failing_since_us: Option<i64>,
+    last_error: Option<String>,
+    /// genTime (µs) by the token's log index.
+    gen_times: HashMap<u64, i64>,
+}
+
+impl StatusBook {
+    fn with<T>(&self, label: &str, f: impl FnOnce(&mut Found) -> T) -> T {
+        let mut m = self.tsas.lock().unwrap_or_else(|p| p.into_inner());
+        f(m.entry(label.to_string()).or_default())
+    }
+
+    fn failed(&self, label: &str, error: &str) -> (u32, i64) {
+        self.with(label, |f| {
+            f.failures = f.failures.saturating_add(1);
+            let since = *f.failing_since_us.get_or_insert_with(crate::now_us);
+            f.last_error = Some(error.to_string());
+            (f.failures, since)
+        })
+    }
+
+    fn stamped(&self, label: &str, index: u64, gen_time_us: Option<i64>) {
+        self.with(label, |f| {
+            f.failures = 0;
+            f.failing_since_us = None;
+            f.last_error = None;
+            if let Some(t) = gen_time_us {
+                f.gen_times.insert(index, t);
+            }
+        });
+    }
+
+    fn known(&self, label: &str, index: u64, gen_time_us: i64) {
+        self.with(label, |f| {
+            f.gen_times.insert(index, gen_time_us);
+        });
     }
 }
 
@@ -195,6 +264,32 @@ pub fn check_response(response: &[u8], head_bytes: &[u8], nonce: u64) -> Result<
     Ok(raw.to_vec())
 }
 
+/// The `genTime` of a DER TimeStampToken, µs since the epoch, if it reads as RFC 3161
+/// says (a genTime with fractional seconds does not, with `x509-tsp` 0.1; the verifier
+/// reads those: `verifier/src/tsa/tst_info.rs`).
+pub fn gen_time_us(token: &[u8]) -> Option<i64> {
+    let info = cms::content_info::ContentInfo::from_der(token).ok()?;
+    let signed = cms::signed_data::SignedData::from_der(&info.content.to_der().ok()?).ok()?;
+    let econtent = signed.encap_content_info.econtent.as_ref()?;
+    let octets = OctetString::from_der(&econtent.to_der().ok()?).ok()?;
+    let tst = TstInfo::from_der(octets.as_bytes()).ok()?;
+    i64::try_from(tst.gen_time.to_unix_duration().as_micros()).ok()
+}
+
+/// `GET /v1/status` (a member's bearer token): [`Server::status`]. Not logged as an
+/// access: it shows nothing of the evidence, and a monitor may ask it every minute.
+pub(crate) async fn status_route(State(server): State<Server>, req: Request) -> Response {
+    let s = server.clone();
+    crate::http::with_timeout(&server, async move {
+        let (parts, _) = req.into_parts();
+        let peer = parts.extensions.get::<crate::members::Peer>().map(|p| p.0.ip());
+        let (s2, headers) = (s.clone(), parts.headers);
+        crate::http::blocking(move || s2.authenticate_member(&headers, peer)).await?;
+        Ok(crate::http::json(StatusCode::OK, &s.status()))
+    })
+    .await
+}
+
 /// The HTTP client for the TSAs: plain HTTP, or HTTPS checked against the system's
 /// certificate authorities (a token is self-authenticating, so TLS only keeps the
 /// request private).
@@ -254,6 +349,68 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 impl Server {
+    /// What `GET /v1/status` answers: the log's size and each configured TSA's state.
+    pub fn status(&self) -> ServerStatus {
+        let config = &self.config().tsa;
+        let log = crate::server::lock(&self.inner.log);
+        let log_size = log.len();
+        let tokens = log.tokens_before(log_size);
+        let last_untimed = log.last_untimed();
+        let time_stamping = config
+            .urls
+            .iter()
+            .map(|url| {
+                let label = public_url(url);
+                let found = config.status.with(&label, |f| f.clone());
+                let last = tokens.iter().rev().find(|t| t.label == label);
+                let covers = last.map_or(0, |t| t.covers);
+                // Entries at `covers` and after, up to the last that is not a token, less
+                // the tokens among them.
+                let entries_waiting = match last_untimed {
+                    Some(u) if u >= covers => {
+                        let among =
+                            tokens.iter().filter(|t| t.index >= covers && t.index <= u).count();
+                        (u + 1 - covers).saturating_sub(among as u64)
+                    }
+                    _ => 0,
+                };
+                TsaStatus {
+                    last_token: last.map(|t| TokenStatus {
+                        log_index: t.index,
+                        tree_size: t.covers,
+                        gen_time_us: found.gen_times.get(&t.index).copied(),
+                    }),
+                    consecutive_failures: found.failures,
+                    failing_since_us: found.failing_since_us,
+                    last_error: found.last_error,
+                    entries_waiting,
+                    tsa: label,
+                }
+            })
+            .collect();
+        ServerStatus { log_size, time_stamping }
+    }
+
+    /// The log index of the latest token from the TSA labelled `label`, if it has one.
+    fn last_token_index(&self, label: &str) -> Option<u64> {
+        let log = crate::server::lock(&self.inner.log);
+        log.tokens_before(log.len()).iter().rev().find(|t| t.label == label).map(|t| t.index)
+    }
+
+    /// Reads back the genTime of the token at log `index` (after a restart) for the status.
+    async fn note_gen_time(&self, label: &str, index: u64) {
+        let store = crate::server::lock(&self.inner.log).store();
+        let Ok(entries) = store.entries(&[index]).await else { return };
+        let token = entries
+            .first()
+            .and_then(|b| LogEntry::decode(b).ok())
+            .and_then(|e| e.tsa_token)
+            .and_then(|t| gen_time_us(&t));
+        if let Some(t) = token {
+            self.config().tsa.status.known(label, index, t);
+        }
+    }
+
     /// The log size the latest token from the TSA labelled `label` covers, if it has one.
     fn last_stamped(&self, label: &str) -> Option<u64> {
         let log = crate::server::lock(&self.inner.log);
@@ -295,11 +452,26 @@ pub fn start(server: &Server) -> Result<Stamping, String> {
     Ok(Stamping { tasks })
 }
 
+/// Says `event` in the operations log if it is on, else `text` on stderr (a server
+/// embedded in a tool or test).
+fn say(server: &Server, event: crate::events::Event, text: impl FnOnce() -> String) {
+    let log = &server.config().events;
+    if log.enabled {
+        crate::events::emit(log, &event);
+    } else {
+        eprintln!("custody-server: {}", text());
+    }
+}
+
 /// One TSA's loop.
 async fn run(server: Server, http: reqwest::Client, url: String, interval: Duration) {
     let label = public_url(&url);
+    let book = Arc::clone(&server.config().tsa.status);
     // The log size up to which this TSA has stamped: what its last logged token covers.
     let mut stamped = server.last_stamped(&label).unwrap_or(0);
+    if let Some(index) = server.last_token_index(&label) {
+        server.note_gen_time(&label, index).await;
+    }
     let mut gap: Option<(Instant, u32)> = None;
     let mut backoff = Duration::from_secs(1).min(interval);
     loop {
@@ -319,6 +491,7 @@ async fn run(server: Server, http: reqwest::Client, url: String, interval: Durat
         let head_bytes = head.to_bytes();
         match stamp(&http, &url, &head_bytes).await {
             Ok(token) => {
+                let gen_time = gen_time_us(&token);
                 let mut e = LogEntry::new(EntryType::TimeStampToken, crate::now_us());
                 e.label = Some(label.clone());
                 e.tree_head = Some(head_bytes);
@@ -329,13 +502,22 @@ async fn run(server: Server, http: reqwest::Client, url: String, interval: Durat
                 match appended {
                     Ok(Ok(index)) => {
                         stamped = head.value().tree_size;
+                        book.stamped(&label, index, gen_time);
                         if let Some((since, failures)) = gap.take() {
-                            eprintln!(
-                                "custody-server: time-stamp authority {label} answered again after \
-                                 {failures} failed requests over {} s; its token over the log's \
-                                 first {stamped} entries is log entry {index}",
-                                since.elapsed().as_secs()
-                            );
+                            let secs = since.elapsed().as_secs();
+                            let event = crate::events::Event::new("time-stamping resumed")
+                                .with("tsa", &label)
+                                .with("failures", failures)
+                                .with("seconds", secs)
+                                .with("covers", stamped)
+                                .with("log_index", index);
+                            say(&server, event, || {
+                                format!(
+                                    "time-stamp authority {label} answered again after \
+                                     {failures} failed requests over {secs} s; its token over \
+                                     the log's first {stamped} entries is log entry {index}"
+                                )
+                            });
                         }
                         backoff = Duration::from_secs(1).min(interval);
                     }
@@ -351,14 +533,29 @@ async fn run(server: Server, http: reqwest::Client, url: String, interval: Durat
             Err(err) => {
                 let (since, failures) = gap.get_or_insert((Instant::now(), 0));
                 *failures += 1;
+                let failures = *failures;
+                let secs = since.elapsed().as_secs();
+                let why = err.to_string();
+                let (_, since_us) = book.failed(&label, &why);
                 let waiting = head.value().tree_size.saturating_sub(stamped);
-                eprintln!(
-                    "custody-server: time-stamp authority {label}: {err}; {failures} failed \
-                     requests over {} s, {waiting} log entries wait for a token (ingest and \
-                     receipts go on); retrying in {} s",
-                    since.elapsed().as_secs(),
-                    backoff.as_secs_f32()
-                );
+                let retry = backoff.as_secs_f32();
+                let event = crate::events::Event::new("time-stamping failed")
+                    .with("tsa", &label)
+                    .with("failures", failures)
+                    .with(
+                        "since",
+                        custody_format::time::utc_seconds(since_us).replacen(' ', "T", 1),
+                    )
+                    .with("entries_waiting", waiting)
+                    .with("retry_s", retry)
+                    .with("error", &why);
+                say(&server, event, || {
+                    format!(
+                        "time-stamp authority {label}: {why}; {failures} failed requests over \
+                         {secs} s, {waiting} log entries wait for a token (ingest and receipts \
+                         go on); retrying in {retry} s"
+                    )
+                });
                 backoff = (backoff * 2).min(interval);
             }
         }

@@ -16,6 +16,7 @@ use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::primitives::sha256;
 use custody_format::report::{CheckState, Verdict};
 use custody_format::signed::Signed;
+use custody_protocol::body::{ServerStatus, TsaStatus};
 use custody_server::store::Backend;
 use custody_server::{Config, Role, Server};
 use custody_testkit::{Mode, Pki, TsaServer, Variant};
@@ -297,6 +298,90 @@ async fn a_tsa_down_for_a_while_holds_up_neither_ingest_nor_receipts_and_tokens_
     tsa.set_mode(Mode::Up);
     let caught = covered(&ts, &url, last_untimed(&ts)).await;
     assert!(caught.head.tree_size > last_untimed(&ts));
+}
+
+/// `GET /v1/status` as a member sees it.
+async fn status(ts: &TestServer, c: &reqwest::Client, token: &str) -> ServerStatus {
+    let r = c.get(format!("{}/v1/status", ts.base)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls the status (at most 20 s) until `ok` holds for the one TSA's entry.
+async fn status_until(
+    ts: &TestServer,
+    c: &reqwest::Client,
+    token: &str,
+    what: &str,
+    ok: impl Fn(&TsaStatus) -> bool,
+) -> TsaStatus {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(ts, c, token).await;
+        assert_eq!(s.time_stamping.len(), 1, "{s:?}");
+        if ok(&s.time_stamping[0]) {
+            return s.time_stamping[0].clone();
+        }
+        assert!(Instant::now() < until, "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_legal_team_sees_a_tsa_that_is_stopped_fail_and_catch_up_when_it_is_started_again() {
+    let tsa = TsaServer::start(pki().tsa(Variant::Good)).unwrap();
+    let addr = tsa.addr();
+    let ts = start_stamped(&[&tsa]).await;
+    let c = client();
+    let member = custody_server::add_member(ts.dir.path(), "Ana Ruiz", Role::Member).unwrap();
+    let d = enrolled(&ts, &c, "observer").await;
+    let chain = Chain::new(5, &d, 6, false, b"s");
+
+    // Members only.
+    let r = c.get(format!("{}/v1/status", ts.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Up: a token covers everything, and its genTime is the TSA's (now, give or take).
+    upload(&ts, &c, &d, &chain, &[0, 1]).await;
+    let last = last_untimed(&ts);
+    let up = status_until(&ts, &c, &member, "a token over the first uploads", |t| {
+        t.last_token.as_ref().is_some_and(|k| k.tree_size > last)
+    })
+    .await;
+    assert_eq!(up.tsa, tsa.url());
+    assert_eq!((up.consecutive_failures, up.failing_since_us, up.entries_waiting), (0, None, 0));
+    let token = up.last_token.clone().unwrap();
+    let gen = token.gen_time_us.expect("the genTime read back");
+    assert!((gen - custody_format::time::now_us()).abs() < 120_000_000, "{gen}");
+
+    // Stopped (nothing listens on its port): ingest goes on; the status shows the
+    // failures, since when, why, and the segments that wait.
+    drop(tsa);
+    upload(&ts, &c, &d, &chain, &[2, 3, 4]).await;
+    let down = status_until(&ts, &c, &member, "the stopped TSA failing", |t| {
+        t.consecutive_failures >= 2 && t.entries_waiting >= 3
+    })
+    .await;
+    assert_eq!(down.last_token, Some(token.clone()), "its last token is still the one");
+    assert!(down.failing_since_us.is_some_and(|t| t >= gen - 1_000_000), "{down:?}");
+    assert!(down.last_error.as_deref().is_some_and(|e| !e.is_empty()), "{down:?}");
+    assert!(tokens(&ts).iter().all(|t| t.index <= token.log_index));
+
+    // Started again on the same address: a token covers what waited, the failures clear.
+    let tsa = TsaServer::start_at(pki().tsa(Variant::Good), addr).unwrap();
+    let last = last_untimed(&ts);
+    let back = status_until(&ts, &c, &member, "the TSA started again", |t| {
+        t.last_token.as_ref().is_some_and(|k| k.tree_size > last)
+    })
+    .await;
+    assert_eq!(
+        (back.consecutive_failures, back.failing_since_us, back.last_error.clone()),
+        (0, None, None)
+    );
+    assert_eq!(back.entries_waiting, 0, "{back:?}");
+    let caught = back.last_token.unwrap();
+    assert!(caught.log_index > token.log_index && caught.gen_time_us >= Some(gen));
+    assert!(tsa.granted() >= 1);
 }
 
 #[tokio::test]

@@ -6,50 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{ok, serve, Env};
+use common::{decode_qr, ok, serve, Env};
 use custody_protocol::EnrollLink;
-
-/// Pixels per module in the bitmap handed to the decoder.
-const SCALE: usize = 6;
-
-/// The dark/light modules drawn by half-block lines (`▀ ▄ █`, space), two rows a line.
-fn modules(lines: &[&str]) -> Vec<Vec<bool>> {
-    let mut rows = Vec::new();
-    for line in lines {
-        let (mut top, mut bottom) = (Vec::new(), Vec::new());
-        for c in line.chars() {
-            let (t, b) = match c {
-                '█' => (true, true),
-                '▀' => (true, false),
-                '▄' => (false, true),
-                ' ' => (false, false),
-                other => panic!("{other:?} in a QR line"),
-            };
-            top.push(t);
-            bottom.push(b);
-        }
-        rows.push(top);
-        rows.push(bottom);
-    }
-    rows
-}
-
-/// Decodes the QR code drawn by `lines` as a camera would see it: a greyscale picture.
-fn decode(lines: &[&str]) -> String {
-    let m = modules(lines);
-    let (w, h) = (m[0].len() * SCALE, m.len() * SCALE);
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
-        if m[y / SCALE][x / SCALE] {
-            0
-        } else {
-            255
-        }
-    });
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in the output");
-    let (_, text) = grids[0].decode().expect("the QR code decodes");
-    text
-}
 
 #[test]
 fn the_qr_code_is_the_link_printed_under_it_and_the_link_enrolls() {
@@ -77,7 +35,7 @@ fn the_qr_code_is_the_link_printed_under_it_and_the_link_enrolls() {
     assert!(qr.iter().all(|l| l.starts_with("    ") && l.ends_with("    ")));
     let printed = lines.last().unwrap().trim();
     let link = EnrollLink::parse(printed).unwrap_or_else(|e| panic!("{printed}: {e}"));
-    assert_eq!(decode(&qr), printed, "the QR code holds the printed link");
+    assert_eq!(decode_qr(&qr), printed, "the QR code holds the printed link");
 
     let out = env.run(&["enroll", &link.to_string(), "--json"]);
     let e: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::Env;
+use common::{decode_qr, Env};
 
 /// How long the listener may take to say it is waiting, on a busy machine.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -154,38 +154,6 @@ fn lan_ipv4() -> Vec<Ipv4Addr> {
         libc::freeifaddrs(list);
     }
     found
-}
-
-/// The text a QR code drawn in half blocks (`▀ ▄ █`, space) holds, decoded by rqrr.
-fn decode_qr(lines: &[String]) -> String {
-    const SCALE: usize = 6;
-    let mut m: Vec<Vec<bool>> = Vec::new();
-    for line in lines {
-        let (mut top, mut bottom) = (Vec::new(), Vec::new());
-        for c in line.chars() {
-            let (t, b) = match c {
-                '█' => (true, true),
-                '▀' => (true, false),
-                '▄' => (false, true),
-                _ => (false, false),
-            };
-            top.push(t);
-            bottom.push(b);
-        }
-        m.push(top);
-        m.push(bottom);
-    }
-    let (w, h) = (m[0].len() * SCALE, m.len() * SCALE);
-    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
-        if m[y / SCALE].get(x / SCALE).copied().unwrap_or(false) {
-            0
-        } else {
-            255
-        }
-    });
-    let grids = img.detect_grids();
-    assert_eq!(grids.len(), 1, "one QR code in {lines:?}");
-    grids[0].decode().expect("the QR code decodes").1
 }
 
 fn assert_clean_stop(status: std::process::ExitStatus, err: &str) {

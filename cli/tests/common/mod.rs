@@ -271,3 +271,45 @@ pub fn record_live_then_kill(env: &Env, segments: u32) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
+
+/// The text a QR code drawn in half blocks (`▀ ▄ █`, space; two module rows a line, as
+/// `custody admin enroll-token --qr` and `custody record`'s waiting screen draw it) holds,
+/// decoded by rqrr, a decoder independent of the encoder, from a greyscale picture as a
+/// camera would see it. Anything else on a line, or a short line, is light.
+pub fn decode_qr<S: AsRef<str>>(lines: &[S]) -> String {
+    // Pixels per module in the picture handed to the decoder.
+    const SCALE: usize = 6;
+    let mut m: Vec<Vec<bool>> = Vec::new();
+    for line in lines {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        for c in line.as_ref().chars() {
+            let (t, b) = match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                _ => (false, false),
+            };
+            top.push(t);
+            bottom.push(b);
+        }
+        m.push(top);
+        m.push(bottom);
+    }
+    let width = m.iter().map(Vec::len).max().unwrap_or(0);
+    let (w, h) = (width * SCALE, m.len() * SCALE);
+    let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+        if m[y / SCALE].get(x / SCALE).copied().unwrap_or(false) {
+            0
+        } else {
+            255
+        }
+    });
+    let grids = img.detect_grids();
+    assert_eq!(
+        grids.len(),
+        1,
+        "one QR code in {:?}",
+        lines.iter().map(AsRef::as_ref).collect::<Vec<_>>()
+    );
+    grids[0].decode().expect("the QR code decodes").1
+}

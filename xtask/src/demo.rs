@@ -448,6 +448,10 @@ fn record(
         .map_err(|e| format!("starting the recorder: {e}"))?;
     let events = lines_of(child.stdout.take().ok_or("no recorder stdout")?);
     let mut id = String::new();
+    // Positions 1..=segments are segments (0 is the header, the one after the last segment
+    // the end record): the receipts are named and counted as what they are.
+    let mut segments: Option<u64> = None;
+    let mut segments_receipted = 0u64;
     let deadline = Instant::now() + Duration::from_secs(u64::from(d.seconds) + 60);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -476,20 +480,30 @@ fn record(
                 }
             }
             Some("receipted") => {
+                let seq = event["seq"].as_u64().unwrap_or(0);
+                let what = match seq {
+                    0 => "the header".to_string(),
+                    s if segments.is_some_and(|n| s > n) => "the end record".to_string(),
+                    s => {
+                        segments_receipted += 1;
+                        format!("segment {s:>2}")
+                    }
+                };
                 println!(
-                    "          |     record {:>2} receipted by the server: signed receipt verified and stored {:.0} ms after it was saved",
-                    event["seq"].as_u64().unwrap_or(0),
+                    "          |     {what} receipted by the server: signed receipt verified and stored {:.0} ms after it was saved",
                     event["latency_ms"].as_f64().unwrap_or(0.0),
                 );
             }
             Some("upload") => {
+                let records = event["receipted"].as_u64().unwrap_or(0);
                 println!(
-                    "          | upload: {} records receipted, {} waiting",
-                    event["receipted"].as_u64().unwrap_or(0),
+                    "          | upload: {}, {} waiting",
+                    counted_segments(segments_receipted, records),
                     event["waiting"].as_u64().unwrap_or(0),
                 );
             }
             Some("ended") => {
+                segments = event["segments"].as_u64();
                 println!(
                     "          | ended ({}): {} segments",
                     event["ended"].as_str().unwrap_or("?"),
@@ -510,6 +524,22 @@ fn record(
         return Err("the recorder never started a recording".into());
     }
     Ok(id)
+}
+
+/// "5 segments receipted", or "5 segments and 2 header/end records receipted": what the
+/// upload summary's record count holds, named as the recorder names it.
+fn counted_segments(segments: u64, records: u64) -> String {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let others = records.saturating_sub(segments);
+    let segs = plural(segments, "segment", "segments");
+    if others == 0 {
+        format!("{segs} receipted")
+    } else {
+        format!(
+            "{segs} and {} receipted",
+            plural(others, "header/end record", "header/end records")
+        )
+    }
 }
 
 /// The demo's phone: headless Chromium (fake camera and microphone) trusting the server's
@@ -537,7 +567,7 @@ fn phone_records(url: &str, link: &str, spki: &str, seconds: u32) -> Result<Stri
         .and_then(|r| r["segments"].as_u64())
         .unwrap_or(0);
     println!(
-        "          | phone: stopped; {segments} segments sealed on the phone, every record receipted"
+        "          | phone: stopped; {segments} segments sealed on the phone, every segment receipted"
     );
     let _ = phone.shot("drained");
     drop(phone);

@@ -444,6 +444,7 @@ async fn tsa_ingest_benchmark() {
     // Per pass: its latencies (ms) and its throughput (segments per second).
     let mut passes: Vec<(Vec<f64>, f64)> = Vec::new();
     let mut tokens_logged = 0;
+    let mut cpu_per_segment: Vec<f64> = Vec::new();
     for pass in 0..PASSES {
         let stamped = pass % 2 == 1;
         let ts = if stamped {
@@ -469,6 +470,7 @@ async fn tsa_ingest_benchmark() {
         let chain = Chain::new(10 + pass as u8, &d, SEGMENTS, false, b"bench");
         let key = ts.server.public_key();
         let mut this_pass = Vec::new();
+        let cpu_start = process_cpu_s();
         let pass_start = Instant::now();
         for seq in 0..=SEGMENTS as usize {
             let t = Instant::now();
@@ -483,6 +485,9 @@ async fn tsa_ingest_benchmark() {
             }
         }
         let rate = this_pass.len() as f64 / pass_start.elapsed().as_secs_f64();
+        // CPU seconds of this process (server and client; not the TSA's `openssl`
+        // children) per segment: what the machine's other load does not change.
+        cpu_per_segment.push((process_cpu_s() - cpu_start) / this_pass.len() as f64);
         passes.push((this_pass, rate));
         if stamped {
             tokens_logged += tokens(&ts).len();
@@ -502,6 +507,7 @@ async fn tsa_ingest_benchmark() {
         r99.push(pct(b, 0.99) / pct(a, 0.99));
         rrate.push(*b_rate / *a_rate);
     }
+    let mut rcpu: Vec<f64> = cpu_per_segment.chunks_exact(2).map(|p| p[1] / p[0]).collect();
     let spread = |v: &mut Vec<f64>| {
         let median = pct(v, 0.5);
         serde_json::json!({ "median": median, "min": v[0], "max": v[v.len() - 1] })
@@ -511,6 +517,7 @@ async fn tsa_ingest_benchmark() {
         "pair_p50_ratio": spread(&mut r50),
         "pair_p99_ratio": spread(&mut r99),
         "pair_throughput_ratio": spread(&mut rrate),
+        "pair_cpu_ratio": spread(&mut rcpu),
         "segments": without.len() + with.len(),
         "segment_bytes": 20_000,
         "p50_without_ms": w50, "p99_without_ms": w99,
@@ -522,4 +529,16 @@ async fn tsa_ingest_benchmark() {
     println!("TSA_BENCH_JSON {json}");
     // A run in which no token was logged measured nothing of time-stamping.
     assert!(tokens_logged > 0, "no token was logged among the segments");
+}
+
+/// This process's user and system CPU time so far, in seconds (`/proc/self/stat` fields 14
+/// and 15, in clock ticks of 1/100 s on Linux); NaN where it cannot be read.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    // The command name (field 2) may hold spaces: count from the closing parenthesis.
+    let Some((_, rest)) = stat.rsplit_once(')') else { return f64::NAN };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // After ')': field 3 is index 0, so utime (14) is 11 and stime (15) is 12.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -544,7 +544,9 @@ fn tsa_overhead() -> Result<String, String> {
          HTTP on loopback, a process per token, on the same two cores) every {} ms ({} tokens logged among the segments). \
          Receipt latency over all passes without: p50 {:.1} ms, p99 {:.1} ms; with: p50 {:.1} ms, p99 {:.1} ms. \
          Per adjacent pair of passes ({} pairs), with ÷ without, median (range): p50 **{}**, p99 **{}**, \
-         throughput **{}** (target: latency ratios at most 1.05, throughput at least 0.95). \
+         throughput **{}** (target: latency ratios at most 1.05, throughput at least 0.95); \
+         this process's CPU time per segment (server and client, not the TSA's `openssl`; \
+         little changed by the machine's other load) **{}**. \
          Load average (1 min) at the end: {}.\n",
         num(&v, "segments"),
         num(&v, "interval_ms"),
@@ -557,6 +559,7 @@ fn tsa_overhead() -> Result<String, String> {
         ratio_spread(&v["pair_p50_ratio"]),
         ratio_spread(&v["pair_p99_ratio"]),
         ratio_spread(&v["pair_throughput_ratio"]),
+        ratio_spread(&v["pair_cpu_ratio"]),
         load_average()
     ))
 }

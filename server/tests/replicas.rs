@@ -129,3 +129,79 @@ on_shared_backends!(
     a_device_enrolled_through_one_replica_uploads_through_the_other,
     a_record_logged_by_a_replica_killed_before_its_index_write_is_answered_from_the_log,
 );
+
+/// One pass of the replicated bench: `replicas` servers in this process on one fresh
+/// PostgreSQL database (records and segments in one shared directory), `devices` devices
+/// each uploading `segments` records one after another, device `i` to replica `i % n`.
+async fn replicated_pass(replicas: usize, devices: usize, segments: u64) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = postgres_stores(dir.path(), &fresh_database()).await;
+    let first = start_full(dir, test_limits(), true, Backend::Custom(stores)).await;
+    let mut all = vec![first];
+    for _ in 1..replicas {
+        let b = beside(&all[0]).await;
+        all.push(b);
+    }
+    let key = all[0].server.public_key();
+    let c = client();
+    let mut devs = Vec::new();
+    for i in 0..devices {
+        let d = enrolled(&all[i % replicas], &c, &format!("bench-{i}")).await;
+        let chain = Chain::new((i % 250) as u8 + 1, &d, segments, true, &i.to_be_bytes());
+        devs.push((d, chain, all[i % replicas].base.clone()));
+    }
+    let cpu0 = cpu_s();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (d, chain, base) in devs {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for seq in 0..chain.records.len() {
+                let s0 = Instant::now();
+                let s = d.put(&c, &base, &key, chain.id, seq as u64, chain.body(seq)).await;
+                assert_eq!(s.status, 200, "{}", String::from_utf8_lossy(&s.body));
+                lat.push(s0.elapsed().as_secs_f64() * 1e3);
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<f64> = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap());
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_s() - cpu0;
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    serde_json::json!({
+        "replicas": replicas, "devices": devices, "receipts": lat.len(), "secs": secs,
+        "receipts_per_s": lat.len() as f64 / secs, "p50_ms": q(0.5), "p99_ms": q(0.99),
+        "cpu_s": cpu, "cpu_ms_per_receipt": 1e3 * cpu / lat.len() as f64,
+        "log_size": all[0].server.log_len(),
+    })
+}
+
+/// This process's CPU time (user and system), seconds.
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5); here 11 and 12 after the name.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Receipts through three replicas against one, on the same kind of database (a fresh one
+/// each): `cargo xtask bench replicas`. `CUSTODY_REPLICAS_DEVICES` (default 24) and
+/// `CUSTODY_REPLICAS_SEGMENTS` (default 20) size it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark; run by `cargo xtask bench replicas`"]
+async fn replicated_receipts_bench() {
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let devices = env("CUSTODY_REPLICAS_DEVICES", 24) as usize;
+    let segments = env("CUSTODY_REPLICAS_SEGMENTS", 20);
+    let one = replicated_pass(1, devices, segments).await;
+    let three = replicated_pass(3, devices, segments).await;
+    let json = serde_json::json!({ "one": one, "three": three });
+    println!("REPLICAS_BENCH_JSON {json}");
+}

@@ -17,12 +17,14 @@ use std::path::PathBuf;
 
 use custody_format::chain::verify_chain;
 use custody_format::digest::{DigestStream, Framing, MediaKind, PacketDigester};
-use custody_format::ids::PublicKey;
+use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::log::TreeHead;
 use custody_format::merkle::{self, MerkleError};
 use custody_format::primitives::{self, DOMAIN_RECEIPT_SIGNATURE, DOMAIN_RECORD_SIGNATURE};
 use custody_format::receipt::Receipt;
-use custody_format::record::{DroppedStream, EndReason, Record, SignedRecord};
+use custody_format::record::{
+    CutReason, DroppedStream, EndReason, Follows, Gap, Record, SignedRecord,
+};
 use custody_format::report::{CheckState, Verdict};
 use custody_format::signed::Signed;
 use custody_format::testkit;
@@ -318,6 +320,76 @@ fn generate() -> Vec<(String, Vector)> {
             .hex("data", &rec.to_bytes())
             .hex("record-hash", &rec.hash())
             .with("source-duration-us", "12000000"),
+        ));
+    }
+
+    // --- the reconnect fields of docs/format.md 4.1 (follows_*, tags 18-19), 4.2 (gap,
+    // tags 16-18, cut 4) and 4.3 (reason 4 sender-changed, continued_in tag 12) ---
+    if let Record::Segment(mut g) = full[2].record().clone() {
+        g.gap = Some(Gap {
+            wall_from_us: g.wall_first_us - 2_100_000,
+            wall_to_us: g.wall_first_us,
+            media_offset_us: -1_234_567,
+        });
+        let rec = resign(Record::Segment(g.clone()), "device");
+        v.push((
+            "record-segment-gap".into(),
+            Vector::new(
+                "record",
+                "A segment record that is the first after a gap in a live input (tags 16-18: 2.1 s\nwithout input, timestamps moved by -1234567 us), validly signed.",
+                "ok",
+            )
+            .with("device-key", &device)
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash())
+            .with("gap", "present"),
+        ));
+        g.cut = CutReason::InputLost;
+        g.gap = None;
+        let rec = resign(Record::Segment(g), "device");
+        v.push((
+            "record-segment-cut-input-lost".into(),
+            Vector::new(
+                "record",
+                "A segment record cut because the input was lost (cut 4), validly signed.",
+                "ok",
+            )
+            .with("device-key", &device)
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash()),
+        ));
+    }
+    if let Record::Header(mut h) = full[0].record().clone() {
+        h.follows = Some(Follows { recording: RecordingId([0x42; 16]), end: [0x17; 32] });
+        let rec = resign(Record::Header(h), "device");
+        v.push((
+            "record-header-follows".into(),
+            Vector::new(
+                "record",
+                "A recording header that continues another recording (tags 18-19: its id and its\nend record's hash), validly signed.",
+                "ok",
+            )
+            .with("device-key", &device)
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash())
+            .with("follows", "present"),
+        ));
+    }
+    if let Record::End(mut e) = full[4].record().clone() {
+        e.reason = EndReason::SenderChanged;
+        e.continued_in = Some(RecordingId([0x43; 16]));
+        let rec = resign(Record::End(e), "device");
+        v.push((
+            "record-end-sender-changed".into(),
+            Vector::new(
+                "record",
+                "An end record with reason 4 (sender-changed) naming the recording that continues it\n(tag 12), validly signed.",
+                "ok",
+            )
+            .with("device-key", &device)
+            .hex("data", &rec.to_bytes())
+            .hex("record-hash", &rec.hash())
+            .with("continued-in", "present"),
         ));
     }
 
@@ -692,6 +764,15 @@ fn check_optional_fields(f: &File, record: &Record) {
     assert_eq!(f.values.get("rotation").map(|v| v[0].clone()), rotation, "rotation");
     assert_eq!(f.all("dropped-stream"), dropped.as_slice(), "dropped streams");
     assert_eq!(f.values.get("source-duration-us").map(|v| v[0].clone()), source, "source duration");
+    let present = |b: bool| b.then(|| "present".to_string());
+    let (gap, follows, continued) = match record {
+        Record::Header(h) => (None, present(h.follows.is_some()), None),
+        Record::Segment(g) => (present(g.gap.is_some()), None, None),
+        Record::End(e) => (None, None, present(e.continued_in.is_some())),
+    };
+    assert_eq!(f.values.get("gap").map(|v| v[0].clone()), gap, "gap");
+    assert_eq!(f.values.get("follows").map(|v| v[0].clone()), follows, "follows");
+    assert_eq!(f.values.get("continued-in").map(|v| v[0].clone()), continued, "continued in");
 }
 
 fn merkle_outcome(r: Result<(), MerkleError>) -> String {

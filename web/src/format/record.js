@@ -64,6 +64,8 @@ export const MEDIA_KIND = Object.freeze({ VIDEO: 1, AUDIO: 2, OTHER: 3 });
  * @property {DroppedStream[]} [droppedStreams] the input streams that were not kept, so a
  *   reader knows what the source held beyond the recording. Optional (tag 17): written only
  *   when there is at least one.
+ * @property {{recording: Uint8Array, end: Uint8Array}} [follows] the recording this one
+ *   continues (tags 18-19): its id and its end record's hash.
  */
 
 /**
@@ -90,7 +92,9 @@ export const MEDIA_KIND = Object.freeze({ VIDEO: 1, AUDIO: 2, OTHER: 3 });
  * @property {bigint | number} ciphertextLen
  * @property {Uint8Array} ciphertextSha256
  * @property {Uint8Array} packetDigest
- * @property {number} cut
+ * @property {number} cut 1 keyframe, 2 forced, 3 final, 4 the input was lost
+ * @property {{wallFromUs: bigint | number, wallToUs: bigint | number, mediaOffsetUs: bigint | number}} [gap]
+ *   on the first segment after a live sender was lost and one connected again (tags 16-18)
  */
 
 /**
@@ -109,6 +113,8 @@ export const MEDIA_KIND = Object.freeze({ VIDEO: 1, AUDIO: 2, OTHER: 3 });
  * @property {bigint | number} [sourceDurationUs] for an import, the duration the source file
  *   declares (its container's duration), so a report can say how much of a damaged file was
  *   imported. Optional (tag 11): absent for live recordings.
+ * @property {Uint8Array} [continuedIn] for reason 4 (sender-changed), the recording that
+ *   continues this one (tag 12).
  */
 
 /** @typedef {RecordingHeader | SegmentRecord | EndRecord} Record */
@@ -130,6 +136,8 @@ const H_RECIPIENTS = f(14, 'recipients');
 const H_SOFTWARE = f(15, 'software');
 const H_ROTATION = f(16, 'rotation');
 const H_DROPPED = f(17, 'dropped_streams');
+const H_FOLLOWS = f(18, 'follows_recording');
+const H_FOLLOWS_END = f(19, 'follows_end');
 const D_KIND = f(1, 'kind');
 const D_CODEC = f(2, 'codec');
 const S_KIND = f(1, 'kind');
@@ -155,6 +163,9 @@ const G_CIPHER_LEN = f(12, 'ciphertext_len');
 const G_CIPHER_SHA = f(13, 'ciphertext_sha256');
 const G_DIGEST = f(14, 'packet_digest');
 const G_CUT = f(15, 'cut');
+const G_GAP_FROM = f(16, 'gap_wall_from_us');
+const G_GAP_TO = f(17, 'gap_wall_to_us');
+const G_GAP_OFFSET = f(18, 'gap_media_offset_us');
 const P_COUNT = f(1, 'packets');
 const E_ENDED_AT = f(4, 'ended_at_us');
 const E_REASON = f(5, 'reason');
@@ -164,6 +175,17 @@ const E_DURATION = f(8, 'media_duration_us');
 const E_PLAIN = f(9, 'plaintext_bytes');
 const E_CIPHER = f(10, 'ciphertext_bytes');
 const E_SOURCE_DURATION = f(11, 'source_duration_us');
+const E_CONTINUED_IN = f(12, 'continued_in');
+
+/**
+ * An optional i64 field's value, or null when absent.
+ * @param {FieldReader} r
+ * @param {{tag: number, name: string}} fd
+ */
+function optionalI64(r, fd) {
+  const b = r.optionalArray(fd, 8);
+  return b && new DataView(b.buffer, b.byteOffset, 8).getBigInt64(0);
+}
 
 /** The rotations a header may carry, degrees clockwise. */
 export const ROTATIONS = Object.freeze([0, 90, 180, 270]);
@@ -235,6 +257,7 @@ export function encodeRecord(rec) {
     if (rec.droppedStreams?.length) {
       w.list(H_DROPPED, rec.droppedStreams.map((d) => new FieldWriter().u8(D_KIND, d.kind).str(D_CODEC, d.codec).bytes()));
     }
+    if (rec.follows) w.raw(H_FOLLOWS, rec.follows.recording).raw(H_FOLLOWS_END, rec.follows.end);
     return w.object(KIND.HEADER);
   }
   if (rec.type === 'segment') {
@@ -246,6 +269,7 @@ export function encodeRecord(rec) {
       .u64(G_PLAIN_LEN, rec.plaintextLen).raw(G_PLAIN_SHA, rec.plaintextSha256)
       .u64(G_CIPHER_LEN, rec.ciphertextLen).raw(G_CIPHER_SHA, rec.ciphertextSha256)
       .raw(G_DIGEST, rec.packetDigest).u8(G_CUT, rec.cut);
+    if (rec.gap) w.i64(G_GAP_FROM, rec.gap.wallFromUs).i64(G_GAP_TO, rec.gap.wallToUs).i64(G_GAP_OFFSET, rec.gap.mediaOffsetUs);
     return w.object(KIND.SEGMENT);
   }
   w.raw(RECORDING_ID, rec.recordingId).u64(SEQ, rec.seq).raw(PREV, rec.prev)
@@ -254,6 +278,7 @@ export function encodeRecord(rec) {
   w.u64(E_SEGMENTS, rec.segments).u64(E_DURATION, rec.mediaDurationUs)
     .u64(E_PLAIN, rec.plaintextBytes).u64(E_CIPHER, rec.ciphertextBytes);
   if (rec.sourceDurationUs !== undefined) w.u64(E_SOURCE_DURATION, rec.sourceDurationUs);
+  if (rec.continuedIn) w.raw(E_CONTINUED_IN, rec.continuedIn);
   return w.object(KIND.END);
 }
 
@@ -293,6 +318,9 @@ function decodeBody(kind, body) {
       throw new DecodeError('invalid-value', 'field `rotation` has an invalid value: a rotation is 0, 90, 180 or 270 degrees');
     }
     const dropped = r.optional(H_DROPPED) === null ? null : r.list(H_DROPPED).map(decodeDropped);
+    const followsId = r.optionalArray(H_FOLLOWS, 16);
+    const followsEnd = r.optionalArray(H_FOLLOWS_END, 32);
+    if (!followsId !== !followsEnd) throw new DecodeError('invalid-value', 'field `follows_recording` has an invalid value: follows_recording and follows_end come together');
     r.finish();
     /** @type {RecordingHeader} */
     const h = {
@@ -302,6 +330,7 @@ function decodeBody(kind, body) {
     // Absent fields stay absent, so a header without them reads back as it was built.
     if (rot) h.rotation = /** @type {number} */ (rotation);
     if (dropped) h.droppedStreams = dropped;
+    if (followsId && followsEnd) h.follows = { recording: followsId, end: followsEnd };
     return h;
   }
   if (kind === KIND.SEGMENT) {
@@ -328,8 +357,14 @@ function decodeBody(kind, body) {
       ciphertextLen: r.u64(G_CIPHER_LEN),
       ciphertextSha256: r.array(G_CIPHER_SHA, 32),
       packetDigest: r.array(G_DIGEST, 32),
-      cut: checkCode('cut', r.u8(G_CUT), 3),
+      cut: checkCode('cut', r.u8(G_CUT), 4),
     };
+    const gap = [optionalI64(r, G_GAP_FROM), optionalI64(r, G_GAP_TO), optionalI64(r, G_GAP_OFFSET)];
+    if (gap.every((v) => v !== null)) {
+      rec.gap = { wallFromUs: /** @type {bigint} */ (gap[0]), wallToUs: /** @type {bigint} */ (gap[1]), mediaOffsetUs: /** @type {bigint} */ (gap[2]) };
+    } else if (gap.some((v) => v !== null)) {
+      throw new DecodeError('invalid-value', 'field `gap_wall_from_us` has an invalid value: gap_wall_from_us, gap_wall_to_us and gap_media_offset_us come together');
+    }
     r.finish();
     if (rec.seq === 0n) throw new DecodeError('invalid-value', 'field `seq` has an invalid value: segments start at 1; 0 is the header');
     return rec;
@@ -343,7 +378,7 @@ function decodeBody(kind, body) {
       seq: r.u64(SEQ),
       prev: r.array(PREV, 32),
       endedAtUs: r.i64(E_ENDED_AT),
-      reason: checkCode('reason', r.u8(E_REASON), 3),
+      reason: checkCode('reason', r.u8(E_REASON), 4),
       message: r.optionalStr(E_MESSAGE),
       segments: r.u64(E_SEGMENTS),
       mediaDurationUs: r.u64(E_DURATION),
@@ -352,6 +387,8 @@ function decodeBody(kind, body) {
     };
     const sourceDuration = r.optional(E_SOURCE_DURATION);
     if (sourceDuration !== null) rec.sourceDurationUs = readU64(E_SOURCE_DURATION, sourceDuration);
+    const continuedIn = r.optionalArray(E_CONTINUED_IN, 16);
+    if (continuedIn) rec.continuedIn = continuedIn;
     r.finish();
     if (rec.seq === 0n) throw new DecodeError('invalid-value', 'field `seq` has an invalid value: the end record follows the header');
     return rec;

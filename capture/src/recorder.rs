@@ -201,6 +201,8 @@ fn run(source: &Source, settings: &Settings, watchdog: &Arc<Watchdog>, tx: &Sync
 const FINISHER_QUEUE: usize = 2;
 
 /// What the recording hands to the finisher, in the order the consumer must see it.
+// A handful of items per segment, so the size of an event is no cost worth a box.
+#[allow(clippy::large_enum_variant)]
 enum Item {
     Event(Event),
     Segment(Box<Pending>),

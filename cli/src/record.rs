@@ -642,6 +642,12 @@ fn lan_addresses(ipv6: bool) -> Vec<std::net::IpAddr> {
     found
 }
 
+/// Media time as "0:14" (minutes and seconds), as the terminal says where a sender was lost.
+fn clock(us: i64) -> String {
+    let s = us.max(0) / 1_000_000;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Listener;
@@ -676,10 +682,4 @@ mod tests {
             Some("srt://[::1]:9000".into())
         );
     }
-}
-
-/// Media time as "0:14" (minutes and seconds), as the terminal says where a sender was lost.
-fn clock(us: i64) -> String {
-    let s = us.max(0) / 1_000_000;
-    format!("{}:{:02}", s / 60, s % 60)
 }

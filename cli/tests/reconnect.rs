@@ -131,6 +131,7 @@ fn a_sender_that_drops_twice_is_one_recording_with_two_gaps() {
     let mut first = send(&a, port);
     let events = drive(&rx, port, vec![a.clone(), a.clone()]);
     let _ = first.kill();
+    let _ = first.wait();
     let started: Vec<_> = events.iter().filter(|e| e["event"] == "started").collect();
     assert_eq!(started.len(), 1, "one recording: {events:?}");
     assert_eq!(events.iter().filter(|e| e["event"] == "sender-back").count(), 2, "{events:?}");
@@ -173,6 +174,7 @@ fn a_sender_that_comes_back_as_another_stream_makes_two_linked_recordings() {
     let mut first = send(&a, port);
     let events = drive(&rx, port, vec![b]);
     let _ = first.kill();
+    let _ = first.wait();
     let started: Vec<String> = events
         .iter()
         .filter(|e| e["event"] == "started")

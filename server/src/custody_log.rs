@@ -1,7 +1,7 @@
 //! The custody log: an append-only sequence of log entries and of signed heads, kept in a
 //! [`LogStore`] (two journals in `<data>/log/` by default, see [`crate::store::fs`]).
 //!
-//! An append is durable before [`CustodyLog::append`] returns, and receipts are signed only
+//! An append is durable before the group commit's `append` returns, and receipts are signed only
 //! after it. The tree is RFC 9162's: the log keeps a [`merkle::Tree`] of every complete
 //! subtree's hash (about 64 bytes an entry, rebuilt from the entries when the log opens),
 //! so an append costs O(1) hashing amortised and a root, inclusion or consistency proof at
@@ -21,7 +21,7 @@
 //! **A shared log.** On a store several replicas append to (a database), a batch lands
 //! after whatever the others appended; `append_batch` returns those entries and the log
 //! pushes them into its tree and catalog before its own, so every replica holds the one
-//! sequence. [`GroupCommit::catch_up`] reads newer entries the same way before a proof of
+//! sequence. `GroupCommit::catch_up` reads newer entries the same way before a proof of
 //! a size this replica has not seen, and now and then before a head is served.
 
 use std::collections::BTreeSet;

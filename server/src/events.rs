@@ -11,7 +11,7 @@
 //!
 //! **Never in ingest's way.** Events are caused while the custody log is being appended
 //! to, and stderr may be a pipe that nobody reads fast enough (a stalled log collector). So
-//! [`emit`] only formats the line and hands it to a bounded queue ([`LineWriter`]); one
+//! `emit` only formats the line and hands it to a bounded queue ([`LineWriter`]); one
 //! thread writes the queue to stderr. When the queue is full the line is dropped and
 //! counted, and the writer says how many were dropped before the next line it writes: an
 //! event line is lost rather than a receipt delayed.

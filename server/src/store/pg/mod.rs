@@ -27,7 +27,7 @@
 //! [`StoreError::Spent`]. A nonce is inserted under the unique key (device, nonce), so a
 //! request replayed through another replica, or after a restart, is refused.
 //!
-//! **Connections.** A small pool ([`pool`]) whose connections run on a thread of their own,
+//! **Connections.** A small pool (the `pool` module) whose connections run on a thread of their own,
 //! so the futures here may be driven by [`block_on`](super::block_on) from any thread (see
 //! the module documentation of [`crate::store`]). TLS to the database is not linked in:
 //! run the database on the same host or a private network, reach it through a Unix socket

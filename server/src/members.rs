@@ -116,8 +116,9 @@ pub fn add_member(data_dir: &Path, name: &str, role: Role) -> Result<String, Mem
     add_to(&FsMembers::new(data_dir), name, role)
 }
 
-/// Adds a member to `store`; see [`add_member`].
-fn add_to(store: &dyn MemberStore, name: &str, role: Role) -> Result<String, MemberError> {
+/// Adds a member to `store` (a shared database's, for `custody admin member add
+/// --database`); see [`add_member`].
+pub fn add_to(store: &dyn MemberStore, name: &str, role: Role) -> Result<String, MemberError> {
     if !valid_name(name) {
         return Err(MemberError::BadName);
     }

@@ -97,7 +97,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
                 served.map_err(|e| CliError::cannot(e.to_string()))
             }
             _ = stop => {
-                // A clean stop leaves nothing to rebuild at the next start.
+                // A clean stop leaves nothing to rebuild at the next start, and writes the
+                // event lines still queued for stderr before its own.
+                custody_server::events::flush(std::time::Duration::from_secs(2));
                 match server.flush_index() {
                     Ok(n) => eprintln!("custody: stopped; the index is saved (it covers all {n} log entries)"),
                     Err(e) => eprintln!("custody: stopped; the index could not be saved ({e}): the next start rebuilds it"),

@@ -697,7 +697,8 @@ async fn an_interceptor_at_enrollment_is_found_out_and_nothing_is_pinned() {
 /// A run stopped the moment a receipt is stored still counts that receipt: the stop may be
 /// seen before the upload's outcome is, and `Flushed::receipted` once missed it (5 of 6
 /// while all 6 were receipted). One upload at a time, stopped after each receipt, so every
-/// round's count must equal what the receipts book gained.
+/// round's count (receipted, or recovered for a record stored as the last round stopped)
+/// must equal what the receipts book gained.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_stopped_as_a_receipt_is_stored_counts_it() {
     let (_identity, recipient) = new_recipient_identity();
@@ -721,7 +722,9 @@ async fn a_run_stopped_as_a_receipt_is_stored_counts_it() {
         stop.send(true).unwrap();
         let f = run.await.unwrap().unwrap();
         let stored = up.receipts(&id).unwrap().len();
-        assert_eq!(f.receipted as usize, stored - counted, "round {round}: {f:?}");
+        // A record the server stored just as the previous round stopped (its answer never
+        // read) comes back this round as a recovered receipt, not an upload's.
+        assert_eq!((f.receipted + f.recovered) as usize, stored - counted, "round {round}: {f:?}");
         counted = stored;
     }
     assert_eq!(counted, 8, "every record receipted: header, 6 segments, end");

@@ -405,15 +405,20 @@ mod tests {
         let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         // At most one line in the writer's hands and 8 queued got through; the rest were
-        // dropped, and said so once, in the place where they are missing.
+        // dropped, and said so where they are missing: once, or twice when the writer took
+        // the first line only after the queue had already overflowed once.
         let notes: Vec<&str> =
             lines.iter().copied().filter(|l| l.contains(" event lines dropped ")).collect();
-        assert_eq!(notes.len(), 1, "{text}");
-        let count: usize = notes[0]
-            .split_once("count=")
-            .and_then(|(_, r)| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap();
+        assert!((1..=2).contains(&notes.len()), "{text}");
+        let count: usize = notes
+            .iter()
+            .map(|n| {
+                n.split_once("count=")
+                    .and_then(|(_, r)| r.split(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .unwrap()
+            })
+            .sum();
         let delivered = lines.iter().filter(|l| l.starts_with("line ")).count();
         assert!((8..=9).contains(&delivered), "{text}");
         assert_eq!(delivered + count, 100, "{text}");

@@ -503,7 +503,9 @@ mod tests {
     fn a_pointer_reads_back_as_written_and_nothing_else_reads() {
         let p = Pointer { hash: [7; 32], len: 1_234_567 };
         assert_eq!(Pointer::decode(&p.encode()), Some(p));
-        for bad in [&b""[..], b"07 12", b"zz 1", &p.encode()[..70]] {
+        // A pointer cut inside its hash; (cut inside its length it would still read, as a
+        // shorter length: the segment's own hash check catches that).
+        for bad in [&b""[..], b"07 12", b"zz 1", &p.encode()[..60]] {
             assert_eq!(Pointer::decode(bad), None);
         }
     }

@@ -10,6 +10,9 @@ use custody_format::ids::RecordingId;
 
 use crate::store::{block_on, RecordStore, SegmentUpload};
 
+/// How many record reads [`Storage::records`] keeps in flight.
+pub const READS_IN_FLIGHT: usize = 16;
+
 /// Storage failures: a [`crate::store::StoreError`], which names no path as part of its type.
 pub type StorageError = crate::store::StoreError;
 
@@ -92,6 +95,26 @@ impl Storage {
         len: usize,
     ) -> Result<Option<Vec<u8>>, StorageError> {
         block_on(self.store.segment_range(*id, seq, offset, len))
+    }
+
+    /// The signed records at `seqs` (each `None` if not stored), in the order asked, read
+    /// [`READS_IN_FLIGHT`] at a time: each read of an object store is a round trip.
+    pub fn records(
+        &self,
+        id: &RecordingId,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        block_on(
+            stream::iter(seqs.iter().map(|&seq| self.store.record(*id, seq)))
+                .buffered(READS_IN_FLIGHT)
+                .try_collect(),
+        )
+    }
+
+    /// How many bytes of a segment to read at a time ([`RecordStore::range_read_len`]).
+    pub fn range_read_len(&self) -> usize {
+        self.store.range_read_len()
     }
 
     /// Every recording with at least one stored record.

@@ -143,6 +143,12 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     fn recordings(&self) -> BoxFuture<'_, StoreResult<Vec<RecordingId>>>;
     /// The positions of a recording's stored records, ascending.
     fn record_positions(&self, id: RecordingId) -> BoxFuture<'_, StoreResult<Vec<u64>>>;
+    /// How many bytes of a segment a reader should ask for at a time with
+    /// [`RecordStore::segment_range`]: small where a read is a local syscall, large where each
+    /// is a round trip (an object store), so a bundle is not thousands of requests.
+    fn range_read_len(&self) -> usize {
+        64 << 10
+    }
 }
 
 /// A sealed segment being written as it arrives ([`RecordStore::stage_segment`]), so that

@@ -437,6 +437,12 @@ impl Inner {
 }
 
 impl RecordStore for S3Records {
+    /// 8 MiB: a whole segment (2 s of phone video is 1–6 MB) in one ranged GET, instead of
+    /// a GET of its pointer and one of 64 KiB for each 64 KiB of the bundle.
+    fn range_read_len(&self) -> usize {
+        8 << 20
+    }
+
     fn put_segment<'a>(
         &'a self,
         id: RecordingId,

@@ -249,6 +249,10 @@ pub fn client(
         .use_preconfigured_tls(config)
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
+        // Shorter than the server's wait for a request on an idle connection (15 s by
+        // default): a connection the server is about to close is not reused, so a segment
+        // after a pause does not first meet a reset and wait for a retry.
+        .pool_idle_timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())?;
     Ok((client, seen))

@@ -9,6 +9,11 @@
 //! number of runs (default 5). On a shared machine wall times swing with other load; the
 //! per-run ratio of back-to-back runs and the CPU times are the steadier figures.
 //!
+//! The bench also prints a fingerprint of custody's output (a SHA-256 over every segment's
+//! length, SHA-256 and packet digest, in order), so that a change to the segmenter can be
+//! shown to leave the segments byte for byte as they were. `CUSTODY_BENCH_ONLY=custody`
+//! runs custody alone (for a profiler), without FFmpeg's runs and the ratios.
+//!
 //! FFmpeg's output goes to fresh /dev/shm pages. On a virtual machine whose host backs
 //! guest memory lazily, the first write to such a page is several times slower (FFmpeg's
 //! system time measured here swings from 0.7 s to 4 s per run for that alone). Before
@@ -119,16 +124,21 @@ fn run_ffmpeg(input: &Path) -> (Run, i64) {
     (Run { wall: took, cpu }, rss)
 }
 
-fn run_custody(input: &Path) -> (Run, u64, u64) {
+fn run_custody(input: &Path) -> (Run, u64, u64, String) {
+    use sha2::Digest as _;
     let cpu = cpu_seconds();
     let start = Instant::now();
     let capture = Capture::start(Source::file(input), Settings::default());
     let (mut segments, mut bytes) = (0, 0);
+    let mut fingerprint = sha2::Sha256::new();
     for event in capture {
         match event {
             Event::Segment(s) => {
                 segments += 1;
                 bytes += s.len();
+                fingerprint.update(s.len().to_be_bytes());
+                fingerprint.update(s.sha256);
+                fingerprint.update(s.packet_digest.0);
                 // As the recorder does once a segment is sealed.
                 custody_capture::recycle(s.bytes);
             }
@@ -139,7 +149,8 @@ fn run_custody(input: &Path) -> (Run, u64, u64) {
             _ => {}
         }
     }
-    (Run { wall: start.elapsed(), cpu: cpu_seconds() - cpu }, segments, bytes)
+    let fingerprint = hex::encode(fingerprint.finalize());
+    (Run { wall: start.elapsed(), cpu: cpu_seconds() - cpu }, segments, bytes, fingerprint)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -161,12 +172,28 @@ fn main() {
     let runs: usize =
         std::env::var("CUSTODY_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
 
+    if std::env::var("CUSTODY_BENCH_ONLY").is_ok_and(|v| v == "custody") {
+        for run in 0..runs {
+            let (ours, s, b, fingerprint) = run_custody(&input);
+            println!(
+                "run {}: custody {:.2?} ({:.2} s CPU), {s} segments, {:.0} MB, output {fingerprint}",
+                run + 1,
+                ours.wall,
+                ours.cpu,
+                b as f64 / 1e6
+            );
+        }
+        println!("peak RSS {:.1} MiB", max_rss_kib() as f64 / 1024.0);
+        return;
+    }
     let rss_before = max_rss_kib();
     let (mut ffmpeg_runs, mut our_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut segs, mut seg_bytes, mut ffmpeg_rss) = (0, 0, 0);
+    let mut fingerprints = Vec::new();
     for run in 0..runs {
         let (ffmpeg, rss) = run_ffmpeg(&input);
-        let (ours, s, b) = run_custody(&input);
+        let (ours, s, b, fingerprint) = run_custody(&input);
+        fingerprints.push(fingerprint);
         eprintln!(
             "run {}: ffmpeg {:.2?} ({:.2} s CPU), custody {:.2?} ({:.2} s CPU, {s} segments)",
             run + 1,
@@ -230,6 +257,12 @@ fn main() {
         ffmpeg_best / ours_median
     );
     println!("custody emitted {segs} segments, {:.0} MB of MPEG-TS.", seg_bytes as f64 / 1e6);
+    fingerprints.dedup();
+    println!(
+        "Fingerprint of custody's output (SHA-256 over each segment's length, SHA-256 and \
+         packet digest): {}.",
+        fingerprints.join(", ")
+    );
     println!(
         "Before each FFmpeg run the bench writes and deletes a /dev/shm file larger than \
          FFmpeg's output, so FFmpeg writes to memory the virtual machine's host already backs \

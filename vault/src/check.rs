@@ -143,22 +143,155 @@ pub fn check_recording(vault: &Vault, id: RecordingId) -> Result<RecordingCheck,
     })
 }
 
-/// SHA-256 and length of a file, read in 1 MiB blocks (a sealed segment, or a file to
-/// import, whose hash its header records).
+/// SHA-256 and length of a file (a sealed segment, or a file to import, whose hash its
+/// header records). A file that changes length while it is read is an error: the hash
+/// would be of neither version.
+///
+/// A large file is read on one thread and hashed on this one, through a few recycled
+/// buffers, so that the kernel's copy into memory and the hash run at once on two cores
+/// instead of one after the other (about 0.6 s and 0.7 s per GB here); memory stays at
+/// [`HASH_BUFFERS`] × [`HASH_BUFFER`] whatever the file's size.
 pub fn hash_file(path: &Path) -> std::io::Result<ImportedFile> {
-    let mut f = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let expected = meta.is_file().then_some(meta.len());
+    hash_read(file, expected)
+}
+
+/// Bytes read at a time into each of the [`HASH_BUFFERS`] buffers.
+pub const HASH_BUFFER: usize = 4 << 20;
+/// Buffers in flight between the reading thread and the hashing one: one being filled,
+/// one being hashed, one spare so that neither waits for the other's hand-over.
+pub const HASH_BUFFERS: usize = 3;
+
+/// SHA-256 and length of everything `reader` yields; `expected` is the length it should
+/// have (a regular file's length when it was opened). Whatever fits in one buffer is read
+/// on this thread, more on a reading thread beside it (see [`hash_file`]).
+fn hash_read<R: Read + Send>(
+    mut reader: R,
+    expected: Option<u64>,
+) -> std::io::Result<ImportedFile> {
     let mut hasher = Sha256::new();
+    let len = match expected {
+        Some(n) if n <= HASH_BUFFER as u64 => hash_here(&mut reader, &mut hasher)?,
+        _ => hash_beside(&mut reader, &mut hasher)?,
+    };
+    if let Some(n) = expected.filter(|&n| n != len) {
+        return Err(std::io::Error::other(format!(
+            "the file changed while it was read: it was {n} bytes long when opened, {len} bytes were read"
+        )));
+    }
+    Ok(ImportedFile { sha256: hasher.finalize().into(), len })
+}
+
+/// Reads and hashes on this thread; the length read.
+fn hash_here(reader: &mut impl Read, hasher: &mut Sha256) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut len = 0u64;
     loop {
-        let n = f.read(&mut buf)?;
+        let n = fill(reader, &mut buf)?;
         if n == 0 {
-            break;
+            return Ok(len);
         }
         hasher.update(&buf[..n]);
         len += n as u64;
     }
-    Ok(ImportedFile { sha256: hasher.finalize().into(), len })
+}
+
+/// Reads on a thread of its own into [`HASH_BUFFERS`] recycled buffers while this thread
+/// hashes them in order; the length read. If the thread cannot be started, reads here.
+fn hash_beside<R: Read + Send>(reader: &mut R, hasher: &mut Sha256) -> std::io::Result<u64> {
+    use std::sync::mpsc::sync_channel;
+    // Filled buffers (with how much of each is filled), and emptied ones going back.
+    let (filled_tx, filled) = sync_channel::<std::io::Result<(Vec<u8>, usize)>>(HASH_BUFFERS);
+    let (empty_tx, empty) = sync_channel::<Vec<u8>>(HASH_BUFFERS);
+    let lent = &mut *reader;
+    let hashed = std::thread::scope(|scope| {
+        let reading = std::thread::Builder::new()
+            .name("custody-read".into())
+            .spawn_scoped(scope, move || read_ahead(lent, &filled_tx, &empty))
+            .ok()?;
+        let hashed = hash_in_order(&filled, &empty_tx, hasher);
+        // Whatever the hash's outcome, the reader stops: it has sent the end or an error,
+        // or finds this side gone.
+        drop((filled, empty_tx));
+        let read =
+            reading.join().map_err(|_| std::io::Error::other("the thread reading the file failed"));
+        Some(read.and(hashed))
+    });
+    match hashed {
+        Some(result) => result,
+        // No thread: one buffer at a time on this one.
+        None => hash_here(reader, hasher),
+    }
+}
+
+/// The reading thread: fills the buffers given back (making up to [`HASH_BUFFERS`]) and
+/// sends each on, until the end (an empty buffer), a read error, or the hashing side is
+/// gone.
+fn read_ahead(
+    reader: &mut impl Read,
+    filled: &std::sync::mpsc::SyncSender<std::io::Result<(Vec<u8>, usize)>>,
+    empty: &std::sync::mpsc::Receiver<Vec<u8>>,
+) {
+    let mut made = 0;
+    loop {
+        let mut buf = match empty.try_recv() {
+            Ok(buf) => buf,
+            Err(_) if made < HASH_BUFFERS => {
+                made += 1;
+                vec![0u8; HASH_BUFFER]
+            }
+            Err(_) => match empty.recv() {
+                Ok(buf) => buf,
+                Err(_) => return,
+            },
+        };
+        let read = fill(reader, &mut buf);
+        let last = !matches!(read, Ok(n) if n > 0);
+        if filled.send(read.map(|n| (buf, n))).is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The hashing side: hashes the filled buffers in the order they were read and gives
+/// each back; the length hashed, or the first read error.
+fn hash_in_order(
+    filled: &std::sync::mpsc::Receiver<std::io::Result<(Vec<u8>, usize)>>,
+    empty: &std::sync::mpsc::SyncSender<Vec<u8>>,
+    hasher: &mut Sha256,
+) -> std::io::Result<u64> {
+    let mut len = 0u64;
+    loop {
+        let (buf, n) = match filled.recv() {
+            Ok(read) => read?,
+            // The reading thread died without saying so (a bug): not a whole file.
+            Err(_) => return Err(std::io::Error::other("the thread reading the file stopped")),
+        };
+        if n == 0 {
+            return Ok(len);
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+        // The reader may have stopped already (it has read the end): nothing waits then.
+        let _ = empty.send(buf);
+    }
+}
+
+/// Fills `buf` from `reader` as far as it goes; the bytes read, fewer than `buf.len()`
+/// only at the end.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -186,6 +319,60 @@ mod tests {
             w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
         }
         id
+    }
+
+    /// Reads `left` bytes of 7s, then fails as a disk does.
+    struct FailingAfter {
+        left: usize,
+    }
+
+    impl Read for FailingAfter {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::Error::other("the disk failed"));
+            }
+            let n = buf.len().min(self.left);
+            buf[..n].fill(7);
+            self.left -= n;
+            Ok(n)
+        }
+    }
+
+    /// The hash read beside (a reading thread) is the file's SHA-256 and length, for sizes
+    /// around the buffers' and more than all of them; so is the one read here (small
+    /// files); a read error and a file whose length is not the one it had are errors.
+    #[test]
+    fn a_file_hashes_to_its_sha256_read_beside_or_here_and_a_failed_or_changed_read_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let sizes =
+            [0, 1, 1 << 20, HASH_BUFFER, HASH_BUFFER + 1, HASH_BUFFERS * HASH_BUFFER + 12_345];
+        for len in sizes {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let want = (len as u64, <[u8; 32]>::from(Sha256::digest(&bytes)));
+            let path = dir.path().join(format!("file-{len}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let f = hash_file(&path).unwrap();
+            assert_eq!((f.len, f.sha256), want, "{len} bytes");
+            // Of unknown length (not a regular file): read beside, whatever its size.
+            let f = hash_read(std::io::Cursor::new(&bytes), None).unwrap();
+            assert_eq!((f.len, f.sha256), want, "{len} bytes, beside");
+            let mut here = Sha256::new();
+            assert_eq!(hash_here(&mut std::io::Cursor::new(&bytes), &mut here).unwrap(), want.0);
+            assert_eq!(<[u8; 32]>::from(here.finalize()), want.1);
+        }
+        for (len, expected) in [(10, 11), (HASH_BUFFER + 5, HASH_BUFFER as u64 * 2)] {
+            let err = hash_read(std::io::Cursor::new(vec![1u8; len]), Some(expected)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("the file changed while it was read: it was {expected} bytes long when opened, {len} bytes were read")
+            );
+        }
+        for (left, expected) in [(100, 1000), (9 << 20, 20 << 20)] {
+            let err = hash_read(FailingAfter { left }, Some(expected)).unwrap_err();
+            assert_eq!(err.to_string(), "the disk failed", "after {left} bytes");
+        }
+        let err = hash_file(&dir.path().join("absent")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -146,6 +146,12 @@ const RECORDINGS_DIR: &str = "recordings";
 const CONFIG_FILE: &str = "config.json";
 const JOURNAL: &str = "journal.bin";
 const LOCK: &str = "LOCK";
+const SEGMENTS_DIR: &str = "segments";
+
+/// The sealed file of the segment at position `seq` in a recording's `segments/`.
+fn segment_file(segments: &Path, seq: u64) -> PathBuf {
+    segments.join(format!("{seq:08}.age"))
+}
 
 impl Vault {
     /// Opens the vault at `dir` (creating its directories), repairing what a crash or a
@@ -330,7 +336,7 @@ impl Vault {
 
     /// The path of a sealed segment.
     pub fn segment_path(&self, id: &RecordingId, seq: u64) -> PathBuf {
-        self.recording_dir(id).join("segments").join(format!("{seq:08}.age"))
+        segment_file(&self.recording_dir(id).join(SEGMENTS_DIR), seq)
     }
 
     /// Whether a process is recording `id` now.
@@ -537,7 +543,7 @@ impl Vault {
     ) -> Result<RecordingWriter<'_>, VaultError> {
         let id = header.recording_id;
         let dir = self.recording_dir(&id);
-        let segments = dir.join("segments");
+        let segments = dir.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&segments).map_err(io_err("creating the recording", &segments))?;
         sync_dir(&self.dir.join(RECORDINGS_DIR)).map_err(io_err("creating the recording", &dir))?;
         let lock_path = dir.join(LOCK);
@@ -554,7 +560,7 @@ impl Vault {
             dir,
             journal,
             chain,
-            sealer,
+            sealer: SegmentSealer { sealer, segments },
             _lock: lock,
             summary: None,
             first_media_start: None,
@@ -620,7 +626,12 @@ impl UnsyncedSegment {
     /// is sealed.
     pub fn sync(self) -> Result<SyncedSegment, VaultError> {
         let UnsyncedSegment { seq, file, sealed, path } = self;
-        file.commit().map_err(io_err("saving the segment", &path))?;
+        if let Err(e) = file.commit() {
+            // Renamed into place before its directory's fsync failed, the file would be one
+            // no record names (none will: the segment is not saved).
+            let _ = std::fs::remove_file(&path);
+            return Err(io_err("saving the segment", &path)(e));
+        }
         Ok(SyncedSegment { seq, sealed, path })
     }
 
@@ -639,6 +650,49 @@ pub struct SyncedSegment {
     path: PathBuf,
 }
 
+impl SyncedSegment {
+    /// The position it was sealed for.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Removes the sealed file of a segment that will not be recorded (the recording ended
+    /// at an earlier segment that failed): a file no record names cannot be verified, and
+    /// `custody vault check` would list it.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Seals a recording's segments into their files (not yet durable) apart from its
+/// [`RecordingWriter`]: it holds only the sealer and the recording's `segments/`
+/// directory, so it can be cloned onto other threads, where segments are sealed and
+/// synced while the writer records those before them. Nothing it seals counts as saved
+/// until the writer has recorded it ([`RecordingWriter::add_synced`]).
+#[derive(Clone, Debug)]
+pub struct SegmentSealer {
+    sealer: Sealer,
+    segments: PathBuf,
+}
+
+impl SegmentSealer {
+    /// Seals the segment that will take position `seq` into its file, not yet durable
+    /// ([`RecordingWriter::seal_segment`]). Dropped unsynced, the temporary file is removed.
+    pub fn seal(&self, seq: u64, plaintext: &[u8]) -> Result<UnsyncedSegment, VaultError> {
+        let path = segment_file(&self.segments, seq);
+        let file = DurableFile::create(&path, false)
+            .map_err(io_err("creating the segment file", &path))?;
+        let (file, sealed) =
+            self.sealer.seal(plaintext, file).map_err(io_err("sealing the segment", &path))?;
+        Ok(UnsyncedSegment { seq, file, sealed, path })
+    }
+
+    /// Where the segment at position `seq` is sealed to ([`Vault::segment_path`]).
+    pub fn path(&self, seq: u64) -> PathBuf {
+        segment_file(&self.segments, seq)
+    }
+}
+
 /// A recording being written. Dropped without [`RecordingWriter::end`], the recording is
 /// left without an end record: cut off, exactly as after a crash.
 #[derive(Debug)]
@@ -648,7 +702,7 @@ pub struct RecordingWriter<'v> {
     dir: PathBuf,
     journal: Journal,
     chain: ChainBuilder,
-    sealer: Sealer,
+    sealer: SegmentSealer,
     _lock: File,
     summary: Option<Summary>,
     first_media_start: Option<i64>,
@@ -680,12 +734,13 @@ impl RecordingWriter<'_> {
     /// then record it with [`Self::add_synced`]; nothing counts as saved before that returns.
     /// Dropped unsynced, the temporary file is removed.
     pub fn seal_segment(&self, seq: u64, plaintext: &[u8]) -> Result<UnsyncedSegment, VaultError> {
-        let path = self.vault.segment_path(&self.id, seq);
-        let file = DurableFile::create(&path, false)
-            .map_err(io_err("creating the segment file", &path))?;
-        let (file, sealed) =
-            self.sealer.seal(plaintext, file).map_err(io_err("sealing the segment", &path))?;
-        Ok(UnsyncedSegment { seq, file, sealed, path })
+        self.sealer.seal(seq, plaintext)
+    }
+
+    /// What seals this recording's segments, to be used on other threads: an import seals
+    /// two segments at once, each on its own thread, and records them here in order.
+    pub fn segment_sealer(&self) -> SegmentSealer {
+        self.sealer.clone()
     }
 
     /// Signs and saves the record of a segment whose sealed file is durable, as the next
@@ -846,6 +901,38 @@ mod tests {
         w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
         let seqs: Vec<u64> = vault.records(&id).unwrap().iter().map(|r| r.record().seq()).collect();
         assert_eq!(seqs, vec![0, 1, 2, 3]);
+    }
+
+    /// A segment sealed by the writer's [`SegmentSealer`] on another thread is recorded by
+    /// the writer like one it sealed itself; one discarded leaves no file behind.
+    #[test]
+    fn a_segment_sealed_on_another_thread_is_recorded_and_one_discarded_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let device = testkit::key("device");
+        let sealer = Sealer::new(vec![age::x25519::Identity::generate().to_public()]).unwrap();
+        let mut w = vault.begin(testkit::header(1, &device), device, sealer).unwrap();
+        let id = w.id();
+        let s = w.segment_sealer();
+        assert_eq!(s.path(1), vault.segment_path(&id, 1));
+        let (first, second) = std::thread::scope(|scope| {
+            let one = scope.spawn(|| s.seal(1, b"first").and_then(UnsyncedSegment::sync));
+            let two = scope.spawn(|| s.seal(2, b"second").and_then(UnsyncedSegment::sync));
+            (one.join().unwrap().unwrap(), two.join().unwrap().unwrap())
+        });
+        assert_eq!((first.seq(), second.seq()), (1, 2));
+        w.add_synced(first, 5, [0; 32], testkit::segment(1, 1)).unwrap();
+        assert!(vault.segment_path(&id, 2).is_file());
+        second.discard();
+        assert!(!vault.segment_path(&id, 2).exists());
+        w.end(testkit::T0_US + 10_000_000, EndReason::Stopped, None).unwrap();
+        let seqs: Vec<u64> = vault.records(&id).unwrap().iter().map(|r| r.record().seq()).collect();
+        assert_eq!(seqs, vec![0, 1, 2]);
+        let names: Vec<_> = std::fs::read_dir(vault.recording_dir(&id).join(SEGMENTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["00000001.age"]);
     }
 
     #[test]

@@ -6,18 +6,20 @@
 //! one place that names both, so the vault's signer, sealer and store can be built, audited
 //! and reused (by the uploader, by a phone page's server-side twin) without the media stack.
 //!
-//! The capture runs on its own thread and hands over segments through a bounded channel;
-//! this loop seals, signs and fsyncs each as it arrives, so capture and sealing use both
-//! cores. If a segment cannot be saved (a full disk), recording stops and the end record
-//! says why, if it can still be written; every segment saved before stays valid.
+//! The capture runs on its own threads and hands over segments through a bounded channel.
+//! A live recording seals, signs and fsyncs each segment as it arrives (the next one is
+//! seconds away). An import, whose segments come as fast as the file is read, seals two at
+//! once, each on a thread of its own, while the capture goes on, and this loop signs and
+//! saves their records in order (the `sealing` module), so that sealing and capture share
+//! both cores. If a segment cannot be saved (a full disk), recording stops and the end
+//! record says why, if it can still be written; every segment saved before stays valid.
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 use std::path::Path;
 
-use custody_capture::{Capture, Event, Segment, Started, StopHandle};
-use custody_format::chain::SegmentFields;
+use custody_capture::{Capture, Event, Started, StopHandle};
 use custody_format::ids::{PublicKey, RecordingId};
 use custody_format::record::{
     DroppedStream, EndReason, Follows, ImportedFile, Origin, RecordingHeader, StreamInfo,
@@ -28,7 +30,12 @@ use rand_core::OsRng;
 use thiserror::Error;
 
 use custody_vault::seal::Sealer;
-use custody_vault::store::{RecordingWriter, SyncedSegment, UnsyncedSegment, Vault, VaultError};
+use custody_vault::store::{RecordingWriter, Vault, VaultError};
+
+mod sealing;
+
+use sealing::{save_now, Sealing, Tally};
+pub use sealing::{IMPORT_QUEUE, SEALING_AT_ONCE};
 
 /// Why a recording failed.
 #[derive(Debug, Error)]
@@ -196,23 +203,6 @@ fn header(
     }
 }
 
-fn fields(seg: &Segment) -> SegmentFields {
-    SegmentFields {
-        wall_first_us: seg.first_packet_utc_us,
-        wall_last_us: seg.last_packet_utc_us,
-        media_start_us: seg.media_start_us,
-        media_end_us: seg.media_end_us,
-        stream_packets: seg.packet_counts.clone(),
-        video_frames: seg.video_frames,
-        plaintext_len: 0,
-        plaintext_sha256: [0; 32],
-        ciphertext_len: 0,
-        ciphertext_sha256: [0; 32],
-        packet_digest: seg.packet_digest.0,
-        cut: seg.cut,
-    }
-}
-
 /// Records everything `capture` produces into the vault until it ends.
 pub fn record(
     vault: &Vault,
@@ -231,13 +221,11 @@ pub fn record(
     let mut writer: Option<RecordingWriter<'_>> = None;
     let mut sealer = Some(sealer);
     let mut device = Some(device);
-    let mut segments = 0u64;
-    let mut covered = Covered::default();
+    let mut tally = Tally::default();
     let mut source_duration_us = None;
-    // An import overlaps each segment's fsync with sealing the next (see `InFlight`); a
-    // live recording saves each segment at once, as its next one is seconds away.
-    let overlap = provenance.origin == Origin::Imported;
-    let mut in_flight: Option<InFlight> = None;
+    // An import seals two segments at once on their own threads (see `Sealing`); a live
+    // recording saves each segment at once, as its next one is seconds away.
+    let mut sealing = (provenance.origin == Origin::Imported).then(Sealing::default);
     // After a sender-changed end: the next recording's id (named in that end record), the
     // link its header carries, and the key and sealer it is made with.
     let mut next: Option<(RecordingId, Follows, SigningKey, Sealer)> = None;
@@ -262,34 +250,12 @@ pub fn record(
             }
             Event::Segment(seg) => {
                 let Some(w) = writer.as_mut() else { continue };
-                // Only live recordings have gaps, and they save each segment at once (no
-                // segment in flight), so the gap goes to this segment's record.
-                if let Some(gap) = seg.gap {
-                    w.gap_before_next(gap);
-                }
-                // While a segment's fsync runs, the next one is sealed into the position
-                // after it.
-                let seq = w.next_seq() + u64::from(in_flight.is_some());
-                let sealed = w.seal_segment(seq, &seg.bytes);
-                let meta = Meta::of(&seg);
-                // Sealed (or failed): its bytes can hold a later segment.
-                custody_capture::recycle(seg.bytes);
-                // The one before is recorded first: records follow positions.
-                let landed = match in_flight.take() {
-                    Some(f) => land(w, f, &mut segments, &mut covered, &mut progress),
-                    None => Ok(()),
+                let result = match sealing.as_mut() {
+                    Some(sealing) => sealing.add(w, seg, &mut tally, &mut progress),
+                    None => save_now(w, seg, &mut tally, &mut progress),
                 };
-                let result = landed.and(sealed).and_then(|unsynced| {
-                    let f = InFlight::start(unsynced, meta);
-                    if overlap {
-                        in_flight = Some(f);
-                        Ok(())
-                    } else {
-                        land(w, f, &mut segments, &mut covered, &mut progress)
-                    }
-                });
                 if let Err(error) = result {
-                    return Err(fail(&mut writer, &stop, error));
+                    return Err(fail(&mut writer, &mut sealing, &stop, error));
                 }
             }
             Event::End(end) => {
@@ -301,9 +267,9 @@ pub fn record(
                         Some(end.detail.unwrap_or_else(|| "the capture failed".to_string()))
                     }
                 };
-                if let (Some(w), Some(f)) = (writer.as_mut(), in_flight.take()) {
-                    if let Err(error) = land(w, f, &mut segments, &mut covered, &mut progress) {
-                        return Err(fail(&mut writer, &stop, error));
+                if let (Some(w), Some(s)) = (writer.as_mut(), sealing.as_mut()) {
+                    if let Err(error) = s.land_all(w, &mut tally, &mut progress) {
+                        return Err(fail(&mut writer, &mut sealing, &stop, error));
                     }
                 }
                 let Some(w) = writer.take() else {
@@ -321,25 +287,25 @@ pub fn record(
                         .end_sender_changed(end.end_utc_us.max(0), message.clone(), next_id)
                         .map_err(|error| RecordError::Save { id, error })?;
                     let follows = Follows { recording: id, end: end_record.hash() };
-                    let ended = Outcome { id, segments, reason, message };
+                    let ended = Outcome { id, segments: tally.segments, reason, message };
                     progress(&Progress::Continued { ended, next: next_id });
                     next = Some((next_id, follows, key, s));
-                    segments = 0;
-                    covered = Covered::default();
+                    tally = Tally::default();
                     continue;
                 }
                 let (reason, message, declared) = match provenance.origin {
                     Origin::Imported => {
                         let file_len = provenance.imported_file.as_ref().map(|f| f.len);
                         let declared = source_duration_us.and_then(|d| u64::try_from(d).ok());
-                        let (r, m) = import_end(reason, message, covered.us(), declared, file_len);
+                        let (r, m) =
+                            import_end(reason, message, tally.covered.us(), declared, file_len);
                         (r, m, declared)
                     }
                     Origin::Live => (reason, message, None),
                 };
                 w.end_import(end.end_utc_us.max(0), reason, message.clone(), declared)
                     .map_err(|error| RecordError::Save { id, error })?;
-                return Ok(Outcome { id, segments, reason, message });
+                return Ok(Outcome { id, segments: tally.segments, reason, message });
             }
             Event::InputLost { at_media_us, wait, .. } => {
                 progress(&Progress::InputLost { at_media_us, wait });
@@ -349,9 +315,9 @@ pub fn record(
         }
     }
     // The capture thread went away without an end event.
-    if let (Some(w), Some(f)) = (writer.as_mut(), in_flight.take()) {
-        if let Err(error) = land(w, f, &mut segments, &mut covered, &mut progress) {
-            return Err(fail(&mut writer, &stop, error));
+    if let (Some(w), Some(s)) = (writer.as_mut(), sealing.as_mut()) {
+        if let Err(error) = s.land_all(w, &mut tally, &mut progress) {
+            return Err(fail(&mut writer, &mut sealing, &stop, error));
         }
     }
     match writer.take() {
@@ -360,114 +326,40 @@ pub fn record(
             let message = "the capture stopped unexpectedly".to_string();
             w.end(now_us(), EndReason::Error, Some(message.clone()))
                 .map_err(|error| RecordError::Save { id, error })?;
-            Ok(Outcome { id, segments, reason: EndReason::Error, message: Some(message) })
+            Ok(Outcome {
+                id,
+                segments: tally.segments,
+                reason: EndReason::Error,
+                message: Some(message),
+            })
         }
         None => Err(RecordError::NothingRecorded("the capture stopped before any media".into())),
     }
-}
-
-/// What a segment's record and progress report need besides its sealed file.
-struct Meta {
-    plaintext_len: u64,
-    plaintext_sha256: [u8; 32],
-    fields: SegmentFields,
-    media_start_us: i64,
-    media_end_us: i64,
-    last_packet_utc_us: i64,
-}
-
-impl Meta {
-    fn of(seg: &Segment) -> Self {
-        Meta {
-            plaintext_len: seg.len(),
-            plaintext_sha256: seg.sha256,
-            fields: fields(seg),
-            media_start_us: seg.media_start_us,
-            media_end_us: seg.media_end_us,
-            last_packet_utc_us: seg.last_packet_utc_us,
-        }
-    }
-}
-
-/// A sealed segment whose fsync runs on its own thread while the loop seals the next one:
-/// an import's disk then writes one segment while the CPU encrypts the next, instead of
-/// each waiting for the other. Its record is signed and saved, and it is reported saved,
-/// only after the fsync ([`land`]).
-struct InFlight {
-    sync: Syncing,
-    meta: Meta,
-}
-
-enum Syncing {
-    Thread(std::thread::JoinHandle<Result<SyncedSegment, VaultError>>),
-    /// The thread could not be started: synced on the loop's thread.
-    Done(Result<SyncedSegment, VaultError>),
-}
-
-impl InFlight {
-    fn start(unsynced: UnsyncedSegment, meta: Meta) -> Self {
-        // Handed over once the thread runs, so that a thread that cannot be made leaves the
-        // segment here, to be synced on this thread.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<UnsyncedSegment>(1);
-        let spawned = std::thread::Builder::new().name("custody-fsync".into()).spawn(move || {
-            let unsynced = rx.recv().map_err(|_| VaultError::Io {
-                what: "saving the segment",
-                path: String::new(),
-                source: std::io::Error::other("the segment never reached the fsync thread"),
-            })?;
-            unsynced.sync()
-        });
-        let sync = match spawned {
-            Ok(handle) => match tx.send(unsynced) {
-                Ok(()) => Syncing::Thread(handle),
-                Err(std::sync::mpsc::SendError(u)) => Syncing::Done(u.sync()),
-            },
-            Err(_) => Syncing::Done(unsynced.sync()),
-        };
-        InFlight { sync, meta }
-    }
-}
-
-/// Waits for a segment's fsync, then signs and saves its record and reports it saved.
-fn land(
-    w: &mut RecordingWriter<'_>,
-    f: InFlight,
-    segments: &mut u64,
-    covered: &mut Covered,
-    progress: &mut impl FnMut(&Progress),
-) -> Result<(), VaultError> {
-    let synced = match f.sync {
-        Syncing::Thread(handle) => handle.join().unwrap_or_else(|_| {
-            Err(VaultError::Io {
-                what: "saving the segment",
-                path: String::new(),
-                source: std::io::Error::other("the fsync thread failed"),
-            })
-        }),
-        Syncing::Done(result) => result,
-    }?;
-    let m = f.meta;
-    let saved = w.add_synced(synced, m.plaintext_len, m.plaintext_sha256, m.fields)?;
-    *segments += 1;
-    covered.add(m.media_start_us, m.media_end_us);
-    progress(&Progress::Saved {
-        seq: saved.record.record().seq(),
-        plaintext_len: m.plaintext_len,
-        ciphertext_len: saved.sealed.len,
-        media_end_us: m.media_end_us,
-        seal_latency_us: now_us() - m.last_packet_utc_us,
-    });
-    Ok(())
 }
 
 /// Stops the capture and ends the recording with an error record, if it can still be
 /// written; every segment saved before stays valid.
 fn fail(
     writer: &mut Option<RecordingWriter<'_>>,
+    sealing: &mut Option<Sealing>,
     stop: &StopHandle,
     error: VaultError,
 ) -> RecordError {
     stop.stop();
+    end_with_error(writer, sealing.as_mut(), error)
+}
+
+/// Ends the recording with an error record saying what failed, after the last segment
+/// recorded, if it can still be written. The segments sealed after it are not recorded:
+/// their files are removed first.
+fn end_with_error(
+    writer: &mut Option<RecordingWriter<'_>>,
+    sealing: Option<&mut Sealing>,
+    error: VaultError,
+) -> RecordError {
+    if let Some(s) = sealing {
+        s.discard();
+    }
     match writer.take() {
         Some(w) => {
             let id = w.id();
@@ -475,26 +367,6 @@ fn fail(
             RecordError::Save { id, error }
         }
         None => RecordError::Vault(error),
-    }
-}
-
-/// The media time the saved segments cover, as the end record's `media_duration_us` counts
-/// it (the first segment's start to the last one's end).
-#[derive(Default)]
-struct Covered {
-    first_start_us: Option<i64>,
-    last_end_us: i64,
-}
-
-impl Covered {
-    fn add(&mut self, start_us: i64, end_us: i64) {
-        self.first_start_us.get_or_insert(start_us);
-        self.last_end_us = end_us;
-    }
-
-    fn us(&self) -> u64 {
-        self.first_start_us
-            .map_or(0, |s| u64::try_from(self.last_end_us.saturating_sub(s)).unwrap_or(0))
     }
 }
 

@@ -295,6 +295,59 @@ fn a_full_disk_ends_the_recording_with_an_error_and_keeps_what_was_saved() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
 }
 
+/// An import onto a disk that fills part-way, with two segments sealed at once: every
+/// `saved` event, in order, is a segment on record; the recording ends with an error record
+/// after the last of them that says the disk is full; and no sealed file is left that no
+/// record names (the one sealed beside the segment that failed is removed).
+#[test]
+fn an_import_onto_a_disk_that_fills_ends_after_the_last_saved_segment_and_leaves_no_stray_file() {
+    let clips = tempfile::tempdir().unwrap();
+    let clip = clips.path().join("clip.mp4");
+    make_clip(&clip, 60, 1);
+    let mount = tempfile::tempdir().unwrap();
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1600k", "tmpfs"])
+        .arg(mount.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "this test mounts a small tmpfs to fill it, which needs root");
+    let _guard = Tmpfs(mount.path().to_path_buf());
+    let env = Env::with_vault_in(Some(mount.path().join("vault")));
+    let out =
+        env.run(&["import", "--json", "--no-upload", "-r", &env.recipient, clip.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    let ev = events(&out.stdout);
+    let id = recording_id(&ev).unwrap();
+    let saved: Vec<u64> =
+        ev.iter().filter(|e| e["event"] == "saved").filter_map(|e| e["seq"].as_u64()).collect();
+    assert!(!saved.is_empty(), "some segments fit before the disk filled");
+    assert_eq!(saved, (1..=saved.len() as u64).collect::<Vec<_>>(), "saved in order");
+    let ended = ev.iter().find(|e| e["event"] == "ended").expect("an ended event");
+    assert_eq!(
+        (ended["ended"].as_str(), ended["segments"].as_u64()),
+        (Some("error"), Some(saved.len() as u64))
+    );
+
+    let vault = env.open_vault();
+    let records = vault.records(&id).unwrap();
+    let chain = verify_chain(&custody_format::testkit::concat(&records), None);
+    assert!(chain.checks.iter().all(|c| c.state != CheckState::Failure), "{:?}", chain.checks);
+    assert_eq!(segment_records(&records).len(), saved.len());
+    match records.last().unwrap().record() {
+        Record::End(e) => {
+            assert_eq!(e.reason, EndReason::Error);
+            assert!(e.message.as_deref().unwrap_or("").contains("No space left"), "{e:?}");
+        }
+        _ => {
+            assert!(chain.cut_off.is_some(), "without room for an end record, it reads as cut off")
+        }
+    }
+    let files = files_under(&vault.recording_dir(&id).join("segments"));
+    assert_eq!(files.len(), saved.len(), "every sealed file has its record: {files:?}");
+}
+
 #[test]
 fn clear_errors_for_missing_device_missing_key_and_no_recipient() {
     let env = Env::new();

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use custody_format::bundle::{self, ConsistencyProof, Manifest};
 use custody_format::cert::DeviceCertificate;
-use custody_format::chain::verify_chain;
+use custody_format::chain::{verify_chain, ChainReport};
 use custody_format::ids::{Fingerprint, PublicKey};
 use custody_format::log::{EntryType, LogEntry, TreeHead};
 use custody_format::receipt::Receipt;
@@ -220,13 +220,19 @@ fn hash_file(source: &dyn Source, path: &str, buf: &mut [u8]) -> std::io::Result
     }
 }
 
-/// SHA-256 of every file, on all cores (hashing is most of the work of verifying).
-fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
+/// SHA-256 of every file, on all cores (hashing is most of the work of verifying), while
+/// this thread does `meanwhile`: on two cores, the checks that need no file's hash (every
+/// signature, the log's proofs) then cost next to nothing instead of running after the
+/// hashing, alone on one core.
+fn hash_all_while<T>(
+    source: &dyn Source,
+    meanwhile: impl FnOnce() -> T,
+) -> (BTreeMap<String, Result<Hash, String>>, T) {
     let paths: Vec<&String> = source.files().keys().collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
+    let other = std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 let mut buf = vec![0u8; HASH_CHUNK];
@@ -240,8 +246,9 @@ fn hash_all(source: &dyn Source) -> BTreeMap<String, Result<Hash, String>> {
                 }
             });
         }
+        meanwhile()
     });
-    results.into_inner().unwrap_or_default()
+    (results.into_inner().unwrap_or_default(), other)
 }
 
 /// Verifies the bundle in `source`.
@@ -261,8 +268,10 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     // 0. The marker: which version's rules apply.
     let version = parts::marker(source, &mut checks);
 
-    // 1. The manifest, against a hash of every file; nothing outside the layout.
-    let hashes = hash_all(source);
+    // 1. The manifest, against a hash of every file; nothing outside the layout. While the
+    // files are hashed, everything that needs no file's hash (steps 2-4, 6 and 7) is checked
+    // on this thread; its findings are reported in their own places below.
+    let (hashes, u) = hash_all_while(source, || unhashed(source, options, version));
     let present: Vec<(String, Hash)> =
         hashes.iter().filter_map(|(p, h)| h.as_ref().ok().map(|h| (p.clone(), *h))).collect();
     if let Some(b) = parts::read(source, bundle::MANIFEST, 4 << 20, &mut checks) {
@@ -273,70 +282,18 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
     }
     rules::check_layout(source, version, &mut checks);
 
-    // 2. The server key and trust.
-    let server_key =
-        parts::single(source, bundle::SERVER_KEY, 4096, &mut checks, parts::server_key);
-    let trust = trust(server_key.as_ref(), options, &mut checks);
-
-    // 3. The device certificate.
-    let cert = parts::single(source, bundle::DEVICE_CERT, 1 << 16, &mut checks, |b| {
-        Signed::<DeviceCertificate>::parse(b).map_err(|e| format!("{} ({e})", e.code()))
-    });
-    let cert_key = cert.as_ref().map(|c| c.value().device_key);
-    if let (Some(c), Some(k)) = (&cert, &server_key) {
-        if !c.verify(k) {
-            checks.push(Check::new(
-                code::CERT_SIGNATURE_INVALID,
-                "the device certificate is not signed by the server key",
-            ));
-        } else if c.value().server_key != *k {
-            checks.push(Check::new(
-                code::CERT_DEVICE_MISMATCH,
-                "the device certificate names another server",
-            ));
-        } else {
-            checks.push(Check::new(
-                code::CERT_SIGNATURE_VALID,
-                format!(
-                    "device {} (\"{}\") enrolled by this server",
-                    c.value().device_key.fingerprint(),
-                    c.value().label
-                ),
-            ));
-        }
-    }
-
-    // 4. The chain, signed by the certified device key; the header's and segments' rules.
-    let records_bytes = parts::read(source, bundle::RECORDS, parts::SMALL_LIMIT, &mut checks);
-    // A header naming another device key than the certificate's is reported by the chain
-    // check as `record.device_key.mismatch`.
-    let chain = verify_chain(records_bytes.as_deref().unwrap_or_default(), cert_key.as_ref());
-    if records_bytes.is_some() {
-        checks.extend(chain.checks.iter().cloned());
-    }
+    // 2-4. The server key, trust, the device certificate, the chain.
+    checks.extend(u.signed_checks);
+    let Unhashed { server_key, trust, cert, have_records, chain, head, log, received, .. } = u;
     let records: BTreeMap<u64, &SignedRecord> =
         chain.records.iter().rev().map(|r| (r.record().seq(), r)).collect();
     let header = chain.header.as_ref();
-    // The key the chain is checked against: the certificate's, or the header's own.
-    let device_key = cert_key.or(header.map(|h| h.device_key));
+    let device_key = cert.as_ref().map(|c| c.value().device_key).or(header.map(|h| h.device_key));
     let recording_id = header.map(|h| h.recording_id);
-    if let Some(h) = header {
-        rules::check_header(h, &mut checks);
-    }
-    rules::check_cuts(&chain.records, &mut checks);
-    let end = chain.records.iter().find_map(|r| match r.record() {
-        Record::End(e) => Some(e),
-        _ => None,
-    });
-    checks.extend(crate::imported::check(header, end));
-    if let (Some(top), Some(id)) = (source.top_directory(), recording_id) {
-        rules::check_tar_name(top, &id, &mut checks);
-    }
 
     // 5. Sealed segments against their records (and, with an identity, their plaintext;
     // for a browser's segments, the packets demuxed from it).
     // Without records.bin nothing can be compared with the records (11.2).
-    let have_records = records_bytes.is_some();
     if have_records {
         crate::media::check_segments(
             source,
@@ -348,67 +305,9 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         );
     }
 
-    // 6. The log: tree head, inclusion proofs, which entries the bundle carries.
-    let head = parts::read(source, bundle::TREE_HEAD, 1 << 16, &mut checks).and_then(|b| {
-        match Signed::<TreeHead>::parse(&b) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                checks.push(Check::new(
-                    code::LOG_TREE_HEAD_INVALID,
-                    format!("the log head cannot be read: {} ({e})", e.code()),
-                ));
-                None
-            }
-        }
-    });
-    if let (Some(h), Some(k)) = (&head, &server_key) {
-        if h.verify(k) {
-            checks.push(Check::new(
-                code::LOG_TREE_HEAD_VALID,
-                format!("log head of {} entries, signed by the server", h.value().tree_size),
-            ));
-        } else {
-            checks.push(Check::new(
-                code::LOG_TREE_HEAD_INVALID,
-                "the log head is not signed by the server key",
-            ));
-        }
-    }
+    // 6-7. The log and the receipts.
+    checks.extend(u.log_checks);
     let head = head.as_ref().map(Signed::value);
-    let log = crate::custody_log::check_log(source, head, recording_id, device_key, &mut checks);
-
-    // 7. Receipts, against records, log entries and (by consistency proofs) the head.
-    let receipts = parts::many(source, bundle::RECEIPTS, &mut checks, Signed::<Receipt>::read);
-    let received = match receipts.as_ref().filter(|_| have_records) {
-        Some(r) => crate::receipts::check_receipts(
-            r,
-            &records,
-            server_key.as_ref(),
-            device_key.as_ref(),
-            head,
-            log.as_ref().map(|l| l.proven.as_slice()),
-            &mut checks,
-        ),
-        None => BTreeMap::new(),
-    };
-    let receipt_proofs = matches!(version, Version::V2 | Version::V3);
-    if let (true, Some(r), Some(h), true) = (receipt_proofs, &receipts, head, have_records) {
-        if let Some(proofs) =
-            parts::many(source, bundle::RECEIPT_PROOFS, &mut checks, ConsistencyProof::read)
-        {
-            let all: Vec<(&Receipt, bool)> = r
-                .iter()
-                .map(|x| (x.value(), server_key.as_ref().is_none_or(|k| x.verify(k))))
-                .collect();
-            // Version 3: each carried token's stamped head is proven a prefix too.
-            let stamped = match (&log, version) {
-                (Some(l), Version::V3) => crate::receipts::stamped_heads(&l.proven),
-                _ => Vec::new(),
-            };
-            crate::receipts::check_consistency(&all, &stamped, h, &proofs, &mut checks);
-        }
-    }
-
     // 8. Completeness: the chain and the entries are exactly those the server stated.
     if version == Version::V1 {
         crate::completeness::absent(&mut checks);
@@ -508,6 +407,167 @@ pub fn verify(source: &dyn Source, options: &Options<'_>) -> Result<Report, Veri
         independent_time,
         about,
     })
+}
+
+/// What verification finds without any file's hash: steps 2-4 (server key, trust, device
+/// certificate, chain) and 6-7 (the log, the receipts) of [`verify`], each with its checks
+/// in the order made, so that [`verify`] reports them where they belong.
+struct Unhashed {
+    server_key: Option<PublicKey>,
+    trust: Trust,
+    cert: Option<Signed<DeviceCertificate>>,
+    /// Whether `recording/records.bin` could be read.
+    have_records: bool,
+    chain: ChainReport,
+    head: Option<Signed<TreeHead>>,
+    log: Option<crate::custody_log::Carried>,
+    received: BTreeMap<u64, crate::receipts::Received>,
+    /// The checks of steps 2-4.
+    signed_checks: Vec<Check>,
+    /// The checks of steps 6-7.
+    log_checks: Vec<Check>,
+}
+
+/// Steps 2-4 and 6-7 of [`verify`]: see [`Unhashed`].
+fn unhashed(source: &dyn Source, options: &Options<'_>, version: Version) -> Unhashed {
+    let mut checks = Vec::new();
+    // 2. The server key and trust.
+    let server_key =
+        parts::single(source, bundle::SERVER_KEY, 4096, &mut checks, parts::server_key);
+    let trust = trust(server_key.as_ref(), options, &mut checks);
+
+    // 3. The device certificate.
+    let cert = parts::single(source, bundle::DEVICE_CERT, 1 << 16, &mut checks, |b| {
+        Signed::<DeviceCertificate>::parse(b).map_err(|e| format!("{} ({e})", e.code()))
+    });
+    let cert_key = cert.as_ref().map(|c| c.value().device_key);
+    if let (Some(c), Some(k)) = (&cert, &server_key) {
+        if !c.verify(k) {
+            checks.push(Check::new(
+                code::CERT_SIGNATURE_INVALID,
+                "the device certificate is not signed by the server key",
+            ));
+        } else if c.value().server_key != *k {
+            checks.push(Check::new(
+                code::CERT_DEVICE_MISMATCH,
+                "the device certificate names another server",
+            ));
+        } else {
+            checks.push(Check::new(
+                code::CERT_SIGNATURE_VALID,
+                format!(
+                    "device {} (\"{}\") enrolled by this server",
+                    c.value().device_key.fingerprint(),
+                    c.value().label
+                ),
+            ));
+        }
+    }
+
+    // 4. The chain, signed by the certified device key; the header's and segments' rules.
+    let records_bytes = parts::read(source, bundle::RECORDS, parts::SMALL_LIMIT, &mut checks);
+    // A header naming another device key than the certificate's is reported by the chain
+    // check as `record.device_key.mismatch`.
+    let chain = verify_chain(records_bytes.as_deref().unwrap_or_default(), cert_key.as_ref());
+    if records_bytes.is_some() {
+        checks.extend(chain.checks.iter().cloned());
+    }
+    let records: BTreeMap<u64, &SignedRecord> =
+        chain.records.iter().rev().map(|r| (r.record().seq(), r)).collect();
+    let header = chain.header.as_ref();
+    // The key the chain is checked against: the certificate's, or the header's own.
+    let device_key = cert_key.or(header.map(|h| h.device_key));
+    let recording_id = header.map(|h| h.recording_id);
+    if let Some(h) = header {
+        rules::check_header(h, &mut checks);
+    }
+    rules::check_cuts(&chain.records, &mut checks);
+    let end = chain.records.iter().find_map(|r| match r.record() {
+        Record::End(e) => Some(e),
+        _ => None,
+    });
+    checks.extend(crate::imported::check(header, end));
+    if let (Some(top), Some(id)) = (source.top_directory(), recording_id) {
+        rules::check_tar_name(top, &id, &mut checks);
+    }
+
+    let signed_checks = std::mem::take(&mut checks);
+    let have_records = records_bytes.is_some();
+
+    // 6. The log: tree head, inclusion proofs, which entries the bundle carries.
+    let head = parts::read(source, bundle::TREE_HEAD, 1 << 16, &mut checks).and_then(|b| {
+        match Signed::<TreeHead>::parse(&b) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                checks.push(Check::new(
+                    code::LOG_TREE_HEAD_INVALID,
+                    format!("the log head cannot be read: {} ({e})", e.code()),
+                ));
+                None
+            }
+        }
+    });
+    if let (Some(h), Some(k)) = (&head, &server_key) {
+        if h.verify(k) {
+            checks.push(Check::new(
+                code::LOG_TREE_HEAD_VALID,
+                format!("log head of {} entries, signed by the server", h.value().tree_size),
+            ));
+        } else {
+            checks.push(Check::new(
+                code::LOG_TREE_HEAD_INVALID,
+                "the log head is not signed by the server key",
+            ));
+        }
+    }
+    let head_value = head.as_ref().map(Signed::value);
+    let log =
+        crate::custody_log::check_log(source, head_value, recording_id, device_key, &mut checks);
+
+    // 7. Receipts, against records, log entries and (by consistency proofs) the head.
+    let receipts = parts::many(source, bundle::RECEIPTS, &mut checks, Signed::<Receipt>::read);
+    let received = match receipts.as_ref().filter(|_| have_records) {
+        Some(r) => crate::receipts::check_receipts(
+            r,
+            &records,
+            server_key.as_ref(),
+            device_key.as_ref(),
+            head_value,
+            log.as_ref().map(|l| l.proven.as_slice()),
+            &mut checks,
+        ),
+        None => BTreeMap::new(),
+    };
+    let receipt_proofs = matches!(version, Version::V2 | Version::V3);
+    if let (true, Some(r), Some(h), true) = (receipt_proofs, &receipts, head_value, have_records) {
+        if let Some(proofs) =
+            parts::many(source, bundle::RECEIPT_PROOFS, &mut checks, ConsistencyProof::read)
+        {
+            let all: Vec<(&Receipt, bool)> = r
+                .iter()
+                .map(|x| (x.value(), server_key.as_ref().is_none_or(|k| x.verify(k))))
+                .collect();
+            // Version 3: each carried token's stamped head is proven a prefix too.
+            let stamped = match (&log, version) {
+                (Some(l), Version::V3) => crate::receipts::stamped_heads(&l.proven),
+                _ => Vec::new(),
+            };
+            crate::receipts::check_consistency(&all, &stamped, h, &proofs, &mut checks);
+        }
+    }
+
+    Unhashed {
+        server_key,
+        trust,
+        cert,
+        have_records,
+        chain,
+        head,
+        log,
+        received,
+        signed_checks,
+        log_checks: checks,
+    }
 }
 
 /// The TSA roots to check tokens against: those given (`--tsa-trust`), else the bundle's

@@ -84,6 +84,12 @@ impl Muxer {
     }
 }
 
+impl Drop for Muxer {
+    fn drop(&mut self) {
+        self.release_io();
+    }
+}
+
 /// A muxer writing into `sink`, its header written.
 fn open_output(
     container: Container,
@@ -120,7 +126,15 @@ fn open_output(
             // which the muxer inserts itself, has seen a packet.
             options.set("movflags", "frag_custom+delay_moov+default_base_moof");
         }
-        octx.write_header_with(options).map_err(setup)?;
+        // From here on the muxer writes into the segment's buffer in place.
+        // SAFETY: `pb` is the context `output_to_stream` made on a clone of `sink`, with
+        // nothing written yet; it lives as long as `octx`, which is detached from the sink
+        // before it drops (here on failure, else by `Muxer::release_io`).
+        unsafe { sink.attach((*octx.as_mut_ptr()).pb) };
+        if let Err(e) = octx.write_header_with(options) {
+            sink.detach();
+            return Err(setup(e));
+        }
         Ok(octx)
     }
 }
@@ -157,6 +171,7 @@ impl Muxer {
         if self.container == Container::Webm {
             // This segment's file ends here; the next one's header goes to the sink next.
             let done = self.finish()?;
+            self.release_io();
             self.octx = open_output(self.container, muxer, &self.streams, &self.sink)?;
             self.cuts += 1;
             return Ok(done);
@@ -198,6 +213,14 @@ impl Muxer {
         // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
         unsafe { ffi::avio_flush((*self.octx.as_mut_ptr()).pb) };
         self.take_pending()
+    }
+
+    /// Flushes the AVIO context and gives it its own buffer back, as FFmpeg must find it
+    /// when it frees the context.
+    fn release_io(&mut self) {
+        // SAFETY: `pb` is our custom AVIO context, valid until `octx` drops.
+        unsafe { ffi::avio_flush((*self.octx.as_mut_ptr()).pb) };
+        self.sink.detach();
     }
 
     /// Bytes muxed since the last cut.

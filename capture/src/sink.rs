@@ -12,6 +12,14 @@
 //! The sink is shared (an `Arc`) because FFmpeg's `StreamIo` owns its writer while the
 //! segmenter, on the same thread, takes the bytes out at every cut.
 //!
+//! The muxer's AVIO buffer is not a buffer of its own: once [`SharedSink::attach`]ed, the
+//! AVIO context writes straight into the segment's buffer, into a window just past the
+//! bytes written so far (as large as the buffer FFmpeg allocated, so the muxer flushes and
+//! may seek back exactly where it would have). When FFmpeg flushes the window, the write
+//! callback finds the bytes already in place, counts them as written and moves the window
+//! on: no copy out of the AVIO buffer (that copy was a memmove of every segment byte on the
+//! capture thread). Bytes that arrive from anywhere else are copied as before.
+//!
 //! A segment's buffer is megabytes, and the CLI keeps every large allocation mmapped (see
 //! its `bound_allocator`), so a fresh buffer per segment costs a page fault and a zeroed
 //! page per 4 KiB written, and an unmap when it is freed: measured, a fifth of an import's
@@ -24,6 +32,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SendError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use ffmpeg_next::ffi;
 use sha2::{Digest, Sha256};
 
 /// Bytes handed to the hashing thread at a time.
@@ -151,6 +160,21 @@ impl Buffer {
         self.len += src.len();
     }
 
+    /// The start of the spare capacity, where the next byte goes.
+    fn end_ptr(&self) -> *mut u8 {
+        // SAFETY: `len <= cap`, so this is within (or one past) the allocation.
+        unsafe { self.ptr.as_ptr().add(self.len) }
+    }
+
+    /// Counts `n` bytes that were written into the spare capacity in place as written.
+    ///
+    /// # Safety
+    /// The first `n` bytes of the spare capacity must have been initialised.
+    unsafe fn commit(&mut self, n: usize) {
+        assert!(n <= self.spare(), "commit beyond capacity");
+        self.len += n;
+    }
+
     /// Bytes `start..end` of the written prefix, for the hashing thread to read in place.
     fn region(&self, start: usize, end: usize) -> Region {
         assert!(start <= end && end <= self.len, "region outside the written bytes");
@@ -222,8 +246,27 @@ enum Hashing {
     Lost,
 }
 
+/// The muxer's AVIO context while its buffer is a window into the segment's buffer.
+struct Io {
+    ctx: NonNull<ffi::AVIOContext>,
+    /// The buffer FFmpeg allocated for the context, given back to it by
+    /// [`State::detach`] (FFmpeg frees `buffer` with the context).
+    own: *mut u8,
+    /// Its size, and the window's.
+    window: usize,
+}
+
+// SAFETY: the pointers are only used on the muxer's thread, inside the sink's lock, while
+// the muxer (which owns the context) is alive: `Muxer` detaches before it drops it.
+unsafe impl Send for Io {}
+
 struct State {
     bytes: Buffer,
+    /// Set while the muxer's AVIO context writes into `bytes` in place.
+    io: Option<Io>,
+    /// Bytes taken in place from the AVIO window, and bytes copied (for tests).
+    #[cfg(test)]
+    in_place: (usize, usize),
     /// How much of `bytes` has been handed to the hashing thread.
     hashed: usize,
     /// Regions were handed over since the thread last confirmed it was done with them:
@@ -242,7 +285,15 @@ impl State {
             Ok(thread) => Hashing::Thread { tx, thread: Some(thread) },
             Err(_) => Hashing::Inline(Sha256::new()),
         };
-        State { bytes: pooled(MIN_CAPACITY), hashed: 0, lent: false, hashing }
+        State {
+            bytes: pooled(MIN_CAPACITY),
+            io: None,
+            #[cfg(test)]
+            in_place: (0, 0),
+            hashed: 0,
+            lent: false,
+            hashing,
+        }
     }
 
     /// Hands `bytes[hashed..]` to the hashing thread.
@@ -284,11 +335,28 @@ impl State {
     }
 
     fn write(&mut self, buf: &[u8]) {
-        if self.bytes.spare() < buf.len() {
-            self.reclaim();
-            self.bytes.reserve(buf.len());
+        let in_place = self.io.is_some()
+            && std::ptr::eq(buf.as_ptr(), self.bytes.end_ptr())
+            && buf.len() <= self.bytes.spare();
+        if in_place {
+            // SAFETY: `buf` is the AVIO window's start, in `bytes`' spare capacity, and
+            // FFmpeg wrote its `buf.len()` bytes.
+            unsafe { self.bytes.commit(buf.len()) };
+            #[cfg(test)]
+            {
+                self.in_place.0 += buf.len();
+            }
+        } else {
+            if self.bytes.spare() < buf.len() {
+                self.reclaim();
+                self.bytes.reserve(buf.len());
+            }
+            self.bytes.append(buf);
+            #[cfg(test)]
+            {
+                self.in_place.1 += buf.len();
+            }
         }
-        self.bytes.append(buf);
         match &mut self.hashing {
             Hashing::Thread { .. } => {
                 if self.bytes.len - self.hashed >= CHUNK {
@@ -297,6 +365,63 @@ impl State {
             }
             Hashing::Inline(h) => h.update(buf),
             Hashing::Lost => {}
+        }
+        // FFmpeg resets its write pointer to the window's start when this returns: the
+        // window moves on past what was just written.
+        self.place_window();
+    }
+
+    /// Points the attached AVIO context at a window of its buffer's size just past the
+    /// written bytes, growing the segment's buffer first if the window would not fit. The
+    /// window must hold no bytes FFmpeg has yet to hand over (it has just flushed).
+    fn place_window(&mut self) {
+        let Some(window) = self.io.as_ref().map(|io| io.window) else { return };
+        if self.bytes.spare() < window {
+            self.reclaim();
+            self.bytes.reserve(window);
+        }
+        let Some(io) = &self.io else { return };
+        let start = self.bytes.end_ptr();
+        // SAFETY: the context is alive while attached; `start..start + window` lies in the
+        // spare capacity of `bytes`, which nothing else reads or writes.
+        unsafe {
+            let ctx = io.ctx.as_ptr();
+            (*ctx).buffer = start;
+            (*ctx).buf_ptr = start;
+            (*ctx).buf_ptr_max = start;
+            (*ctx).buf_end = start.add(window);
+        }
+    }
+
+    /// Makes `ctx` write into `bytes` in place from now on.
+    ///
+    /// # Safety
+    /// `ctx` must be the write context whose callback writes into this sink, with nothing
+    /// in its buffer, and must stay alive until [`State::detach`].
+    unsafe fn attach(&mut self, ctx: NonNull<ffi::AVIOContext>) {
+        self.detach();
+        // SAFETY: per the caller.
+        let (own, size) = unsafe { ((*ctx.as_ptr()).buffer, (*ctx.as_ptr()).buffer_size) };
+        let Ok(window) = usize::try_from(size) else { return };
+        if own.is_null() || window == 0 {
+            return;
+        }
+        self.io = Some(Io { ctx, own, window });
+        self.place_window();
+    }
+
+    /// Gives the attached context its own buffer back (whatever is in the window is
+    /// dropped: flush first).
+    fn detach(&mut self) {
+        let Some(io) = self.io.take() else { return };
+        // SAFETY: the context is alive while attached; `own` is its own buffer, of
+        // `window` bytes.
+        unsafe {
+            let ctx = io.ctx.as_ptr();
+            (*ctx).buffer = io.own;
+            (*ctx).buf_ptr = io.own;
+            (*ctx).buf_ptr_max = io.own;
+            (*ctx).buf_end = io.own.add(io.window);
         }
     }
 
@@ -308,6 +433,8 @@ impl State {
         let from = std::mem::take(&mut self.hashed);
         // The old buffer now travels with its `End` message, behind the regions lent from it.
         self.lent = false;
+        // The muxer writes the next segment into the fresh buffer.
+        self.place_window();
         match &mut self.hashing {
             Hashing::Thread { tx, .. } => {
                 let (reply, rx) = sync_channel(1);
@@ -371,6 +498,26 @@ impl SharedSink {
     /// `None` from the result only if the hashing thread died holding the segment.
     pub(crate) fn take(&self) -> Deferred<Hashed> {
         self.lock().take()
+    }
+
+    /// Makes `ctx`, the AVIO context that writes into this sink, write into the segment's
+    /// buffer in place (see the module's doc).
+    ///
+    /// # Safety
+    /// `ctx` must be the write context created on a clone of this sink, with nothing written
+    /// to it yet (or everything flushed), and must stay alive until [`Self::detach`], which
+    /// must be called before it is freed.
+    pub(crate) unsafe fn attach(&self, ctx: *mut ffi::AVIOContext) {
+        if let Some(ctx) = NonNull::new(ctx) {
+            // SAFETY: per the caller.
+            unsafe { self.lock().attach(ctx) };
+        }
+    }
+
+    /// Gives the attached AVIO context its own buffer back, so that FFmpeg can free it.
+    /// Bytes still in the window are dropped: flush the context first.
+    pub(crate) fn detach(&self) {
+        self.lock().detach();
     }
 
     /// Bytes written since the last [`Self::take`].
@@ -440,6 +587,53 @@ mod tests {
         }
         w.write_all(b"next").unwrap();
         assert_eq!(sink.take().wait(), Some((b"next".to_vec(), sha(b"next"))));
+    }
+
+    /// The muxer's path: an AVIO context writing into the sink, attached, fed through
+    /// FFmpeg's own `avio_write` and `avio_w8` with a flush at every cut, in segments that
+    /// outgrow their buffer while the hashing thread reads it. Every byte arrives in place
+    /// (none is copied out of an AVIO buffer), in order and hashed; once detached, the
+    /// context writes through its own buffer again and FFmpeg frees it.
+    #[test]
+    fn an_attached_avio_context_writes_into_the_segment_in_place() {
+        let sink = SharedSink::default();
+        let mut io = ffmpeg_next::format::context::StreamIo::from_write(sink.clone()).unwrap();
+        let ctx = io.as_mut_ptr();
+        // SAFETY: `ctx` writes into `sink`, holds nothing yet and is detached before `io`
+        // drops.
+        unsafe { sink.attach(ctx) };
+        let mut pending = Vec::new();
+        let mut total = 0;
+        for n in 0..5usize {
+            let mut data: Vec<u8> =
+                (0..(n * 210_000 + 1_234)).map(|i| (i * 7 + n * 13) as u8).collect();
+            for piece in data.chunks(188 + n) {
+                // SAFETY: `ctx` is a live write context; `piece` is readable.
+                unsafe { ffi::avio_write(ctx, piece.as_ptr(), piece.len() as i32) };
+            }
+            data.push(0x47);
+            // SAFETY: as above.
+            unsafe {
+                ffi::avio_w8(ctx, 0x47);
+                ffi::avio_flush(ctx);
+            }
+            total += data.len();
+            pending.push((sink.take(), data));
+        }
+        assert_eq!(sink.lock().in_place, (total, 0), "every byte in place, none copied");
+        for (taken, data) in pending {
+            let expected = sha(&data);
+            assert_eq!(taken.wait(), Some((data, expected)));
+        }
+        sink.detach();
+        // SAFETY: as above.
+        unsafe {
+            ffi::avio_write(ctx, b"own".as_ptr(), 3);
+            ffi::avio_flush(ctx);
+        }
+        assert_eq!(sink.lock().in_place, (total, 3), "detached, the bytes are copied");
+        assert_eq!(sink.take().wait(), Some((b"own".to_vec(), sha(b"own"))));
+        drop(io);
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! Hashing every packet's payload costs about as much as hashing the segment bytes; doing
 //! it beside the muxer, not after it, keeps segmenting as fast as FFmpeg's own segment
-//! muxer on a two-core machine. Packets are handed over by reference (their buffers are
-//! reference-counted and never written after muxing). If the thread cannot be started, the
+//! muxer on a two-core machine. The packets themselves are handed over once the muxer has
+//! written them (it keeps no reference to them, and their payload is never written again),
+//! in batches ([`BATCH_BYTES`], [`BATCH_PACKETS`]). If the thread cannot be started, the
 //! digest is computed inline; if it dies, the segment's digest is reported as unknown
 //! rather than guessed.
 //!
 //! The hashing thread may fall behind by up to [`BACKLOG_BYTES`] of packet payload (and
-//! [`QUEUE`] packets): enough that the muxer is rarely held up when the scheduler gives the
+//! [`QUEUE`] batches): enough that the muxer is rarely held up when the scheduler gives the
 //! hashing thread's core to another thread for a while, small enough to bound memory.
 //!
 //! The hashed packets go back to the muxer's thread to be freed there. Their buffers come
@@ -23,23 +24,29 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use custody_format::digest::{DigestStream, PacketDigest, PacketDigester};
-use ff::ffi;
-use ff::packet::Mut as _;
-use ff::packet::Ref as _;
 use ffmpeg_next as ff;
 
 use crate::sink::Deferred;
 
+/// A muxed packet on its way to be digested.
+struct Queued {
+    stream: usize,
+    key: bool,
+    packet: ff::Packet,
+}
+
 enum Msg {
-    Packet { stream: usize, key: bool, packet: ff::Packet },
+    /// Packets of the open segment, in order.
+    Packets(Vec<Queued>),
     Finish(SyncSender<(PacketDigest, Vec<u64>)>),
 }
 
 /// What the hashing thread hands back.
 #[derive(Default)]
 struct Back {
-    /// Hashed packets, to be freed on the muxer's thread.
-    packets: Vec<ff::Packet>,
+    /// Batches hashed, their packets to be freed on the muxer's thread (and the vectors
+    /// reused for the next batches).
+    batches: Vec<Vec<Queued>>,
     /// Payload bytes sent to the hashing thread and not yet hashed.
     in_flight: usize,
     /// The muxer waits for `in_flight` to shrink.
@@ -62,14 +69,22 @@ impl Shared {
 
 type Returned = Arc<Shared>;
 
+/// Packets waiting to be sent to the hashing thread together.
+#[derive(Default)]
+struct Batch {
+    packets: Vec<Queued>,
+    bytes: usize,
+}
+
 enum Mode {
     Threaded {
         tx: SyncSender<Msg>,
         thread: Option<JoinHandle<()>>,
         failed: bool,
         returned: Returned,
-        /// The other half of a double buffer with `returned`, so neither side allocates.
-        spare: Vec<ff::Packet>,
+        batch: Batch,
+        /// Vectors the hashing thread gave back, emptied, for the next batches.
+        spare: Vec<Vec<Queued>>,
     },
     Inline(PacketDigester),
 }
@@ -80,24 +95,34 @@ pub(crate) struct DigestWorker {
     mode: Mode,
 }
 
-/// Packets the hashing thread may lag behind by, at most (many are small audio packets).
-const QUEUE: usize = 1024;
+/// Batches the hashing thread may lag behind by, at most.
+const QUEUE: usize = 64;
 /// Payload bytes the hashing thread may lag behind by, at most: about 3 s of 1080p video
 /// from a phone.
 const BACKLOG_BYTES: usize = 4 << 20;
+/// Packets are sent to the hashing thread in batches of this many payload bytes (or
+/// [`BATCH_PACKETS`] packets, or a segment's last ones), not one by one: each message
+/// wakes the thread (a futex call and, on a virtual machine, an interrupt to the other
+/// core), which per packet cost the capture thread more than the hand-over itself.
+const BATCH_BYTES: usize = 512 << 10;
+/// Packets in a batch at most (many are small audio packets).
+const BATCH_PACKETS: usize = 64;
 
 fn work(streams: Vec<DigestStream>, rx: Receiver<Msg>, returned: Returned) {
     let mut digester = PacketDigester::new(&streams);
     for msg in rx {
         match msg {
-            Msg::Packet { stream, key, packet } => {
-                let size = packet.data().map_or(0, |data| {
-                    digester.push(stream, key, data);
-                    data.len()
-                });
+            Msg::Packets(batch) => {
+                let mut size = 0;
+                for q in &batch {
+                    if let Some(data) = q.packet.data() {
+                        digester.push(q.stream, q.key, data);
+                        size += data.len();
+                    }
+                }
                 let mut back = returned.lock();
                 back.in_flight = back.in_flight.saturating_sub(size);
-                back.packets.push(packet);
+                back.batches.push(batch);
                 let wake = std::mem::take(&mut back.waiting);
                 drop(back);
                 if wake {
@@ -118,7 +143,6 @@ impl DigestWorker {
         let (tx, rx) = sync_channel(QUEUE);
         let for_thread = streams.clone();
         let returned: Returned = Arc::default();
-        returned.lock().packets.reserve(QUEUE);
         let back = Arc::clone(&returned);
         let mode = match std::thread::Builder::new()
             .name("custody-digest".into())
@@ -129,46 +153,24 @@ impl DigestWorker {
                 thread: Some(thread),
                 failed: false,
                 returned,
-                spare: Vec::with_capacity(QUEUE),
+                batch: Batch::default(),
+                spare: Vec::new(),
             },
             Err(_) => Mode::Inline(PacketDigester::new(&streams)),
         };
         DigestWorker { streams, mode }
     }
 
-    /// Adds a packet of the open segment.
-    pub(crate) fn push(&mut self, stream: usize, key: bool, packet: &ff::Packet) {
+    /// Adds a packet of the open segment (once the muxer has written it: its payload is
+    /// not written again).
+    pub(crate) fn push(&mut self, stream: usize, key: bool, packet: ff::Packet) {
         match &mut self.mode {
-            Mode::Threaded { tx, thread, failed, returned, spare } => {
+            Mode::Threaded { batch, .. } => {
                 let size = packet.data().map_or(0, <[u8]>::len);
-                let mut back = returned.lock();
-                // Wait while the backlog is full (but never for a packet alone larger than
-                // it), and for a thread that is still there.
-                while back.in_flight > 0
-                    && back.in_flight + size > BACKLOG_BYTES
-                    && thread.as_ref().is_some_and(|t| !t.is_finished())
-                {
-                    back.waiting = true;
-                    back = returned
-                        .shrunk
-                        .wait_timeout(back, Duration::from_millis(100))
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
-                }
-                back.in_flight += size;
-                // Free what the hashing thread is done with, here where it was allocated.
-                std::mem::swap(&mut back.packets, spare);
-                drop(back);
-                spare.clear();
-                let mut shared = ff::Packet::empty();
-                // SAFETY: both packets are valid; `av_packet_ref` takes a new reference to
-                // the same buffer (copying only if the source is not reference-counted).
-                let res = unsafe { ffi::av_packet_ref(shared.as_mut_ptr(), packet.as_ptr()) };
-                if res < 0 {
-                    shared = ff::Packet::copy(packet.data().unwrap_or(&[]));
-                }
-                if tx.send(Msg::Packet { stream, key, packet: shared }).is_err() {
-                    *failed = true;
+                batch.bytes += size;
+                batch.packets.push(Queued { stream, key, packet });
+                if batch.bytes >= BATCH_BYTES || batch.packets.len() >= BATCH_PACKETS {
+                    self.send_batch();
                 }
             }
             Mode::Inline(d) => {
@@ -179,9 +181,49 @@ impl DigestWorker {
         }
     }
 
+    /// Sends the packets batched so far to the hashing thread, first waiting while it lags
+    /// behind by the backlog (but never for a batch alone larger than it), and frees the
+    /// packets it is done with.
+    fn send_batch(&mut self) {
+        let Mode::Threaded { tx, thread, failed, returned, batch, spare } = &mut self.mode else {
+            return;
+        };
+        if batch.packets.is_empty() {
+            return;
+        }
+        let mut back = returned.lock();
+        while back.in_flight > 0
+            && back.in_flight + batch.bytes > BACKLOG_BYTES
+            && thread.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            back.waiting = true;
+            back = returned
+                .shrunk
+                .wait_timeout(back, Duration::from_millis(100))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        back.in_flight += batch.bytes;
+        // Free what the hashing thread is done with, here where it was allocated.
+        spare.append(&mut back.batches);
+        drop(back);
+        for v in spare.iter_mut() {
+            v.clear();
+        }
+        let next = spare.pop().unwrap_or_else(|| Vec::with_capacity(BATCH_PACKETS));
+        let packets = std::mem::replace(&mut batch.packets, next);
+        batch.bytes = 0;
+        // A few vectors cover the batches in flight; more would only be kept.
+        spare.truncate(4);
+        if tx.send(Msg::Packets(packets)).is_err() {
+            *failed = true;
+        }
+    }
+
     /// The digest and per-stream packet counts of the packets pushed since the last call,
     /// to come; `None` if the hashing thread died and the digest cannot be trusted.
     pub(crate) fn finish_segment(&mut self) -> Deferred<(PacketDigest, Vec<u64>)> {
+        self.send_batch();
         match &mut self.mode {
             Mode::Threaded { tx, failed, .. } => {
                 if *failed {
@@ -247,11 +289,8 @@ mod tests {
                     first.copy_from_slice(&[0, 0, 1, 0x65]);
                 }
                 let stream = n % 2;
-                let packet = ff::Packet::copy(&data);
-                worker.push(stream, n == 0, &packet);
-                if let Some(data) = packet.data() {
-                    inline.push(stream, n == 0, data);
-                }
+                inline.push(stream, n == 0, &data);
+                worker.push(stream, n == 0, ff::Packet::copy(&data));
             }
             let counts = inline.packet_counts();
             expected.push((inline.finish(), counts));

@@ -745,7 +745,7 @@ impl Recording<'_> {
         packet.set_position(-1);
         // Only what the muxer took is counted and digested: the record describes the bytes.
         self.mux.write(&mut packet)?;
-        self.digest.push(q.lane, key, &packet);
+        self.digest.push(q.lane, key, packet);
         self.last_end_abs_us = self.last_end_abs_us.max(end_abs_us);
         open.start_us = open.start_us.min(q.pts_us);
         open.end_us = open.end_us.max(q.end_us);

@@ -123,7 +123,13 @@ fn work(streams: Vec<DigestStream>, rx: Receiver<Msg>, returned: Returned) {
                 let mut back = returned.lock();
                 back.in_flight = back.in_flight.saturating_sub(size);
                 back.batches.push(batch);
-                let wake = std::mem::take(&mut back.waiting);
+                // A muxer waiting for room is woken once the backlog is down to half, not
+                // after every batch: woken at once it would send one batch and wait again,
+                // two context switches per batch on the two cores.
+                let wake = back.waiting && back.in_flight <= BACKLOG_BYTES / 2;
+                if wake {
+                    back.waiting = false;
+                }
                 drop(back);
                 if wake {
                     returned.shrunk.notify_one();

@@ -35,7 +35,7 @@ use custody_vault::store::{RecordingWriter, Vault, VaultError};
 mod sealing;
 
 use sealing::{save_now, Sealing, Tally};
-pub use sealing::{IMPORT_QUEUE, SEALING_AT_ONCE};
+pub use sealing::{IMPORT_QUEUE, IN_FLIGHT, SEALING_AT_ONCE};
 
 /// Why a recording failed.
 #[derive(Debug, Error)]
@@ -225,7 +225,7 @@ pub fn record(
     let mut source_duration_us = None;
     // An import seals two segments at once on their own threads (see `Sealing`); a live
     // recording saves each segment at once, as its next one is seconds away.
-    let mut sealing = (provenance.origin == Origin::Imported).then(Sealing::default);
+    let mut sealing = (provenance.origin == Origin::Imported).then(Sealing::new);
     // After a sender-changed end: the next recording's id (named in that end record), the
     // link its header carries, and the key and sealer it is made with.
     let mut next: Option<(RecordingId, Follows, SigningKey, Sealer)> = None;

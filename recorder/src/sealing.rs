@@ -62,17 +62,22 @@ pub(crate) fn save_now(
 }
 
 /// Segments an import seals at once, each on a thread of its own: two, for two cores. Each
-/// one in flight holds its plaintext (a 2 s segment at 1080p is about 6 MB) besides those
-/// waiting in the capture's channel.
+/// holds its plaintext (a 2 s segment at 1080p is about 6 MB) until it is encrypted.
 pub const SEALING_AT_ONCE: usize = 2;
 
-/// How many captured segments an import lets wait for the sealing threads (the capture's
-/// `channel_capacity`): with [`SEALING_AT_ONCE`] in flight besides, a 1080p import holds
-/// about as many segments as it did when it sealed one at a time behind a queue of four,
-/// and keeps its peak memory under 128 MiB.
-pub const IMPORT_QUEUE: usize = 2;
+/// Segments an import has in flight at most, being sealed or, once encrypted, being
+/// fsynced: a segment waiting for the disk holds no plaintext, only its open file, so the
+/// fsyncs (slow on a busy disk) overlap the encryption of the next segments instead of
+/// holding it up; the bound keeps the threads and open files few.
+pub const IN_FLIGHT: usize = 4;
 
-/// An import's segments being sealed, at most [`SEALING_AT_ONCE`] at a time, oldest first.
+/// How many captured segments an import lets wait for the sealing threads (the capture's
+/// `channel_capacity`, 4 for a live recording): with [`SEALING_AT_ONCE`] holding their
+/// plaintext besides, a 1080p import keeps its peak memory under 128 MiB.
+pub const IMPORT_QUEUE: usize = 1;
+
+/// An import's segments in flight, oldest first: at most [`SEALING_AT_ONCE`] being
+/// encrypted and at most [`IN_FLIGHT`] in all.
 ///
 /// Each is encrypted, hashed, written, fsynced and renamed into place on its own thread
 /// ([`SegmentSealer`](custody_vault::store::SegmentSealer)), into the position it will take;
@@ -81,9 +86,24 @@ pub const IMPORT_QUEUE: usize = 2;
 /// segment saved only once its file and its record are durable. When one fails, the
 /// recording ends after the last segment recorded, and the sealed files of those after it
 /// are removed ([`Sealing::discard`]): nothing names them.
-#[derive(Default)]
 pub(crate) struct Sealing {
     pending: VecDeque<Pending>,
+    /// Of `pending`, those that may still hold their plaintext.
+    encrypting: usize,
+    /// One message from each job once it no longer holds its plaintext ([`Encrypted`]).
+    encrypted: std::sync::mpsc::Receiver<()>,
+    encrypted_tx: std::sync::mpsc::Sender<()>,
+}
+
+/// Said once by each job (on drop, so also if it fails or never runs) when it no longer
+/// holds its segment's plaintext: another segment may then be encrypted.
+pub(crate) struct Encrypted(std::sync::mpsc::Sender<()>);
+
+impl Drop for Encrypted {
+    fn drop(&mut self) {
+        // The loop may be gone (a failed recording): nobody needs to know then.
+        let _ = self.0.send(());
+    }
 }
 
 /// A segment being sealed on its own thread, with what its record needs.
@@ -93,8 +113,9 @@ struct Pending {
     work: Work,
 }
 
-/// The sealing of one segment: into its file, synced, not yet recorded.
-type Job = Box<dyn FnOnce() -> Result<SyncedSegment, VaultError> + Send>;
+/// The sealing of one segment: into its file, synced, not yet recorded. It drops its
+/// [`Encrypted`] as soon as it no longer holds the plaintext.
+type Job = Box<dyn FnOnce(Encrypted) -> Result<SyncedSegment, VaultError> + Send>;
 
 /// A [`Job`] running on its own thread, or done already on this one.
 enum Work {
@@ -104,23 +125,23 @@ enum Work {
 }
 
 impl Work {
-    fn start(job: Job) -> Self {
+    fn start(job: Job, encrypted: Encrypted) -> Self {
         // Handed over once the thread runs, so that a thread that cannot be made leaves the
         // job here, to be done on this thread.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Job, Encrypted)>(1);
         let spawned =
             std::thread::Builder::new().name("custody-seal".into()).spawn(move || {
                 match rx.recv() {
-                    Ok(job) => job(),
+                    Ok((job, encrypted)) => job(encrypted),
                     Err(_) => Err(thread_failed("the segment never reached its sealing thread")),
                 }
             });
         match spawned {
-            Ok(handle) => match tx.send(job) {
+            Ok(handle) => match tx.send((job, encrypted)) {
                 Ok(()) => Work::Thread(handle),
-                Err(std::sync::mpsc::SendError(job)) => Work::Done(job()),
+                Err(std::sync::mpsc::SendError((job, encrypted))) => Work::Done(job(encrypted)),
             },
-            Err(_) => Work::Done(job()),
+            Err(_) => Work::Done(job(encrypted)),
         }
     }
 
@@ -150,9 +171,14 @@ fn thread_failed(why: &str) -> VaultError {
 }
 
 impl Sealing {
-    /// Records the segments whose sealing is done, then starts sealing `seg` into the
-    /// position after those in flight; while [`SEALING_AT_ONCE`] are in flight it first
-    /// waits for the oldest.
+    pub(crate) fn new() -> Self {
+        let (encrypted_tx, encrypted) = std::sync::mpsc::channel();
+        Sealing { pending: VecDeque::new(), encrypting: 0, encrypted, encrypted_tx }
+    }
+
+    /// Records the segments that are done, then starts sealing `seg` into the position
+    /// after those in flight, once fewer than [`SEALING_AT_ONCE`] are being encrypted and
+    /// fewer than [`IN_FLIGHT`] are in flight (waiting for that as long as it takes).
     pub(crate) fn add(
         &mut self,
         w: &mut RecordingWriter<'_>,
@@ -160,24 +186,24 @@ impl Sealing {
         tally: &mut Tally,
         progress: &mut impl FnMut(&Progress),
     ) -> Result<(), VaultError> {
-        if seg.gap.is_some() {
+        if let Some(gap) = seg.gap {
             // A gap goes on the record of the segment after it, which is the next one the
             // writer records only once none is in flight. (Imports have none.)
             self.land_all(w, tally, progress)?;
-        }
-        self.land(w, SEALING_AT_ONCE - 1, tally, progress)?;
-        if let Some(gap) = seg.gap {
             w.gap_before_next(gap);
         }
+        self.make_room(w, tally, progress)?;
         let seq = w.next_seq() + self.pending.len() as u64;
         let sealer = w.segment_sealer();
         let path = sealer.path(seq);
         let meta = Meta::of(&seg);
         let bytes = seg.bytes;
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |encrypted| {
             let sealed = sealer.seal(seq, &bytes);
-            // Sealed (or failed): its bytes can hold a later segment.
+            // Sealed (or failed): its bytes can hold a later segment, and another segment
+            // may be encrypted while this one's fsync runs.
             custody_capture::recycle(bytes);
+            drop(encrypted);
             sealed?.sync()
         });
         self.start(path, meta, job);
@@ -187,27 +213,65 @@ impl Sealing {
     /// Starts `job`, the sealing of the segment after those in flight into `path`, on its
     /// own thread.
     fn start(&mut self, path: PathBuf, meta: Meta, job: Job) {
-        self.pending.push_back(Pending { path, meta, work: Work::start(job) });
+        self.encrypting += 1;
+        let encrypted = Encrypted(self.encrypted_tx.clone());
+        self.pending.push_back(Pending { path, meta, work: Work::start(job, encrypted) });
     }
 
-    /// Records, in order, the segments whose sealing is done, and waits for the oldest
-    /// until no more than `keep` are in flight.
-    fn land(
+    /// Counts the jobs that have said they no longer hold their plaintext.
+    fn count_encrypted(&mut self) {
+        while self.encrypted.try_recv().is_ok() {
+            self.encrypting = self.encrypting.saturating_sub(1);
+        }
+    }
+
+    /// Records what is done, and waits until another segment may be sealed.
+    fn make_room(
         &mut self,
         w: &mut RecordingWriter<'_>,
-        keep: usize,
         tally: &mut Tally,
         progress: &mut impl FnMut(&Progress),
     ) -> Result<(), VaultError> {
-        while let Some(oldest) = self.pending.front() {
-            if self.pending.len() <= keep && !oldest.work.is_finished() {
-                break;
+        loop {
+            self.land_done(w, tally, progress)?;
+            self.count_encrypted();
+            if self.pending.len() >= IN_FLIGHT {
+                self.land_oldest(w, tally, progress)?;
+            } else if self.encrypting >= SEALING_AT_ONCE {
+                // Every job says so once, whatever happens to it (see `Encrypted`), and
+                // this side holds a sender: this returns.
+                if self.encrypted.recv().is_ok() {
+                    self.encrypting = self.encrypting.saturating_sub(1);
+                }
+            } else {
+                return Ok(());
             }
-            let Some(p) = self.pending.pop_front() else { break };
-            let synced = p.work.wait().map_err(|e| with_path(e, &p.path));
-            land(w, synced, p.meta, tally, progress)?;
+        }
+    }
+
+    /// Records, in order, the segments whose sealing and fsync are done.
+    fn land_done(
+        &mut self,
+        w: &mut RecordingWriter<'_>,
+        tally: &mut Tally,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Result<(), VaultError> {
+        while self.pending.front().is_some_and(|p| p.work.is_finished()) {
+            self.land_oldest(w, tally, progress)?;
         }
         Ok(())
+    }
+
+    /// Waits for the oldest segment in flight and records it.
+    fn land_oldest(
+        &mut self,
+        w: &mut RecordingWriter<'_>,
+        tally: &mut Tally,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Result<(), VaultError> {
+        let Some(p) = self.pending.pop_front() else { return Ok(()) };
+        let synced = p.work.wait().map_err(|e| with_path(e, &p.path));
+        land(w, synced, p.meta, tally, progress)
     }
 
     /// Records every segment in flight, in order.
@@ -217,7 +281,10 @@ impl Sealing {
         tally: &mut Tally,
         progress: &mut impl FnMut(&Progress),
     ) -> Result<(), VaultError> {
-        self.land(w, 0, tally, progress)
+        while !self.pending.is_empty() {
+            self.land_oldest(w, tally, progress)?;
+        }
+        Ok(())
     }
 
     /// After a failure: waits for the segments still in flight and removes their sealed
@@ -344,7 +411,7 @@ mod tests {
         bytes: &'static [u8],
         gate: std::sync::mpsc::Receiver<()>,
     ) -> Job {
-        Box::new(move || {
+        Box::new(move |_encrypted| {
             let _ = gate.recv_timeout(std::time::Duration::from_secs(60));
             sealer.seal(seq, bytes)?.sync()
         })
@@ -358,7 +425,7 @@ mod tests {
         bytes: &'static [u8],
         done: std::sync::mpsc::SyncSender<()>,
     ) -> Job {
-        Box::new(move || {
+        Box::new(move |_encrypted| {
             let synced = sealer.seal(seq, bytes).and_then(UnsyncedSegment::sync);
             let _ = done.send(());
             synced
@@ -380,7 +447,7 @@ mod tests {
         let mut w = sealing_writer(&vault);
         let id = w.id();
         // Declared before the gate, so that a failing test drops the gate first.
-        let mut sealing = Sealing::default();
+        let mut sealing = Sealing::new();
         let (open, gate) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let s = w.segment_sealer();
@@ -400,7 +467,7 @@ mod tests {
             }
         };
         // Only what is done lands, oldest first: the first is not, so neither is recorded.
-        sealing.land(&mut w, SEALING_AT_ONCE, &mut tally, &mut report).unwrap();
+        sealing.land_done(&mut w, &mut tally, &mut report).unwrap();
         assert_eq!((tally.segments, seqs(&vault, &id)), (0, vec![0]));
         open.send(()).unwrap();
         sealing.land_all(&mut w, &mut tally, &mut report).unwrap();
@@ -410,6 +477,51 @@ mod tests {
         assert_eq!(seqs(&vault, &id), vec![0, 1, 2, 3]);
         let check = custody_vault::check::check_recording(&vault, id).unwrap();
         assert!(check.problems.is_empty() && check.files_without_record.is_empty(), "{check:?}");
+    }
+
+    /// Segments encrypted but still waiting for the disk hold no plaintext: another may be
+    /// sealed meanwhile, up to [`IN_FLIGHT`] in all, and none is recorded before its fsync.
+    #[test]
+    fn segments_waiting_for_their_fsync_let_the_next_ones_be_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (vault, _) = Vault::open(dir.path()).unwrap();
+        let mut w = sealing_writer(&vault);
+        let id = w.id();
+        let mut sealing = Sealing::new();
+        let s = w.segment_sealer();
+        let mut gates = Vec::new();
+        let mut tally = Tally::default();
+        let mut saved = Vec::new();
+        let mut report = |p: &Progress| {
+            if let Progress::Saved { seq, .. } = p {
+                assert!(vault.segment_path(&id, *seq).is_file(), "segment {seq} not durable");
+                saved.push(*seq);
+            }
+        };
+        for seq in 1..=IN_FLIGHT as u64 {
+            // Returns at once: the ones before are encrypted (they say so first thing).
+            sealing.make_room(&mut w, &mut tally, &mut report).unwrap();
+            assert_eq!(sealing.pending.len() as u64, seq - 1);
+            let (open, gate) = std::sync::mpsc::sync_channel::<()>(1);
+            gates.push(open);
+            let sealer = s.clone();
+            let job: Job = Box::new(move |encrypted| {
+                drop(encrypted);
+                let _ = gate.recv_timeout(std::time::Duration::from_secs(60));
+                sealer.seal(seq, b"segment")?.sync()
+            });
+            sealing.start(s.path(seq), meta(seq, b"segment"), job);
+        }
+        assert_eq!((tally.segments, seqs(&vault, &id)), (0, vec![0]));
+        // All IN_FLIGHT are in flight: room is made by recording the oldest, once it is done.
+        gates.remove(0).send(()).unwrap();
+        sealing.make_room(&mut w, &mut tally, &mut report).unwrap();
+        assert_eq!(sealing.pending.len(), IN_FLIGHT - 1);
+        for gate in gates {
+            gate.send(()).unwrap();
+        }
+        sealing.land_all(&mut w, &mut tally, &mut report).unwrap();
+        assert_eq!(saved, (1..=IN_FLIGHT as u64).collect::<Vec<_>>());
     }
 
     /// The second of two segments in flight fails (its file cannot be made): the first,
@@ -423,7 +535,7 @@ mod tests {
         let id = w.id();
         // Position 2's name is taken, so its sealing fails at once.
         std::fs::create_dir(vault.segment_path(&id, 2)).unwrap();
-        let mut sealing = Sealing::default();
+        let mut sealing = Sealing::new();
         let (open, gate) = std::sync::mpsc::sync_channel(1);
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let s = w.segment_sealer();
@@ -479,7 +591,7 @@ mod tests {
         let w = sealing_writer(&vault);
         let id = w.id();
         std::fs::create_dir(vault.segment_path(&id, 1)).unwrap();
-        let mut sealing = Sealing::default();
+        let mut sealing = Sealing::new();
         let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let (open, gate) = std::sync::mpsc::sync_channel(1);
         let s = w.segment_sealer();

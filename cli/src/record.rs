@@ -150,6 +150,12 @@ fn run(
         .map_err(|e| CliError::cannot(e.to_string()))?;
     let mut settings = settings(seal)?;
     settings.reconnect_wait = reconnect_wait;
+    if origin == Origin::Imported {
+        // An import's segments come as fast as the file is read: a short queue keeps the
+        // sealing threads busy and bounds the memory of the segments waiting in it and
+        // being sealed (`recorder::IMPORT_QUEUE`).
+        settings.channel_capacity = recorder::IMPORT_QUEUE;
+    }
     if origin == Origin::Imported && !seal.fmp4 {
         // A browser's recording (Opus audio, VP8/VP9/AV1 video) goes into the container
         // that carries it; anything else stays MPEG-TS.

@@ -3,6 +3,7 @@
 // The doc comments of the command definitions are the `--help` text, where URLs are plain.
 #![allow(rustdoc::bare_urls)]
 
+mod avdevice;
 mod cli;
 mod common;
 mod config_cmd;

@@ -455,8 +455,8 @@ mod tests {
         );
     }
 
-    /// The import path seals each segment while the one before is being fsynced: whenever
-    /// a segment is reported saved, its sealed file is under its final name (renamed only
+    /// The import path seals two segments at once, each on its own thread, and fsyncs
+    /// them there while the next ones are encrypted: whenever a segment is reported saved, its sealed file is under its final name (renamed only
     /// after its fsync) and its record is the journal's last, so nothing is reported saved
     /// before it is durable, and records stay in order.
     #[test]

@@ -75,10 +75,16 @@ pub(crate) struct Muxer {
 }
 
 impl Muxer {
-    pub(crate) fn new(container: Container, streams: &[OutStream]) -> Result<Self, MuxError> {
+    /// A muxer for these streams; `segment_size` is what a segment is expected to take
+    /// (0 when unknown), the room its first buffer is given.
+    pub(crate) fn new(
+        container: Container,
+        streams: &[OutStream],
+        segment_size: usize,
+    ) -> Result<Self, MuxError> {
         let muxer = crate::settings::muxer_name(container)
             .ok_or(MuxError::UnsupportedContainer { container })?;
-        let sink = SharedSink::default();
+        let sink = SharedSink::with_capacity(segment_size);
         let octx = open_output(container, muxer, streams, &sink)?;
         Ok(Muxer { octx, sink, container, name: muxer, cuts: 0, streams: streams.to_vec() })
     }

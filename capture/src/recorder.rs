@@ -412,7 +412,7 @@ fn record(
         let stream = input.stream(l.input_index).ok_or(StreamError::NoMedia)?;
         outs.push(OutStream { parameters: l.output_parameters(&stream), time_base: l.time_base() });
     }
-    let mux = Muxer::new(settings.container, &outs)?;
+    let mux = Muxer::new(settings.container, &outs, segment_size(&input, settings))?;
     let mux_tb: Vec<_> = (0..lanes.len()).map(|i| mux.time_base(i)).collect();
     let mut streams = Vec::new();
     for (l, tb) in lanes.iter_mut().zip(&mux_tb) {
@@ -514,6 +514,18 @@ fn record(
     }
     Ok(ended)
 }
+
+/// What a segment of `input` is expected to take: its declared bit rate over the target
+/// duration, half as much again for the container and for segments that run long (0 when
+/// the input declares no bit rate, as live inputs do), at most [`MAX_FIRST_BUFFER`].
+fn segment_size(input: &ff::format::context::Input, settings: &Settings) -> usize {
+    let bits = u128::try_from(input.bit_rate()).unwrap_or(0) * settings.target.as_millis() / 1000;
+    usize::try_from(bits / 8 * 3 / 2).unwrap_or(usize::MAX).min(MAX_FIRST_BUFFER)
+}
+
+/// The most room a recording's first segment buffer is given up front (a bit rate read
+/// from a file's header is not to be trusted with more).
+const MAX_FIRST_BUFFER: usize = 64 << 20;
 
 /// What listening again after a loss found.
 enum Back {

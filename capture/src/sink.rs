@@ -276,7 +276,7 @@ struct State {
 }
 
 impl State {
-    fn new() -> Self {
+    fn new(capacity: usize) -> Self {
         let (tx, rx) = sync_channel(IN_FLIGHT);
         let hashing = match std::thread::Builder::new()
             .name("custody-sha256".into())
@@ -286,7 +286,7 @@ impl State {
             Err(_) => Hashing::Inline(Sha256::new()),
         };
         State {
-            bytes: pooled(MIN_CAPACITY),
+            bytes: pooled(capacity.max(MIN_CAPACITY)),
             io: None,
             #[cfg(test)]
             in_place: (0, 0),
@@ -483,11 +483,18 @@ pub(crate) struct SharedSink(Arc<Mutex<State>>);
 
 impl Default for SharedSink {
     fn default() -> Self {
-        SharedSink(Arc::new(Mutex::new(State::new())))
+        SharedSink::with_capacity(0)
     }
 }
 
 impl SharedSink {
+    /// A sink whose first segment's buffer has room for `capacity` bytes, so that it does
+    /// not grow (and move, copying what it holds) as the first segment is written; later
+    /// ones are sized after the segment before them.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        SharedSink(Arc::new(Mutex::new(State::new(capacity))))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is only ever taken on the muxer's thread; a poisoned lock would mean a
         // panic inside `write`, which does not panic, so recovering the guard is sound.

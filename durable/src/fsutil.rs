@@ -55,12 +55,17 @@ impl DurableFile {
         Ok(DurableFile { file: Some(file), tmp, path: path.to_path_buf() })
     }
 
-    /// fsyncs the data, renames the file into place and fsyncs the directory.
+    /// fsyncs the data, renames the file into place and fsyncs the directory. If the fsync
+    /// or the rename fails, the temporary file is removed, as when the file is dropped: a
+    /// failed commit leaves nothing behind.
     pub fn commit(mut self) -> io::Result<()> {
         let file = self.file.take().ok_or_else(|| io::Error::other("already committed"))?;
-        file.sync_all()?;
+        let synced = file.sync_all();
         drop(file);
-        std::fs::rename(&self.tmp, &self.path)?;
+        if let Err(e) = synced.and_then(|()| std::fs::rename(&self.tmp, &self.path)) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
         sync_dir(parent_dir(&self.path))
     }
 }
@@ -119,6 +124,21 @@ pub fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_that_fails_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let mut f = DurableFile::replacing(&path, false).unwrap();
+        f.write_all(b"new").unwrap();
+        // A non-empty directory where the file goes: the rename into place fails.
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("inside"), b"").unwrap();
+        assert!(f.commit().is_err());
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("x")], "only the directory is left");
+    }
 
     #[test]
     fn a_file_appears_only_when_committed() {

@@ -10,6 +10,8 @@ mod config_cmd;
 mod docs_cmd;
 mod enroll;
 mod export;
+#[cfg(custody_lazy_ffmpeg)]
+mod ffmpeg_lazy;
 mod keygen;
 mod lawyer;
 mod live_upload;

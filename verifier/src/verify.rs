@@ -228,7 +228,11 @@ fn hash_all_while<T>(
     source: &dyn Source,
     meanwhile: impl FnOnce() -> T,
 ) -> (BTreeMap<String, Result<Hash, String>>, T) {
-    let paths: Vec<&String> = source.files().keys().collect();
+    // Largest first, so that the small files fill in at the end and neither core is left
+    // idle while the other hashes a last segment alone.
+    let mut paths: Vec<(&String, u64)> = source.files().iter().map(|(p, l)| (p, *l)).collect();
+    paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let paths: Vec<&String> = paths.into_iter().map(|(p, _)| p).collect();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(BTreeMap::new());

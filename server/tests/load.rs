@@ -309,6 +309,7 @@ fn target() {
                 let ct_sha = custody_format::primitives::sha256(&[&one[..]]);
                 let mut lat = Vec::new();
                 let mut refused = Vec::new();
+                let mut resent = 0u32;
                 let mut tree: Option<(u64, [u8; 32])> = None;
                 let mut first_receipt = None;
                 let t0 = Instant::now();
@@ -328,7 +329,8 @@ fn target() {
                         (r, body)
                     };
                     let sealed = Instant::now();
-                    let s = d.put(&c, &base, &key, id, seq, body).await;
+                    let (s, again) = d.put_retrying(&c, &base, &key, id, seq, body).await;
+                    resent += again;
                     if s.status != 200 {
                         refused.push(format!("{} {}", s.status, String::from_utf8_lossy(&s.body)));
                         break;
@@ -367,23 +369,25 @@ fn target() {
                         first_receipt = Some(start.elapsed());
                     }
                 }
-                (lat, refused, first_receipt)
+                (lat, refused, first_receipt, resent)
             }));
         }
         let mut lat = Vec::new();
         let mut refused = Vec::new();
         let mut started = Duration::ZERO;
+        let mut resent = 0u64;
         for t in tasks {
-            let (l, r, f) = t.await.unwrap();
+            let (l, r, f, again) = t.await.unwrap();
+            resent += u64::from(again);
             lat.extend(l);
             refused.extend(r);
             started = started.max(f.unwrap_or(Duration::MAX));
         }
         let wall = start.elapsed().as_secs_f64();
         let (cpu_srv1, cpu_gen1) = cpu_split("srv-");
-        (lat, refused, started, wall, cpu_srv1 - cpu_srv0, cpu_gen1 - cpu_gen0)
+        (lat, refused, started, wall, cpu_srv1 - cpu_srv0, cpu_gen1 - cpu_gen0, resent)
     });
-    let (mut lat, refused, started, wall, cpu_srv, cpu_gen) = result;
+    let (mut lat, refused, started, wall, cpu_srv, cpu_gen, resent) = result;
     if let Some(first) = refused.first() {
         eprintln!("{} uploads refused under load; the first: {first}", refused.len());
     }
@@ -417,6 +421,7 @@ fn target() {
             "open_s": open_s,
             "receipts": lat.len(),
             "refused": refused.len(),
+            "resent": resent,
             "p50_ms": p(0.5).as_secs_f64() * 1e3,
             "p99_ms": p(0.99).as_secs_f64() * 1e3,
             "max_ms": lat[lat.len() - 1].as_secs_f64() * 1e3,

@@ -494,12 +494,13 @@ fn target_rows() -> Result<String, String> {
             && num(v, "p99_ms") < 1000.0
             && num(v, "ingest_mb_s") >= 0.95 * goal;
         format!(
-            "| {name} | {:.0} | {:.0} s (every device's first receipt by {:.0} s) | {:.0} | {:.0} | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MB/s of {:.1} offered | {:.1} MB/s | {:.0}% | {:.0}% | {} |\n",
+            "| {name} | {:.0} | {:.0} s (every device's first receipt by {:.0} s) | {:.0} | {:.0} ({:.0} sent again) | {:.0} ms | {:.0} ms | {:.0} ms | {:.1} MB/s of {:.1} offered | {:.1} MB/s | {:.0}% | {:.0}% | {} |\n",
             num(v, "devices"),
             num(v, "secs"),
             num(v, "all_started_s"),
             num(v, "receipts"),
             num(v, "refused"),
+            num(v, "resent"),
             num(v, "p50_ms"),
             num(v, "p99_ms"),
             num(v, "max_ms"),
@@ -518,7 +519,8 @@ fn target_rows() -> Result<String, String> {
          and cached under `target/bench-cache`, opened in {:.1} s). Each simulated device signs its \
          records and requests as the vault does, checks every receipt's signature and fields and \
          verifies the consistency proof from its previous receipt's tree; a receipted segment's file is \
-         then deleted so that the run fits the disk. Latency is from the segment being sealed (the \
+         then deleted so that the run fits the disk. A request that fails before any answer (a \
+         connection closed as it was reused) is sent again, as the vault's uploader does, and counted. Latency is from the segment being sealed (the \
          record signed) to its receipt checked. The server and the load generator run in one process \
          on separate runtimes; their CPU shares are of the {} cores' time over the run. The target: \
          nothing refused, p99 under 1 s, and the offered rate ingested — or 90% of the disk's own \

@@ -404,6 +404,49 @@ impl Device {
         self.send(c, base, reqwest::Method::PUT, &path, h, body).await
     }
 
+    /// [`Self::put`] as the vault's uploader sends it: a request that fails before any
+    /// answer (a connection the server closed as it was reused, a reset) is sent again, with
+    /// a fresh nonce, up to four more times 200 ms apart. Also returns how many times it was
+    /// sent again. A record the server had stored is answered with its receipt again.
+    #[allow(dead_code)]
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_retrying(
+        &self,
+        c: &reqwest::Client,
+        base: &str,
+        server_key: &PublicKey,
+        id: RecordingId,
+        seq: u64,
+        body: Vec<u8>,
+    ) -> (Sent, u32) {
+        let path = format!("/v1/recordings/{id}/records/{seq}");
+        let mut again = 0;
+        loop {
+            let h =
+                self.headers(&self.key, server_key, "PUT", &path, now_us(), fresh_nonce(), &body);
+            let mut req = c.put(format!("{base}{path}")).body(body.clone());
+            for (k, v) in h {
+                req = req.header(k, v);
+            }
+            let answered = match req.send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    r.bytes().await.map(|b| Sent { status, body: b.to_vec() })
+                }
+                Err(e) => Err(e),
+            };
+            match answered {
+                Ok(sent) => return (sent, again),
+                Err(e) if again < 4 => {
+                    eprintln!("PUT {path} failed before an answer ({e}); sending it again");
+                    again += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("PUT {path} failed five times: {e}"),
+            }
+        }
+    }
+
     pub async fn state(
         &self,
         c: &reqwest::Client,

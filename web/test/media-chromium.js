@@ -85,7 +85,8 @@ export async function recordInChromium(o) {
     if (child.pid !== undefined && child.exitCode === null) child.kill('SIGTERM');
     await new Promise((res) => (child.exitCode !== null ? res(null) : child.once('exit', () => res(null))));
     server.close();
-    rmSync(profile, { recursive: true, force: true });
+    // Chromium's helper processes may still be writing the profile as the browser exits.
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   }
 }
 

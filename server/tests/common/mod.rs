@@ -382,12 +382,26 @@ impl Device {
         headers: Vec<(&'static str, String)>,
         body: Vec<u8>,
     ) -> Sent {
+        self.try_send(c, base, method, path, headers, body).await.unwrap()
+    }
+
+    /// [`Self::send`], with a request that got no whole answer as an error.
+    pub async fn try_send(
+        &self,
+        c: &reqwest::Client,
+        base: &str,
+        method: reqwest::Method,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    ) -> reqwest::Result<Sent> {
         let mut req = c.request(method, format!("{base}{path}")).body(body);
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let r = req.send().await.unwrap();
-        Sent { status: r.status().as_u16(), body: r.bytes().await.unwrap().to_vec() }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        Ok(Sent { status, body: r.bytes().await?.to_vec() })
     }
 
     pub async fn put(
@@ -424,18 +438,7 @@ impl Device {
         loop {
             let h =
                 self.headers(&self.key, server_key, "PUT", &path, now_us(), fresh_nonce(), &body);
-            let mut req = c.put(format!("{base}{path}")).body(body.clone());
-            for (k, v) in h {
-                req = req.header(k, v);
-            }
-            let answered = match req.send().await {
-                Ok(r) => {
-                    let status = r.status().as_u16();
-                    r.bytes().await.map(|b| Sent { status, body: b.to_vec() })
-                }
-                Err(e) => Err(e),
-            };
-            match answered {
+            match self.try_send(c, base, reqwest::Method::PUT, &path, h, body.clone()).await {
                 Ok(sent) => return (sent, again),
                 Err(e) if again < 4 => {
                     eprintln!("PUT {path} failed before an answer ({e}); sending it again");

@@ -91,7 +91,7 @@ pub fn segment_media(
     plaintext: &[u8],
 ) -> Result<BrowserSegment, BrowserError> {
     match container {
-        Container::MpegTs => facts(Demuxed::open(container, plaintext.to_vec())?),
+        Container::MpegTs => facts(Demuxed::open_packets(container, plaintext.to_vec())?),
         Container::FragmentedMp4 => {
             let bytes = if top_level_box(plaintext) == Some(*b"moof") {
                 let init = init.ok_or_else(|| BrowserError::Format {
@@ -102,7 +102,7 @@ pub fn segment_media(
             } else {
                 plaintext.to_vec()
             };
-            facts(Demuxed::open(container, bytes)?)
+            facts(Demuxed::open_packets(container, bytes)?)
         }
         other => browser_segment(other, plaintext),
     }
@@ -256,6 +256,38 @@ fn every_sample() -> ff::Dictionary<'static> {
     options
 }
 
+/// Opens a demuxer on `io` as `ff::format::input_from_stream` does, without its
+/// `avformat_find_stream_info`: the streams are what the container's header states, and
+/// packets come out of the same parsers in the same order (the probe only buffers the
+/// packets it reads and hands them out first).
+fn input_unprobed(
+    mut io: ff::format::context::StreamIo,
+    hint: &str,
+    options: ff::Dictionary<'static>,
+) -> Result<ff::format::context::Input, ff::Error> {
+    let name =
+        std::ffi::CString::new(hint).map_err(|_| ff::Error::Other { errno: ff::ffi::EINVAL })?;
+    // SAFETY: as ffmpeg-next's own `input_from_stream`: the context is allocated here, owns
+    // no I/O of its own (AVFMT_FLAG_CUSTOM_IO) and is freed by `avformat_open_input` when
+    // that fails; on success `Input` owns it, and `io`, which outlives it there.
+    unsafe {
+        let mut ps = ff::ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(ff::Error::Other { errno: ff::ffi::ENOMEM });
+        }
+        (*ps).pb = io.as_mut_ptr();
+        (*ps).flags |= ff::ffi::AVFMT_FLAG_CUSTOM_IO;
+        let mut opts = options.disown();
+        let r =
+            ff::ffi::avformat_open_input(&mut ps, name.as_ptr(), std::ptr::null_mut(), &mut opts);
+        drop(ff::Dictionary::own(opts));
+        if r < 0 {
+            return Err(ff::Error::from(r));
+        }
+        Ok(ff::format::context::Input::wrap_with_custom_io(ps, io))
+    }
+}
+
 /// A demuxed stream as a record describes it (kind, FFmpeg's codec name, picture or sound
 /// parameters, time base), and the framing its packets are normalised by (section 6.1).
 fn describe(s: &ff::format::stream::Stream<'_>) -> (StreamParams, Framing) {
@@ -353,8 +385,24 @@ struct Demuxed {
 }
 
 impl Demuxed {
-    /// Opens `bytes`, a complete file of `container`, in memory.
+    /// Opens `bytes`, a complete file of `container`, in memory, with every stream's
+    /// parameters probed (FFmpeg's `avformat_find_stream_info`, which decodes the first
+    /// frames: a browser's WebM states no frame rate and no VP8 or VP9 pixel format).
     fn open(container: Container, bytes: Vec<u8>) -> Result<Demuxed, BrowserError> {
+        Demuxed::open_as(container, bytes, true)
+    }
+
+    /// Opens `bytes` as [`Demuxed::open`] does but for the probe: for the packets alone,
+    /// whose count, key flags and bytes are what a record states. An MPEG-TS segment's
+    /// tables and a fragmented MP4's `moov` name every stream's codec, and the framing
+    /// follows from it (MPEG-TS carries H.264 and HEVC as Annex B, an MP4's extradata says
+    /// its length size); the probe would decode at least seven H.264 frames of every
+    /// segment on one thread, most of what `custody verify --identity` spent.
+    fn open_packets(container: Container, bytes: Vec<u8>) -> Result<Demuxed, BrowserError> {
+        Demuxed::open_as(container, bytes, false)
+    }
+
+    fn open_as(container: Container, bytes: Vec<u8>, probe: bool) -> Result<Demuxed, BrowserError> {
         crate::init();
         let (expected, hint, demuxer) = match container {
             Container::Webm => ("WebM", "segment.webm", "matroska"),
@@ -365,8 +413,12 @@ impl Demuxed {
         let format = |message: String| BrowserError::Format { expected, message };
         let io = ff::format::context::StreamIo::from_read_seek(Cursor::new(bytes))
             .map_err(|e| format(e.to_string()))?;
-        let input = ff::format::input_from_stream(io, Some(hint), Some(every_sample()))
-            .map_err(|e| format(e.to_string()))?;
+        let input = if probe {
+            ff::format::input_from_stream(io, Some(hint), Some(every_sample()))
+        } else {
+            input_unprobed(io, hint, every_sample())
+        }
+        .map_err(|e| format(e.to_string()))?;
         if !input.format().name().split(',').any(|n| n == demuxer) {
             return Err(format(format!("FFmpeg reads it as {}", input.format().name())));
         }

@@ -76,19 +76,45 @@ export async function recordInChromium(o) {
     '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run', '--no-default-browser-check',
     '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
     `--user-data-dir=${profile}`, `http://127.0.0.1:${port}/`,
-  ], { stdio: 'ignore' });
+  ], { stdio: 'ignore', detached: true });
   const timer = setTimeout(() => fail(new Error('Chromium did not finish recording in time')), o.timeoutMs ?? 60_000);
   try {
     return await result;
   } finally {
     clearTimeout(timer);
-    if (child.pid !== undefined && child.exitCode === null) child.kill('SIGTERM');
-    await new Promise((res) => (child.exitCode !== null ? res(null) : child.once('exit', () => res(null))));
+    // The browser and every helper process it started (its own process group): a helper
+    // left alive goes on writing the profile after the browser has exited.
+    const exited = new Promise((res) => (child.exitCode !== null || child.signalCode !== null ? res(null) : child.once('exit', () => res(null))));
+    if (child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // The whole group has exited already.
+      }
+    }
+    await exited;
     server.close();
-    // Chromium's helper processes may still be writing the profile as the browser exits.
-    rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+    await removeProfile(profile);
   }
 }
 
 /** Whether Chromium is here to record with. */
 export const haveChromium = existsSync(CHROMIUM);
+
+/**
+ * Removes a Chromium profile directory, listing it afresh on each of up to 20 tries 100 ms
+ * apart: a killed helper process's last writes may land between one listing and the
+ * removal of the directory (ENOTEMPTY), which retrying the same removal cannot cure.
+ * @param {string} dir
+ */
+async function removeProfile(dir) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if (attempt >= 20) throw e;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+}

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,12 +42,34 @@ fn spawn_server(dir: &std::path::Path, extra: &[&str]) -> Proc {
     Proc { child, base: format!("http://{}", parts[1]), key: PublicKey::parse(parts[2]).unwrap() }
 }
 
-/// Stops the server and returns everything it wrote on stderr.
-fn stderr_of(mut p: Proc) -> String {
+/// Returns what the server wrote on stderr, up to and including its line naming `last` (the
+/// last event the test caused), then stops it. The server writes event lines from a queue
+/// on a thread of its own, so a line may come a moment after the answer to the request that
+/// caused it: it is waited for (at most 10 s), not assumed to be there already.
+fn stderr_of(mut p: Proc, last: &str) -> String {
+    let mut err = std::io::BufReader::new(p.child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut line = String::new();
+        while err.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if tx.send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = String::new();
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        s.push_str(&line);
+        if line.contains(last) {
+            break;
+        }
+    }
     let _ = p.child.kill();
     let _ = p.child.wait();
-    let mut s = String::new();
-    p.child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+    // The rest, to the end of the pipe.
+    s.extend(rx.iter());
+    let _ = reader.join();
     s
 }
 
@@ -83,7 +105,7 @@ async fn every_event(extra: &[&str]) -> (String, Vec<String>, PublicKey) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    (stderr_of(p), vec![token, member], d.public)
+    (stderr_of(p, "device revoked"), vec![token, member], d.public)
 }
 
 const EVENTS: [&str; 8] = [
@@ -219,7 +241,8 @@ async fn a_damaged_log_is_an_event_at_start() {
         let s = d.put(&c, &p.base, &p.key, chain.id, seq as u64, chain.body(seq)).await;
         assert_eq!(s.status, 200);
     }
-    assert!(!stderr_of(p).contains("log damaged"));
+    let err = stderr_of(p, "recording opened");
+    assert!(!err.contains("log damaged"), "{err}");
     // One bit flipped in the middle of entry 2.
     let path = dir.path().join("log/entries.bin");
     let frame = custody_durable::journal::frames_from(&path, 0).unwrap().nth(2).unwrap().unwrap();
@@ -227,7 +250,7 @@ async fn a_damaged_log_is_an_event_at_start() {
     bytes[(frame.payload_offset() + 5) as usize] ^= 0x04;
     std::fs::write(&path, &bytes).unwrap();
 
-    let err = stderr_of(spawn_server(dir.path(), &["--log-json"]));
+    let err = stderr_of(spawn_server(dir.path(), &["--log-json"]), "log damaged");
     let damaged: Vec<serde_json::Value> = err
         .lines()
         .filter(|l| l.starts_with('{'))
